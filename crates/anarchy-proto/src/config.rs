@@ -1,0 +1,66 @@
+//! Config: every timing and size knob of the protocol, with documented defaults
+//! tuned for games (50 ms heartbeats).
+
+use std::time::Duration;
+
+/// Protocol settings. Every peer in a session should use the same values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// How often each peer sends a heartbeat to every other member. Default 50 ms.
+    pub heartbeat_interval: Duration,
+    /// A member silent for this long is removed (and its shards move on).
+    /// Default 1 s (20 heartbeats).
+    pub peer_timeout: Duration,
+    /// Ranked backup czars per shard. Default 2.
+    pub backups: usize,
+    /// How often a joining peer re-sends its join. Default 250 ms.
+    pub join_retry_interval: Duration,
+    /// How often a forwarded write is re-sent until its czar acknowledges it. Default 200 ms.
+    pub forward_retry_interval: Duration,
+    /// A forwarded write not acknowledged within this time fails. Default 5 s.
+    pub forward_timeout: Duration,
+    /// How long a replica may stay behind its czar's advertised version before
+    /// it asks for a repair (covers reordering). Default 50 ms.
+    pub repair_delay: Duration,
+    /// Minimum time between two repair requests for one shard. Default 150 ms.
+    pub repair_retry_interval: Duration,
+    /// Minimum time between two member-list sync requests. Default 250 ms.
+    pub sync_interval: Duration,
+    /// An incomplete snapshot is dropped after this long. Default 2 s.
+    pub snapshot_timeout: Duration,
+    /// How long a left member is remembered so stale gossip cannot revive it. Default 30 s.
+    pub tombstone_ttl: Duration,
+    /// Updates kept per shard to repair others from. Default 1024.
+    pub log_capacity: usize,
+    /// Out-of-order updates buffered per shard while a gap is repaired. Default 4096.
+    pub max_early_updates: usize,
+    /// Writes waiting for a czar's acknowledgement. Default 4096.
+    pub max_pending_writes: usize,
+    /// Events kept for the game before new ones are dropped (and counted). Default 65536.
+    pub max_queued_events: usize,
+    /// Whether every applied update is reported as an [`crate::Event::Updated`]. Default true.
+    pub update_events: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            heartbeat_interval: Duration::from_millis(50),
+            peer_timeout: Duration::from_secs(1),
+            backups: 2,
+            join_retry_interval: Duration::from_millis(250),
+            forward_retry_interval: Duration::from_millis(200),
+            forward_timeout: Duration::from_secs(5),
+            repair_delay: Duration::from_millis(50),
+            repair_retry_interval: Duration::from_millis(150),
+            sync_interval: Duration::from_millis(250),
+            snapshot_timeout: Duration::from_secs(2),
+            tombstone_ttl: Duration::from_secs(30),
+            log_capacity: 1024,
+            max_early_updates: 4096,
+            max_pending_writes: 4096,
+            max_queued_events: 65536,
+            update_events: true,
+        }
+    }
+}

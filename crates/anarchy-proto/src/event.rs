@@ -1,0 +1,99 @@
+//! Events: what the core tells the game. Drained with `Peer::poll_event`.
+
+use std::net::SocketAddr;
+
+use crate::identity::PeerId;
+use crate::membership::LeaveReason;
+use crate::replica::Version;
+use crate::shards::ShardId;
+
+/// A write's id, returned when the write went to another peer's czar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WriteId(pub u64);
+
+/// Why a forwarded write failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WriteFailure {
+    /// No czar acknowledged it within the forward timeout.
+    TimedOut,
+    /// This peer left the session first.
+    Left,
+}
+
+/// Something the game may want to react to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// We are in the session.
+    Joined {
+        /// Live members we know of, ourselves included.
+        members: usize,
+    },
+    /// A peer joined (or came back).
+    PeerJoined {
+        /// Who.
+        peer: PeerId,
+        /// Where it is.
+        addr: SocketAddr,
+    },
+    /// A peer left.
+    PeerLeft {
+        /// Who.
+        peer: PeerId,
+        /// How we learned it.
+        reason: LeaveReason,
+    },
+    /// A shard became known.
+    ShardDeclared {
+        /// Its id.
+        shard: ShardId,
+        /// Its name.
+        name: String,
+    },
+    /// A shard's czar changed.
+    CzarChanged {
+        /// Which shard.
+        shard: ShardId,
+        /// The previous czar, if any.
+        old: Option<PeerId>,
+        /// The new czar.
+        new: PeerId,
+        /// The new epoch.
+        epoch: u32,
+    },
+    /// An update from another peer's czarship was applied here.
+    Updated {
+        /// Which shard.
+        shard: ShardId,
+        /// The version it produced.
+        version: Version,
+        /// The key.
+        key: Vec<u8>,
+        /// The new value, `None` if deleted.
+        value: Option<Vec<u8>>,
+    },
+    /// A write we forwarded was applied by the czar.
+    WriteApplied {
+        /// The id `write` returned.
+        write: WriteId,
+        /// Which shard.
+        shard: ShardId,
+        /// The version it got.
+        version: Version,
+    },
+    /// A write we forwarded was not applied.
+    WriteFailed {
+        /// The id `write` returned.
+        write: WriteId,
+        /// Which shard.
+        shard: ShardId,
+        /// Why.
+        reason: WriteFailure,
+    },
+    /// A shard's state was replaced by a snapshot (late join, or divergence repaired).
+    ShardResynced {
+        /// Which shard.
+        shard: ShardId,
+        /// The version installed.
+        version: Version,
+    },
+}

@@ -1,0 +1,304 @@
+//! Membership: who is in the session, where they are, and when we last heard
+//! from them.
+//!
+//! Records merge by incarnation (higher wins; at equal incarnation `Left` wins
+//! over `Alive`), so gossip converges whatever order it arrives in. A peer that
+//! left stays as a tombstone for a while so stale gossip cannot resurrect it.
+//! This module decides nothing about shards; `peer` reacts to its changes.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use crate::identity::{PeerId, PublicKey};
+use crate::time::Instant;
+use crate::wire::{MemberRecord, MemberStatus};
+
+/// Why a peer is no longer a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LeaveReason {
+    /// It announced its leave.
+    Graceful,
+    /// We heard nothing from it for longer than the peer timeout.
+    Timeout,
+    /// Another member told us it left.
+    Gossip,
+}
+
+/// One member as this peer sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Its id.
+    pub id: PeerId,
+    /// Its public key.
+    pub public_key: PublicKey,
+    /// Where we send to it.
+    pub addr: SocketAddr,
+    /// Its incarnation.
+    pub incarnation: u32,
+    /// Alive or left.
+    pub status: MemberStatus,
+    /// When we last received anything from it (or learned of it).
+    pub last_heard: Instant,
+    /// When it was marked left (for purging the tombstone).
+    pub left_at: Option<Instant>,
+}
+
+impl Member {
+    /// The record gossiped about this member.
+    pub fn record(&self) -> MemberRecord {
+        MemberRecord {
+            id: self.id,
+            public_key: self.public_key,
+            addr: self.addr,
+            incarnation: self.incarnation,
+            status: self.status,
+        }
+    }
+
+    /// Whether it is taking part.
+    pub fn is_alive(&self) -> bool {
+        self.status == MemberStatus::Alive
+    }
+}
+
+/// What merging a record changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeOutcome {
+    /// Nothing new.
+    Unchanged,
+    /// A peer we did not count as alive now is.
+    Joined,
+    /// A live peer is now gone.
+    Left,
+    /// Same status, newer details (address, incarnation).
+    Updated,
+}
+
+/// The member list, this peer included.
+#[derive(Debug, Clone)]
+pub struct Membership {
+    me: PeerId,
+    members: BTreeMap<PeerId, Member>,
+}
+
+impl Membership {
+    /// A list holding only ourselves.
+    pub fn new(me: Member) -> Self {
+        let id = me.id;
+        let mut members = BTreeMap::new();
+        members.insert(id, me);
+        Membership { me: id, members }
+    }
+
+    /// Our own id.
+    pub fn me(&self) -> PeerId {
+        self.me
+    }
+
+    /// Our own record.
+    pub fn myself(&self) -> &Member {
+        &self.members[&self.me]
+    }
+
+    /// Our own record, to change.
+    pub fn myself_mut(&mut self) -> &mut Member {
+        self.members.get_mut(&self.me).expect("we are always in our own list")
+    }
+
+    /// A member by id (alive or tombstone).
+    pub fn get(&self, id: &PeerId) -> Option<&Member> {
+        self.members.get(id)
+    }
+
+    /// A member by id, to change.
+    pub fn get_mut(&mut self, id: &PeerId) -> Option<&mut Member> {
+        self.members.get_mut(id)
+    }
+
+    /// Whether `id` is a live member.
+    pub fn is_alive(&self, id: &PeerId) -> bool {
+        self.members.get(id).is_some_and(Member::is_alive)
+    }
+
+    /// All records, tombstones included, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
+    }
+
+    /// Live members (ourselves included), in id order.
+    pub fn alive(&self) -> impl Iterator<Item = &Member> {
+        self.members.values().filter(|m| m.is_alive())
+    }
+
+    /// Live member ids (ourselves included), in id order.
+    pub fn alive_ids(&self) -> impl Iterator<Item = &PeerId> {
+        self.alive().map(|m| &m.id)
+    }
+
+    /// Live members other than ourselves.
+    pub fn others(&self) -> impl Iterator<Item = &Member> {
+        let me = self.me;
+        self.alive().filter(move |m| m.id != me)
+    }
+
+    /// Number of live members, ourselves included.
+    pub fn alive_count(&self) -> usize {
+        self.alive().count()
+    }
+
+    /// Digest of the live view: ids and incarnations, in id order.
+    pub fn digest(&self) -> u64 {
+        let mut h = blake3::Hasher::new_derive_key("anarchy 2026 member view digest v1");
+        for m in self.alive() {
+            h.update(&m.id.0);
+            h.update(&m.incarnation.to_le_bytes());
+        }
+        u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"))
+    }
+
+    /// Merges a gossiped record. Records about ourselves are never merged
+    /// here: the caller refutes them.
+    pub fn merge(&mut self, rec: &MemberRecord, now: Instant) -> MergeOutcome {
+        debug_assert_ne!(rec.id, self.me, "records about ourselves are refuted, not merged");
+        match self.members.get_mut(&rec.id) {
+            None => {
+                let alive = rec.status == MemberStatus::Alive;
+                self.members.insert(
+                    rec.id,
+                    Member {
+                        id: rec.id,
+                        public_key: rec.public_key,
+                        addr: rec.addr,
+                        incarnation: rec.incarnation,
+                        status: rec.status,
+                        last_heard: now,
+                        left_at: (!alive).then_some(now),
+                    },
+                );
+                if alive {
+                    MergeOutcome::Joined
+                } else {
+                    MergeOutcome::Unchanged
+                }
+            }
+            Some(m) => {
+                let newer = rec.incarnation > m.incarnation;
+                let same = rec.incarnation == m.incarnation;
+                if newer {
+                    let was_alive = m.is_alive();
+                    m.incarnation = rec.incarnation;
+                    m.addr = rec.addr;
+                    m.status = rec.status;
+                    m.public_key = rec.public_key;
+                    if m.is_alive() {
+                        m.last_heard = now;
+                        m.left_at = None;
+                    } else {
+                        m.left_at = Some(now);
+                    }
+                    match (was_alive, m.is_alive()) {
+                        (false, true) => MergeOutcome::Joined,
+                        (true, false) => MergeOutcome::Left,
+                        _ => MergeOutcome::Updated,
+                    }
+                } else if same && rec.status == MemberStatus::Left && m.is_alive() {
+                    m.status = MemberStatus::Left;
+                    m.left_at = Some(now);
+                    MergeOutcome::Left
+                } else {
+                    MergeOutcome::Unchanged
+                }
+            }
+        }
+    }
+
+    /// Marks a live member as left. Returns whether it was alive.
+    pub fn mark_left(&mut self, id: &PeerId, now: Instant) -> bool {
+        match self.members.get_mut(id) {
+            Some(m) if m.is_alive() && *id != self.me => {
+                m.status = MemberStatus::Left;
+                m.left_at = Some(now);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Live members (not us) silent since before `deadline`.
+    pub fn silent_since(&self, deadline: Instant) -> Vec<PeerId> {
+        self.others().filter(|m| m.last_heard < deadline).map(|m| m.id).collect()
+    }
+
+    /// Forgets tombstones older than `deadline`.
+    pub fn purge_left_before(&mut self, deadline: Instant) {
+        self.members.retain(|_, m| m.left_at.is_none_or(|t| t >= deadline));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Keypair;
+
+    fn member(seed: u64, inc: u32, status: MemberStatus) -> MemberRecord {
+        let kp = Keypair::from_seed(seed);
+        MemberRecord {
+            id: kp.peer_id(),
+            public_key: kp.public_key(),
+            addr: format!("127.0.0.1:{}", 1000 + seed).parse().unwrap(),
+            incarnation: inc,
+            status,
+        }
+    }
+
+    fn list() -> Membership {
+        let me = member(0, 0, MemberStatus::Alive);
+        Membership::new(Member {
+            id: me.id,
+            public_key: me.public_key,
+            addr: me.addr,
+            incarnation: 0,
+            status: MemberStatus::Alive,
+            last_heard: Instant::ZERO,
+            left_at: None,
+        })
+    }
+
+    #[test]
+    fn higher_incarnation_wins_and_left_wins_ties() {
+        let mut m = list();
+        let t = Instant::ZERO;
+        assert_eq!(m.merge(&member(1, 1, MemberStatus::Alive), t), MergeOutcome::Joined);
+        assert_eq!(m.merge(&member(1, 0, MemberStatus::Left), t), MergeOutcome::Unchanged);
+        assert_eq!(m.merge(&member(1, 1, MemberStatus::Left), t), MergeOutcome::Left);
+        assert_eq!(m.merge(&member(1, 1, MemberStatus::Alive), t), MergeOutcome::Unchanged);
+        assert_eq!(m.merge(&member(1, 2, MemberStatus::Alive), t), MergeOutcome::Joined);
+        assert_eq!(m.alive_count(), 2);
+    }
+
+    #[test]
+    fn digest_tracks_the_live_view_only() {
+        let mut a = list();
+        let mut b = list();
+        let t = Instant::ZERO;
+        a.merge(&member(1, 0, MemberStatus::Alive), t);
+        b.merge(&member(2, 0, MemberStatus::Left), t);
+        b.merge(&member(1, 0, MemberStatus::Alive), t);
+        assert_eq!(a.digest(), b.digest());
+        a.merge(&member(3, 0, MemberStatus::Alive), t);
+        assert_ne!(a.digest(), b.digest());
+    }
+
+    #[test]
+    fn silence_and_purge() {
+        let mut m = list();
+        m.merge(&member(1, 0, MemberStatus::Alive), Instant::from_millis(10));
+        assert_eq!(m.silent_since(Instant::from_millis(5)), vec![]);
+        let id = member(1, 0, MemberStatus::Alive).id;
+        assert_eq!(m.silent_since(Instant::from_millis(20)), vec![id]);
+        assert!(m.mark_left(&id, Instant::from_millis(20)));
+        assert!(!m.mark_left(&id, Instant::from_millis(20)));
+        m.purge_left_before(Instant::from_millis(30));
+        assert!(m.get(&id).is_none());
+    }
+}

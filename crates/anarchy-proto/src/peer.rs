@@ -1,0 +1,1470 @@
+//! Peer: one player's protocol state machine, and the only way in or out.
+//!
+//! Inputs are `handle_datagram`, `handle_timeout` and the commands (`join`,
+//! `declare_shard`, `write`, `leave`); outputs are drained with
+//! `poll_transmit`, `poll_event` and `poll_timeout`. After any input, drain
+//! `poll_transmit` and `poll_event`, then sleep until `poll_timeout`. The peer
+//! never reads a clock, opens a socket or draws entropy of its own: the same
+//! inputs give the same outputs, byte for byte.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::Config;
+use crate::event::{Event, WriteFailure, WriteId};
+use crate::identity::{Keypair, PeerId, PublicKey};
+use crate::membership::{LeaveReason, Member, Membership, MergeOutcome};
+use crate::replica::{Checksum, LogEntry, Replica, Version};
+use crate::shards::{claim_strength, ranking, ShardError, ShardId, ShardInfo, ShardMap};
+use crate::stats::{DropReason, Stats};
+use crate::time::Instant;
+use crate::wire::{
+    self, Frame, MemberRecord, MemberStatus, Op, ShardDecl, ShardVersion, Update, HEADER_BYTES, MAX_DATAGRAM_BYTES,
+    MAX_FRAME_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES,
+};
+
+/// Most updates sent in answer to one repair request.
+const MAX_REPAIR_UPDATES: usize = 256;
+/// Most chunks in one snapshot (bounds reassembly memory to about 4.5 MiB).
+const MAX_SNAPSHOT_CHUNKS: u16 = 4096;
+/// Bytes a snapshot frame spends on everything but its entries (upper bound).
+const SNAPSHOT_FRAME_OVERHEAD: usize = 1 + 8 + 15 + 16 + 16 + 3 + 3 + 3;
+/// Bytes a delta frame spends on everything but its updates (upper bound).
+const DELTA_FRAME_OVERHEAD: usize = 1 + 8 + 5 + 10 + 3;
+/// Members per gossiped member-list frame.
+const MEMBERS_PER_FRAME: usize = 12;
+/// Shard declarations per gossiped shard-list frame.
+const SHARDS_PER_FRAME: usize = 12;
+/// Forwarded writes remembered per czar for de-duplicating retries.
+const MAX_REMEMBERED_FORWARDS: usize = 4096;
+
+/// A datagram for the driver to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to.
+    pub destination: SocketAddr,
+    /// The bytes; never more than [`MAX_DATAGRAM_BYTES`].
+    pub payload: Vec<u8>,
+}
+
+/// What a write did right away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// We are the czar: applied now at this version, the delta goes out on the next flush.
+    Applied(Version),
+    /// The value was already there: nothing changes and nothing is sent.
+    Unchanged(Version),
+    /// Sent (or queued) to the czar; an [`Event::WriteApplied`] or
+    /// [`Event::WriteFailed`] with this id follows.
+    Forwarded(WriteId),
+}
+
+/// Why a write was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The shard was never declared.
+    #[error("shard {0} is not declared")]
+    UnknownShard(ShardId),
+    /// Keys must not be empty.
+    #[error("key is empty")]
+    EmptyKey,
+    /// Key longer than [`MAX_KEY_BYTES`].
+    #[error("key of {0} bytes exceeds {MAX_KEY_BYTES}")]
+    KeyTooLong(usize),
+    /// Value longer than [`MAX_VALUE_BYTES`].
+    #[error("value of {0} bytes exceeds {MAX_VALUE_BYTES}")]
+    ValueTooLarge(usize),
+    /// This peer has left the session.
+    #[error("this peer has left the session")]
+    NotInSession,
+    /// Too many writes are waiting for their czar.
+    #[error("too many writes waiting for a czar ({0})")]
+    TooManyPending(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Idle,
+    Joining { since: Instant, last_sent: Option<Instant> },
+    Joined,
+    Left,
+}
+
+#[derive(Debug)]
+struct PendingWrite {
+    shard: ShardId,
+    update: Update,
+    created: Instant,
+    last_sent: Option<(Instant, PeerId)>,
+}
+
+#[derive(Debug)]
+struct Assembly {
+    version: Version,
+    czar: PeerId,
+    checksum: [u8; 16],
+    chunks: Vec<Option<Vec<(Vec<u8>, Vec<u8>)>>>,
+    received: usize,
+    started: Instant,
+}
+
+/// A shard's replica plus the bookkeeping this peer keeps around it.
+#[derive(Debug, Default)]
+struct ShardState {
+    replica: Replica,
+    /// Updates applied as czar and not yet sent.
+    outgoing: Vec<LogEntry>,
+    /// As new czar after a hand-over: not ready until our seq reaches this.
+    catch_up_to: Option<u64>,
+    /// Our state disagrees with the czar's: the next repair asks for a snapshot.
+    want_snapshot: bool,
+    /// Since when our version has disagreed with the czar's advertised one.
+    out_of_sync_since: Option<Instant>,
+    /// The czar's last advertised (seq, checksum).
+    czar_advert: Option<(u64, u64)>,
+    last_repair: Option<Instant>,
+    assembly: Option<Assembly>,
+    /// Forwarded writes applied as czar: (origin, write id) → version.
+    applied_forwards: BTreeMap<(PeerId, u64), Version>,
+    applied_order: VecDeque<(PeerId, u64)>,
+}
+
+impl ShardState {
+    fn is_ready_czar(&self, me: PeerId) -> bool {
+        self.replica.czar == Some(me) && self.catch_up_to.is_none()
+    }
+}
+
+/// One player's protocol state machine. See the module docs for the rules.
+pub struct Peer {
+    config: Config,
+    keypair: Keypair,
+    id: PeerId,
+    rng: ChaCha8Rng,
+    phase: Phase,
+    bootstraps: Vec<SocketAddr>,
+    members: Membership,
+    shards: ShardMap,
+    states: BTreeMap<ShardId, ShardState>,
+    next_tick: Instant,
+    outbox: BTreeMap<SocketAddr, Vec<Vec<u8>>>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    pending: BTreeMap<u64, PendingWrite>,
+    next_write_id: u64,
+    last_sync_request: Option<Instant>,
+    last_refute_hint: BTreeMap<PeerId, Instant>,
+    stats: Stats,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer").field("id", &self.id).field("phase", &self.phase).finish_non_exhaustive()
+    }
+}
+
+impl Peer {
+    /// A peer with identity `keypair`, reachable at `local_addr` (the address
+    /// other members should send to), drawing its randomness from `seed`.
+    pub fn new(config: Config, keypair: Keypair, local_addr: SocketAddr, seed: u64, now: Instant) -> Self {
+        let id = keypair.peer_id();
+        let me = Member {
+            id,
+            public_key: keypair.public_key(),
+            addr: local_addr,
+            incarnation: 0,
+            status: MemberStatus::Alive,
+            last_heard: now,
+            left_at: None,
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        // Spread first ticks so peers started together do not beat in lockstep.
+        let interval = config.heartbeat_interval.as_micros().max(1) as u64;
+        let next_tick = now + Duration::from_micros(rng.gen_range(0..interval));
+        Peer {
+            config,
+            keypair,
+            id,
+            rng,
+            phase: Phase::Idle,
+            bootstraps: Vec::new(),
+            members: Membership::new(me),
+            shards: ShardMap::default(),
+            states: BTreeMap::new(),
+            next_tick,
+            outbox: BTreeMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            pending: BTreeMap::new(),
+            next_write_id: 1,
+            last_sync_request: None,
+            last_refute_hint: BTreeMap::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    // ----- accessors -------------------------------------------------------
+
+    /// Our peer id.
+    pub fn id(&self) -> PeerId {
+        self.id
+    }
+
+    /// Our public key.
+    pub fn public_key(&self) -> PublicKey {
+        self.keypair.public_key()
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Whether we are in a session (joined and not left).
+    pub fn is_joined(&self) -> bool {
+        self.phase == Phase::Joined
+    }
+
+    /// Whether we have left.
+    pub fn has_left(&self) -> bool {
+        self.phase == Phase::Left
+    }
+
+    /// Every member record we hold, tombstones included, in id order.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.iter()
+    }
+
+    /// Live members, ourselves included, in id order.
+    pub fn live_members(&self) -> impl Iterator<Item = &Member> {
+        self.members.alive()
+    }
+
+    /// Declared shards, in id order.
+    pub fn shards(&self) -> impl Iterator<Item = &ShardInfo> {
+        self.shards.iter()
+    }
+
+    /// A declared shard.
+    pub fn shard(&self, shard: ShardId) -> Option<&ShardInfo> {
+        self.shards.get(shard)
+    }
+
+    /// The czar we follow for `shard`.
+    pub fn czar_of(&self, shard: ShardId) -> Option<PeerId> {
+        self.states.get(&shard)?.replica.czar
+    }
+
+    /// The ranked backups of `shard` in our live view (the peers that would
+    /// claim it next, strongest first, the current czar excluded).
+    pub fn backups_of(&self, shard: ShardId) -> Vec<PeerId> {
+        let (Some(info), Some(st)) = (self.shards.get(shard), self.states.get(&shard)) else {
+            return Vec::new();
+        };
+        let czar = st.replica.czar;
+        let live: Vec<&PeerId> = self.members.alive_ids().filter(|p| Some(**p) != czar).collect();
+        ranking(info, live, self.config.backups)
+    }
+
+    /// `shard`'s replica on this peer (state, version, checksum).
+    pub fn replica(&self, shard: ShardId) -> Option<&Replica> {
+        self.states.get(&shard).map(|s| &s.replica)
+    }
+
+    /// A key's value in `shard`.
+    pub fn get(&self, shard: ShardId, key: &[u8]) -> Option<&[u8]> {
+        self.states.get(&shard)?.replica.get(key)
+    }
+
+    /// The shard's current version.
+    pub fn version_of(&self, shard: ShardId) -> Option<Version> {
+        Some(self.states.get(&shard)?.replica.version())
+    }
+
+    /// The shard's content checksum.
+    pub fn checksum_of(&self, shard: ShardId) -> Option<Checksum> {
+        Some(self.states.get(&shard)?.replica.checksum())
+    }
+
+    /// Writes waiting for a czar's acknowledgement.
+    pub fn pending_writes(&self) -> usize {
+        self.pending.len()
+    }
+
+    // ----- commands ---------------------------------------------------------
+
+    /// Declares a shard (idempotent). Declarations spread to every member; a
+    /// shard with a `preferred` czar goes to that peer whenever it is live.
+    pub fn declare_shard(
+        &mut self,
+        now: Instant,
+        name: &str,
+        preferred: Option<PeerId>,
+    ) -> Result<ShardId, ShardError> {
+        let (id, changed) = self.shards.declare(name, preferred)?;
+        if changed {
+            self.shard_declared(id);
+            if self.phase == Phase::Joined {
+                let decl = self.shards.get(id).expect("just declared").decl();
+                self.broadcast(&Frame::Shards(vec![decl]));
+                self.reconcile_authority(now);
+            }
+        }
+        Ok(id)
+    }
+
+    /// Joins the session through any of `bootstraps`; with none, starts a new
+    /// session of one. The join is re-sent until a member answers.
+    pub fn join(&mut self, now: Instant, bootstraps: &[SocketAddr]) {
+        if self.phase == Phase::Joined {
+            return;
+        }
+        if self.phase == Phase::Left {
+            // Rejoining after a leave: a new incarnation, so our old tombstone loses.
+            let me = self.members.myself_mut();
+            me.incarnation += 1;
+            me.status = MemberStatus::Alive;
+            me.left_at = None;
+        }
+        self.bootstraps = bootstraps.to_vec();
+        if bootstraps.is_empty() {
+            self.enter_session(now);
+        } else {
+            self.phase = Phase::Joining { since: now, last_sent: None };
+            self.send_join(now);
+        }
+    }
+
+    /// Leaves the session: hands our shards to their next czars and announces
+    /// the leave. Drain `poll_transmit` afterwards so the announcement goes out.
+    pub fn leave(&mut self, now: Instant) {
+        if self.phase != Phase::Joined {
+            self.phase = Phase::Left;
+            return;
+        }
+        let mine: Vec<ShardId> =
+            self.states.iter().filter(|(_, s)| s.replica.czar == Some(self.id)).map(|(id, _)| *id).collect();
+        for shard in mine {
+            let info = self.shards.get(shard).expect("state implies declaration").clone();
+            let others: Vec<&PeerId> = self.members.alive_ids().filter(|p| **p != self.id).collect();
+            if let Some(next) = ranking(&info, others, 1).first().copied() {
+                self.hand_over(now, shard, next);
+            }
+        }
+        let incarnation = self.members.myself().incarnation;
+        self.broadcast(&Frame::Leave { incarnation });
+        self.flush();
+        self.phase = Phase::Left;
+        self.members.myself_mut().status = MemberStatus::Left;
+        for (id, p) in std::mem::take(&mut self.pending) {
+            self.push_event(Event::WriteFailed { write: WriteId(id), shard: p.shard, reason: WriteFailure::Left });
+        }
+    }
+
+    /// Sets `key` in `shard` to `value`.
+    pub fn write(
+        &mut self,
+        now: Instant,
+        shard: ShardId,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<WriteOutcome, WriteError> {
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(WriteError::ValueTooLarge(value.len()));
+        }
+        self.submit(now, shard, Update { key: key.to_vec(), op: Op::Put(value.to_vec()) })
+    }
+
+    /// Removes `key` from `shard`.
+    pub fn delete(&mut self, now: Instant, shard: ShardId, key: &[u8]) -> Result<WriteOutcome, WriteError> {
+        self.submit(now, shard, Update { key: key.to_vec(), op: Op::Delete })
+    }
+
+    fn submit(&mut self, now: Instant, shard: ShardId, update: Update) -> Result<WriteOutcome, WriteError> {
+        if self.phase == Phase::Left {
+            return Err(WriteError::NotInSession);
+        }
+        if update.key.is_empty() {
+            return Err(WriteError::EmptyKey);
+        }
+        if update.key.len() > MAX_KEY_BYTES {
+            return Err(WriteError::KeyTooLong(update.key.len()));
+        }
+        let Some(st) = self.states.get(&shard) else {
+            return Err(WriteError::UnknownShard(shard));
+        };
+        if self.phase == Phase::Joined && st.is_ready_czar(self.id) {
+            return Ok(self.apply_as_czar(shard, update));
+        }
+        if self.pending.len() >= self.config.max_pending_writes {
+            return Err(WriteError::TooManyPending(self.pending.len()));
+        }
+        let id = self.next_write_id;
+        self.next_write_id += 1;
+        self.pending.insert(id, PendingWrite { shard, update, created: now, last_sent: None });
+        self.retry_pending(now, Some(id));
+        Ok(WriteOutcome::Forwarded(WriteId(id)))
+    }
+
+    fn apply_as_czar(&mut self, shard: ShardId, update: Update) -> WriteOutcome {
+        let st = self.states.get_mut(&shard).expect("caller checked");
+        debug_assert!(st.is_ready_czar(self.id));
+        if !st.replica.changes(&update) {
+            return WriteOutcome::Unchanged(st.replica.version());
+        }
+        let epoch = st.replica.epoch;
+        let entry = st.replica.apply_local(epoch, update, self.config.log_capacity);
+        let version = Version { epoch, seq: entry.seq };
+        st.outgoing.push(entry);
+        self.stats.updates_written += 1;
+        WriteOutcome::Applied(version)
+    }
+
+    /// Applies as czar and returns the version the write ended at.
+    fn apply_as_czar_version(&mut self, shard: ShardId, update: Update) -> Version {
+        match self.apply_as_czar(shard, update) {
+            WriteOutcome::Applied(v) | WriteOutcome::Unchanged(v) => v,
+            WriteOutcome::Forwarded(_) => self.states[&shard].replica.version(),
+        }
+    }
+
+    // ----- driving ------------------------------------------------------------
+
+    /// When `handle_timeout` should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Idle | Phase::Left => None,
+            _ => Some(self.next_tick),
+        }
+    }
+
+    /// Runs periodic work whose time has come.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now < self.next_tick {
+            return;
+        }
+        self.tick(now);
+        // Up to 5% jitter keeps peers from beating in lockstep.
+        let interval = self.config.heartbeat_interval;
+        let jitter = (interval.as_micros() as u64 / 20).max(1);
+        self.next_tick += interval + Duration::from_micros(self.rng.gen_range(0..jitter));
+        if self.next_tick <= now {
+            self.next_tick = now + self.config.heartbeat_interval;
+        }
+    }
+
+    /// The next datagram to send, if any. Writes made since the last call
+    /// leave together, batched per shard.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if self.transmits.is_empty() {
+            self.flush();
+        }
+        let t = self.transmits.pop_front()?;
+        self.stats.datagrams_out += 1;
+        self.stats.bytes_out += t.payload.len() as u64;
+        Some(t)
+    }
+
+    /// The next event for the game, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Handles a datagram that arrived from `from`. Malformed or unwanted
+    /// input is dropped and counted in [`Stats`], never a panic.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.stats.datagrams_in += 1;
+        self.stats.bytes_in += bytes.len() as u64;
+        if self.phase == Phase::Left || self.phase == Phase::Idle {
+            self.stats.drop(DropReason::NotInSession);
+            return;
+        }
+        let datagram = match wire::decode_datagram(bytes) {
+            Ok(d) => d,
+            Err(e) => {
+                self.stats.drop(e.into());
+                return;
+            }
+        };
+        let sender = datagram.sender;
+        if sender == self.id {
+            self.stats.drop(DropReason::Invalid);
+            return;
+        }
+        if let Some(m) = self.members.get_mut(&sender) {
+            if m.is_alive() {
+                m.last_heard = now;
+                m.addr = from;
+            }
+        }
+        let mut adverts = Vec::new();
+        for frame in datagram.frames {
+            if let Frame::Heartbeat { czar_of, .. } = &frame {
+                // Version adverts are checked after the datagram's deltas are applied.
+                if self.members.is_alive(&sender) {
+                    adverts.extend_from_slice(czar_of);
+                }
+            }
+            self.handle_frame(now, from, sender, frame);
+        }
+        for advert in adverts {
+            self.handle_czar_advert(now, sender, advert);
+        }
+    }
+
+    fn handle_frame(&mut self, now: Instant, from: SocketAddr, sender: PeerId, frame: Frame) {
+        let known_alive = self.members.is_alive(&sender);
+        let joining = matches!(self.phase, Phase::Joining { .. });
+        match frame {
+            Frame::Join { public_key, incarnation } => self.handle_join(now, from, sender, public_key, incarnation),
+            Frame::Heartbeat { incarnation, members_hash, shards_hash, .. } => {
+                self.handle_heartbeat(now, from, sender, incarnation, members_hash, shards_hash)
+            }
+            Frame::Welcome if joining => self.enter_session(now),
+            Frame::Members(records) if known_alive || joining => self.handle_members(now, records),
+            Frame::Shards(decls) if known_alive || joining => self.handle_shards(now, decls),
+            Frame::Snapshot { shard, version, czar, checksum, chunk, chunks, entries } if known_alive || joining => {
+                self.handle_snapshot(now, shard, version, czar, checksum, chunk, chunks, entries)
+            }
+            _ if !known_alive => self.stats.drop(DropReason::UnknownSender),
+            Frame::Welcome | Frame::Members(_) | Frame::Shards(_) | Frame::Snapshot { .. } => {}
+            Frame::Leave { incarnation } => self.handle_leave(now, sender, incarnation),
+            Frame::Delta { shard, epoch, first_seq, updates } => {
+                self.handle_delta(now, sender, shard, epoch, first_seq, updates)
+            }
+            Frame::Forward { write_id, origin, shard, update } => {
+                self.handle_forward(now, from, sender, write_id, origin, shard, update)
+            }
+            Frame::ForwardAck { write_id, shard, version } => self.handle_forward_ack(write_id, shard, version),
+            Frame::RepairReq { shard, from_seq } => self.handle_repair_request(from, shard, from_seq),
+            Frame::Authority { shard, epoch, czar, seq } => {
+                match self.offer_authority(now, shard, epoch, czar, Some(seq), Some(sender)) {
+                    Verdict::Stale => self.send_authority_hint(now, shard, from),
+                    Verdict::Unknown => self.stats.drop(DropReason::UnknownShard),
+                    _ => {}
+                }
+            }
+            Frame::SyncReq => self.send_lists(from),
+        }
+    }
+
+    // ----- membership -----------------------------------------------------------
+
+    fn enter_session(&mut self, now: Instant) {
+        if self.phase == Phase::Joined {
+            return;
+        }
+        self.phase = Phase::Joined;
+        let members = self.members.alive_count();
+        self.push_event(Event::Joined { members });
+        self.reconcile_authority(now);
+        self.retry_pending(now, None);
+    }
+
+    fn send_join(&mut self, now: Instant) {
+        if let Phase::Joining { since, .. } = self.phase {
+            self.phase = Phase::Joining { since, last_sent: Some(now) };
+        }
+        let frame =
+            Frame::Join { public_key: self.keypair.public_key(), incarnation: self.members.myself().incarnation };
+        let bytes = frame.to_bytes();
+        for addr in self.bootstraps.clone() {
+            self.queue(addr, bytes.clone());
+        }
+    }
+
+    fn handle_join(&mut self, now: Instant, from: SocketAddr, sender: PeerId, public_key: PublicKey, incarnation: u32) {
+        if PeerId::from_public_key(&public_key) != sender {
+            self.stats.drop(DropReason::IdMismatch);
+            return;
+        }
+        if self.phase != Phase::Joined {
+            self.stats.drop(DropReason::NotInSession);
+            return;
+        }
+        // A restarted peer may come back with an old incarnation: give it one
+        // above anything we remember so its old tombstone cannot shadow it.
+        let incarnation = match self.members.get(&sender) {
+            Some(m) if !m.is_alive() && m.incarnation >= incarnation => m.incarnation + 1,
+            Some(m) if m.is_alive() => m.incarnation.max(incarnation),
+            _ => incarnation,
+        };
+        let record = MemberRecord { id: sender, public_key, addr: from, incarnation, status: MemberStatus::Alive };
+        let outcome = self.members.merge(&record, now);
+        if let Some(m) = self.members.get_mut(&sender) {
+            m.addr = from;
+            m.last_heard = now;
+        }
+        self.queue_frame(from, &Frame::Welcome);
+        self.send_lists(from);
+        let shards: Vec<ShardId> = self.states.keys().copied().collect();
+        for shard in shards {
+            self.send_snapshot(from, shard);
+        }
+        if outcome == MergeOutcome::Joined {
+            self.push_event(Event::PeerJoined { peer: sender, addr: from });
+            let frame = Frame::Members(vec![record]);
+            let bytes = frame.to_bytes();
+            let others: Vec<SocketAddr> = self.members.others().filter(|m| m.id != sender).map(|m| m.addr).collect();
+            for addr in others {
+                self.queue(addr, bytes.clone());
+            }
+            self.reconcile_authority(now);
+        }
+    }
+
+    fn handle_heartbeat(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        sender: PeerId,
+        incarnation: u32,
+        members_hash: u64,
+        shards_hash: u64,
+    ) {
+        match self.members.get(&sender) {
+            None => {
+                // Someone who knows us but whom we do not know yet: ask for the lists.
+                self.stats.drop(DropReason::UnknownSender);
+                self.request_sync(now, from);
+                return;
+            }
+            Some(m) if !m.is_alive() => {
+                if incarnation > m.incarnation {
+                    let record = MemberRecord { incarnation, status: MemberStatus::Alive, addr: from, ..m.record() };
+                    self.members.merge(&record, now);
+                    self.push_event(Event::PeerJoined { peer: sender, addr: from });
+                    self.reconcile_authority(now);
+                } else {
+                    // Tell it we count it as gone so it can refute with a higher incarnation.
+                    self.stats.drop(DropReason::UnknownSender);
+                    let hint_due = self
+                        .last_refute_hint
+                        .get(&sender)
+                        .is_none_or(|t| now.saturating_duration_since(*t) >= self.config.sync_interval);
+                    if hint_due {
+                        self.last_refute_hint.insert(sender, now);
+                        let record = m.record();
+                        self.queue_frame(from, &Frame::Members(vec![record]));
+                    }
+                    return;
+                }
+            }
+            Some(m) => {
+                if incarnation > m.incarnation {
+                    let record = MemberRecord { incarnation, addr: from, ..m.record() };
+                    self.members.merge(&record, now);
+                }
+            }
+        }
+        if members_hash != self.members.digest() || shards_hash != self.shards.digest() {
+            self.request_sync(now, from);
+        }
+    }
+
+    fn request_sync(&mut self, now: Instant, to: SocketAddr) {
+        let due = self.last_sync_request.is_none_or(|t| now.saturating_duration_since(t) >= self.config.sync_interval);
+        if due {
+            self.last_sync_request = Some(now);
+            self.queue_frame(to, &Frame::SyncReq);
+        }
+    }
+
+    fn send_lists(&mut self, to: SocketAddr) {
+        let records: Vec<MemberRecord> = self.members.iter().map(Member::record).collect();
+        for chunk in records.chunks(MEMBERS_PER_FRAME) {
+            self.queue_frame(to, &Frame::Members(chunk.to_vec()));
+        }
+        let decls: Vec<ShardDecl> = self.shards.iter().map(ShardInfo::decl).collect();
+        for chunk in decls.chunks(SHARDS_PER_FRAME) {
+            self.queue_frame(to, &Frame::Shards(chunk.to_vec()));
+        }
+    }
+
+    fn handle_members(&mut self, now: Instant, records: Vec<MemberRecord>) {
+        let mut changed = false;
+        for rec in records {
+            if PeerId::from_public_key(&rec.public_key) != rec.id {
+                self.stats.drop(DropReason::IdMismatch);
+                continue;
+            }
+            if rec.id == self.id {
+                self.refute(now, &rec);
+                continue;
+            }
+            match self.members.merge(&rec, now) {
+                MergeOutcome::Joined => {
+                    changed = true;
+                    self.push_event(Event::PeerJoined { peer: rec.id, addr: rec.addr });
+                }
+                MergeOutcome::Left => {
+                    changed = true;
+                    self.push_event(Event::PeerLeft { peer: rec.id, reason: LeaveReason::Gossip });
+                }
+                MergeOutcome::Updated | MergeOutcome::Unchanged => {}
+            }
+        }
+        if changed {
+            self.reconcile_authority(now);
+        }
+    }
+
+    /// A record about ourselves: adopt a higher live incarnation, refute a leave.
+    fn refute(&mut self, _now: Instant, rec: &MemberRecord) {
+        if self.phase != Phase::Joined {
+            return;
+        }
+        let mine = self.members.myself().incarnation;
+        let new = match rec.status {
+            MemberStatus::Alive if rec.incarnation > mine => rec.incarnation,
+            MemberStatus::Left if rec.incarnation >= mine => rec.incarnation + 1,
+            _ => return,
+        };
+        self.members.myself_mut().incarnation = new;
+        let record = self.members.myself().record();
+        self.broadcast(&Frame::Members(vec![record]));
+    }
+
+    fn handle_leave(&mut self, now: Instant, sender: PeerId, incarnation: u32) {
+        let current = self.members.get(&sender).map(|m| m.incarnation).unwrap_or(0);
+        if incarnation >= current && self.members.mark_left(&sender, now) {
+            self.push_event(Event::PeerLeft { peer: sender, reason: LeaveReason::Graceful });
+            self.reconcile_authority(now);
+        }
+    }
+
+    fn handle_shards(&mut self, now: Instant, decls: Vec<ShardDecl>) {
+        let mut changed = false;
+        for decl in decls {
+            match self.shards.declare(&decl.name, decl.preferred) {
+                Ok((id, true)) => {
+                    changed = true;
+                    self.shard_declared(id);
+                }
+                Ok(_) => {}
+                Err(_) => self.stats.drop(DropReason::Invalid),
+            }
+        }
+        if changed {
+            self.reconcile_authority(now);
+        }
+    }
+
+    fn shard_declared(&mut self, id: ShardId) {
+        if !self.states.contains_key(&id) {
+            self.states.insert(id, ShardState::default());
+            let name = self.shards.get(id).expect("declared").name.clone();
+            self.push_event(Event::ShardDeclared { shard: id, name });
+        }
+    }
+
+    // ----- authority ------------------------------------------------------------
+
+    /// Claims unowned shards we rank first for, and hands ours to a stronger live peer.
+    fn reconcile_authority(&mut self, now: Instant) {
+        if self.phase != Phase::Joined {
+            return;
+        }
+        let ids: Vec<ShardId> = self.states.keys().copied().collect();
+        for shard in ids {
+            let info = self.shards.get(shard).expect("state implies declaration");
+            let Some(desired) = ranking(info, self.members.alive_ids(), 1).first().copied() else {
+                continue;
+            };
+            let st = &self.states[&shard];
+            match st.replica.czar {
+                Some(c) if c == self.id => {
+                    if desired != self.id && st.catch_up_to.is_none() {
+                        self.hand_over(now, shard, desired);
+                    }
+                }
+                Some(c) if self.members.is_alive(&c) => {}
+                _ => {
+                    if desired == self.id {
+                        self.claim(now, shard);
+                    }
+                }
+            }
+        }
+    }
+
+    fn claim(&mut self, _now: Instant, shard: ShardId) {
+        let st = self.states.get_mut(&shard).expect("caller checked");
+        let old = st.replica.czar;
+        st.replica.prev_czar = old;
+        st.replica.epoch += 1;
+        st.replica.czar = Some(self.id);
+        st.replica.epoch_start_seq = st.replica.seq();
+        st.catch_up_to = None;
+        st.want_snapshot = false;
+        let (epoch, seq) = (st.replica.epoch, st.replica.seq());
+        self.push_event(Event::CzarChanged { shard, old, new: self.id, epoch });
+        self.broadcast(&Frame::Authority { shard, epoch, czar: self.id, seq });
+    }
+
+    fn hand_over(&mut self, _now: Instant, shard: ShardId, to: PeerId) {
+        // Our unsent updates must reach everyone before the hand-over does.
+        self.flush_outgoing();
+        let st = self.states.get_mut(&shard).expect("caller checked");
+        debug_assert_eq!(st.replica.czar, Some(self.id));
+        st.replica.prev_czar = Some(self.id);
+        st.replica.epoch += 1;
+        st.replica.czar = Some(to);
+        st.replica.epoch_start_seq = st.replica.seq();
+        let (epoch, seq) = (st.replica.epoch, st.replica.seq());
+        self.push_event(Event::CzarChanged { shard, old: Some(self.id), new: to, epoch });
+        self.broadcast(&Frame::Authority { shard, epoch, czar: to, seq });
+    }
+
+    /// Considers `czar` holding `shard` from `epoch` on. The stronger claim wins:
+    /// higher epoch, then the documented tie-break ([`claim_strength`]).
+    fn offer_authority(
+        &mut self,
+        now: Instant,
+        shard: ShardId,
+        epoch: u32,
+        czar: PeerId,
+        start_seq: Option<u64>,
+        source: Option<PeerId>,
+    ) -> Verdict {
+        let (Some(info), Some(st)) = (self.shards.get(shard), self.states.get(&shard)) else {
+            return Verdict::Unknown;
+        };
+        let current = (st.replica.epoch, st.replica.czar.map(|c| claim_strength(info, &c)));
+        let offered = (epoch, Some(claim_strength(info, &czar)));
+        if offered < current {
+            return Verdict::Stale;
+        }
+        if offered == current {
+            return Verdict::Same;
+        }
+        let st = self.states.get_mut(&shard).expect("checked");
+        let old = st.replica.czar;
+        st.replica.prev_czar = old;
+        st.replica.epoch = epoch;
+        st.replica.czar = Some(czar);
+        let seq = st.replica.seq();
+        // Without a stated start we only trust the old czar for what we already have.
+        st.replica.epoch_start_seq = start_seq.unwrap_or(seq);
+        st.outgoing.clear();
+        st.out_of_sync_since = None;
+        st.czar_advert = None;
+        if czar == self.id {
+            st.want_snapshot = false;
+            st.catch_up_to = match start_seq {
+                Some(s) if s > seq => Some(s),
+                _ => None,
+            };
+        } else {
+            st.catch_up_to = None;
+            if let Some(s) = start_seq {
+                // Updates past the new epoch's starting point were never seen by
+                // the new czar: they are gone, so resync rather than diverge.
+                if seq > s {
+                    st.want_snapshot = true;
+                }
+            }
+        }
+        let needs_repair = st.catch_up_to.is_some() || st.want_snapshot || start_seq.is_some_and(|s| s > seq);
+        self.push_event(Event::CzarChanged { shard, old, new: czar, epoch });
+        if needs_repair {
+            let from = if self.states[&shard].want_snapshot { 0 } else { seq + 1 };
+            self.request_repair(now, shard, from, source, true);
+        }
+        if old == Some(self.id) {
+            self.retry_pending(now, None);
+        }
+        Verdict::Accepted
+    }
+
+    fn send_authority_hint(&mut self, _now: Instant, shard: ShardId, to: SocketAddr) {
+        let Some(st) = self.states.get(&shard) else { return };
+        let Some(czar) = st.replica.czar else { return };
+        let frame = Frame::Authority { shard, epoch: st.replica.epoch, czar, seq: st.replica.epoch_start_seq };
+        self.queue_frame(to, &frame);
+    }
+
+    // ----- replication ----------------------------------------------------------
+
+    fn handle_czar_advert(&mut self, now: Instant, sender: PeerId, advert: ShardVersion) {
+        let shard = advert.shard;
+        match self.offer_authority(now, shard, advert.version.epoch, sender, None, Some(sender)) {
+            Verdict::Unknown => {
+                self.stats.drop(DropReason::UnknownShard);
+                return;
+            }
+            Verdict::Stale => {
+                self.stats.drop(DropReason::StaleEpoch);
+                if let Some(addr) = self.members.get(&sender).map(|m| m.addr) {
+                    self.send_authority_hint(now, shard, addr);
+                }
+                return;
+            }
+            Verdict::Same | Verdict::Accepted => {}
+        }
+        if sender == self.id {
+            return;
+        }
+        let st = self.states.get_mut(&shard).expect("known shard");
+        st.czar_advert = Some((advert.version.seq, advert.checksum));
+        self.check_sync(now, shard);
+    }
+
+    /// Compares our replica with the czar's last advert; asks for a repair if
+    /// we have been out of step for longer than reordering explains.
+    fn check_sync(&mut self, now: Instant, shard: ShardId) {
+        let st = self.states.get_mut(&shard).expect("known shard");
+        if st.replica.czar == Some(self.id) {
+            st.out_of_sync_since = None;
+            return;
+        }
+        let Some((seq, checksum)) = st.czar_advert else { return };
+        let mine = st.replica.seq();
+        let in_sync = mine > seq || (mine == seq && st.replica.checksum().short() == checksum);
+        let diverged = mine == seq && st.replica.checksum().short() != checksum;
+        if in_sync && !st.want_snapshot && !st.replica.has_gap() {
+            st.out_of_sync_since = None;
+            return;
+        }
+        let since = *st.out_of_sync_since.get_or_insert(now);
+        if now.saturating_duration_since(since) < self.config.repair_delay && !st.replica.has_gap() {
+            return;
+        }
+        if diverged {
+            st.want_snapshot = true;
+        }
+        let from = if st.want_snapshot { 0 } else { mine + 1 };
+        self.request_repair(now, shard, from, None, false);
+    }
+
+    fn request_repair(&mut self, now: Instant, shard: ShardId, from_seq: u64, hint: Option<PeerId>, force: bool) {
+        let st = self.states.get_mut(&shard).expect("known shard");
+        let due = st.last_repair.is_none_or(|t| now.saturating_duration_since(t) >= self.config.repair_retry_interval);
+        if !due && !force {
+            return;
+        }
+        // History before this epoch may still be with the previous czar.
+        let target = if from_seq > 0 && from_seq <= st.replica.epoch_start_seq {
+            st.replica.prev_czar.filter(|p| self.members.is_alive(p)).or(hint).or(st.replica.czar)
+        } else {
+            st.replica.czar.filter(|c| *c != self.id).or(hint)
+        };
+        let Some(target) = target.filter(|t| *t != self.id) else { return };
+        let Some(addr) = self.members.get(&target).filter(|m| m.is_alive()).map(|m| m.addr) else { return };
+        st.last_repair = Some(now);
+        self.stats.repairs_requested += 1;
+        self.queue_frame(addr, &Frame::RepairReq { shard, from_seq });
+    }
+
+    fn handle_delta(
+        &mut self,
+        now: Instant,
+        sender: PeerId,
+        shard: ShardId,
+        epoch: u32,
+        first_seq: u64,
+        mut updates: Vec<Update>,
+    ) {
+        let Some(st) = self.states.get(&shard) else {
+            self.stats.drop(DropReason::UnknownShard);
+            return;
+        };
+        if epoch > st.replica.epoch {
+            // A delta from a newer epoch is an implicit claim by its sender.
+            if self.offer_authority(now, shard, epoch, sender, None, Some(sender)) != Verdict::Accepted {
+                self.stats.drop(DropReason::StaleEpoch);
+                return;
+            }
+        }
+        let st = self.states.get(&shard).expect("known shard");
+        let from_czar = st.replica.czar == Some(sender) && epoch <= st.replica.epoch;
+        let from_prev = st.replica.prev_czar == Some(sender) && epoch < st.replica.epoch;
+        if !from_czar && !from_prev {
+            if epoch < st.replica.epoch {
+                self.stats.drop(DropReason::StaleEpoch);
+                if let Some(addr) = self.members.get(&sender).map(|m| m.addr) {
+                    self.send_authority_hint(now, shard, addr);
+                }
+            } else {
+                self.stats.drop(DropReason::NotCzar);
+            }
+            return;
+        }
+        if from_prev && !from_czar {
+            // The previous czar is trusted only for history before the hand-over.
+            let limit = st.replica.epoch_start_seq;
+            let keep = limit.saturating_sub(first_seq - 1).min(updates.len() as u64) as usize;
+            if keep < updates.len() {
+                self.stats.drop(DropReason::StaleEpoch);
+                updates.truncate(keep);
+            }
+            if updates.is_empty() {
+                return;
+            }
+        }
+        let st = self.states.get_mut(&shard).expect("known shard");
+        let outcome =
+            st.replica.apply_remote(epoch, first_seq, updates, self.config.log_capacity, self.config.max_early_updates);
+        for _ in 0..outcome.duplicates {
+            self.stats.drop(DropReason::Duplicate);
+        }
+        for _ in 0..outcome.overflow {
+            self.stats.drop(DropReason::BufferFull);
+        }
+        if let Some(target) = st.catch_up_to {
+            if st.replica.seq() >= target {
+                st.catch_up_to = None;
+            }
+        }
+        let ready_now = st.is_ready_czar(self.id);
+        let gap = outcome.gap;
+        self.stats.updates_applied += outcome.applied.len() as u64;
+        if self.config.update_events {
+            for e in outcome.applied {
+                let value = match e.update.op {
+                    Op::Put(v) => Some(v),
+                    Op::Delete => None,
+                };
+                self.push_event(Event::Updated {
+                    shard,
+                    version: Version { epoch: e.epoch, seq: e.seq },
+                    key: e.update.key,
+                    value,
+                });
+            }
+        }
+        if gap {
+            let from = self.states[&shard].replica.seq() + 1;
+            self.request_repair(now, shard, from, Some(sender), false);
+        }
+        if ready_now {
+            self.retry_pending(now, None);
+        } else {
+            self.check_sync(now, shard);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn handle_forward(
+        &mut self,
+        _now: Instant,
+        from: SocketAddr,
+        sender: PeerId,
+        write_id: u64,
+        origin: PeerId,
+        shard: ShardId,
+        update: Update,
+    ) {
+        let Some(st) = self.states.get(&shard) else {
+            self.stats.drop(DropReason::UnknownShard);
+            return;
+        };
+        if st.is_ready_czar(self.id) {
+            let version = match st.applied_forwards.get(&(origin, write_id)) {
+                Some(v) => *v,
+                None => {
+                    let version = self.apply_as_czar_version(shard, update);
+                    let st = self.states.get_mut(&shard).expect("known shard");
+                    st.applied_forwards.insert((origin, write_id), version);
+                    st.applied_order.push_back((origin, write_id));
+                    while st.applied_order.len() > MAX_REMEMBERED_FORWARDS {
+                        if let Some(old) = st.applied_order.pop_front() {
+                            st.applied_forwards.remove(&old);
+                        }
+                    }
+                    version
+                }
+            };
+            let to = self.members.get(&origin).filter(|m| m.is_alive()).map(|m| m.addr).unwrap_or(from);
+            self.queue_frame(to, &Frame::ForwardAck { write_id, shard, version });
+            return;
+        }
+        // Not (yet) the czar: relay once toward the czar we follow; the writer retries anyway.
+        match st.replica.czar {
+            Some(c) if c != self.id && c != sender && sender == origin => {
+                if let Some(addr) = self.members.get(&c).filter(|m| m.is_alive()).map(|m| m.addr) {
+                    self.queue_frame(addr, &Frame::Forward { write_id, origin, shard, update });
+                    return;
+                }
+                self.stats.drop(DropReason::ForwardRefused);
+            }
+            _ => self.stats.drop(DropReason::ForwardRefused),
+        }
+    }
+
+    fn handle_forward_ack(&mut self, write_id: u64, shard: ShardId, version: Version) {
+        match self.pending.get(&write_id) {
+            Some(p) if p.shard == shard => {
+                self.pending.remove(&write_id);
+                self.push_event(Event::WriteApplied { write: WriteId(write_id), shard, version });
+            }
+            _ => self.stats.drop(DropReason::Duplicate),
+        }
+    }
+
+    /// Sends (or re-sends) waiting writes to their czars; applies those that
+    /// have become ours. `only` limits it to one write that was just made.
+    fn retry_pending(&mut self, now: Instant, only: Option<u64>) {
+        if self.phase != Phase::Joined {
+            return;
+        }
+        let ids: Vec<u64> = match only {
+            Some(id) => vec![id],
+            None => self.pending.keys().copied().collect(),
+        };
+        for id in ids {
+            let Some(p) = self.pending.get(&id) else { continue };
+            let shard = p.shard;
+            if now.saturating_duration_since(p.created) >= self.config.forward_timeout {
+                self.pending.remove(&id);
+                self.push_event(Event::WriteFailed { write: WriteId(id), shard, reason: WriteFailure::TimedOut });
+                continue;
+            }
+            let st = &self.states[&shard];
+            let Some(czar) = st.replica.czar else { continue };
+            if st.is_ready_czar(self.id) {
+                let p = self.pending.remove(&id).expect("present");
+                let version = self.apply_as_czar_version(shard, p.update);
+                self.push_event(Event::WriteApplied { write: WriteId(id), shard, version });
+                continue;
+            }
+            if czar == self.id {
+                continue; // catching up as new czar: apply once ready
+            }
+            let due = match p.last_sent {
+                None => true,
+                Some((t, to)) => to != czar || now.saturating_duration_since(t) >= self.config.forward_retry_interval,
+            };
+            let Some(addr) = self.members.get(&czar).filter(|m| m.is_alive()).map(|m| m.addr) else { continue };
+            if due {
+                let first = p.last_sent.is_none();
+                let frame = Frame::Forward { write_id: id, origin: self.id, shard, update: p.update.clone() };
+                self.pending.get_mut(&id).expect("present").last_sent = Some((now, czar));
+                if first {
+                    self.stats.writes_forwarded += 1;
+                }
+                self.queue_frame(addr, &frame);
+            }
+        }
+    }
+
+    fn handle_repair_request(&mut self, to: SocketAddr, shard: ShardId, from_seq: u64) {
+        let Some(st) = self.states.get(&shard) else {
+            self.stats.drop(DropReason::UnknownShard);
+            return;
+        };
+        match st.replica.log_from(from_seq, MAX_REPAIR_UPDATES) {
+            Some(entries) => {
+                for frame in delta_frames(shard, &entries) {
+                    self.queue_frame(to, &frame);
+                }
+            }
+            None => self.send_snapshot(to, shard),
+        }
+    }
+
+    fn send_snapshot(&mut self, to: SocketAddr, shard: ShardId) {
+        let st = &self.states[&shard];
+        let Some(czar) = st.replica.czar else { return };
+        let version = st.replica.version();
+        let checksum = st.replica.checksum().0;
+        let mut chunks: Vec<Vec<(Vec<u8>, Vec<u8>)>> = vec![Vec::new()];
+        let mut used = 0;
+        for (k, v) in st.replica.entries() {
+            let len = wire::varint_len(k.len() as u64) + k.len() + wire::varint_len(v.len() as u64) + v.len();
+            if used + len > MAX_FRAME_BYTES - SNAPSHOT_FRAME_OVERHEAD {
+                chunks.push(Vec::new());
+                used = 0;
+            }
+            used += len;
+            chunks.last_mut().expect("non-empty").push((k.to_vec(), v.to_vec()));
+        }
+        let Ok(count) = u16::try_from(chunks.len()) else { return };
+        if count > MAX_SNAPSHOT_CHUNKS {
+            return;
+        }
+        for (i, entries) in chunks.into_iter().enumerate() {
+            let frame = Frame::Snapshot { shard, version, czar, checksum, chunk: i as u16, chunks: count, entries };
+            self.queue_frame(to, &frame);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn handle_snapshot(
+        &mut self,
+        now: Instant,
+        shard: ShardId,
+        version: Version,
+        czar: PeerId,
+        checksum: [u8; 16],
+        chunk: u16,
+        chunks: u16,
+        entries: Vec<(Vec<u8>, Vec<u8>)>,
+    ) {
+        if !self.states.contains_key(&shard) {
+            self.stats.drop(DropReason::UnknownShard);
+            return;
+        }
+        if chunks > MAX_SNAPSHOT_CHUNKS {
+            self.stats.drop(DropReason::TooLong);
+            return;
+        }
+        if self.offer_authority(now, shard, version.epoch, czar, None, None) == Verdict::Stale {
+            self.stats.drop(DropReason::StaleSnapshot);
+            return;
+        }
+        let st = self.states.get_mut(&shard).expect("known shard");
+        let current = st.replica.czar == Some(czar) && st.replica.epoch == version.epoch;
+        let wanted = version.seq > st.replica.seq() || (st.want_snapshot && czar != self.id);
+        if !current || !wanted || st.replica.czar == Some(self.id) && st.catch_up_to.is_none() {
+            self.stats.drop(DropReason::StaleSnapshot);
+            return;
+        }
+        let fresh = match &st.assembly {
+            Some(a) => a.version != version || a.checksum != checksum || a.chunks.len() != chunks as usize,
+            None => true,
+        };
+        if fresh {
+            st.assembly = Some(Assembly {
+                version,
+                czar,
+                checksum,
+                chunks: vec![None; chunks as usize],
+                received: 0,
+                started: now,
+            });
+        }
+        let a = st.assembly.as_mut().expect("just set");
+        let slot = &mut a.chunks[chunk as usize];
+        if slot.is_some() {
+            self.stats.drop(DropReason::Duplicate);
+            return;
+        }
+        *slot = Some(entries);
+        a.received += 1;
+        if a.received < a.chunks.len() {
+            return;
+        }
+        let a = st.assembly.take().expect("complete");
+        let all: Vec<(Vec<u8>, Vec<u8>)> = a.chunks.into_iter().flatten().flatten().collect();
+        let sum = Replica::checksum_of(all.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
+        if sum.0 != a.checksum {
+            self.stats.drop(DropReason::BadSnapshot);
+            return;
+        }
+        debug_assert_eq!(a.czar, czar);
+        st.replica.install(a.version.seq, all);
+        st.want_snapshot = false;
+        st.out_of_sync_since = None;
+        if st.catch_up_to.is_some_and(|t| st.replica.seq() >= t) {
+            st.catch_up_to = None;
+        }
+        self.stats.snapshots_installed += 1;
+        self.push_event(Event::ShardResynced { shard, version: a.version });
+        self.retry_pending(now, None);
+    }
+
+    // ----- periodic work -----------------------------------------------------------
+
+    fn tick(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Idle | Phase::Left => return,
+            Phase::Joining { last_sent, .. } => {
+                let due = last_sent.is_none_or(|t| now.saturating_duration_since(t) >= self.config.join_retry_interval);
+                if due {
+                    self.send_join(now);
+                }
+                return;
+            }
+            Phase::Joined => {}
+        }
+        // Remove the silent.
+        let deadline =
+            Instant::from_micros(now.as_micros().saturating_sub(self.config.peer_timeout.as_micros() as u64));
+        let mut changed = false;
+        for id in self.members.silent_since(deadline) {
+            if self.members.mark_left(&id, now) {
+                changed = true;
+                self.push_event(Event::PeerLeft { peer: id, reason: LeaveReason::Timeout });
+            }
+        }
+        let ttl = Instant::from_micros(now.as_micros().saturating_sub(self.config.tombstone_ttl.as_micros() as u64));
+        self.members.purge_left_before(ttl);
+        self.last_refute_hint.retain(|_, t| *t >= ttl);
+        // Every tick, not only on change: catches what an earlier reconcile could
+        // not do yet (a new czar still catching up, say).
+        let _ = changed;
+        self.reconcile_authority(now);
+        // Heartbeat everyone, carrying the versions of the shards we hold.
+        let czar_of: Vec<ShardVersion> = self
+            .states
+            .iter()
+            .filter(|(_, s)| s.is_ready_czar(self.id))
+            .map(|(id, s)| ShardVersion {
+                shard: *id,
+                version: s.replica.version(),
+                checksum: s.replica.checksum().short(),
+            })
+            .collect();
+        let members_hash = self.members.digest();
+        let shards_hash = self.shards.digest();
+        let incarnation = self.members.myself().incarnation;
+        // Split long advert lists so every heartbeat frame fits a datagram.
+        const ADVERTS_PER_FRAME: usize = 40;
+        let mut frames = Vec::new();
+        for part in czar_of.chunks(ADVERTS_PER_FRAME) {
+            frames.push(Frame::Heartbeat { incarnation, members_hash, shards_hash, czar_of: part.to_vec() }.to_bytes());
+        }
+        if frames.is_empty() {
+            frames.push(Frame::Heartbeat { incarnation, members_hash, shards_hash, czar_of: Vec::new() }.to_bytes());
+        }
+        let addrs: Vec<SocketAddr> = self.members.others().map(|m| m.addr).collect();
+        for addr in addrs {
+            for f in &frames {
+                self.queue(addr, f.clone());
+            }
+        }
+        // Repairs, stale snapshots, waiting writes.
+        let ids: Vec<ShardId> = self.states.keys().copied().collect();
+        for shard in ids {
+            let st = self.states.get_mut(&shard).expect("known");
+            if st
+                .assembly
+                .as_ref()
+                .is_some_and(|a| now.saturating_duration_since(a.started) >= self.config.snapshot_timeout)
+            {
+                st.assembly = None;
+                self.stats.drop(DropReason::BadSnapshot);
+            }
+            if let Some(target) = st.catch_up_to {
+                let from = st.replica.seq() + 1;
+                if from <= target {
+                    self.request_repair(now, shard, from, None, false);
+                }
+            } else if st.want_snapshot {
+                self.request_repair(now, shard, 0, None, false);
+            } else {
+                self.check_sync(now, shard);
+            }
+        }
+        self.retry_pending(now, None);
+    }
+
+    // ----- output ----------------------------------------------------------------
+
+    fn push_event(&mut self, event: Event) {
+        if self.events.len() >= self.config.max_queued_events {
+            self.stats.drop(DropReason::EventQueueFull);
+            return;
+        }
+        self.events.push_back(event);
+    }
+
+    fn queue(&mut self, to: SocketAddr, frame: Vec<u8>) {
+        debug_assert!(frame.len() <= MAX_FRAME_BYTES, "frame of {} bytes", frame.len());
+        self.outbox.entry(to).or_default().push(frame);
+    }
+
+    fn queue_frame(&mut self, to: SocketAddr, frame: &Frame) {
+        self.queue(to, frame.to_bytes());
+    }
+
+    fn broadcast(&mut self, frame: &Frame) {
+        let bytes = frame.to_bytes();
+        let addrs: Vec<SocketAddr> = self.members.others().map(|m| m.addr).collect();
+        for addr in addrs {
+            self.queue(addr, bytes.clone());
+        }
+    }
+
+    /// Turns applied-but-unsent updates into delta frames for every member.
+    fn flush_outgoing(&mut self) {
+        let mut frames = Vec::new();
+        for (shard, st) in self.states.iter_mut() {
+            if st.outgoing.is_empty() {
+                continue;
+            }
+            let entries = std::mem::take(&mut st.outgoing);
+            frames.extend(delta_frames(*shard, &entries));
+        }
+        for frame in frames {
+            self.broadcast(&frame);
+        }
+    }
+
+    /// Packs queued frames into datagrams, one destination at a time.
+    fn flush(&mut self) {
+        self.flush_outgoing();
+        let outbox = std::mem::take(&mut self.outbox);
+        for (to, frames) in outbox {
+            let mut current: Vec<&[u8]> = Vec::new();
+            let mut len = HEADER_BYTES;
+            for f in &frames {
+                if len + f.len() > MAX_DATAGRAM_BYTES && !current.is_empty() {
+                    let payload = wire::encode_datagram(&self.id, &current);
+                    self.transmits.push_back(Transmit { destination: to, payload });
+                    current.clear();
+                    len = HEADER_BYTES;
+                }
+                current.push(f);
+                len += f.len();
+            }
+            if !current.is_empty() {
+                let payload = wire::encode_datagram(&self.id, &current);
+                self.transmits.push_back(Transmit { destination: to, payload });
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Accepted,
+    Same,
+    Stale,
+    Unknown,
+}
+
+/// Packs consecutive log entries into delta frames: one frame per run of one
+/// epoch, split so each fits in a datagram.
+fn delta_frames(shard: ShardId, entries: &[LogEntry]) -> Vec<Frame> {
+    let mut frames = Vec::new();
+    let mut run: Vec<Update> = Vec::new();
+    let mut run_epoch = 0;
+    let mut run_first = 0;
+    let mut used = 0;
+    for e in entries {
+        let len = e.update.encoded_len();
+        let contiguous = run_first + run.len() as u64 == e.seq;
+        if !run.is_empty()
+            && (e.epoch != run_epoch || !contiguous || used + len > MAX_FRAME_BYTES - DELTA_FRAME_OVERHEAD)
+        {
+            frames.push(Frame::Delta {
+                shard,
+                epoch: run_epoch,
+                first_seq: run_first,
+                updates: std::mem::take(&mut run),
+            });
+            used = 0;
+        }
+        if run.is_empty() {
+            run_epoch = e.epoch;
+            run_first = e.seq;
+        }
+        used += len;
+        run.push(e.update.clone());
+    }
+    if !run.is_empty() {
+        frames.push(Frame::Delta { shard, epoch: run_epoch, first_seq: run_first, updates: run });
+    }
+    frames
+}

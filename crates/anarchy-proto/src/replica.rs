@@ -1,0 +1,345 @@
+//! Replica: one shard's state on one peer, its version and its recent history.
+//!
+//! A shard is a key → bytes map at a version (epoch, seq). Sequence numbers
+//! run on across epochs, so a shard's history is one line: update `seq` builds
+//! on `seq - 1`. The replica applies updates strictly in order, keeps a bounded
+//! log for repairing others, buffers a bounded number of early arrivals, and
+//! keeps an order-independent content checksum that is updated per write.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+
+use crate::identity::PeerId;
+use crate::wire::{Op, Update};
+
+/// A shard version: the authority epoch, then the sequence number.
+/// Ordered lexicographically; an update from an older epoch loses to any newer one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Version {
+    /// Authority epoch: bumped by every claim or hand-over.
+    pub epoch: u32,
+    /// Updates applied since the shard was created.
+    pub seq: u64,
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.epoch, self.seq)
+    }
+}
+
+/// One update in a replica's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// Its sequence number.
+    pub seq: u64,
+    /// The epoch it was written in.
+    pub epoch: u32,
+    /// The change.
+    pub update: Update,
+}
+
+/// Content checksum: XOR of a keyed BLAKE3 hash of every (key, value) pair.
+/// Order-independent, so two peers with the same map agree however they got
+/// there, and each write updates it in O(1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Checksum(pub [u8; 16]);
+
+impl Checksum {
+    fn toggle(&mut self, key: &[u8], value: &[u8]) {
+        let mut h = blake3::Hasher::new_derive_key("anarchy 2026 entry checksum v1");
+        h.update(&(key.len() as u64).to_le_bytes());
+        h.update(key);
+        h.update(value);
+        let out = h.finalize();
+        for (a, b) in self.0.iter_mut().zip(out.as_bytes()) {
+            *a ^= b;
+        }
+    }
+
+    /// The first 8 bytes, as carried in heartbeats.
+    pub fn short(&self) -> u64 {
+        u64::from_le_bytes(self.0[..8].try_into().expect("8 bytes"))
+    }
+}
+
+/// One shard's replicated state.
+#[derive(Debug, Clone, Default)]
+pub struct Replica {
+    state: BTreeMap<Vec<u8>, Vec<u8>>,
+    checksum: Checksum,
+    bytes: usize,
+    /// Current authority epoch.
+    pub epoch: u32,
+    /// Current czar, once one has claimed the shard.
+    pub czar: Option<PeerId>,
+    /// The czar before the current one (may serve the history it wrote).
+    pub prev_czar: Option<PeerId>,
+    /// The last sequence number of the previous epoch.
+    pub epoch_start_seq: u64,
+    seq: u64,
+    log: VecDeque<LogEntry>,
+    early: BTreeMap<u64, (u32, Update)>,
+}
+
+/// What applying a remote run of updates did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    /// Updates applied now (including buffered ones that became contiguous).
+    pub applied: Vec<LogEntry>,
+    /// Updates already applied before.
+    pub duplicates: usize,
+    /// Updates buffered because an earlier one is missing.
+    pub buffered: usize,
+    /// Updates dropped because the early-arrival buffer is full.
+    pub overflow: usize,
+    /// Whether a gap remains (a repair is needed).
+    pub gap: bool,
+}
+
+impl Replica {
+    /// The current version.
+    pub fn version(&self) -> Version {
+        Version { epoch: self.epoch, seq: self.seq }
+    }
+
+    /// The last applied sequence number.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The content checksum.
+    pub fn checksum(&self) -> Checksum {
+        self.checksum
+    }
+
+    /// A key's value.
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        self.state.get(key).map(Vec::as_slice)
+    }
+
+    /// All entries, in key order.
+    pub fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.state.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.state.len()
+    }
+
+    /// Whether the shard has no keys.
+    pub fn is_empty(&self) -> bool {
+        self.state.is_empty()
+    }
+
+    /// Bytes of keys and values held.
+    pub fn size_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Whether `update` would change the state.
+    pub fn changes(&self, update: &Update) -> bool {
+        match &update.op {
+            Op::Put(v) => self.state.get(&update.key) != Some(v),
+            Op::Delete => self.state.contains_key(&update.key),
+        }
+    }
+
+    fn apply_to_state(&mut self, update: &Update) {
+        if let Some(old) = self.state.get(&update.key) {
+            self.checksum.toggle(&update.key, old);
+            self.bytes -= update.key.len() + old.len();
+        }
+        match &update.op {
+            Op::Put(v) => {
+                self.checksum.toggle(&update.key, v);
+                self.bytes += update.key.len() + v.len();
+                self.state.insert(update.key.clone(), v.clone());
+            }
+            Op::Delete => {
+                self.state.remove(&update.key);
+            }
+        }
+    }
+
+    fn push_log(&mut self, entry: LogEntry, capacity: usize) {
+        self.log.push_back(entry);
+        while self.log.len() > capacity {
+            self.log.pop_front();
+        }
+    }
+
+    /// The czar applies its own write: next sequence number in `epoch`.
+    pub fn apply_local(&mut self, epoch: u32, update: Update, log_capacity: usize) -> LogEntry {
+        debug_assert_eq!(epoch, self.epoch, "a czar writes in the current epoch");
+        self.seq += 1;
+        self.apply_to_state(&update);
+        let entry = LogEntry { seq: self.seq, epoch, update };
+        self.push_log(entry.clone(), log_capacity);
+        entry
+    }
+
+    /// Applies a run of updates received from the czar, in order, buffering
+    /// early ones (at most `max_early`) and skipping duplicates.
+    pub fn apply_remote(
+        &mut self,
+        epoch: u32,
+        first_seq: u64,
+        updates: Vec<Update>,
+        log_capacity: usize,
+        max_early: usize,
+    ) -> ApplyOutcome {
+        let mut out = ApplyOutcome::default();
+        for (i, update) in updates.into_iter().enumerate() {
+            let seq = first_seq + i as u64;
+            if seq <= self.seq {
+                out.duplicates += 1;
+            } else if seq == self.seq + 1 {
+                self.apply_to_state(&update);
+                self.seq = seq;
+                let entry = LogEntry { seq, epoch, update };
+                self.push_log(entry.clone(), log_capacity);
+                out.applied.push(entry);
+            } else if self.early.contains_key(&seq) {
+                out.duplicates += 1;
+            } else if self.early.len() < max_early {
+                self.early.insert(seq, (epoch, update));
+                out.buffered += 1;
+            } else {
+                out.overflow += 1;
+            }
+        }
+        // Drain buffered updates that are now contiguous.
+        while let Some(entry) = self.early.first_entry() {
+            let seq = *entry.key();
+            if seq <= self.seq {
+                entry.remove();
+                continue;
+            }
+            if seq != self.seq + 1 {
+                break;
+            }
+            let (epoch, update) = entry.remove();
+            self.apply_to_state(&update);
+            self.seq = seq;
+            let e = LogEntry { seq, epoch, update };
+            self.push_log(e.clone(), log_capacity);
+            out.applied.push(e);
+        }
+        out.gap = !self.early.is_empty();
+        out
+    }
+
+    /// Whether updates are buffered behind a gap.
+    pub fn has_gap(&self) -> bool {
+        !self.early.is_empty()
+    }
+
+    /// Logged updates from `from_seq` on (at most `max`), or `None` if the log
+    /// no longer reaches back that far (the asker needs a snapshot).
+    pub fn log_from(&self, from_seq: u64, max: usize) -> Option<Vec<LogEntry>> {
+        if from_seq == 0 || from_seq > self.seq + 1 {
+            return None;
+        }
+        if from_seq == self.seq + 1 {
+            return Some(Vec::new());
+        }
+        let first = self.log.front()?.seq;
+        if from_seq < first {
+            return None;
+        }
+        let start = (from_seq - first) as usize;
+        Some(self.log.iter().skip(start).take(max).cloned().collect())
+    }
+
+    /// Replaces the whole state with a snapshot at `seq`. The log restarts.
+    pub fn install(&mut self, seq: u64, entries: Vec<(Vec<u8>, Vec<u8>)>) {
+        self.state.clear();
+        self.checksum = Checksum::default();
+        self.bytes = 0;
+        for (k, v) in entries {
+            let u = Update { key: k, op: Op::Put(v) };
+            self.apply_to_state(&u);
+        }
+        self.seq = seq;
+        self.log.clear();
+        self.early.retain(|s, _| *s > seq);
+    }
+
+    /// The checksum `entries` would have, to check a snapshot before installing it.
+    pub fn checksum_of<'a>(entries: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Checksum {
+        let mut c = Checksum::default();
+        for (k, v) in entries {
+            c.toggle(k, v);
+        }
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(k: &str, v: &str) -> Update {
+        Update { key: k.as_bytes().to_vec(), op: Op::Put(v.as_bytes().to_vec()) }
+    }
+
+    #[test]
+    fn versions_order_by_epoch_first() {
+        assert!(Version { epoch: 2, seq: 1 } > Version { epoch: 1, seq: 100 });
+        assert!(Version { epoch: 1, seq: 2 } > Version { epoch: 1, seq: 1 });
+    }
+
+    #[test]
+    fn checksum_depends_on_content_not_history() {
+        let mut a = Replica::default();
+        let mut b = Replica::default();
+        a.apply_local(0, put("x", "1"), 16);
+        a.apply_local(0, put("y", "2"), 16);
+        b.apply_local(0, put("y", "2"), 16);
+        b.apply_local(0, put("x", "0"), 16);
+        b.apply_local(0, put("x", "1"), 16);
+        assert_eq!(a.checksum(), b.checksum());
+        b.apply_local(0, Update { key: b"y".to_vec(), op: Op::Delete }, 16);
+        assert_ne!(a.checksum(), b.checksum());
+        assert_eq!(b.checksum(), Replica::checksum_of(b.entries()));
+        assert_eq!(b.size_bytes(), 2);
+    }
+
+    #[test]
+    fn remote_updates_apply_in_order_with_gaps_buffered() {
+        let mut r = Replica::default();
+        let out = r.apply_remote(1, 3, vec![put("c", "3")], 16, 16);
+        assert!(out.applied.is_empty());
+        assert_eq!(out.buffered, 1);
+        assert!(out.gap);
+        let out = r.apply_remote(1, 1, vec![put("a", "1"), put("b", "2")], 16, 16);
+        assert_eq!(out.applied.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert!(!out.gap);
+        let out = r.apply_remote(1, 2, vec![put("b", "2")], 16, 16);
+        assert_eq!(out.duplicates, 1);
+        assert_eq!(r.seq(), 3);
+    }
+
+    #[test]
+    fn early_buffer_is_bounded() {
+        let mut r = Replica::default();
+        let out = r.apply_remote(1, 10, vec![put("a", "1"), put("b", "1"), put("c", "1")], 16, 2);
+        assert_eq!(out.buffered, 2);
+        assert_eq!(out.overflow, 1);
+    }
+
+    #[test]
+    fn log_serves_repairs_until_it_runs_out() {
+        let mut r = Replica::default();
+        for i in 0..10 {
+            r.apply_local(0, put("k", &i.to_string()), 4);
+        }
+        assert_eq!(r.log_from(7, 100).unwrap().len(), 4);
+        assert_eq!(r.log_from(8, 2).unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(), vec![8, 9]);
+        assert_eq!(r.log_from(11, 100), Some(vec![]));
+        assert_eq!(r.log_from(3, 100), None, "log holds only the last 4");
+        assert_eq!(r.log_from(0, 100), None, "0 asks for a snapshot");
+    }
+}

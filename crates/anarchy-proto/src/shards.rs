@@ -1,0 +1,234 @@
+//! Shards: the game's named slices of state, and who should hold each one.
+//!
+//! A shard's czar and ranked backups come from rendezvous hashing of
+//! (shard id, peer id) with a pinned hash over explicitly encoded bytes, so
+//! every peer with the same live view computes the same ranking with no
+//! messages. The ranking only says who *should* claim a shard; who *is* czar is
+//! settled by epoch-numbered claims in `replica` and `peer`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::identity::PeerId;
+use crate::wire::{ShardDecl, MAX_SHARD_NAME_BYTES};
+
+const SHARD_ID_CONTEXT: &str = "anarchy 2026 shard id v1";
+const RANK_CONTEXT: &str = "anarchy 2026 rendezvous rank v1";
+
+/// A shard's id: derived from its name, the same on every peer.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ShardId(pub u64);
+
+impl ShardId {
+    /// The id of the shard called `name`.
+    pub fn from_name(name: &str) -> Self {
+        let h = blake3::derive_key(SHARD_ID_CONTEXT, name.as_bytes());
+        ShardId(u64::from_le_bytes(h[..8].try_into().expect("8 bytes")))
+    }
+}
+
+impl From<&str> for ShardId {
+    fn from(name: &str) -> Self {
+        ShardId::from_name(name)
+    }
+}
+
+impl fmt::Debug for ShardId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ShardId({:016x})", self.0)
+    }
+}
+
+impl fmt::Display for ShardId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// A declared shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardInfo {
+    /// Its id (from the name).
+    pub id: ShardId,
+    /// The game's name for it.
+    pub name: String,
+    /// A peer that gets the shard whenever it is live.
+    pub preferred: Option<PeerId>,
+}
+
+impl ShardInfo {
+    /// The shard's declaration as it travels on the wire.
+    pub fn decl(&self) -> ShardDecl {
+        ShardDecl { name: self.name.clone(), preferred: self.preferred }
+    }
+}
+
+/// Why a shard could not be declared.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShardError {
+    /// Names must be 1 to 64 bytes of UTF-8.
+    #[error("shard name must be 1 to {MAX_SHARD_NAME_BYTES} bytes, got {0}")]
+    BadName(usize),
+}
+
+/// The rendezvous score of `peer` for `shard`. Pinned: BLAKE3 in key-derivation
+/// mode over the shard id (8 bytes LE) then the peer id (16 bytes), first 8
+/// bytes read LE. Changing it changes every czar assignment: it is protocol.
+pub fn rank_score(shard: ShardId, peer: &PeerId) -> u64 {
+    let mut hasher = blake3::Hasher::new_derive_key(RANK_CONTEXT);
+    hasher.update(&shard.0.to_le_bytes());
+    hasher.update(&peer.0);
+    let out = hasher.finalize();
+    u64::from_le_bytes(out.as_bytes()[..8].try_into().expect("8 bytes"))
+}
+
+/// How strongly `peer` may hold `shard`: the preferred czar beats everyone,
+/// then the higher rendezvous score. Total and view-independent, so it breaks
+/// ties between two claims of the same epoch the same way on every peer.
+pub fn claim_strength(info: &ShardInfo, peer: &PeerId) -> (bool, u64, PeerId) {
+    (info.preferred == Some(*peer), rank_score(info.id, peer), *peer)
+}
+
+/// The ranking of `live` peers for `shard`, strongest first: element 0 is who
+/// should be czar, the next ones the backups in order. At most `take` peers.
+pub fn ranking<'a>(info: &ShardInfo, live: impl IntoIterator<Item = &'a PeerId>, take: usize) -> Vec<PeerId> {
+    let mut scored: Vec<((bool, u64, PeerId), PeerId)> =
+        live.into_iter().map(|p| (claim_strength(info, p), *p)).collect();
+    scored.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    scored.into_iter().take(take).map(|(_, p)| p).collect()
+}
+
+/// Every shard this peer knows of, in id order.
+#[derive(Debug, Clone, Default)]
+pub struct ShardMap {
+    shards: BTreeMap<ShardId, ShardInfo>,
+}
+
+impl ShardMap {
+    /// Adds or merges a declaration. Returns the shard's id and whether the
+    /// map changed. Conflicting preferred czars resolve to the larger one, so
+    /// every peer ends with the same map whatever order declarations arrive in.
+    pub fn declare(&mut self, name: &str, preferred: Option<PeerId>) -> Result<(ShardId, bool), ShardError> {
+        if name.is_empty() || name.len() > MAX_SHARD_NAME_BYTES {
+            return Err(ShardError::BadName(name.len()));
+        }
+        let id = ShardId::from_name(name);
+        match self.shards.get_mut(&id) {
+            Some(info) => {
+                let merged = info.preferred.max(preferred);
+                let changed = merged != info.preferred;
+                info.preferred = merged;
+                Ok((id, changed))
+            }
+            None => {
+                self.shards.insert(id, ShardInfo { id, name: name.to_owned(), preferred });
+                Ok((id, true))
+            }
+        }
+    }
+
+    /// The shard with this id.
+    pub fn get(&self, id: ShardId) -> Option<&ShardInfo> {
+        self.shards.get(&id)
+    }
+
+    /// Whether the shard is declared.
+    pub fn contains(&self, id: ShardId) -> bool {
+        self.shards.contains_key(&id)
+    }
+
+    /// All shards, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = &ShardInfo> {
+        self.shards.values()
+    }
+
+    /// How many shards.
+    pub fn len(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Whether no shard is declared.
+    pub fn is_empty(&self) -> bool {
+        self.shards.is_empty()
+    }
+
+    /// A digest of the whole map, compared in heartbeats to spot differences.
+    pub fn digest(&self) -> u64 {
+        let mut h = blake3::Hasher::new_derive_key("anarchy 2026 shard map digest v1");
+        for info in self.shards.values() {
+            h.update(&info.id.0.to_le_bytes());
+            match info.preferred {
+                Some(p) => h.update(&[1]).update(&p.0),
+                None => h.update(&[0]),
+            };
+        }
+        u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Keypair;
+
+    fn peers(n: u64) -> Vec<PeerId> {
+        (0..n).map(|i| Keypair::from_seed(i).peer_id()).collect()
+    }
+
+    #[test]
+    fn rank_score_is_pinned() {
+        // If this changes, peers built from different versions disagree on every czar.
+        let id = PeerId([1; 16]);
+        assert_eq!(rank_score(ShardId(42), &id), rank_score(ShardId(42), &id));
+        assert_eq!(ShardId::from_name("world"), ShardId::from_name("world"));
+        let expected = {
+            let mut h = blake3::Hasher::new_derive_key(RANK_CONTEXT);
+            h.update(&42u64.to_le_bytes()).update(&[1; 16]);
+            u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().unwrap())
+        };
+        assert_eq!(rank_score(ShardId(42), &id), expected);
+    }
+
+    #[test]
+    fn ranking_does_not_depend_on_input_order() {
+        let ps = peers(10);
+        let info = ShardInfo { id: ShardId::from_name("w"), name: "w".into(), preferred: None };
+        let a = ranking(&info, ps.iter(), 3);
+        let b = ranking(&info, ps.iter().rev(), 3);
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 3);
+    }
+
+    #[test]
+    fn preferred_czar_ranks_first_while_live() {
+        let ps = peers(10);
+        let info = ShardInfo { id: ShardId::from_name("avatar"), name: "avatar".into(), preferred: Some(ps[7]) };
+        assert_eq!(ranking(&info, ps.iter(), 1), vec![ps[7]]);
+        let without: Vec<_> = ps.iter().filter(|p| **p != ps[7]).collect();
+        assert_ne!(ranking(&info, without, 1), vec![ps[7]]);
+    }
+
+    #[test]
+    fn removing_a_non_czar_does_not_move_the_czar() {
+        let ps = peers(20);
+        let info = ShardInfo { id: ShardId::from_name("s"), name: "s".into(), preferred: None };
+        let czar = ranking(&info, ps.iter(), 1)[0];
+        for gone in ps.iter().filter(|p| **p != czar) {
+            let rest: Vec<_> = ps.iter().filter(|p| *p != gone).collect();
+            assert_eq!(ranking(&info, rest, 1)[0], czar);
+        }
+    }
+
+    #[test]
+    fn declarations_merge_the_same_in_any_order() {
+        let ps = peers(2);
+        let mut a = ShardMap::default();
+        let mut b = ShardMap::default();
+        a.declare("x", Some(ps[0])).unwrap();
+        a.declare("x", Some(ps[1])).unwrap();
+        b.declare("x", Some(ps[1])).unwrap();
+        b.declare("x", Some(ps[0])).unwrap();
+        assert_eq!(a.digest(), b.digest());
+        assert_eq!(a.declare("", None), Err(ShardError::BadName(0)));
+    }
+}

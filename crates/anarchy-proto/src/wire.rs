@@ -1,0 +1,874 @@
+//! Wire format: every message that crosses the network and its encoding.
+//!
+//! A datagram is a fixed header (magic, protocol version, sender id) followed
+//! by one or more frames. Decoding is bounded by the datagram's length: every
+//! count is checked against the bytes left before anything is allocated, and
+//! any malformed input is an error, never a panic. The layout is documented
+//! frame by frame in `docs/PROTOCOL.md`; keep the two in step.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use crate::identity::{PeerId, PublicKey, PEER_ID_BYTES, PUBLIC_KEY_BYTES};
+use crate::replica::Version;
+use crate::shards::ShardId;
+
+/// The two bytes every datagram starts with.
+pub const MAGIC: [u8; 2] = *b"AY";
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u8 = 1;
+/// No datagram is ever larger than this: safe for IPv6 and most tunnels.
+pub const MAX_DATAGRAM_BYTES: usize = 1200;
+/// Bytes in the datagram header: magic, version, flags, sender id.
+pub const HEADER_BYTES: usize = 2 + 1 + 1 + PEER_ID_BYTES;
+/// Largest encoded frame; a frame must fit in one datagram with its header.
+pub const MAX_FRAME_BYTES: usize = MAX_DATAGRAM_BYTES - HEADER_BYTES;
+/// Longest key a shard accepts.
+pub const MAX_KEY_BYTES: usize = 64;
+/// Longest value a shard accepts (until fragmentation lands, one update must
+/// fit in one datagram with room for its frame header).
+pub const MAX_VALUE_BYTES: usize = 1024;
+/// Longest shard name.
+pub const MAX_SHARD_NAME_BYTES: usize = 64;
+
+/// A change to one key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// Set the key to this value.
+    Put(Vec<u8>),
+    /// Remove the key.
+    Delete,
+}
+
+/// One key's change, as carried in a delta.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Update {
+    /// The key.
+    pub key: Vec<u8>,
+    /// What happens to it.
+    pub op: Op,
+}
+
+impl Update {
+    /// Bytes this update takes on the wire.
+    pub fn encoded_len(&self) -> usize {
+        let value = match &self.op {
+            Op::Put(v) => varint_len(v.len() as u64) + v.len(),
+            Op::Delete => 0,
+        };
+        1 + varint_len(self.key.len() as u64) + self.key.len() + value
+    }
+}
+
+/// Whether a member is in the session or has left it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MemberStatus {
+    /// Taking part.
+    Alive,
+    /// Announced a graceful leave, or was removed after silence.
+    Left,
+}
+
+/// One member as gossiped in a [`Frame::Members`] list.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MemberRecord {
+    /// Its id; must equal the id derived from `public_key`.
+    pub id: PeerId,
+    /// Its public key.
+    pub public_key: PublicKey,
+    /// Where it can be reached.
+    pub addr: SocketAddr,
+    /// Bumped each time the peer (re)joins; a higher incarnation wins.
+    pub incarnation: u32,
+    /// Alive or left.
+    pub status: MemberStatus,
+}
+
+/// A shard declaration as gossiped in a [`Frame::Shards`] list. The shard id
+/// is derived from the name, so it is not sent.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ShardDecl {
+    /// The game's name for the shard.
+    pub name: String,
+    /// A peer that gets the shard whenever it is live (its avatar, say).
+    pub preferred: Option<PeerId>,
+}
+
+/// A shard's version as advertised by its czar in heartbeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ShardVersion {
+    /// Which shard.
+    pub shard: ShardId,
+    /// Its current version at the czar.
+    pub version: Version,
+    /// The first 8 bytes of the czar's state checksum at that version.
+    pub checksum: u64,
+}
+
+/// One protocol message. Several frames may share a datagram.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Frame {
+    /// "Let me in": sent to a bootstrap member's address.
+    Join {
+        /// The joiner's public key (its id must match the header's sender).
+        public_key: PublicKey,
+        /// The joiner's incarnation.
+        incarnation: u32,
+    },
+    /// "You are in": the reply to [`Frame::Join`], followed by member and shard lists.
+    Welcome,
+    /// Part of the member list.
+    Members(Vec<MemberRecord>),
+    /// Part of the shard list.
+    Shards(Vec<ShardDecl>),
+    /// Liveness, view digests and the versions of the shards the sender is czar of.
+    Heartbeat {
+        /// The sender's incarnation.
+        incarnation: u32,
+        /// Digest of the sender's member view.
+        members_hash: u64,
+        /// Digest of the sender's shard list.
+        shards_hash: u64,
+        /// Shards the sender is czar of and their versions.
+        czar_of: Vec<ShardVersion>,
+    },
+    /// A graceful leave.
+    Leave {
+        /// The incarnation that is leaving.
+        incarnation: u32,
+    },
+    /// Consecutive updates of one shard: update `i` has sequence `first_seq + i`.
+    Delta {
+        /// Which shard.
+        shard: ShardId,
+        /// The authority epoch the updates were written in.
+        epoch: u32,
+        /// Sequence number of the first update.
+        first_seq: u64,
+        /// The updates, in order.
+        updates: Vec<Update>,
+    },
+    /// A write made by a non-czar, sent to the czar.
+    Forward {
+        /// The writer's id for this write (unique per writer).
+        write_id: u64,
+        /// The peer that made the write (the sender may be relaying it).
+        origin: PeerId,
+        /// Which shard.
+        shard: ShardId,
+        /// The change.
+        update: Update,
+    },
+    /// The czar applied a forwarded write at `version`.
+    ForwardAck {
+        /// The writer's id for the write.
+        write_id: u64,
+        /// Which shard.
+        shard: ShardId,
+        /// The version the write got.
+        version: Version,
+    },
+    /// "Send me this shard's updates from `from_seq` on."
+    RepairReq {
+        /// Which shard.
+        shard: ShardId,
+        /// First sequence number wanted.
+        from_seq: u64,
+    },
+    /// One chunk of a shard's full state.
+    Snapshot {
+        /// Which shard.
+        shard: ShardId,
+        /// The version the state is at.
+        version: Version,
+        /// The czar of that version.
+        czar: PeerId,
+        /// Content checksum of the complete state.
+        checksum: [u8; 16],
+        /// Index of this chunk.
+        chunk: u16,
+        /// How many chunks make up the state.
+        chunks: u16,
+        /// Entries in this chunk.
+        entries: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+    /// `czar` holds the shard from `epoch` on, starting at sequence `seq`.
+    /// Sent by a claimant, or by an old czar handing over.
+    Authority {
+        /// Which shard.
+        shard: ShardId,
+        /// The new epoch.
+        epoch: u32,
+        /// The czar for that epoch.
+        czar: PeerId,
+        /// The last sequence number of the previous epoch: the new czar's starting point.
+        seq: u64,
+    },
+    /// "Send me your member and shard lists."
+    SyncReq,
+}
+
+impl Frame {
+    /// The frame's type byte.
+    pub fn kind(&self) -> FrameKind {
+        match self {
+            Frame::Join { .. } => FrameKind::Join,
+            Frame::Welcome => FrameKind::Welcome,
+            Frame::Members(_) => FrameKind::Members,
+            Frame::Shards(_) => FrameKind::Shards,
+            Frame::Heartbeat { .. } => FrameKind::Heartbeat,
+            Frame::Leave { .. } => FrameKind::Leave,
+            Frame::Delta { .. } => FrameKind::Delta,
+            Frame::Forward { .. } => FrameKind::Forward,
+            Frame::ForwardAck { .. } => FrameKind::ForwardAck,
+            Frame::RepairReq { .. } => FrameKind::RepairReq,
+            Frame::Snapshot { .. } => FrameKind::Snapshot,
+            Frame::Authority { .. } => FrameKind::Authority,
+            Frame::SyncReq => FrameKind::SyncReq,
+        }
+    }
+
+    /// Appends the frame's encoding (type byte first) to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.kind() as u8);
+        match self {
+            Frame::Join { public_key, incarnation } => {
+                out.extend_from_slice(&public_key.0);
+                put_varint(out, u64::from(*incarnation));
+            }
+            Frame::Welcome | Frame::SyncReq => {}
+            Frame::Members(members) => {
+                put_varint(out, members.len() as u64);
+                for m in members {
+                    out.extend_from_slice(&m.id.0);
+                    out.extend_from_slice(&m.public_key.0);
+                    put_addr(out, &m.addr);
+                    put_varint(out, u64::from(m.incarnation));
+                    out.push(match m.status {
+                        MemberStatus::Alive => 0,
+                        MemberStatus::Left => 1,
+                    });
+                }
+            }
+            Frame::Shards(shards) => {
+                put_varint(out, shards.len() as u64);
+                for s in shards {
+                    put_bytes(out, s.name.as_bytes());
+                    match s.preferred {
+                        None => out.push(0),
+                        Some(p) => {
+                            out.push(1);
+                            out.extend_from_slice(&p.0);
+                        }
+                    }
+                }
+            }
+            Frame::Heartbeat { incarnation, members_hash, shards_hash, czar_of } => {
+                put_varint(out, u64::from(*incarnation));
+                out.extend_from_slice(&members_hash.to_le_bytes());
+                out.extend_from_slice(&shards_hash.to_le_bytes());
+                put_varint(out, czar_of.len() as u64);
+                for sv in czar_of {
+                    out.extend_from_slice(&sv.shard.0.to_le_bytes());
+                    put_version(out, sv.version);
+                    out.extend_from_slice(&sv.checksum.to_le_bytes());
+                }
+            }
+            Frame::Leave { incarnation } => put_varint(out, u64::from(*incarnation)),
+            Frame::Delta { shard, epoch, first_seq, updates } => {
+                out.extend_from_slice(&shard.0.to_le_bytes());
+                put_varint(out, u64::from(*epoch));
+                put_varint(out, *first_seq);
+                put_varint(out, updates.len() as u64);
+                for u in updates {
+                    put_update(out, u);
+                }
+            }
+            Frame::Forward { write_id, origin, shard, update } => {
+                put_varint(out, *write_id);
+                out.extend_from_slice(&origin.0);
+                out.extend_from_slice(&shard.0.to_le_bytes());
+                put_update(out, update);
+            }
+            Frame::ForwardAck { write_id, shard, version } => {
+                put_varint(out, *write_id);
+                out.extend_from_slice(&shard.0.to_le_bytes());
+                put_version(out, *version);
+            }
+            Frame::RepairReq { shard, from_seq } => {
+                out.extend_from_slice(&shard.0.to_le_bytes());
+                put_varint(out, *from_seq);
+            }
+            Frame::Snapshot { shard, version, czar, checksum, chunk, chunks, entries } => {
+                out.extend_from_slice(&shard.0.to_le_bytes());
+                put_version(out, *version);
+                out.extend_from_slice(&czar.0);
+                out.extend_from_slice(checksum);
+                put_varint(out, u64::from(*chunk));
+                put_varint(out, u64::from(*chunks));
+                put_varint(out, entries.len() as u64);
+                for (k, v) in entries {
+                    put_bytes(out, k);
+                    put_bytes(out, v);
+                }
+            }
+            Frame::Authority { shard, epoch, czar, seq } => {
+                out.extend_from_slice(&shard.0.to_le_bytes());
+                put_varint(out, u64::from(*epoch));
+                out.extend_from_slice(&czar.0);
+                put_varint(out, *seq);
+            }
+        }
+    }
+
+    /// The frame's encoding as a new buffer.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode(&mut out);
+        out
+    }
+}
+
+/// Frame type bytes. Values are part of the protocol: never reuse one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum FrameKind {
+    /// [`Frame::Join`]
+    Join = 1,
+    /// [`Frame::Welcome`]
+    Welcome = 2,
+    /// [`Frame::Members`]
+    Members = 3,
+    /// [`Frame::Shards`]
+    Shards = 4,
+    /// [`Frame::Heartbeat`]
+    Heartbeat = 5,
+    /// [`Frame::Leave`]
+    Leave = 6,
+    /// [`Frame::Delta`]
+    Delta = 7,
+    /// [`Frame::Forward`]
+    Forward = 8,
+    /// [`Frame::ForwardAck`]
+    ForwardAck = 9,
+    /// [`Frame::RepairReq`]
+    RepairReq = 10,
+    /// [`Frame::Snapshot`]
+    Snapshot = 11,
+    /// [`Frame::Authority`]
+    Authority = 12,
+    /// [`Frame::SyncReq`]
+    SyncReq = 13,
+}
+
+/// A decoded datagram: who sent it and what it says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    /// The sender's peer id, from the header.
+    pub sender: PeerId,
+    /// The frames, in order.
+    pub frames: Vec<Frame>,
+}
+
+/// Why a datagram could not be decoded. Every variant is counted by the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum DecodeError {
+    /// Larger than [`MAX_DATAGRAM_BYTES`].
+    #[error("datagram larger than {MAX_DATAGRAM_BYTES} bytes")]
+    Oversized,
+    /// Shorter than the header, or a field runs past the end.
+    #[error("datagram truncated")]
+    Truncated,
+    /// Does not start with the protocol's magic bytes.
+    #[error("not an anarchy datagram (bad magic)")]
+    BadMagic,
+    /// Speaks a protocol version this build does not.
+    #[error("unsupported protocol version {0}")]
+    UnsupportedVersion(u8),
+    /// Header flags this version does not define.
+    #[error("unknown header flags {0:#04x}")]
+    UnknownFlags(u8),
+    /// A frame type byte this version does not define.
+    #[error("unknown frame type {0}")]
+    UnknownFrame(u8),
+    /// A datagram with a header and no frames.
+    #[error("datagram has no frames")]
+    Empty,
+    /// A varint longer than 10 bytes or above its field's range.
+    #[error("bad varint")]
+    BadVarint,
+    /// A length or count above its documented bound.
+    #[error("{0} exceeds its bound")]
+    TooLong(&'static str),
+    /// A field holds a value outside its domain.
+    #[error("invalid {0}")]
+    Invalid(&'static str),
+}
+
+/// Encodes a datagram header followed by already-encoded frames.
+pub fn encode_datagram(sender: &PeerId, frames: &[&[u8]]) -> Vec<u8> {
+    let len = HEADER_BYTES + frames.iter().map(|f| f.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(len);
+    put_header(&mut out, sender);
+    for f in frames {
+        out.extend_from_slice(f);
+    }
+    debug_assert!(out.len() <= MAX_DATAGRAM_BYTES, "datagram of {} bytes", out.len());
+    out
+}
+
+/// Appends the datagram header for `sender`.
+pub fn put_header(out: &mut Vec<u8>, sender: &PeerId) {
+    out.extend_from_slice(&MAGIC);
+    out.push(PROTOCOL_VERSION);
+    out.push(0);
+    out.extend_from_slice(&sender.0);
+}
+
+/// Encodes a whole datagram from frames (tests and tools; the peer packs
+/// pre-encoded frames with [`encode_datagram`]).
+pub fn encode_frames(sender: &PeerId, frames: &[Frame]) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_header(&mut out, sender);
+    for f in frames {
+        f.encode(&mut out);
+    }
+    out
+}
+
+/// Decodes a datagram. Never panics; allocates at most in proportion to `bytes.len()`.
+pub fn decode_datagram(bytes: &[u8]) -> Result<Datagram, DecodeError> {
+    if bytes.len() > MAX_DATAGRAM_BYTES {
+        return Err(DecodeError::Oversized);
+    }
+    let mut r = Reader::new(bytes);
+    if r.take(2)? != MAGIC {
+        return Err(DecodeError::BadMagic);
+    }
+    let version = r.u8()?;
+    if version != PROTOCOL_VERSION {
+        return Err(DecodeError::UnsupportedVersion(version));
+    }
+    let flags = r.u8()?;
+    if flags != 0 {
+        return Err(DecodeError::UnknownFlags(flags));
+    }
+    let sender = r.peer_id()?;
+    let mut frames = Vec::new();
+    while !r.is_empty() {
+        frames.push(decode_frame(&mut r)?);
+    }
+    if frames.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    Ok(Datagram { sender, frames })
+}
+
+fn decode_frame(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
+    let kind = r.u8()?;
+    let frame = match kind {
+        1 => Frame::Join { public_key: r.public_key()?, incarnation: r.varint_u32()? },
+        2 => Frame::Welcome,
+        3 => {
+            // id + key + shortest addr (family, 4 bytes, port) + incarnation + status
+            let n = r.count(PEER_ID_BYTES + PUBLIC_KEY_BYTES + 7 + 1 + 1)?;
+            let mut members = Vec::with_capacity(n);
+            for _ in 0..n {
+                let id = r.peer_id()?;
+                let public_key = r.public_key()?;
+                let addr = r.addr()?;
+                let incarnation = r.varint_u32()?;
+                let status = match r.u8()? {
+                    0 => MemberStatus::Alive,
+                    1 => MemberStatus::Left,
+                    _ => return Err(DecodeError::Invalid("member status")),
+                };
+                members.push(MemberRecord { id, public_key, addr, incarnation, status });
+            }
+            Frame::Members(members)
+        }
+        4 => {
+            let n = r.count(2)?;
+            let mut shards = Vec::with_capacity(n);
+            for _ in 0..n {
+                let name = r.bytes(MAX_SHARD_NAME_BYTES, "shard name")?;
+                let name = std::str::from_utf8(name).map_err(|_| DecodeError::Invalid("shard name"))?;
+                if name.is_empty() {
+                    return Err(DecodeError::Invalid("shard name"));
+                }
+                let preferred = match r.u8()? {
+                    0 => None,
+                    1 => Some(r.peer_id()?),
+                    _ => return Err(DecodeError::Invalid("preferred flag")),
+                };
+                shards.push(ShardDecl { name: name.to_owned(), preferred });
+            }
+            Frame::Shards(shards)
+        }
+        5 => {
+            let incarnation = r.varint_u32()?;
+            let members_hash = r.u64_le()?;
+            let shards_hash = r.u64_le()?;
+            let n = r.count(8 + 2 + 8)?;
+            let mut czar_of = Vec::with_capacity(n);
+            for _ in 0..n {
+                czar_of.push(ShardVersion { shard: r.shard()?, version: r.version()?, checksum: r.u64_le()? });
+            }
+            Frame::Heartbeat { incarnation, members_hash, shards_hash, czar_of }
+        }
+        6 => Frame::Leave { incarnation: r.varint_u32()? },
+        7 => {
+            let shard = r.shard()?;
+            let epoch = r.varint_u32()?;
+            let first_seq = r.varint()?;
+            let n = r.count(2)?;
+            if n == 0 {
+                return Err(DecodeError::Invalid("empty delta"));
+            }
+            if first_seq == 0 || first_seq.checked_add(n as u64).is_none() {
+                return Err(DecodeError::Invalid("delta sequence"));
+            }
+            let mut updates = Vec::with_capacity(n);
+            for _ in 0..n {
+                updates.push(r.update()?);
+            }
+            Frame::Delta { shard, epoch, first_seq, updates }
+        }
+        8 => Frame::Forward { write_id: r.varint()?, origin: r.peer_id()?, shard: r.shard()?, update: r.update()? },
+        9 => Frame::ForwardAck { write_id: r.varint()?, shard: r.shard()?, version: r.version()? },
+        10 => Frame::RepairReq { shard: r.shard()?, from_seq: r.varint()? },
+        11 => {
+            let shard = r.shard()?;
+            let version = r.version()?;
+            let czar = r.peer_id()?;
+            let checksum: [u8; 16] = r.array()?;
+            let chunk = r.varint_u16()?;
+            let chunks = r.varint_u16()?;
+            if chunks == 0 || chunk >= chunks {
+                return Err(DecodeError::Invalid("snapshot chunk index"));
+            }
+            let n = r.count(2)?;
+            let mut entries = Vec::with_capacity(n);
+            for _ in 0..n {
+                let k = r.bytes(MAX_KEY_BYTES, "key")?.to_vec();
+                let v = r.bytes(MAX_VALUE_BYTES, "value")?.to_vec();
+                entries.push((k, v));
+            }
+            Frame::Snapshot { shard, version, czar, checksum, chunk, chunks, entries }
+        }
+        12 => Frame::Authority { shard: r.shard()?, epoch: r.varint_u32()?, czar: r.peer_id()?, seq: r.varint()? },
+        13 => Frame::SyncReq,
+        other => return Err(DecodeError::UnknownFrame(other)),
+    };
+    Ok(frame)
+}
+
+/// Bytes a LEB128 varint of `v` takes.
+pub fn varint_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+/// Appends `v` as an unsigned LEB128 varint.
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_varint(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+fn put_version(out: &mut Vec<u8>, v: Version) {
+    put_varint(out, u64::from(v.epoch));
+    put_varint(out, v.seq);
+}
+
+fn put_update(out: &mut Vec<u8>, u: &Update) {
+    match &u.op {
+        Op::Put(value) => {
+            out.push(0);
+            put_bytes(out, &u.key);
+            put_bytes(out, value);
+        }
+        Op::Delete => {
+            out.push(1);
+            put_bytes(out, &u.key);
+        }
+    }
+}
+
+fn put_addr(out: &mut Vec<u8>, addr: &SocketAddr) {
+    match addr.ip() {
+        IpAddr::V4(ip) => {
+            out.push(4);
+            out.extend_from_slice(&ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            out.push(6);
+            out.extend_from_slice(&ip.octets());
+        }
+    }
+    out.extend_from_slice(&addr.port().to_le_bytes());
+}
+
+/// A bounded cursor over untrusted bytes.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+
+    fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.remaining() < n {
+            return Err(DecodeError::Truncated);
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u64_le(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    fn varint(&mut self) -> Result<u64, DecodeError> {
+        let mut v: u64 = 0;
+        for i in 0..10 {
+            let b = self.u8()?;
+            let bits = u64::from(b & 0x7f);
+            if i == 9 && bits > 1 {
+                return Err(DecodeError::BadVarint);
+            }
+            v |= bits << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(DecodeError::BadVarint)
+    }
+
+    fn varint_u32(&mut self) -> Result<u32, DecodeError> {
+        u32::try_from(self.varint()?).map_err(|_| DecodeError::BadVarint)
+    }
+
+    fn varint_u16(&mut self) -> Result<u16, DecodeError> {
+        u16::try_from(self.varint()?).map_err(|_| DecodeError::BadVarint)
+    }
+
+    /// Reads an element count and checks that `min_elem_bytes` per element fit
+    /// in what is left, so a lying count can never drive an allocation.
+    fn count(&mut self, min_elem_bytes: usize) -> Result<usize, DecodeError> {
+        let n = self.varint()?;
+        let max = (self.remaining() / min_elem_bytes.max(1)) as u64;
+        if n > max {
+            return Err(DecodeError::Truncated);
+        }
+        Ok(n as usize)
+    }
+
+    fn bytes(&mut self, max: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
+        let n = self.varint()?;
+        if n > max as u64 {
+            return Err(DecodeError::TooLong(what));
+        }
+        self.take(n as usize)
+    }
+
+    fn peer_id(&mut self) -> Result<PeerId, DecodeError> {
+        Ok(PeerId(self.array()?))
+    }
+
+    fn public_key(&mut self) -> Result<PublicKey, DecodeError> {
+        Ok(PublicKey(self.array()?))
+    }
+
+    fn shard(&mut self) -> Result<ShardId, DecodeError> {
+        Ok(ShardId(self.u64_le()?))
+    }
+
+    fn version(&mut self) -> Result<Version, DecodeError> {
+        Ok(Version { epoch: self.varint_u32()?, seq: self.varint()? })
+    }
+
+    fn update(&mut self) -> Result<Update, DecodeError> {
+        let tag = self.u8()?;
+        let key = self.bytes(MAX_KEY_BYTES, "key")?.to_vec();
+        if key.is_empty() {
+            return Err(DecodeError::Invalid("empty key"));
+        }
+        let op = match tag {
+            0 => Op::Put(self.bytes(MAX_VALUE_BYTES, "value")?.to_vec()),
+            1 => Op::Delete,
+            _ => return Err(DecodeError::Invalid("update op")),
+        };
+        Ok(Update { key, op })
+    }
+
+    fn addr(&mut self) -> Result<SocketAddr, DecodeError> {
+        let ip = match self.u8()? {
+            4 => IpAddr::V4(Ipv4Addr::from(self.array::<4>()?)),
+            6 => IpAddr::V6(Ipv6Addr::from(self.array::<16>()?)),
+            _ => return Err(DecodeError::Invalid("address family")),
+        };
+        let port = u16::from_le_bytes(self.array()?);
+        Ok(SocketAddr::new(ip, port))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Keypair;
+
+    fn sample_frames() -> Vec<Frame> {
+        let kp = Keypair::from_seed(1);
+        let id = kp.peer_id();
+        vec![
+            Frame::Join { public_key: kp.public_key(), incarnation: 3 },
+            Frame::Welcome,
+            Frame::Members(vec![MemberRecord {
+                id,
+                public_key: kp.public_key(),
+                addr: "[::1]:9000".parse().unwrap(),
+                incarnation: 1,
+                status: MemberStatus::Left,
+            }]),
+            Frame::Shards(vec![ShardDecl { name: "world".into(), preferred: Some(id) }]),
+            Frame::Heartbeat {
+                incarnation: 1,
+                members_hash: 42,
+                shards_hash: 7,
+                czar_of: vec![ShardVersion { shard: ShardId(9), version: Version { epoch: 2, seq: 300 }, checksum: 5 }],
+            },
+            Frame::Leave { incarnation: 1 },
+            Frame::Delta {
+                shard: ShardId(1),
+                epoch: 1,
+                first_seq: 10,
+                updates: vec![
+                    Update { key: b"x".to_vec(), op: Op::Put(vec![1, 2, 3]) },
+                    Update { key: b"y".to_vec(), op: Op::Delete },
+                ],
+            },
+            Frame::Forward {
+                write_id: 5,
+                origin: id,
+                shard: ShardId(2),
+                update: Update { key: b"k".to_vec(), op: Op::Delete },
+            },
+            Frame::ForwardAck { write_id: 5, shard: ShardId(2), version: Version { epoch: 1, seq: 1 } },
+            Frame::RepairReq { shard: ShardId(3), from_seq: 17 },
+            Frame::Snapshot {
+                shard: ShardId(3),
+                version: Version { epoch: 4, seq: 99 },
+                czar: id,
+                checksum: [7; 16],
+                chunk: 1,
+                chunks: 2,
+                entries: vec![(b"a".to_vec(), b"b".to_vec())],
+            },
+            Frame::Authority { shard: ShardId(3), epoch: 5, czar: id, seq: 99 },
+            Frame::SyncReq,
+        ]
+    }
+
+    #[test]
+    fn every_frame_round_trips() {
+        let sender = Keypair::from_seed(2).peer_id();
+        for f in sample_frames() {
+            let bytes = encode_frames(&sender, std::slice::from_ref(&f));
+            let d = decode_datagram(&bytes).unwrap();
+            assert_eq!(d.sender, sender);
+            assert_eq!(d.frames, vec![f]);
+        }
+        let all = sample_frames();
+        let bytes = encode_frames(&sender, &all);
+        assert!(bytes.len() <= MAX_DATAGRAM_BYTES);
+        assert_eq!(decode_datagram(&bytes).unwrap().frames, all);
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let sender = Keypair::from_seed(2).peer_id();
+        let bytes = encode_frames(&sender, &sample_frames());
+        for cut in 0..bytes.len() {
+            // A cut at a frame boundary is a valid shorter datagram; anything else must fail cleanly.
+            let _ = decode_datagram(&bytes[..cut]);
+        }
+        assert_eq!(decode_datagram(&bytes[..5]), Err(DecodeError::Truncated));
+        assert_eq!(decode_datagram(&bytes[..HEADER_BYTES]), Err(DecodeError::Empty));
+    }
+
+    #[test]
+    fn header_errors_are_named() {
+        let sender = Keypair::from_seed(2).peer_id();
+        let mut bytes = encode_frames(&sender, &[Frame::SyncReq]);
+        bytes[2] = 99;
+        assert_eq!(decode_datagram(&bytes), Err(DecodeError::UnsupportedVersion(99)));
+        bytes[2] = PROTOCOL_VERSION;
+        bytes[0] = b'X';
+        assert_eq!(decode_datagram(&bytes), Err(DecodeError::BadMagic));
+        bytes[0] = MAGIC[0];
+        bytes[3] = 1;
+        assert_eq!(decode_datagram(&bytes), Err(DecodeError::UnknownFlags(1)));
+        bytes[3] = 0;
+        bytes[HEADER_BYTES] = 200;
+        assert_eq!(decode_datagram(&bytes), Err(DecodeError::UnknownFrame(200)));
+        assert_eq!(decode_datagram(&[0u8; MAX_DATAGRAM_BYTES + 1]), Err(DecodeError::Oversized));
+    }
+
+    #[test]
+    fn lying_counts_do_not_allocate() {
+        let sender = Keypair::from_seed(2).peer_id();
+        let mut bytes = Vec::new();
+        put_header(&mut bytes, &sender);
+        bytes.push(FrameKind::Members as u8);
+        put_varint(&mut bytes, u64::MAX >> 1);
+        assert_eq!(decode_datagram(&bytes), Err(DecodeError::Truncated));
+    }
+
+    #[test]
+    fn varints_reject_overlong_encodings() {
+        let mut out = Vec::new();
+        put_varint(&mut out, u64::MAX);
+        assert_eq!(out.len(), 10);
+        assert_eq!(Reader::new(&out).varint(), Ok(u64::MAX));
+        let overlong = [0xffu8; 11];
+        assert_eq!(Reader::new(&overlong).varint(), Err(DecodeError::BadVarint));
+        for v in [0u64, 127, 128, 16383, 16384, 1 << 40] {
+            let mut out = Vec::new();
+            put_varint(&mut out, v);
+            assert_eq!(out.len(), varint_len(v));
+        }
+    }
+}
