@@ -71,6 +71,14 @@ pub enum Event {
         /// The new value, `None` if deleted.
         value: Option<Vec<u8>>,
     },
+    /// As czar, we applied an update (our own write or a forwarded one) at
+    /// `version`. Emitted only when [`crate::Config::update_events`] is on.
+    Authored {
+        /// Which shard.
+        shard: ShardId,
+        /// The version it produced.
+        version: Version,
+    },
     /// A write we forwarded was applied by the czar.
     WriteApplied {
         /// The id `write` returned.

@@ -40,6 +40,8 @@ pub use config::Config;
 pub use event::{Event, WriteFailure, WriteId};
 pub use identity::{Keypair, PeerId, PublicKey};
 pub use membership::{LeaveReason, Member};
+#[cfg(feature = "faults")]
+pub use peer::Fault;
 pub use peer::{Peer, Transmit, WriteError, WriteOutcome};
 pub use replica::{Checksum, Replica, Version};
 pub use shards::{ShardError, ShardId, ShardInfo};

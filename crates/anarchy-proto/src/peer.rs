@@ -159,6 +159,19 @@ pub struct Peer {
     last_sync_request: Option<Instant>,
     last_refute_hint: BTreeMap<PeerId, Instant>,
     stats: Stats,
+    #[cfg(feature = "faults")]
+    fault: Option<Fault>,
+    #[cfg(feature = "faults")]
+    fault_fired: bool,
+}
+
+/// Test-only deliberate bugs, to prove that the simulator's checkers catch them.
+#[cfg(feature = "faults")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Skip the next remote update (its sequence number still advances) and
+    /// never repair the divergence that follows.
+    SkipDeltaSilently,
 }
 
 impl std::fmt::Debug for Peer {
@@ -204,6 +217,10 @@ impl Peer {
             last_sync_request: None,
             last_refute_hint: BTreeMap::new(),
             stats: Stats::default(),
+            #[cfg(feature = "faults")]
+            fault: None,
+            #[cfg(feature = "faults")]
+            fault_fired: false,
         }
     }
 
@@ -298,6 +315,22 @@ impl Peer {
     /// Writes waiting for a czar's acknowledgement.
     pub fn pending_writes(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Test-only: makes this peer deliberately broken (see [`Fault`]).
+    #[cfg(feature = "faults")]
+    pub fn inject_fault(&mut self, fault: Fault) {
+        self.fault = Some(fault);
+    }
+
+    #[cfg(feature = "faults")]
+    fn never_resync(&self) -> bool {
+        self.fault == Some(Fault::SkipDeltaSilently)
+    }
+
+    #[cfg(not(feature = "faults"))]
+    fn never_resync(&self) -> bool {
+        false
     }
 
     // ----- commands ---------------------------------------------------------
@@ -426,6 +459,9 @@ impl Peer {
         let version = Version { epoch, seq: entry.seq };
         st.outgoing.push(entry);
         self.stats.updates_written += 1;
+        if self.config.update_events {
+            self.push_event(Event::Authored { shard, version });
+        }
         WriteOutcome::Applied(version)
     }
 
@@ -922,6 +958,9 @@ impl Peer {
     /// Compares our replica with the czar's last advert; asks for a repair if
     /// we have been out of step for longer than reordering explains.
     fn check_sync(&mut self, now: Instant, shard: ShardId) {
+        if self.never_resync() {
+            return;
+        }
         let st = self.states.get_mut(&shard).expect("known shard");
         if st.replica.czar == Some(self.id) {
             st.out_of_sync_since = None;
@@ -1010,6 +1049,18 @@ impl Peer {
             if updates.is_empty() {
                 return;
             }
+        }
+        #[cfg(feature = "faults")]
+        if self.fault == Some(Fault::SkipDeltaSilently) && !self.fault_fired {
+            self.fault_fired = true;
+            // Deliberately broken: the first update becomes a no-op, once.
+            let st = &self.states[&shard];
+            let key = updates[0].key.clone();
+            let op = match st.replica.get(&key) {
+                Some(v) => Op::Put(v.to_vec()),
+                None => Op::Delete,
+            };
+            updates[0] = Update { key, op };
         }
         let st = self.states.get_mut(&shard).expect("known shard");
         let outcome =
