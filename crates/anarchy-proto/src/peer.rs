@@ -102,12 +102,15 @@ struct PendingWrite {
     last_sent: Option<(Instant, PeerId)>,
 }
 
+/// A (key, value) pair of a snapshot.
+type Entry = (Vec<u8>, Vec<u8>);
+
 #[derive(Debug)]
 struct Assembly {
     version: Version,
     czar: PeerId,
     checksum: [u8; 16],
-    chunks: Vec<Option<Vec<(Vec<u8>, Vec<u8>)>>>,
+    chunks: Vec<Option<Vec<Entry>>>,
     received: usize,
     started: Instant,
 }
@@ -158,6 +161,9 @@ pub struct Peer {
     next_write_id: u64,
     last_sync_request: Option<Instant>,
     last_refute_hint: BTreeMap<PeerId, Instant>,
+    /// The member that let us in: its lists are accepted even if they arrive
+    /// before we know it.
+    welcomer: Option<PeerId>,
     stats: Stats,
     #[cfg(feature = "faults")]
     fault: Option<Fault>,
@@ -216,6 +222,7 @@ impl Peer {
             next_write_id: 1,
             last_sync_request: None,
             last_refute_hint: BTreeMap::new(),
+            welcomer: None,
             stats: Stats::default(),
             #[cfg(feature = "faults")]
             fault: None,
@@ -559,13 +566,16 @@ impl Peer {
 
     fn handle_frame(&mut self, now: Instant, from: SocketAddr, sender: PeerId, frame: Frame) {
         let known_alive = self.members.is_alive(&sender);
-        let joining = matches!(self.phase, Phase::Joining { .. });
+        let joining = matches!(self.phase, Phase::Joining { .. }) || self.welcomer == Some(sender);
         match frame {
             Frame::Join { public_key, incarnation } => self.handle_join(now, from, sender, public_key, incarnation),
             Frame::Heartbeat { incarnation, members_hash, shards_hash, .. } => {
                 self.handle_heartbeat(now, from, sender, incarnation, members_hash, shards_hash)
             }
-            Frame::Welcome if joining => self.enter_session(now),
+            Frame::Welcome if matches!(self.phase, Phase::Joining { .. }) => {
+                self.welcomer = Some(sender);
+                self.enter_session(now)
+            }
             Frame::Members(records) if known_alive || joining => self.handle_members(now, records),
             Frame::Shards(decls) if known_alive || joining => self.handle_shards(now, decls),
             Frame::Snapshot { shard, version, czar, checksum, chunk, chunks, entries } if known_alive || joining => {
@@ -640,8 +650,9 @@ impl Peer {
             m.addr = from;
             m.last_heard = now;
         }
-        self.queue_frame(from, &Frame::Welcome);
+        // Lists first: the joiner accepts them while it is still joining.
         self.send_lists(from);
+        self.queue_frame(from, &Frame::Welcome);
         let shards: Vec<ShardId> = self.states.keys().copied().collect();
         for shard in shards {
             self.send_snapshot(from, shard);
@@ -796,8 +807,8 @@ impl Peer {
     }
 
     fn shard_declared(&mut self, id: ShardId) {
-        if !self.states.contains_key(&id) {
-            self.states.insert(id, ShardState::default());
+        if let std::collections::btree_map::Entry::Vacant(slot) = self.states.entry(id) {
+            slot.insert(ShardState::default());
             let name = self.shards.get(id).expect("declared").name.clone();
             self.push_event(Event::ShardDeclared { shard: id, name });
         }

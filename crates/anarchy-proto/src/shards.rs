@@ -94,7 +94,7 @@ pub fn claim_strength(info: &ShardInfo, peer: &PeerId) -> (bool, u64, PeerId) {
 pub fn ranking<'a>(info: &ShardInfo, live: impl IntoIterator<Item = &'a PeerId>, take: usize) -> Vec<PeerId> {
     let mut scored: Vec<((bool, u64, PeerId), PeerId)> =
         live.into_iter().map(|p| (claim_strength(info, p), *p)).collect();
-    scored.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    scored.sort_unstable_by_key(|s| std::cmp::Reverse(s.0));
     scored.into_iter().take(take).map(|(_, p)| p).collect()
 }
 

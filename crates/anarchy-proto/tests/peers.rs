@@ -1,0 +1,411 @@
+//! Several core peers against each other in memory with a virtual clock:
+//! join, ownership, replication, forwarding, repair, hand-over, catch-up.
+
+mod support;
+
+use std::time::Duration;
+
+use anarchy_proto::wire::{self, Frame};
+use anarchy_proto::{Config, DropReason, Event, Instant, LeaveReason, Version, WriteError, WriteOutcome};
+use support::Net;
+
+fn session(n: usize) -> Net {
+    let mut net = Net::new(Config::default());
+    for _ in 0..n {
+        net.add();
+    }
+    net
+}
+
+fn settle(net: &mut Net) {
+    net.run_for(Duration::from_secs(1));
+}
+
+#[test]
+fn peers_join_through_one_member_and_everyone_learns_everyone() {
+    let mut net = session(5);
+    net.start_all();
+    settle(&mut net);
+    for (i, n) in net.member_counts() {
+        assert_eq!(n, 5, "peer {i} sees {n} members");
+    }
+    for i in 0..5 {
+        assert!(net.events[i].iter().any(|e| matches!(e, Event::Joined { .. })), "peer {i} never joined");
+    }
+}
+
+#[test]
+fn every_peer_agrees_on_each_shards_czar() {
+    let mut net = session(6);
+    let shards: Vec<_> = (0..8).map(|s| net.declare_everywhere(&format!("s{s}"), None)).collect();
+    net.start_all();
+    settle(&mut net);
+    for s in shards {
+        let czars = net.czars(s);
+        assert_eq!(czars.len(), 1, "peers disagree on the czar of {s:?}: {czars:?}");
+        let czar = czars.into_iter().next().unwrap().expect("someone holds it");
+        // It is the top of the rendezvous ranking over the live members.
+        let info = net.peers[0].shard(s).unwrap().clone();
+        let live: Vec<_> = (0..6).map(|i| net.id(i)).collect();
+        assert_eq!(anarchy_proto::shards::ranking(&info, live.iter(), 1)[0], czar);
+        // And the backups are the next two, the same everywhere.
+        let backups = net.peers[0].backups_of(s);
+        assert_eq!(backups.len(), 2);
+        for i in 1..6 {
+            assert_eq!(net.peers[i].backups_of(s), backups);
+        }
+    }
+}
+
+#[test]
+fn a_czar_write_is_applied_everywhere() {
+    let mut net = session(4);
+    let avatar = net.declare_everywhere("avatar-2", Some(2));
+    net.start_all();
+    settle(&mut net);
+    assert_eq!(net.czars(avatar).into_iter().collect::<Vec<_>>(), vec![Some(net.id(2))]);
+    let now = net.now;
+    let out = net.peers[2].write(now, avatar, b"pos", b"1,2").unwrap();
+    let WriteOutcome::Applied(v) = out else { panic!("czar applies at once, got {out:?}") };
+    // Optimistic: visible at the czar before anything is sent.
+    assert_eq!(net.peers[2].get(avatar, b"pos"), Some(&b"1,2"[..]));
+    net.drain_all();
+    net.run_for(Duration::from_millis(50));
+    for i in 0..4 {
+        assert_eq!(net.peers[i].get(avatar, b"pos"), Some(&b"1,2"[..]), "peer {i}");
+        assert_eq!(net.peers[i].version_of(avatar), Some(v));
+    }
+    assert!(net.events[0]
+        .iter()
+        .any(|e| matches!(e, Event::Updated { key, value: Some(val), .. } if key == b"pos" && val == b"1,2")));
+}
+
+#[test]
+fn writes_between_two_flushes_leave_as_one_datagram_per_peer() {
+    let mut net = session(3);
+    let avatar = net.declare_everywhere("avatar-1", Some(1));
+    net.start_all();
+    settle(&mut net);
+    let before = net.log.len();
+    let now = net.now;
+    for k in 0..10u8 {
+        net.peers[1].write(now, avatar, &[b'k', k], &[k; 20]).unwrap();
+    }
+    net.drain(1);
+    let sent: Vec<_> = net.log[before..].iter().filter(|(_, from, _, _)| *from == 1).collect();
+    assert_eq!(sent.len(), 2, "one datagram to each of the two other peers");
+    let d = wire::decode_datagram(&sent[0].3).unwrap();
+    let deltas: Vec<_> = d.frames.iter().filter(|f| matches!(f, Frame::Delta { .. })).collect();
+    assert_eq!(deltas.len(), 1);
+    let Frame::Delta { updates, .. } = deltas[0] else { unreachable!() };
+    assert_eq!(updates.len(), 10);
+}
+
+#[test]
+fn a_write_that_changes_nothing_sends_nothing() {
+    let mut net = session(2);
+    let world = net.declare_everywhere("world", Some(0));
+    net.start_all();
+    settle(&mut net);
+    let now = net.now;
+    assert!(matches!(net.peers[0].write(now, world, b"k", b"v").unwrap(), WriteOutcome::Applied(_)));
+    net.drain_all();
+    let before = net.log.len();
+    assert!(matches!(net.peers[0].write(now, world, b"k", b"v").unwrap(), WriteOutcome::Unchanged(_)));
+    net.drain_all();
+    assert_eq!(net.log.len(), before);
+}
+
+#[test]
+fn a_non_czar_write_is_forwarded_applied_and_acknowledged() {
+    let mut net = session(4);
+    let world = net.declare_everywhere("world", Some(3));
+    net.start_all();
+    settle(&mut net);
+    let now = net.now;
+    let out = net.peers[1].write(now, world, b"door", b"open").unwrap();
+    let WriteOutcome::Forwarded(id) = out else { panic!("non-czar forwards, got {out:?}") };
+    net.drain_all();
+    net.run_for(Duration::from_millis(100));
+    assert!(
+        net.events[1].iter().any(|e| matches!(e, Event::WriteApplied { write, .. } if *write == id)),
+        "writer told its write was applied"
+    );
+    for i in 0..4 {
+        assert_eq!(net.peers[i].get(world, b"door"), Some(&b"open"[..]), "peer {i}");
+    }
+    assert_eq!(net.peers[1].pending_writes(), 0);
+}
+
+#[test]
+fn a_forwarded_write_survives_a_lost_datagram() {
+    let mut net = session(3);
+    let world = net.declare_everywhere("world", Some(2));
+    net.start_all();
+    settle(&mut net);
+    // Drop everything from 1 to 2 for a while: the forward is retried.
+    let until = net.now + Duration::from_millis(150);
+    net.drop_filter = Some(Box::new(move |d| d.from == 1 && d.to == 2 && d.at < until));
+    let now = net.now;
+    net.peers[1].write(now, world, b"k", b"v").unwrap();
+    net.drain_all();
+    net.run_for(Duration::from_millis(600));
+    assert!(net.dropped > 0);
+    assert!(net.events[1].iter().any(|e| matches!(e, Event::WriteApplied { .. })));
+    assert!(net.converged(world));
+    assert_eq!(net.peers[0].get(world, b"k"), Some(&b"v"[..]));
+}
+
+#[test]
+fn gaps_from_dropped_datagrams_are_repaired() {
+    let mut net = session(3);
+    let avatar = net.declare_everywhere("avatar-0", Some(0));
+    net.start_all();
+    settle(&mut net);
+    // Peer 2 loses every datagram from the czar for 200 ms while writes go on.
+    let (from, until) = (net.now, net.now + Duration::from_millis(200));
+    net.drop_filter = Some(Box::new(move |d| d.from == 0 && d.to == 2 && d.at >= from && d.at < until));
+    for t in 0..10u8 {
+        let now = net.now;
+        net.peers[0].write(now, avatar, b"pos", &[t]).unwrap();
+        net.drain_all();
+        net.run_for(Duration::from_millis(30));
+    }
+    net.run_for(Duration::from_millis(500));
+    assert!(net.dropped > 0);
+    assert!(net.converged(avatar), "peer 2 repaired the gap");
+    assert!(net.peers[2].stats().repairs_requested > 0);
+    assert_eq!(net.peers[2].get(avatar, b"pos"), Some(&[9u8][..]));
+}
+
+#[test]
+fn a_lost_last_update_is_repaired_from_the_heartbeat_advert() {
+    let mut net = session(2);
+    let avatar = net.declare_everywhere("avatar-0", Some(0));
+    net.start_all();
+    settle(&mut net);
+    // Drop only the datagram carrying the delta.
+    net.drop_filter = Some(Box::new(|d| {
+        d.from == 0
+            && wire::decode_datagram(&d.payload)
+                .is_ok_and(|dg| dg.frames.iter().any(|f| matches!(f, Frame::Delta { .. })))
+    }));
+    let now = net.now;
+    net.peers[0].write(now, avatar, b"pos", b"last").unwrap();
+    net.drain_all();
+    net.drop_filter = None;
+    assert_eq!(net.dropped, 1);
+    net.run_for(Duration::from_millis(400));
+    assert_eq!(net.peers[1].get(avatar, b"pos"), Some(&b"last"[..]));
+}
+
+#[test]
+fn ownership_moves_to_a_preferred_czar_that_joins_with_an_orderly_hand_over() {
+    let mut net = session(4);
+    // Peer 3 is the preferred czar but joins late.
+    let shard = net.declare_everywhere("avatar-3", Some(3));
+    let now = net.now;
+    for i in 0..3 {
+        let boot = if i == 0 { vec![] } else { vec![net.addrs[0]] };
+        net.peers[i].join(now, &boot);
+    }
+    net.drain_all();
+    settle(&mut net);
+    let first = net.peers[0].czar_of(shard).expect("someone holds it meanwhile");
+    let holder = net.index_of(first);
+    for k in 0..5u8 {
+        let now = net.now;
+        net.peers[holder].write(now, shard, &[k], &[k]).unwrap();
+    }
+    net.drain_all();
+    net.run_for(Duration::from_millis(100));
+    let before = net.peers[holder].version_of(shard).unwrap();
+    let now = net.now;
+    let boot = net.addrs[0];
+    net.peers[3].join(now, &[boot]);
+    net.drain_all();
+    settle(&mut net);
+    let id3 = net.id(3);
+    assert_eq!(net.czars(shard).into_iter().collect::<Vec<_>>(), vec![Some(id3)]);
+    // The new czar started from the old czar's last version: nothing lost.
+    let now = net.now;
+    let WriteOutcome::Applied(v) = net.peers[3].write(now, shard, b"new", b"1").unwrap() else { panic!() };
+    assert_eq!(v.seq, before.seq + 1);
+    assert!(v.epoch > before.epoch);
+    net.drain_all();
+    net.run_for(Duration::from_millis(200));
+    assert!(net.converged(shard));
+    for k in 0..5u8 {
+        assert_eq!(net.peers[3].get(shard, &[k]), Some(&[k][..]));
+    }
+    assert!(net.events[0].iter().any(|e| matches!(e, Event::CzarChanged { new, .. } if *new == id3)));
+}
+
+#[test]
+fn a_leaving_czar_hands_its_shards_to_the_next_in_rank() {
+    let mut net = session(4);
+    let world = net.declare_everywhere("world", None);
+    net.start_all();
+    settle(&mut net);
+    let czar = net.index_of(net.peers[0].czar_of(world).unwrap());
+    let backup = net.peers[0].backups_of(world)[0];
+    for k in 0..5u8 {
+        let now = net.now;
+        net.peers[czar].write(now, world, &[k], b"x").unwrap();
+    }
+    let now = net.now;
+    net.peers[czar].leave(now);
+    net.drain_all();
+    net.run_for(Duration::from_millis(300));
+    assert_eq!(net.czars(world).into_iter().collect::<Vec<_>>(), vec![Some(backup)], "first backup took over");
+    for i in net.live() {
+        assert_eq!(net.peers[i].live_members().count(), 3);
+        assert!(net.events[i].iter().any(|e| matches!(e, Event::PeerLeft { reason: LeaveReason::Graceful, .. })));
+        for k in 0..5u8 {
+            assert_eq!(net.peers[i].get(world, &[k]), Some(&b"x"[..]), "peer {i} key {k}");
+        }
+    }
+    assert!(net.converged(world));
+}
+
+#[test]
+fn a_silent_peer_is_removed_after_the_timeout_and_its_shards_are_claimed() {
+    let mut net = session(4);
+    let world = net.declare_everywhere("world", None);
+    net.start_all();
+    settle(&mut net);
+    let czar = net.index_of(net.peers[0].czar_of(world).unwrap());
+    let backup = net.peers[0].backups_of(world)[0];
+    net.crash(czar);
+    net.run_for(Duration::from_millis(1_500));
+    for i in net.live() {
+        assert_eq!(net.peers[i].live_members().count(), 3, "peer {i}");
+        assert_eq!(net.peers[i].czar_of(world), Some(backup));
+    }
+    let b = net.index_of(backup);
+    let now = net.now;
+    assert!(matches!(net.peers[b].write(now, world, b"k", b"v").unwrap(), WriteOutcome::Applied(_)));
+}
+
+#[test]
+fn a_late_joiner_gets_every_shards_full_state() {
+    let mut net = session(4);
+    let world = net.declare_everywhere("world", Some(0));
+    let items = net.declare_everywhere("items", Some(1));
+    let now = net.now;
+    for i in 0..3 {
+        let boot = if i == 0 { vec![] } else { vec![net.addrs[0]] };
+        net.peers[i].join(now, &boot);
+    }
+    net.drain_all();
+    settle(&mut net);
+    for k in 0..200u16 {
+        let now = net.now;
+        net.peers[0].write(now, world, &k.to_le_bytes(), &[7; 40]).unwrap();
+        net.peers[1].write(now, items, &k.to_le_bytes(), &[9; 10]).unwrap();
+    }
+    net.drain_all();
+    net.run_for(Duration::from_millis(200));
+    let now = net.now;
+    let boot = net.addrs[2];
+    net.peers[3].join(now, &[boot]);
+    net.drain_all();
+    settle(&mut net);
+    assert!(net.converged(world));
+    assert!(net.converged(items));
+    assert_eq!(net.peers[3].replica(world).unwrap().len(), 200);
+    assert_eq!(net.peers[3].replica(items).unwrap().len(), 200);
+}
+
+#[test]
+fn same_seed_and_inputs_give_byte_identical_transmits() {
+    fn run() -> Vec<(Instant, usize, usize, Vec<u8>)> {
+        let mut net = session(5);
+        let world = net.declare_everywhere("world", None);
+        let avatar = net.declare_everywhere("avatar-1", Some(1));
+        net.start_all();
+        for t in 0..40u8 {
+            let now = net.now;
+            let _ = net.peers[1].write(now, avatar, b"pos", &[t]);
+            let _ = net.peers[t as usize % 5].write(now, world, b"w", &[t]);
+            net.drain_all();
+            net.run_for(Duration::from_millis(25));
+        }
+        net.run_for(Duration::from_millis(500));
+        net.log
+    }
+    let a = run();
+    let b = run();
+    assert!(a.len() > 100);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn bad_input_is_counted_never_a_panic() {
+    let mut net = session(2);
+    let world = net.declare_everywhere("world", Some(0));
+    net.start_all();
+    settle(&mut net);
+    let now = net.now;
+    let from = net.addrs[1];
+    let p = &mut net.peers[0];
+    let before = p.stats().total_drops();
+    p.handle_datagram(now, from, b"garbage garbage garbage");
+    assert_eq!(p.stats().drops(DropReason::BadMagic), 1);
+    let good = wire::encode_frames(&net.peers[1].id(), &[Frame::SyncReq]);
+    let p = &mut net.peers[0];
+    p.handle_datagram(now, from, &good[..7]);
+    assert_eq!(p.stats().drops(DropReason::Truncated), 1);
+    let mut future = good.clone();
+    future[2] = 9;
+    p.handle_datagram(now, from, &future);
+    assert_eq!(p.stats().drops(DropReason::UnsupportedVersion), 1);
+    p.handle_datagram(now, from, &[0u8; 1500]);
+    assert_eq!(p.stats().drops(DropReason::Oversized), 1);
+    p.handle_datagram(now, from, &[]);
+    assert_eq!(p.stats().total_drops(), before + 5);
+    // A delta for a shard nobody declared.
+    let bogus = wire::encode_frames(
+        &net.peers[1].id(),
+        &[Frame::Delta {
+            shard: anarchy_proto::ShardId(12345),
+            epoch: 1,
+            first_seq: 1,
+            updates: vec![wire::Update { key: b"k".to_vec(), op: wire::Op::Delete }],
+        }],
+    );
+    let p = &mut net.peers[0];
+    p.handle_datagram(now, from, &bogus);
+    assert_eq!(p.stats().drops(DropReason::UnknownShard), 1);
+    // A write to an undeclared shard is a clear error.
+    let err = p.write(now, anarchy_proto::ShardId::from_name("nope"), b"k", b"v").unwrap_err();
+    assert!(matches!(err, WriteError::UnknownShard(_)));
+    assert_eq!(err.to_string(), format!("shard {} is not declared", anarchy_proto::ShardId::from_name("nope")));
+    assert_eq!(p.write(now, world, b"", b"v").unwrap_err(), WriteError::EmptyKey);
+    assert_eq!(p.write(now, world, &[1; 65], b"v").unwrap_err(), WriteError::KeyTooLong(65));
+    assert_eq!(p.write(now, world, b"k", &[1; 1025]).unwrap_err(), WriteError::ValueTooLarge(1025));
+    // Still works afterwards.
+    assert!(matches!(p.write(now, world, b"k", b"v").unwrap(), WriteOutcome::Applied(Version { .. })));
+}
+
+#[test]
+fn a_forged_delta_from_a_non_czar_is_dropped() {
+    let mut net = session(3);
+    let world = net.declare_everywhere("world", Some(0));
+    net.start_all();
+    settle(&mut net);
+    let now = net.now;
+    let forged = wire::encode_frames(
+        &net.peers[1].id(),
+        &[Frame::Delta {
+            shard: world,
+            epoch: net.peers[2].version_of(world).unwrap().epoch,
+            first_seq: 1,
+            updates: vec![wire::Update { key: b"gold".to_vec(), op: wire::Op::Put(b"999".to_vec()) }],
+        }],
+    );
+    let from = net.addrs[1];
+    net.peers[2].handle_datagram(now, from, &forged);
+    assert_eq!(net.peers[2].stats().drops(DropReason::NotCzar), 1);
+    assert_eq!(net.peers[2].get(world, b"gold"), None);
+}

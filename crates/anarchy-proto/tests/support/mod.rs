@@ -1,0 +1,208 @@
+//! An in-memory network of core peers driven by a virtual clock, for tests that
+//! read like stories: no sockets, no sleeping, every datagram under our control.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anarchy_proto::{Config, Event, Instant, Keypair, Peer, PeerId, ShardId, Transmit};
+
+/// Decides which datagrams the network loses.
+pub type DropFilter = Box<dyn FnMut(&InFlight) -> bool>;
+
+/// A datagram on its way.
+#[derive(Debug, Clone)]
+pub struct InFlight {
+    pub at: Instant,
+    pub from: usize,
+    pub to: usize,
+    pub payload: Vec<u8>,
+}
+
+/// Several peers joined by a perfect (or deliberately lossy) network.
+pub struct Net {
+    pub now: Instant,
+    pub peers: Vec<Peer>,
+    pub addrs: Vec<SocketAddr>,
+    pub up: Vec<bool>,
+    pub latency: Duration,
+    pub queue: Vec<InFlight>,
+    pub events: Vec<Vec<Event>>,
+    /// Every datagram ever sent, in order: (time, from, to, bytes).
+    pub log: Vec<(Instant, usize, usize, Vec<u8>)>,
+    /// Return true to drop a datagram.
+    pub drop_filter: Option<DropFilter>,
+    pub dropped: usize,
+    pub config: Config,
+}
+
+pub fn addr(i: usize) -> SocketAddr {
+    format!("10.0.{}.{}:7000", i / 256, i % 256).parse().unwrap()
+}
+
+impl Net {
+    pub fn new(config: Config) -> Self {
+        Net {
+            now: Instant::from_millis(1_000),
+            peers: Vec::new(),
+            addrs: Vec::new(),
+            up: Vec::new(),
+            latency: Duration::from_millis(5),
+            queue: Vec::new(),
+            events: Vec::new(),
+            log: Vec::new(),
+            drop_filter: None,
+            dropped: 0,
+            config,
+        }
+    }
+
+    /// Adds a peer (not yet joined) with a deterministic identity.
+    pub fn add(&mut self) -> usize {
+        let i = self.peers.len();
+        let kp = Keypair::from_seed(i as u64 + 100);
+        self.peers.push(Peer::new(self.config.clone(), kp, addr(i), i as u64, self.now));
+        self.addrs.push(addr(i));
+        self.up.push(true);
+        self.events.push(Vec::new());
+        i
+    }
+
+    pub fn id(&self, i: usize) -> PeerId {
+        self.peers[i].id()
+    }
+
+    pub fn index_of(&self, id: PeerId) -> usize {
+        self.peers.iter().position(|p| p.id() == id).expect("known peer")
+    }
+
+    /// Declares `name` on every peer (and the ones added later must do it too).
+    pub fn declare_everywhere(&mut self, name: &str, preferred: Option<usize>) -> ShardId {
+        let pref = preferred.map(|p| self.id(p));
+        let now = self.now;
+        let mut id = None;
+        for p in &mut self.peers {
+            id = Some(p.declare_shard(now, name, pref).unwrap());
+        }
+        self.drain_all();
+        id.unwrap()
+    }
+
+    /// Peer 0 starts the session; everyone else joins through it.
+    pub fn start_all(&mut self) {
+        let now = self.now;
+        let boot = addr(0);
+        for (i, p) in self.peers.iter_mut().enumerate() {
+            if i == 0 {
+                p.join(now, &[]);
+            } else {
+                p.join(now, &[boot]);
+            }
+        }
+        self.drain_all();
+    }
+
+    pub fn drain(&mut self, i: usize) {
+        while let Some(Transmit { destination, payload }) = self.peers[i].poll_transmit() {
+            assert!(payload.len() <= anarchy_proto::MAX_DATAGRAM_BYTES);
+            let Some(to) = self.addrs.iter().position(|a| *a == destination) else { continue };
+            self.log.push((self.now, i, to, payload.clone()));
+            let d = InFlight { at: self.now + self.latency, from: i, to, payload };
+            let drop = match self.drop_filter.as_mut() {
+                Some(f) => f(&d),
+                None => false,
+            };
+            if drop {
+                self.dropped += 1;
+            } else {
+                self.queue.push(d);
+            }
+        }
+        while let Some(e) = self.peers[i].poll_event() {
+            self.events[i].push(e);
+        }
+    }
+
+    pub fn drain_all(&mut self) {
+        for i in 0..self.peers.len() {
+            self.drain(i);
+        }
+    }
+
+    /// Advances virtual time by `d`, delivering datagrams and firing timers in order.
+    pub fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        loop {
+            let next_msg = self.queue.iter().map(|m| m.at).min();
+            let next_timer =
+                (0..self.peers.len()).filter(|i| self.up[*i]).filter_map(|i| self.peers[i].poll_timeout()).min();
+            let next = match (next_msg, next_timer) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) => a,
+                (None, Some(b)) => b,
+                (None, None) => break,
+            };
+            if next > end {
+                break;
+            }
+            self.now = next.max(self.now);
+            // Deliver every datagram due now, in send order.
+            let mut due = Vec::new();
+            let mut rest = Vec::new();
+            for m in self.queue.drain(..) {
+                if m.at <= self.now {
+                    due.push(m);
+                } else {
+                    rest.push(m);
+                }
+            }
+            self.queue = rest;
+            for m in due {
+                if !self.up[m.to] {
+                    continue;
+                }
+                let from = self.addrs[m.from];
+                self.peers[m.to].handle_datagram(self.now, from, &m.payload);
+                self.drain(m.to);
+            }
+            for i in 0..self.peers.len() {
+                if self.up[i] && self.peers[i].poll_timeout().is_some_and(|t| t <= self.now) {
+                    self.peers[i].handle_timeout(self.now);
+                    self.drain(i);
+                }
+            }
+        }
+        self.now = end;
+    }
+
+    /// Stops a peer without a word (its datagrams in flight still arrive).
+    pub fn crash(&mut self, i: usize) {
+        self.up[i] = false;
+    }
+
+    pub fn live(&self) -> Vec<usize> {
+        (0..self.peers.len()).filter(|i| self.up[*i] && !self.peers[*i].has_left()).collect()
+    }
+
+    /// Whether every live peer holds the same version and checksum of `shard`.
+    pub fn converged(&self, shard: ShardId) -> bool {
+        let live = self.live();
+        let first = &self.peers[live[0]];
+        live.iter().all(|i| {
+            let p = &self.peers[*i];
+            p.version_of(shard) == first.version_of(shard) && p.checksum_of(shard) == first.checksum_of(shard)
+        })
+    }
+
+    /// The czars the live peers follow for `shard`.
+    pub fn czars(&self, shard: ShardId) -> BTreeSet<Option<PeerId>> {
+        self.live().iter().map(|i| self.peers[*i].czar_of(shard)).collect()
+    }
+
+    /// Live member counts per live peer.
+    pub fn member_counts(&self) -> BTreeMap<usize, usize> {
+        self.live().iter().map(|i| (*i, self.peers[*i].live_members().count())).collect()
+    }
+}
