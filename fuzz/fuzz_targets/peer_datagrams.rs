@@ -1,0 +1,81 @@
+//! A joined peer (two declared shards, one other member) fed a sequence of
+//! datagrams split from the input, with time passing in between, never panics;
+//! every undecodable datagram is counted as a drop; whatever the peer sends is
+//! a valid datagram of at most `MAX_DATAGRAM_BYTES`.
+//!
+//! Input layout, repeated: one control byte, then a datagram.
+//!   control bits 0..=5: milliseconds to advance (times 8) before the datagram
+//!   control bit 6:      the datagram comes from the other member's address
+//!                       (else from an unknown address)
+//!   control bit 7:      rewrite the datagram's header as a valid one from the
+//!                       other member (so its frames reach the handlers)
+//! Datagrams are separated by the 4-byte marker `b"\xffAY\xff"`; the last one
+//! runs to the end of the input.
+#![no_main]
+
+use std::net::SocketAddr;
+
+use anarchy_proto::wire::{decode_datagram, encode_frames, put_header, Frame, HEADER_BYTES};
+use anarchy_proto::{Config, Instant, Keypair, Peer, MAX_DATAGRAM_BYTES};
+use libfuzzer_sys::fuzz_target;
+
+const SEPARATOR: &[u8] = b"\xffAY\xff";
+
+fn drain(peer: &mut Peer) {
+    while let Some(t) = peer.poll_transmit() {
+        assert!(t.payload.len() <= MAX_DATAGRAM_BYTES, "peer sent {} bytes", t.payload.len());
+        let d = decode_datagram(&t.payload).expect("the peer sends only valid datagrams");
+        assert_eq!(d.sender, peer.id());
+    }
+    while peer.poll_event().is_some() {}
+}
+
+fn split(data: &[u8]) -> Vec<&[u8]> {
+    let mut parts = Vec::new();
+    let mut rest = data;
+    while let Some(i) = rest.windows(SEPARATOR.len()).position(|w| w == SEPARATOR) {
+        parts.push(&rest[..i]);
+        rest = &rest[i + SEPARATOR.len()..];
+    }
+    parts.push(rest);
+    parts
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut now = Instant::from_millis(1_000);
+    let me_addr: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+    let them_addr: SocketAddr = "127.0.0.1:7002".parse().unwrap();
+    let stranger_addr: SocketAddr = "[2001:db8::1]:9000".parse().unwrap();
+    let mut peer = Peer::new(Config::default(), Keypair::from_seed(1), me_addr, 42, now);
+    let world = peer.declare_shard(now, "world", None).unwrap();
+    peer.declare_shard(now, "lobby", Some(peer.id())).unwrap();
+    peer.join(now, &[]);
+    peer.write(now, world, b"door", b"open").unwrap();
+    let them = Keypair::from_seed(2);
+    let join = encode_frames(&them.peer_id(), &[Frame::Join { public_key: them.public_key(), incarnation: 0 }]);
+    peer.handle_datagram(now, them_addr, &join);
+    drain(&mut peer);
+
+    for part in split(data) {
+        let Some((&control, body)) = part.split_first() else { continue };
+        now = Instant::from_micros(now.as_micros() + u64::from(control & 0x3f) * 8_000);
+        if peer.poll_timeout().is_some_and(|t| t <= now) {
+            peer.handle_timeout(now);
+            drain(&mut peer);
+        }
+        let from = if control & 0x40 != 0 { them_addr } else { stranger_addr };
+        let mut bytes = body.to_vec();
+        if control & 0x80 != 0 {
+            let mut framed = Vec::with_capacity(HEADER_BYTES + bytes.len());
+            put_header(&mut framed, &them.peer_id());
+            framed.extend_from_slice(&bytes);
+            bytes = framed;
+        }
+        let before = peer.stats().total_drops();
+        peer.handle_datagram(now, from, &bytes);
+        if decode_datagram(&bytes).is_err() {
+            assert!(peer.stats().total_drops() > before, "an undecodable datagram was not counted");
+        }
+        drain(&mut peer);
+    }
+});
