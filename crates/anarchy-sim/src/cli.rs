@@ -1,0 +1,315 @@
+//! `anarchy sim`: the command-line surface of the simulator. It resolves
+//! flags over scenario defaults over built-in defaults, runs one seed or a
+//! sweep, prints a report and returns the exit code (0 pass, 1 fail, 2 bad
+//! arguments or scenario). The `anarchy` binary only forwards to [`run`].
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant as WallInstant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::report::Report;
+use crate::scenario::Scenario;
+use crate::sim::{Sim, SimConfig};
+
+/// Flags of `anarchy sim`. Unset flags take the scenario's `[run]` and
+/// `[network]` values, then the built-in defaults.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SimArgs {
+    /// Peer slots (players).
+    #[arg(long, value_name = "N")]
+    pub peers: Option<usize>,
+    /// Shards: `world` plus S-1 avatar shards.
+    #[arg(long, value_name = "S")]
+    pub shards: Option<usize>,
+    /// Simulated seconds of workload and faults (a settle period follows).
+    #[arg(long, value_name = "T")]
+    pub seconds: Option<f64>,
+    /// Longest settle after writes stop, in simulated seconds (the convergence bound).
+    #[arg(long, value_name = "T")]
+    pub settle: Option<f64>,
+    /// The run seed.
+    #[arg(long, value_name = "X")]
+    pub seed: Option<u64>,
+    /// Sweep seeds A..B (half-open) or A..=B, reporting each failing seed.
+    #[arg(long, value_name = "A..B", conflicts_with = "seed")]
+    pub seeds: Option<String>,
+    /// Mean one-way latency, ms.
+    #[arg(long, value_name = "L")]
+    pub latency_ms: Option<f64>,
+    /// Mean jitter (exponentially distributed), ms.
+    #[arg(long, value_name = "J")]
+    pub jitter_ms: Option<f64>,
+    /// Independent loss probability per datagram.
+    #[arg(long, value_name = "P")]
+    pub loss: Option<f64>,
+    /// Duplication probability per datagram.
+    #[arg(long, value_name = "P")]
+    pub dup: Option<f64>,
+    /// Probability a datagram is held back and overtaken.
+    #[arg(long, value_name = "P")]
+    pub reorder: Option<f64>,
+    /// Per-peer uplink cap, kbit/s (0 = none).
+    #[arg(long, value_name = "KBPS")]
+    pub uplink_kbps: Option<u64>,
+    /// Avatar writes per player per second.
+    #[arg(long, value_name = "HZ")]
+    pub rate: Option<f64>,
+    /// Leaves and rejoins per simulated minute.
+    #[arg(long, value_name = "PER_MIN")]
+    pub churn: Option<f64>,
+    /// Largest per-peer clock offset, ms.
+    #[arg(long, value_name = "MS")]
+    pub clock_offset_ms: Option<f64>,
+    /// Largest per-peer clock drift, parts per million.
+    #[arg(long, value_name = "PPM")]
+    pub drift_ppm: Option<f64>,
+    /// A TOML fault schedule (see the `scenarios/` folder).
+    #[arg(long, value_name = "FILE.toml")]
+    pub scenario: Option<PathBuf>,
+    /// Print one JSON object per run instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Worker threads for a sweep (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+/// A fully resolved run plan.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The run settings (its seed is the first seed).
+    pub config: SimConfig,
+    /// Seeds to run.
+    pub seeds: Vec<u64>,
+    /// The scenario path, as given.
+    pub scenario: Option<String>,
+}
+
+fn parse_seeds(s: &str) -> Result<Vec<u64>, String> {
+    let bad = || format!("--seeds {s:?}: expected A..B or A..=B with A < B");
+    let (a, b, inclusive) = if let Some((a, b)) = s.split_once("..=") {
+        (a, b, true)
+    } else if let Some((a, b)) = s.split_once("..") {
+        (a, b, false)
+    } else {
+        return Err(bad());
+    };
+    let a: u64 = a.trim().parse().map_err(|_| bad())?;
+    let b: u64 = b.trim().parse().map_err(|_| bad())?;
+    let end = if inclusive { b.checked_add(1).ok_or_else(bad)? } else { b };
+    if a >= end {
+        return Err(bad());
+    }
+    Ok((a..end).collect())
+}
+
+fn probability(name: &str, v: f64) -> Result<f64, String> {
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("--{name} {v}: expected a probability in [0, 1]"))
+    }
+}
+
+impl SimArgs {
+    /// Resolves flags, scenario and defaults into a plan, or says what is wrong.
+    pub fn plan(&self) -> Result<Plan, String> {
+        let scenario = match &self.scenario {
+            Some(p) => Some(Scenario::load(p)?),
+            None => None,
+        };
+        let mut cfg = SimConfig::default();
+        if let Some(sc) = &scenario {
+            let r = &sc.run;
+            cfg.peers = r.peers.unwrap_or(cfg.peers);
+            cfg.shards = r.shards.unwrap_or(cfg.shards);
+            cfg.seconds = r.seconds.unwrap_or(cfg.seconds);
+            cfg.rate_hz = r.rate.unwrap_or(cfg.rate_hz);
+            cfg.churn_per_min = r.churn.unwrap_or(cfg.churn_per_min);
+            cfg.settle_seconds = r.settle.unwrap_or(cfg.settle_seconds);
+            sc.network.apply_to(&mut cfg.link);
+            cfg.schedule = sc.schedule.clone();
+        }
+        cfg.peers = self.peers.unwrap_or(cfg.peers);
+        cfg.shards = self.shards.unwrap_or(cfg.shards);
+        cfg.seconds = self.seconds.unwrap_or(cfg.seconds);
+        cfg.settle_seconds = self.settle.unwrap_or(cfg.settle_seconds);
+        cfg.rate_hz = self.rate.unwrap_or(cfg.rate_hz);
+        cfg.churn_per_min = self.churn.unwrap_or(cfg.churn_per_min);
+        cfg.link.latency_ms = self.latency_ms.unwrap_or(cfg.link.latency_ms);
+        cfg.link.jitter_ms = self.jitter_ms.unwrap_or(cfg.link.jitter_ms);
+        cfg.link.loss = probability("loss", self.loss.unwrap_or(cfg.link.loss))?;
+        cfg.link.dup = probability("dup", self.dup.unwrap_or(cfg.link.dup))?;
+        cfg.link.reorder = probability("reorder", self.reorder.unwrap_or(cfg.link.reorder))?;
+        cfg.link.uplink_kbps = self.uplink_kbps.unwrap_or(cfg.link.uplink_kbps);
+        cfg.clock_offset_ms = self.clock_offset_ms.unwrap_or(cfg.clock_offset_ms);
+        cfg.clock_drift_ppm = self.drift_ppm.unwrap_or(cfg.clock_drift_ppm);
+        if cfg.peers == 0 || cfg.peers > 1 << 20 {
+            return Err(format!("--peers {}: expected 1 to {}", cfg.peers, 1 << 20));
+        }
+        if cfg.shards == 0 || cfg.shards > 4096 {
+            return Err(format!("--shards {}: expected 1 to 4096", cfg.shards));
+        }
+        let finite = |name: &str, v: f64, max: f64| {
+            if v.is_finite() && (0.0..=max).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("--{name} {v}: expected 0 to {max}"))
+            }
+        };
+        finite("seconds", cfg.seconds, 86_400.0)?;
+        if cfg.seconds <= 0.0 {
+            return Err("--seconds must be more than 0".into());
+        }
+        finite("settle", cfg.settle_seconds, 3600.0)?;
+        finite("rate", cfg.rate_hz, 1000.0)?;
+        finite("churn", cfg.churn_per_min, 100_000.0)?;
+        finite("latency-ms", cfg.link.latency_ms, 60_000.0)?;
+        finite("jitter-ms", cfg.link.jitter_ms, 60_000.0)?;
+        finite("clock-offset-ms", cfg.clock_offset_ms, 86_400_000.0)?;
+        finite("drift-ppm", cfg.clock_drift_ppm, 100_000.0)?;
+        let seeds = match (&self.seeds, self.seed) {
+            (Some(s), _) => parse_seeds(s)?,
+            (None, Some(x)) => vec![x],
+            (None, None) => vec![cfg.seed],
+        };
+        cfg.seed = seeds[0];
+        Ok(Plan { config: cfg, seeds, scenario: self.scenario.as_ref().map(|p| p.display().to_string()) })
+    }
+
+    /// The `anarchy sim` command line that reruns exactly `seed`.
+    pub fn command_for(&self, seed: u64) -> String {
+        let mut c = String::from("anarchy sim");
+        let mut add = |flag: &str, v: Option<String>| {
+            if let Some(v) = v {
+                c += &format!(" --{flag} {v}");
+            }
+        };
+        add("scenario", self.scenario.as_ref().map(|p| p.display().to_string()));
+        add("peers", self.peers.map(|v| v.to_string()));
+        add("shards", self.shards.map(|v| v.to_string()));
+        add("seconds", self.seconds.map(|v| v.to_string()));
+        add("settle", self.settle.map(|v| v.to_string()));
+        add("latency-ms", self.latency_ms.map(|v| v.to_string()));
+        add("jitter-ms", self.jitter_ms.map(|v| v.to_string()));
+        add("loss", self.loss.map(|v| v.to_string()));
+        add("dup", self.dup.map(|v| v.to_string()));
+        add("reorder", self.reorder.map(|v| v.to_string()));
+        add("uplink-kbps", self.uplink_kbps.map(|v| v.to_string()));
+        add("rate", self.rate.map(|v| v.to_string()));
+        add("churn", self.churn.map(|v| v.to_string()));
+        add("clock-offset-ms", self.clock_offset_ms.map(|v| v.to_string()));
+        add("drift-ppm", self.drift_ppm.map(|v| v.to_string()));
+        add("seed", Some(seed.to_string()));
+        c
+    }
+}
+
+/// Runs one seed of a plan; `progress` shows a bar when given.
+pub fn run_one(args: &SimArgs, plan: &Plan, seed: u64, progress: Option<&ProgressBar>) -> Report {
+    let cfg = SimConfig { seed, ..plan.config.clone() };
+    let started = WallInstant::now();
+    let outcome = Sim::new(cfg.clone()).run(|done, planned| {
+        if let Some(bar) = progress {
+            bar.set_length(planned / 1000);
+            bar.set_position(done / 1000);
+        }
+    });
+    let wall = started.elapsed().as_secs_f64();
+    Report::new(&cfg, plan.scenario.clone(), &outcome, wall, args.command_for(seed))
+}
+
+fn bar(len: u64, template: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Runs `anarchy sim`; returns the process exit code.
+pub fn run(args: SimArgs) -> i32 {
+    let plan = match args.plan() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("anarchy sim: {e}");
+            return 2;
+        }
+    };
+    let show_progress = !args.json && std::io::stderr().is_terminal();
+    if plan.seeds.len() == 1 {
+        let progress =
+            show_progress.then(|| bar(0, "{spinner} simulated {pos}/{len} ms [{bar:40}] {elapsed_precise} eta {eta}"));
+        let report = run_one(&args, &plan, plan.seeds[0], progress.as_ref());
+        if let Some(b) = progress {
+            b.finish_and_clear();
+        }
+        if args.json {
+            println!("{}", report.to_json());
+        } else {
+            print!("{}", report.human());
+        }
+        return if report.passed() { 0 } else { 1 };
+    }
+    // A sweep: seeds spread over worker threads, reports printed in seed order.
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+        .clamp(1, plan.seeds.len());
+    let progress =
+        show_progress.then(|| bar(plan.seeds.len() as u64, "seeds {pos}/{len} [{bar:40}] {elapsed_precise} {msg}"));
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Report>>> = Mutex::new(vec![None; plan.seeds.len()]);
+    let failed = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&seed) = plan.seeds.get(k) else { break };
+                let report = run_one(&args, &plan, seed, None);
+                if !report.passed() {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(b) = &progress {
+                    b.inc(1);
+                    b.set_message(format!("{} failed", failed.load(Ordering::Relaxed)));
+                }
+                results.lock().expect("no panics while holding it")[k] = Some(report);
+            });
+        }
+    });
+    if let Some(b) = progress {
+        b.finish_and_clear();
+    }
+    let reports: Vec<Report> = results.into_inner().expect("threads done").into_iter().flatten().collect();
+    let failing: Vec<&Report> = reports.iter().filter(|r| !r.passed()).collect();
+    if args.json {
+        for r in &reports {
+            println!("{}", r.to_json());
+        }
+    } else {
+        for r in &failing {
+            print!("{}", r.human());
+        }
+        let wall: f64 = reports.iter().map(|r| r.wall_seconds).sum();
+        println!(
+            "sweep: {} seeds, {} passed, {} failed ({:.1} s of runs)",
+            reports.len(),
+            reports.len() - failing.len(),
+            failing.len(),
+            wall
+        );
+        for r in &failing {
+            println!("  failing seed {}: {}", r.seed, r.command);
+        }
+    }
+    if failing.is_empty() {
+        0
+    } else {
+        1
+    }
+}

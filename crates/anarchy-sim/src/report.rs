@@ -1,0 +1,171 @@
+//! The run report: one JSON object (`--json`) or a short human summary.
+//! Built from an [`Outcome`]; it computes rates and percentiles, nothing else.
+
+use serde::Serialize;
+
+use crate::check::Violation;
+use crate::sim::{Outcome, SimConfig};
+
+/// Czar write → apply latency at each peer, simulated milliseconds.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+/// Everything a run reports.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Report {
+    /// The run seed.
+    pub seed: u64,
+    /// Peer slots.
+    pub peers: usize,
+    /// Shards.
+    pub shards: usize,
+    /// The scenario file, if any.
+    pub scenario: Option<String>,
+    /// Simulated seconds (workload plus settle).
+    pub sim_seconds: f64,
+    /// Wall-clock seconds the run took.
+    pub wall_seconds: f64,
+    /// Simulated seconds per wall second.
+    pub speed: f64,
+    /// Updates czars authored.
+    pub updates_written: u64,
+    /// Updates applied from other czars, summed over peers.
+    pub updates_applied: u64,
+    /// Czar write → apply at each peer, simulated time.
+    pub propagation_ms: Percentiles,
+    /// Bytes every peer slot sent per simulated second, on average.
+    pub bytes_sent_per_peer_per_sec: f64,
+    /// Datagrams sent.
+    pub datagrams_sent: u64,
+    /// Datagrams lost (random and bursty loss).
+    pub datagrams_lost: u64,
+    /// Datagrams dropped by partitions.
+    pub datagrams_partitioned: u64,
+    /// Live peers at the end.
+    pub live_peers: usize,
+    /// Whether all live peers agreed on every shard at the end.
+    pub converged: bool,
+    /// Simulated ms after writes stopped until they agreed.
+    pub converged_after_ms: Option<f64>,
+    /// Violations (at most [`crate::check::MAX_KEPT_PER_INVARIANT`] per invariant).
+    pub violations: Vec<Violation>,
+    /// Violation counts per invariant, including those not kept.
+    pub violation_counts: std::collections::BTreeMap<String, u64>,
+    /// Digest of every delivery: two runs with equal digests were equal.
+    pub trace_digest: String,
+    /// The command that reproduces this run.
+    pub command: String,
+}
+
+impl Report {
+    /// Builds the report of a finished run.
+    pub fn new(
+        cfg: &SimConfig,
+        scenario: Option<String>,
+        outcome: &Outcome,
+        wall_seconds: f64,
+        command: String,
+    ) -> Self {
+        let h = &outcome.propagation_us;
+        let ms = |us: u64| (us as f64 / 1000.0 * 1000.0).round() / 1000.0;
+        let propagation_ms = if h.is_empty() {
+            Percentiles { p50: 0.0, p99: 0.0, max: 0.0 }
+        } else {
+            Percentiles { p50: ms(h.value_at_quantile(0.5)), p99: ms(h.value_at_quantile(0.99)), max: ms(h.max()) }
+        };
+        let sim = outcome.sim_seconds.max(1e-9);
+        Report {
+            seed: cfg.seed,
+            peers: cfg.peers,
+            shards: cfg.shards,
+            scenario,
+            sim_seconds: outcome.sim_seconds,
+            wall_seconds,
+            speed: if wall_seconds > 0.0 { outcome.sim_seconds / wall_seconds } else { 0.0 },
+            updates_written: outcome.updates_written,
+            updates_applied: outcome.updates_applied,
+            propagation_ms,
+            bytes_sent_per_peer_per_sec: outcome.totals.bytes_sent as f64 / cfg.peers.max(1) as f64 / sim,
+            datagrams_sent: outcome.totals.datagrams_sent,
+            datagrams_lost: outcome.totals.dropped_loss,
+            datagrams_partitioned: outcome.totals.dropped_partition,
+            live_peers: outcome.live_peers,
+            converged: outcome.converged,
+            converged_after_ms: outcome.converged_after_ms,
+            violations: outcome.findings.kept.clone(),
+            violation_counts: outcome.findings.counts.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            trace_digest: format!("{:016x}", outcome.totals.trace_digest),
+            command,
+        }
+    }
+
+    /// Whether the run passed: converged with no violation.
+    pub fn passed(&self) -> bool {
+        self.converged && self.violations.is_empty()
+    }
+
+    /// The report as one JSON object on one line.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a report always serializes")
+    }
+
+    /// A few lines for people.
+    pub fn human(&self) -> String {
+        let mut s = String::new();
+        let verdict = if self.passed() { "PASS" } else { "FAIL" };
+        s += &format!(
+            "{verdict}  seed {}: {} peers, {} shards{}, {:.1} s simulated in {:.2} s wall ({:.1} sim-s/s)\n",
+            self.seed,
+            self.peers,
+            self.shards,
+            self.scenario.as_deref().map(|p| format!(", scenario {p}")).unwrap_or_default(),
+            self.sim_seconds,
+            self.wall_seconds,
+            self.speed
+        );
+        s += &format!(
+            "  updates: {} written, {} applied; propagation p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms\n",
+            self.updates_written,
+            self.updates_applied,
+            self.propagation_ms.p50,
+            self.propagation_ms.p99,
+            self.propagation_ms.max
+        );
+        s += &format!(
+            "  network: {} datagrams, {:.0} B/peer/s sent, {} lost, {} cut by partitions\n",
+            self.datagrams_sent, self.bytes_sent_per_peer_per_sec, self.datagrams_lost, self.datagrams_partitioned
+        );
+        match (self.converged, self.converged_after_ms) {
+            (true, Some(ms)) => {
+                s += &format!(
+                    "  converged: yes, {} live peers agreed {ms:.0} ms after writes stopped\n",
+                    self.live_peers
+                )
+            }
+            (true, None) => s += &format!("  converged: yes ({} live peers)\n", self.live_peers),
+            (false, _) => s += &format!("  converged: NO ({} live peers)\n", self.live_peers),
+        }
+        if self.violation_counts.is_empty() {
+            s += "  violations: none\n";
+        } else {
+            s += "  violations:\n";
+            for v in &self.violations {
+                s += &format!("    [{}] at {:.3} ms: {}\n", v.invariant, v.at_ms, v.detail);
+            }
+            for (name, n) in &self.violation_counts {
+                s += &format!("    {name}: {n} in all\n");
+            }
+        }
+        if !self.passed() {
+            s += &format!("  reproduce: {}\n", self.command);
+        }
+        s
+    }
+}

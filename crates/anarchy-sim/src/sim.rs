@@ -1,0 +1,1098 @@
+//! The discrete-event loop: simulated time, the event queue, the peers and
+//! their clocks, the workload and scheduled faults. Everything is driven from
+//! one seed; nothing here sleeps or reads the wall clock (the caller may time
+//! the run from outside).
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+use anarchy_proto::wire::Op;
+use anarchy_proto::{Config, Event, Instant, Keypair, Peer, PeerId, ShardId, Version, WriteOutcome};
+use hdrhistogram::Histogram;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::check::{registry, Checker, Findings};
+use crate::net::{hash_bytes, mix64, Fate, LinkParams, Network};
+use crate::scenario::{Action, PeerSel, Scheduled};
+
+/// Port every simulated peer listens on.
+const SIM_PORT: u16 = 7000;
+/// Keys in the shared world shard the workload writes to.
+const WORLD_KEYS: u64 = 64;
+/// Keys one burst writes at once.
+const BURST_KEYS: usize = 10;
+
+/// Everything a run needs besides its checkers.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// The run seed: the same seed gives the same run, byte for byte.
+    pub seed: u64,
+    /// Peer slots (each a player; churn makes some leave and come back).
+    pub peers: usize,
+    /// Shards: `world` plus `shards - 1` avatar shards the players' avatars hash into.
+    pub shards: usize,
+    /// Simulated seconds of workload and faults.
+    pub seconds: f64,
+    /// Longest settle after writes stop and the network heals (the convergence bound).
+    pub settle_seconds: f64,
+    /// Avatar writes per player per second.
+    pub rate_hz: f64,
+    /// Leaves and (re)joins per simulated minute.
+    pub churn_per_min: f64,
+    /// Probability a player's tick also writes a world key.
+    pub world_write_prob: f64,
+    /// Probability a player's tick is a burst of [`BURST_KEYS`] avatar keys.
+    pub burst_prob: f64,
+    /// The network at the start.
+    pub link: LinkParams,
+    /// Largest per-peer clock offset (drawn uniformly in [0, this]).
+    pub clock_offset_ms: f64,
+    /// Largest per-peer clock drift magnitude, in parts per million.
+    pub clock_drift_ppm: f64,
+    /// See the `one-czar-per-epoch` checker.
+    pub czar_grace_ms: u64,
+    /// How often checkers' `on_step` runs and convergence is tried while settling.
+    pub check_interval_ms: u64,
+    /// Scripted faults.
+    pub schedule: Vec<Scheduled>,
+    /// The protocol settings every peer uses (`update_events` is forced on).
+    pub proto: Config,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 1,
+            peers: 16,
+            shards: 8,
+            seconds: 10.0,
+            settle_seconds: 5.0,
+            rate_hz: 20.0,
+            churn_per_min: 0.0,
+            world_write_prob: 0.02,
+            burst_prob: 0.002,
+            link: LinkParams::default(),
+            clock_offset_ms: 5000.0,
+            clock_drift_ppm: 100.0,
+            czar_grace_ms: 1000,
+            check_interval_ms: 100,
+            schedule: Vec::new(),
+            proto: Config::default(),
+        }
+    }
+}
+
+/// A peer's local clock: `offset + global × (1 + drift)`.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    offset_us: u64,
+    drift: f64,
+}
+
+impl Clock {
+    fn local(&self, global_us: u64) -> Instant {
+        let skew = (global_us as f64 * self.drift) as i64;
+        Instant::from_micros(self.offset_us + (global_us as i64 + skew).max(0) as u64)
+    }
+
+    /// The first global instant at or after which the local clock reads `deadline`.
+    fn global(&self, deadline: Instant, now_us: u64) -> u64 {
+        let local = deadline.as_micros();
+        if local <= self.local(now_us).as_micros() {
+            return now_us;
+        }
+        let mut g = ((local - self.offset_us) as f64 / (1.0 + self.drift)) as u64;
+        g = g.max(now_us);
+        while self.local(g) < deadline {
+            g += 1;
+        }
+        g
+    }
+}
+
+/// What a peer slot is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotState {
+    /// Not started yet.
+    Waiting,
+    /// Running.
+    Up,
+    /// Stalled until the given time; inputs wait.
+    Paused(u64),
+    /// Crashed: inputs are lost.
+    Crashed,
+    /// Left gracefully (churn).
+    Left,
+}
+
+/// One peer slot: a fixed address and identity, and the process running there.
+pub struct Slot {
+    peer: Option<Peer>,
+    /// What the slot is doing.
+    pub state: SlotState,
+    clock: Clock,
+    key_seed: u64,
+    /// Bumped on every blank (re)start: a new process history.
+    life: u32,
+    /// Bumped on every crash/restart: stale timers are ignored.
+    gen: u32,
+    timer_at: u64,
+    /// Last time this peer's ability to exchange datagrams changed.
+    last_change_us: u64,
+    writes: u64,
+}
+
+/// One update a czar authored, as the ledger remembers it.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthoredRecord {
+    /// Peer slot that authored it.
+    pub author: usize,
+    /// Simulated time, µs.
+    pub at_us: u64,
+    /// Fingerprint of (key, value), if the author's log still had it.
+    pub content: Option<u64>,
+}
+
+/// One event as checkers see it.
+#[derive(Debug)]
+pub struct PeerEvent<'a> {
+    /// The peer slot that emitted it.
+    pub peer: usize,
+    /// Simulated time, µs.
+    pub at_us: u64,
+    /// The event.
+    pub event: &'a Event,
+    /// For `Updated`: fingerprint of (key, value); otherwise 0.
+    pub content: u64,
+}
+
+/// The simulated world as checkers see it: peers, network, ledger.
+pub struct World {
+    cfg: SimConfig,
+    now_us: u64,
+    slots: Vec<Slot>,
+    /// The network.
+    pub net: Network,
+    ids: HashMap<PeerId, usize>,
+    shard_ids: Vec<ShardId>,
+    shard_names: HashMap<ShardId, String>,
+    ledger: HashMap<(ShardId, u32, u64), Vec<AuthoredRecord>>,
+    propagation: Histogram<u64>,
+    updates_written: u64,
+    updates_applied: u64,
+}
+
+impl World {
+    /// Simulated time now, µs.
+    pub fn now_us(&self) -> u64 {
+        self.now_us
+    }
+
+    /// The run's settings.
+    pub fn config(&self) -> &SimConfig {
+        &self.cfg
+    }
+
+    /// See the `one-czar-per-epoch` checker.
+    pub fn czar_grace_us(&self) -> u64 {
+        self.cfg.czar_grace_ms * 1000
+    }
+
+    /// The slot's process life (bumped by blank restarts).
+    pub fn life(&self, peer: usize) -> u32 {
+        self.slots[peer].life
+    }
+
+    /// Slot index of a peer id.
+    pub fn index_of(&self, id: &PeerId) -> Option<usize> {
+        self.ids.get(id).copied()
+    }
+
+    /// A shard's name.
+    pub fn shard_name(&self, shard: ShardId) -> &str {
+        self.shard_names.get(&shard).map(String::as_str).unwrap_or("?")
+    }
+
+    /// Every shard the workload declares, in declaration order.
+    pub fn shard_ids(&self) -> &[ShardId] {
+        &self.shard_ids
+    }
+
+    /// What was authored at exactly this shard and version.
+    pub fn authored(&self, shard: ShardId, version: Version) -> &[AuthoredRecord] {
+        self.ledger.get(&(shard, version.epoch, version.seq)).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Peers whose process is running (up or paused), with their index.
+    pub fn running_peers(&self) -> impl Iterator<Item = (usize, &Peer)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s.state, SlotState::Up | SlotState::Paused(_)))
+            .filter_map(|(i, s)| s.peer.as_ref().map(|p| (i, p)))
+    }
+
+    /// Live peers: up and joined.
+    pub fn live_peers(&self) -> impl Iterator<Item = (usize, &Peer)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.state == SlotState::Up)
+            .filter_map(|(i, s)| s.peer.as_ref().filter(|p| p.is_joined()).map(|p| (i, p)))
+    }
+
+    /// The peer in slot `i`, if a process runs there.
+    pub fn peer(&self, i: usize) -> Option<&Peer> {
+        self.slots.get(i)?.peer.as_ref()
+    }
+
+    /// Whether `a` and `b` have been running and connected both ways since `since_us`.
+    pub fn heard_each_other_since(&self, a: usize, b: usize, since_us: u64) -> bool {
+        let ok = |i: usize| self.slots[i].state == SlotState::Up && self.slots[i].last_change_us <= since_us;
+        ok(a) && ok(b) && self.net.partition.mutual(a, b)
+    }
+
+    /// The czar most live peers follow for the shard named (or numbered) `shard`.
+    pub fn czar_index(&self, shard: ShardId) -> Option<usize> {
+        let mut votes: std::collections::BTreeMap<usize, usize> = Default::default();
+        for (_, p) in self.live_peers() {
+            if let Some(c) = p.czar_of(shard).and_then(|c| self.index_of(&c)) {
+                *votes.entry(c).or_default() += 1;
+            }
+        }
+        votes.into_iter().max_by_key(|(i, n)| (*n, std::cmp::Reverse(*i))).map(|(i, _)| i)
+    }
+
+    /// `None` when every live peer holds the same version and checksum of
+    /// every shard; otherwise a description of the first disagreement.
+    pub fn divergence(&self) -> Option<String> {
+        let live: Vec<(usize, &Peer)> = self.live_peers().collect();
+        let (first, reference) = *live.first()?;
+        for &shard in &self.shard_ids {
+            let want = (reference.version_of(shard), reference.checksum_of(shard));
+            let mut differ = Vec::new();
+            for &(i, p) in &live[1..] {
+                let got = (p.version_of(shard), p.checksum_of(shard));
+                if got != want {
+                    differ.push((i, got.0));
+                }
+            }
+            if !differ.is_empty() {
+                let shown: Vec<String> = differ
+                    .iter()
+                    .take(6)
+                    .map(|(i, v)| format!("p{i} at {}", v.map(|v| v.to_string()).unwrap_or("-".into())))
+                    .collect();
+                return Some(format!(
+                    "{} of {} live peers differ from p{first} (at {}, czar {}) on {}: {}{}",
+                    differ.len(),
+                    live.len(),
+                    want.0.map(|v| v.to_string()).unwrap_or("-".into()),
+                    reference
+                        .czar_of(shard)
+                        .and_then(|c| self.index_of(&c))
+                        .map(|c| format!("p{c}"))
+                        .unwrap_or("none".into()),
+                    self.shard_name(shard),
+                    shown.join(", "),
+                    if differ.len() > 6 { ", ..." } else { "" }
+                ));
+            }
+        }
+        None
+    }
+
+    fn mark_change(&mut self, peers: impl IntoIterator<Item = usize>) {
+        let now = self.now_us;
+        for p in peers {
+            self.slots[p].last_change_us = now;
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Job {
+    Deliver { from: u32, to: u32, bytes: Vec<u8> },
+    Timer { peer: u32, gen: u32 },
+    Tick { peer: u32, gen: u32 },
+    Start { peer: u32 },
+    Resume { peer: u32 },
+    Script(usize),
+    Churn,
+    Step,
+}
+
+#[derive(Debug)]
+struct Item {
+    at: u64,
+    seq: u64,
+    job: Job,
+}
+
+impl PartialEq for Item {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Item {}
+impl PartialOrd for Item {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Item {
+    fn cmp(&self, o: &Self) -> Ordering {
+        // Reversed: BinaryHeap is a max-heap and we want the earliest first.
+        (o.at, o.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// Counters the report reads.
+#[derive(Debug, Default, Clone)]
+pub struct Totals {
+    /// Datagrams handed to the network.
+    pub datagrams_sent: u64,
+    /// Bytes handed to the network.
+    pub bytes_sent: u64,
+    /// Datagrams delivered.
+    pub datagrams_delivered: u64,
+    /// Datagrams dropped by partitions.
+    pub dropped_partition: u64,
+    /// Datagrams lost randomly or in bursts.
+    pub dropped_loss: u64,
+    /// Datagrams dropped at full uplinks or at crashed peers.
+    pub dropped_other: u64,
+    /// Writes the game refused (e.g. too many pending).
+    pub writes_refused: u64,
+    /// Peer-events processed.
+    pub events: u64,
+    /// Digest of every delivery (time, destination, bytes): equal digests, equal runs.
+    pub trace_digest: u64,
+}
+
+/// What a finished run found.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Simulated seconds run (workload plus settle).
+    pub sim_seconds: f64,
+    /// Whether every live peer agreed at the end.
+    pub converged: bool,
+    /// Simulated ms from the end of writes to convergence, if it converged.
+    pub converged_after_ms: Option<f64>,
+    /// Violations found.
+    pub findings: Findings,
+    /// Updates czars authored.
+    pub updates_written: u64,
+    /// Updates peers applied from other czars.
+    pub updates_applied: u64,
+    /// Czar write → apply latency, µs of simulated time.
+    pub propagation_us: Histogram<u64>,
+    /// Counters.
+    pub totals: Totals,
+    /// Peers live at the end.
+    pub live_peers: usize,
+}
+
+/// A running simulation.
+pub struct Sim {
+    world: World,
+    checkers: Vec<Box<dyn Checker>>,
+    findings: Findings,
+    queue: BinaryHeap<Item>,
+    seq: u64,
+    net_rng: ChaCha8Rng,
+    rng: ChaCha8Rng,
+    events: Vec<Event>,
+    totals: Totals,
+    writes_stopped: bool,
+    end_us: u64,
+    last_crashed: Option<usize>,
+    /// Shard whose events are printed to stderr (`ANARCHY_SIM_TRACE=name`), for debugging.
+    trace: Option<ShardId>,
+}
+
+fn addr_of(i: usize) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8), SIM_PORT))
+}
+
+fn index_of_addr(addr: &SocketAddr) -> Option<usize> {
+    match addr {
+        SocketAddr::V4(a) if a.port() == SIM_PORT => {
+            let o = a.ip().octets();
+            (o[0] == 10).then(|| (o[1] as usize) << 16 | (o[2] as usize) << 8 | o[3] as usize)
+        }
+        _ => None,
+    }
+}
+
+/// The shard names a run declares: `world`, then `avatars-1` ...
+pub fn shard_names(shards: usize) -> Vec<String> {
+    (0..shards.max(1)).map(|i| if i == 0 { "world".to_string() } else { format!("avatars-{i}") }).collect()
+}
+
+impl Sim {
+    /// A simulation with the standard checkers.
+    pub fn new(cfg: SimConfig) -> Self {
+        Self::with_checkers(cfg, registry())
+    }
+
+    /// A simulation with these checkers.
+    pub fn with_checkers(mut cfg: SimConfig, checkers: Vec<Box<dyn Checker>>) -> Self {
+        cfg.proto.update_events = true;
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let n = cfg.peers.max(1);
+        let mut slots = Vec::with_capacity(n);
+        let mut ids = HashMap::new();
+        for i in 0..n {
+            let offset_us = (rng.gen::<f64>() * cfg.clock_offset_ms * 1000.0) as u64;
+            let drift = (rng.gen::<f64>() * 2.0 - 1.0) * cfg.clock_drift_ppm * 1e-6;
+            let key_seed = mix64(cfg.seed ^ mix64(i as u64 + 1));
+            ids.insert(Keypair::from_seed(key_seed).peer_id(), i);
+            slots.push(Slot {
+                peer: None,
+                state: SlotState::Waiting,
+                clock: Clock { offset_us, drift },
+                key_seed,
+                life: 0,
+                gen: 0,
+                timer_at: u64::MAX,
+                last_change_us: 0,
+                writes: 0,
+            });
+        }
+        let names = shard_names(cfg.shards);
+        let shard_ids: Vec<ShardId> = names.iter().map(|n| ShardId::from_name(n)).collect();
+        let shard_names = shard_ids.iter().copied().zip(names).collect();
+        let net = Network::new(n, cfg.link.clone(), mix64(cfg.seed ^ 0x6e65_7477_6f72_6b));
+        let end_us = (cfg.seconds * 1e6) as u64;
+        let net_rng = ChaCha8Rng::seed_from_u64(mix64(cfg.seed ^ 0x5eed));
+        let schedule = cfg.schedule.clone();
+        let churn = cfg.churn_per_min;
+        let world = World {
+            cfg,
+            now_us: 0,
+            slots,
+            net,
+            ids,
+            shard_ids,
+            shard_names,
+            ledger: HashMap::new(),
+            propagation: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
+            updates_written: 0,
+            updates_applied: 0,
+        };
+        let mut sim = Sim {
+            world,
+            checkers,
+            findings: Findings::default(),
+            queue: BinaryHeap::new(),
+            seq: 0,
+            net_rng,
+            rng,
+            events: Vec::new(),
+            totals: Totals::default(),
+            writes_stopped: false,
+            end_us,
+            last_crashed: None,
+            trace: std::env::var("ANARCHY_SIM_TRACE").ok().map(|n| ShardId::from_name(&n)),
+        };
+        // Staggered joins: the whole session forms within a few seconds.
+        let spread_us = (n as u64 * 10_000).min(3_000_000);
+        for i in 0..n {
+            let at = if i == 0 { 0 } else { spread_us * i as u64 / n as u64 };
+            sim.push(at, Job::Start { peer: i as u32 });
+        }
+        for (k, s) in schedule.iter().enumerate() {
+            sim.push(s.at_us, Job::Script(k));
+        }
+        if churn > 0.0 {
+            let first = sim.churn_gap();
+            sim.push(spread_us + first, Job::Churn);
+        }
+        sim.push(sim.world.cfg.check_interval_ms * 1000, Job::Step);
+        sim
+    }
+
+    /// The world, for inspection.
+    pub fn world(&self) -> &World {
+        &self.world
+    }
+
+    /// The peer in slot `i`, to poke at (e.g. inject a fault).
+    pub fn peer_mut(&mut self, i: usize) -> Option<&mut Peer> {
+        self.world.slots.get_mut(i)?.peer.as_mut()
+    }
+
+    /// Violations so far.
+    pub fn findings(&self) -> &Findings {
+        &self.findings
+    }
+
+    fn push(&mut self, at: u64, job: Job) {
+        self.seq += 1;
+        self.queue.push(Item { at, seq: self.seq, job });
+    }
+
+    fn churn_gap(&mut self) -> u64 {
+        let per_us = self.world.cfg.churn_per_min / 60e6;
+        let u: f64 = self.rng.gen::<f64>().max(1e-12);
+        (-u.ln() / per_us) as u64
+    }
+
+    /// Runs until `until_us` of simulated time (or the queue empties).
+    pub fn run_until(&mut self, until_us: u64) {
+        while let Some(top) = self.queue.peek() {
+            if top.at > until_us {
+                break;
+            }
+            let item = self.queue.pop().expect("peeked");
+            self.world.now_us = item.at;
+            self.dispatch(item);
+        }
+        self.world.now_us = self.world.now_us.max(until_us);
+    }
+
+    /// Runs the workload phase, then heals and settles; calls `progress`
+    /// with (simulated µs done, simulated µs planned) every check step.
+    pub fn run(mut self, mut progress: impl FnMut(u64, u64)) -> Outcome {
+        let settle_us = (self.world.cfg.settle_seconds * 1e6) as u64;
+        let step = self.world.cfg.check_interval_ms.max(1) * 1000;
+        let planned = self.end_us + settle_us;
+        let mut t = 0;
+        while t < self.end_us {
+            t = (t + step).min(self.end_us);
+            self.run_until(t);
+            progress(t, planned);
+        }
+        self.end_writes();
+        let mut converged_after = None;
+        while t < planned {
+            t = (t + step).min(planned);
+            self.run_until(t);
+            progress(t, planned);
+            if self.world.divergence().is_none() {
+                converged_after = Some((t - self.end_us) as f64 / 1000.0);
+                break;
+            }
+        }
+        self.finish(converged_after)
+    }
+
+    /// Stops writes and churn, heals every partition and resumes paused peers.
+    pub fn end_writes(&mut self) {
+        self.writes_stopped = true;
+        let touched = self.world.net.partition.heal();
+        self.world.mark_change(touched);
+        for i in 0..self.world.slots.len() {
+            if let SlotState::Paused(_) = self.world.slots[i].state {
+                self.resume(i);
+            }
+        }
+    }
+
+    fn finish(mut self, converged_after_ms: Option<f64>) -> Outcome {
+        for c in self.checkers.iter_mut() {
+            c.at_end(&self.world, &mut self.findings);
+        }
+        let w = &self.world;
+        Outcome {
+            sim_seconds: w.now_us as f64 / 1e6,
+            converged: w.divergence().is_none(),
+            converged_after_ms,
+            findings: self.findings,
+            updates_written: w.updates_written,
+            updates_applied: w.updates_applied,
+            propagation_us: w.propagation.clone(),
+            totals: self.totals,
+            live_peers: w.live_peers().count(),
+        }
+    }
+
+    fn dispatch(&mut self, item: Item) {
+        let now = item.at;
+        match item.job {
+            Job::Deliver { from, to, bytes } => {
+                let to = to as usize;
+                match self.world.slots[to].state {
+                    SlotState::Up => {}
+                    SlotState::Paused(until) => {
+                        // A stalled process: the datagram waits in its socket buffer.
+                        self.push(until, Job::Deliver { from, to: to as u32, bytes });
+                        return;
+                    }
+                    _ => {
+                        self.totals.dropped_other += 1;
+                        return;
+                    }
+                }
+                self.totals.datagrams_delivered += 1;
+                self.totals.trace_digest =
+                    mix64(self.totals.trace_digest ^ hash_bytes(now ^ (to as u64) << 48, &bytes));
+                let slot = &mut self.world.slots[to];
+                let local = slot.clock.local(now);
+                if let Some(p) = slot.peer.as_mut() {
+                    p.handle_datagram(local, addr_of(from as usize), &bytes);
+                }
+                self.after_input(to);
+            }
+            Job::Timer { peer, gen } => {
+                let i = peer as usize;
+                let slot = &mut self.world.slots[i];
+                if slot.gen != gen || slot.timer_at != now {
+                    return;
+                }
+                match slot.state {
+                    SlotState::Up => {}
+                    SlotState::Paused(until) => {
+                        slot.timer_at = until;
+                        self.push(until, Job::Timer { peer, gen });
+                        return;
+                    }
+                    _ => return,
+                }
+                slot.timer_at = u64::MAX;
+                let local = slot.clock.local(now);
+                if let Some(p) = slot.peer.as_mut() {
+                    p.handle_timeout(local);
+                }
+                self.after_input(i);
+            }
+            Job::Tick { peer, gen } => self.player_tick(peer as usize, gen),
+            Job::Start { peer } => self.start(peer as usize, false),
+            Job::Resume { peer } => {
+                if self.world.slots[peer as usize].state == SlotState::Paused(now) {
+                    self.resume(peer as usize);
+                }
+            }
+            Job::Script(k) => {
+                let action = self.world.cfg.schedule[k].action.clone();
+                self.apply(&action);
+            }
+            Job::Churn => {
+                if !self.writes_stopped {
+                    self.churn();
+                    let gap = self.churn_gap();
+                    self.push(now + gap.max(1), Job::Churn);
+                }
+            }
+            Job::Step => {
+                for c in self.checkers.iter_mut() {
+                    c.on_step(&self.world, &mut self.findings);
+                }
+                self.push(now + self.world.cfg.check_interval_ms.max(1) * 1000, Job::Step);
+            }
+        }
+    }
+
+    /// Starts (or blank-restarts) the process in slot `i` and joins it.
+    fn start(&mut self, i: usize, rejoin: bool) {
+        let now = self.world.now_us;
+        let bootstraps: Vec<SocketAddr> = {
+            let up: Vec<usize> = self.world.live_peers().map(|(j, _)| j).filter(|j| *j != i).collect();
+            if up.is_empty() {
+                Vec::new()
+            } else {
+                let mut b = vec![addr_of(up[0])];
+                let r = up[self.rng.gen_range(0..up.len())];
+                if r != up[0] {
+                    b.push(addr_of(r));
+                }
+                b
+            }
+        };
+        if i != 0 && bootstraps.is_empty() && !rejoin {
+            // Nobody to join yet (peer 0 must be stalled): try again shortly.
+            self.push(now + 100_000, Job::Start { peer: i as u32 });
+            return;
+        }
+        let names = shard_names(self.world.cfg.shards);
+        let slot = &mut self.world.slots[i];
+        slot.life += 1;
+        slot.gen += 1;
+        slot.timer_at = u64::MAX;
+        slot.state = SlotState::Up;
+        slot.last_change_us = now;
+        let local = slot.clock.local(now);
+        let peer_seed = mix64(slot.key_seed ^ u64::from(slot.life));
+        let mut peer =
+            Peer::new(self.world.cfg.proto.clone(), Keypair::from_seed(slot.key_seed), addr_of(i), peer_seed, local);
+        for name in &names {
+            peer.declare_shard(local, name, None).expect("valid shard name");
+        }
+        peer.join(local, &bootstraps);
+        slot.peer = Some(peer);
+        let gen = slot.gen;
+        self.after_input(i);
+        if self.world.cfg.rate_hz > 0.0 {
+            let first = self.rng.gen_range(0..self.tick_interval_us());
+            self.push(now + first, Job::Tick { peer: i as u32, gen });
+        }
+    }
+
+    fn tick_interval_us(&self) -> u64 {
+        ((1e6 / self.world.cfg.rate_hz) as u64).max(1)
+    }
+
+    /// One frame of one player: its avatar, sometimes a world key, sometimes a burst.
+    fn player_tick(&mut self, i: usize, gen: u32) {
+        if self.world.slots[i].gen != gen || self.writes_stopped {
+            return;
+        }
+        let now = self.world.now_us;
+        let interval = self.tick_interval_us();
+        let next = now + interval - interval / 10 + self.rng.gen_range(0..interval / 5 + 1);
+        match self.world.slots[i].state {
+            SlotState::Up => {}
+            SlotState::Paused(_) => {
+                self.push(next, Job::Tick { peer: i as u32, gen });
+                return;
+            }
+            _ => return,
+        }
+        self.push(next, Job::Tick { peer: i as u32, gen });
+        let joined = self.world.slots[i].peer.as_ref().is_some_and(Peer::is_joined);
+        if !joined {
+            return;
+        }
+        let shards = self.world.shard_ids.len();
+        let avatar = self.world.shard_ids[if shards > 1 { 1 + i % (shards - 1) } else { 0 }];
+        let world_shard = self.world.shard_ids[0];
+        let world_write = self.rng.gen::<f64>() < self.world.cfg.world_write_prob;
+        let burst = self.rng.gen::<f64>() < self.world.cfg.burst_prob;
+        let world_key = self.rng.gen_range(0..WORLD_KEYS);
+        let slot = &mut self.world.slots[i];
+        slot.writes += 1;
+        let n = slot.writes;
+        let local = slot.clock.local(now);
+        let peer = slot.peer.as_mut().expect("joined implies a process");
+        let mut value = [0u8; 24];
+        value[..8].copy_from_slice(&n.to_le_bytes());
+        value[8..16].copy_from_slice(&now.to_le_bytes());
+        value[16..].copy_from_slice(&(i as u64).to_le_bytes());
+        let key = format!("p{i}");
+        let mut refused = 0;
+        refused += u64::from(peer.write(local, avatar, key.as_bytes(), &value).is_err());
+        if world_write {
+            let k = format!("w{world_key}");
+            refused += u64::from(peer.write(local, world_shard, k.as_bytes(), &value).is_err());
+        }
+        if burst {
+            for b in 0..BURST_KEYS {
+                let k = format!("p{i}/b{b}");
+                refused += u64::from(matches!(
+                    peer.write(local, avatar, k.as_bytes(), &value),
+                    Err(_) | Ok(WriteOutcome::Unchanged(_))
+                ));
+            }
+        }
+        self.totals.writes_refused += refused;
+        self.after_input(i);
+    }
+
+    /// Drains a peer's transmits and events after an input; reschedules its timer.
+    fn after_input(&mut self, i: usize) {
+        let now = self.world.now_us;
+        let World { slots, net, .. } = &mut self.world;
+        let n = slots.len();
+        let slot = &mut slots[i];
+        let Some(peer) = slot.peer.as_mut() else { return };
+        while let Some(t) = peer.poll_transmit() {
+            self.totals.datagrams_sent += 1;
+            self.totals.bytes_sent += t.payload.len() as u64;
+            let Some(to) = index_of_addr(&t.destination).filter(|to| *to < n) else {
+                self.totals.dropped_other += 1;
+                continue;
+            };
+            match net.route(&mut self.net_rng, now, i, to, t.payload.len()) {
+                Fate::Once(d) => {
+                    self.seq += 1;
+                    self.queue.push(Item {
+                        at: now + d,
+                        seq: self.seq,
+                        job: Job::Deliver { from: i as u32, to: to as u32, bytes: t.payload },
+                    });
+                }
+                Fate::Twice(d1, d2) => {
+                    self.seq += 1;
+                    self.queue.push(Item {
+                        at: now + d1,
+                        seq: self.seq,
+                        job: Job::Deliver { from: i as u32, to: to as u32, bytes: t.payload.clone() },
+                    });
+                    self.seq += 1;
+                    self.queue.push(Item {
+                        at: now + d2,
+                        seq: self.seq,
+                        job: Job::Deliver { from: i as u32, to: to as u32, bytes: t.payload },
+                    });
+                }
+                Fate::Partitioned => self.totals.dropped_partition += 1,
+                Fate::Lost => self.totals.dropped_loss += 1,
+                Fate::QueueFull => self.totals.dropped_other += 1,
+            }
+        }
+        let mut events = std::mem::take(&mut self.events);
+        while let Some(e) = peer.poll_event() {
+            events.push(e);
+        }
+        if let Some(deadline) = peer.poll_timeout() {
+            let g = slot.clock.global(deadline, now);
+            if g != slot.timer_at {
+                slot.timer_at = g;
+                let gen = slot.gen;
+                self.seq += 1;
+                self.queue.push(Item { at: g, seq: self.seq, job: Job::Timer { peer: i as u32, gen } });
+            }
+        }
+        for e in events.drain(..) {
+            self.totals.events += 1;
+            let content = self.record(i, &e);
+            let ev = PeerEvent { peer: i, at_us: now, event: &e, content };
+            for c in self.checkers.iter_mut() {
+                c.on_event(&self.world, &ev, &mut self.findings);
+            }
+        }
+        self.events = events;
+    }
+
+    /// World bookkeeping for one event: the ledger, propagation times. Returns
+    /// the content fingerprint of an `Updated`.
+    fn record(&mut self, i: usize, e: &Event) -> u64 {
+        let now = self.world.now_us;
+        if let Some(trace) = self.trace {
+            let shard = match e {
+                Event::CzarChanged { shard, .. }
+                | Event::Authored { shard, .. }
+                | Event::ShardResynced { shard, .. }
+                | Event::Updated { shard, .. } => Some(*shard),
+                _ => None,
+            };
+            if shard.is_none_or(|s| s == trace) {
+                eprintln!("{:>10.3} ms p{i}: {e:?}", now as f64 / 1000.0);
+            }
+        }
+        match e {
+            Event::Authored { shard, version } => {
+                self.world.updates_written += 1;
+                let content = self.world.slots[i]
+                    .peer
+                    .as_ref()
+                    .and_then(|p| p.replica(*shard))
+                    .and_then(|r| r.log_from(version.seq, 1))
+                    .and_then(|mut v| v.pop())
+                    .filter(|entry| entry.seq == version.seq && entry.epoch == version.epoch)
+                    .map(|entry| {
+                        let value = match &entry.update.op {
+                            Op::Put(v) => Some(v.as_slice()),
+                            Op::Delete => None,
+                        };
+                        fingerprint(&entry.update.key, value)
+                    });
+                self.world.ledger.entry((*shard, version.epoch, version.seq)).or_default().push(AuthoredRecord {
+                    author: i,
+                    at_us: now,
+                    content,
+                });
+                0
+            }
+            Event::Updated { shard, version, key, value } => {
+                self.world.updates_applied += 1;
+                let content = fingerprint(key, value.as_deref());
+                if let Some(rec) = self.world.ledger.get(&(*shard, version.epoch, version.seq)).and_then(|r| r.first())
+                {
+                    let _ = self.world.propagation.record(now.saturating_sub(rec.at_us).max(1));
+                }
+                content
+            }
+            _ => 0,
+        }
+    }
+
+    fn resolve(&mut self, sel: &PeerSel) -> Vec<usize> {
+        let n = self.world.slots.len();
+        match sel {
+            PeerSel::Index(i) => vec![*i % n],
+            PeerSel::Range(a, b) => (*a..(*b).min(n)).collect(),
+            PeerSel::Percent(a, b) => {
+                let lo = (a / 100.0 * n as f64).round() as usize;
+                let hi = (b / 100.0 * n as f64).round() as usize;
+                (lo..hi.min(n)).collect()
+            }
+            PeerSel::CzarOf(name) => {
+                let names = shard_names(self.world.cfg.shards);
+                let idx = names.iter().position(|s| s == name).or_else(|| name.parse::<usize>().ok());
+                let shard = idx.and_then(|k| self.world.shard_ids.get(k).copied());
+                shard.and_then(|s| self.world.czar_index(s)).into_iter().collect()
+            }
+            PeerSel::Random => {
+                let live: Vec<usize> = self.world.live_peers().map(|(i, _)| i).collect();
+                if live.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![live[self.rng.gen_range(0..live.len())]]
+                }
+            }
+            PeerSel::LastCrashed => self.last_crashed.into_iter().collect(),
+        }
+    }
+
+    fn resolve_all(&mut self, sels: &[PeerSel]) -> Vec<usize> {
+        let mut out = Vec::new();
+        for s in sels {
+            for p in self.resolve(s) {
+                if !out.contains(&p) {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+
+    /// Applies one scripted action now.
+    pub fn apply(&mut self, action: &Action) {
+        let now = self.world.now_us;
+        match action {
+            Action::Partition(groups) => {
+                let groups: Vec<Vec<usize>> = groups.iter().map(|g| self.resolve_all(g)).collect();
+                let touched = self.world.net.partition.split(&groups);
+                self.world.mark_change(touched);
+            }
+            Action::Split(k) => {
+                let n = self.world.slots.len();
+                let k = (*k).max(1);
+                let groups: Vec<Vec<usize>> = (0..k).map(|g| (g * n / k..(g + 1) * n / k).collect()).collect();
+                let touched = self.world.net.partition.split(&groups);
+                self.world.mark_change(touched);
+            }
+            Action::OneWay { from, to } => {
+                let (f, t) = (self.resolve_all(from), self.resolve_all(to));
+                let touched = self.world.net.partition.block_one_way(&f, &t);
+                self.world.mark_change(touched);
+            }
+            Action::Isolate(sel) => {
+                for p in self.resolve(sel) {
+                    let touched = self.world.net.partition.isolate(p);
+                    self.world.mark_change(touched);
+                }
+            }
+            Action::Heal => {
+                let touched = self.world.net.partition.heal();
+                self.world.mark_change(touched);
+            }
+            Action::Crash(sel) => {
+                for p in self.resolve(sel) {
+                    if matches!(self.world.slots[p].state, SlotState::Up | SlotState::Paused(_)) {
+                        let slot = &mut self.world.slots[p];
+                        slot.state = SlotState::Crashed;
+                        slot.gen += 1;
+                        slot.timer_at = u64::MAX;
+                        slot.last_change_us = now;
+                        self.last_crashed = Some(p);
+                    }
+                }
+            }
+            Action::Restart { peer, keep_state } => {
+                for p in self.resolve(peer) {
+                    if self.world.slots[p].state != SlotState::Crashed {
+                        continue;
+                    }
+                    if *keep_state && self.world.slots[p].peer.is_some() {
+                        let slot = &mut self.world.slots[p];
+                        slot.state = SlotState::Up;
+                        slot.last_change_us = now;
+                        let gen = slot.gen;
+                        let local = slot.clock.local(now);
+                        if let Some(peer) = slot.peer.as_mut() {
+                            peer.handle_timeout(local);
+                        }
+                        self.after_input(p);
+                        if self.world.cfg.rate_hz > 0.0 {
+                            self.push(now + 1, Job::Tick { peer: p as u32, gen });
+                        }
+                    } else {
+                        self.start(p, true);
+                    }
+                }
+            }
+            Action::Pause { peer, for_ms } => {
+                for p in self.resolve(peer) {
+                    if self.world.slots[p].state == SlotState::Up {
+                        let until = now + for_ms * 1000;
+                        self.world.slots[p].state = SlotState::Paused(until);
+                        self.world.slots[p].last_change_us = now;
+                        self.push(until, Job::Resume { peer: p as u32 });
+                    }
+                }
+            }
+            Action::Leave(sel) => {
+                for p in self.resolve(sel) {
+                    self.leave(p);
+                }
+            }
+            Action::Network(patch) => {
+                let mut params = self.world.net.params.clone();
+                patch.apply_to(&mut params);
+                self.world.net.params = params;
+            }
+        }
+    }
+
+    fn resume(&mut self, p: usize) {
+        let now = self.world.now_us;
+        let slot = &mut self.world.slots[p];
+        if let SlotState::Paused(_) = slot.state {
+            slot.state = SlotState::Up;
+            slot.last_change_us = now;
+            let local = slot.clock.local(now);
+            if let Some(peer) = slot.peer.as_mut() {
+                peer.handle_timeout(local);
+            }
+            self.after_input(p);
+        }
+    }
+
+    fn leave(&mut self, p: usize) {
+        if self.world.slots[p].state != SlotState::Up {
+            return;
+        }
+        let now = self.world.now_us;
+        let slot = &mut self.world.slots[p];
+        let local = slot.clock.local(now);
+        if let Some(peer) = slot.peer.as_mut() {
+            peer.leave(local);
+        }
+        self.after_input(p);
+        let slot = &mut self.world.slots[p];
+        slot.state = SlotState::Left;
+        slot.gen += 1;
+        slot.timer_at = u64::MAX;
+        slot.last_change_us = now;
+    }
+
+    fn churn(&mut self) {
+        let live: Vec<usize> = self.world.live_peers().map(|(i, _)| i).collect();
+        let gone: Vec<usize> = (0..self.world.slots.len())
+            .filter(|i| matches!(self.world.slots[*i].state, SlotState::Left | SlotState::Crashed))
+            .collect();
+        let n = self.world.slots.len();
+        let leave = !gone.is_empty() && self.rng.gen_bool(0.5) || gone.is_empty();
+        if leave && live.len() > n / 2 + 1 {
+            let p = live[self.rng.gen_range(0..live.len())];
+            self.leave(p);
+        } else if !gone.is_empty() {
+            let p = gone[self.rng.gen_range(0..gone.len())];
+            self.start(p, true);
+        }
+    }
+}
+
+/// Fingerprint of one (key, value) pair.
+pub fn fingerprint(key: &[u8], value: Option<&[u8]>) -> u64 {
+    let k = hash_bytes(0x6b65_79, key);
+    match value {
+        Some(v) => hash_bytes(k, v),
+        None => mix64(k ^ 0xde1e7e),
+    }
+}
