@@ -8,8 +8,22 @@ use std::time::Duration;
 pub struct Config {
     /// How often each peer sends a heartbeat to every other member. Default 50 ms.
     pub heartbeat_interval: Duration,
-    /// A member silent for this long is removed (and its shards move on).
-    /// Default 1 s (20 heartbeats).
+    /// A member silent for this long is suspected: the first backups of its
+    /// shards start a recovery round. Default 75 ms (one and a half heartbeats;
+    /// a suspicion alone evicts nobody).
+    pub suspect_after: Duration,
+    /// In a recovery round, a voter agrees that a peer is silent if it has not
+    /// heard from it for this long. Default 75 ms.
+    pub silent_vote_after: Duration,
+    /// A recovery round that has not reached a majority is re-sent after this
+    /// long. Default 100 ms.
+    pub recovery_retry_interval: Duration,
+    /// A recovery round that has not reached a majority is abandoned after this
+    /// long (and counts against our local health). Default 600 ms.
+    pub recovery_timeout: Duration,
+    /// A member silent for this long is removed from our view even without a
+    /// majority's confirmation: this is how the minority side of a partition
+    /// goes on playing. Default 1 s (20 heartbeats).
     pub peer_timeout: Duration,
     /// Ranked backup czars per shard. Default 2.
     pub backups: usize,
@@ -46,6 +60,10 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             heartbeat_interval: Duration::from_millis(50),
+            suspect_after: Duration::from_millis(75),
+            silent_vote_after: Duration::from_millis(75),
+            recovery_retry_interval: Duration::from_millis(100),
+            recovery_timeout: Duration::from_millis(600),
             peer_timeout: Duration::from_secs(1),
             backups: 2,
             join_retry_interval: Duration::from_millis(250),

@@ -35,6 +35,12 @@ pub enum Event {
         /// Where it is.
         addr: SocketAddr,
     },
+    /// A peer went silent past the suspicion threshold. It is not evicted
+    /// unless a majority confirms; a [`Event::PeerLeft`] follows if so.
+    PeerSuspected {
+        /// Who.
+        peer: PeerId,
+    },
     /// A peer left.
     PeerLeft {
         /// Who.
@@ -96,6 +102,17 @@ pub enum Event {
         shard: ShardId,
         /// Why.
         reason: WriteFailure,
+    },
+    /// Our copy of a shard held updates the winning czar's history does not
+    /// (we were on the losing side of a split, or a fenced czar): they were
+    /// discarded and the winner's state adopted. Followed by `ShardResynced`.
+    Diverged {
+        /// Which shard.
+        shard: ShardId,
+        /// Our version before the resync.
+        ours: Version,
+        /// The version adopted.
+        adopted: Version,
     },
     /// A shard's state was replaced by a snapshot (late join, or divergence repaired).
     ShardResynced {

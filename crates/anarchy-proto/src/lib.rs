@@ -30,6 +30,7 @@ pub mod event;
 pub mod identity;
 pub mod membership;
 pub mod peer;
+pub mod quorum;
 pub mod replica;
 pub mod shards;
 pub mod stats;

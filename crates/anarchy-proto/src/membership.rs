@@ -22,6 +22,8 @@ pub enum LeaveReason {
     Timeout,
     /// Another member told us it left.
     Gossip,
+    /// It went silent and a majority of members confirmed the silence.
+    Confirmed,
 }
 
 /// One member as this peer sees it.
@@ -41,6 +43,12 @@ pub struct Member {
     pub last_heard: Instant,
     /// When it was marked left (for purging the tombstone).
     pub left_at: Option<Instant>,
+    /// Whether we currently suspect it (silent past the suspicion threshold).
+    pub suspected: bool,
+    /// Whether it left only in our own view, by local timeout: such a "soft"
+    /// tombstone is revived by any sign of life at the same incarnation (a
+    /// healed partition, a resumed process) and is never gossiped.
+    pub soft_left: bool,
 }
 
 impl Member {
@@ -130,6 +138,11 @@ impl Membership {
         self.members.values().filter(|m| m.is_alive())
     }
 
+    /// Live members, to change (suspicion bookkeeping).
+    pub fn iter_mut_alive(&mut self) -> impl Iterator<Item = &mut Member> {
+        self.members.values_mut().filter(|m| m.is_alive())
+    }
+
     /// Live member ids (ourselves included), in id order.
     pub fn alive_ids(&self) -> impl Iterator<Item = &PeerId> {
         self.alive().map(|m| &m.id)
@@ -173,6 +186,8 @@ impl Membership {
                         status: rec.status,
                         last_heard: now,
                         left_at: (!alive).then_some(now),
+                        suspected: false,
+                        soft_left: false,
                     },
                 );
                 if alive {
@@ -190,6 +205,8 @@ impl Membership {
                     m.addr = rec.addr;
                     m.status = rec.status;
                     m.public_key = rec.public_key;
+                    m.suspected = false;
+                    m.soft_left = false;
                     if m.is_alive() {
                         m.last_heard = now;
                         m.left_at = None;
@@ -201,10 +218,23 @@ impl Membership {
                         (true, false) => MergeOutcome::Left,
                         _ => MergeOutcome::Updated,
                     }
-                } else if same && rec.status == MemberStatus::Left && m.is_alive() {
+                } else if same && rec.status == MemberStatus::Left && (m.is_alive() || m.soft_left) {
+                    let was_alive = m.is_alive();
                     m.status = MemberStatus::Left;
                     m.left_at = Some(now);
-                    MergeOutcome::Left
+                    m.soft_left = false;
+                    if was_alive {
+                        MergeOutcome::Left
+                    } else {
+                        MergeOutcome::Unchanged
+                    }
+                } else if same && rec.status == MemberStatus::Alive && m.soft_left {
+                    m.status = MemberStatus::Alive;
+                    m.soft_left = false;
+                    m.left_at = None;
+                    m.last_heard = now;
+                    m.addr = rec.addr;
+                    MergeOutcome::Joined
                 } else {
                     MergeOutcome::Unchanged
                 }
@@ -212,16 +242,28 @@ impl Membership {
         }
     }
 
-    /// Marks a live member as left. Returns whether it was alive.
-    pub fn mark_left(&mut self, id: &PeerId, now: Instant) -> bool {
+    /// Marks a live member as left; `soft` when only our own timeout says so.
+    /// Returns whether it was alive.
+    pub fn mark_left(&mut self, id: &PeerId, now: Instant, soft: bool) -> bool {
         match self.members.get_mut(id) {
             Some(m) if m.is_alive() && *id != self.me => {
                 m.status = MemberStatus::Left;
                 m.left_at = Some(now);
+                m.suspected = false;
+                m.soft_left = soft;
                 true
+            }
+            Some(m) if m.soft_left && !soft => {
+                m.soft_left = false;
+                false
             }
             _ => false,
         }
+    }
+
+    /// Members that left only by our own timeout, to probe for signs of life.
+    pub fn soft_left(&self) -> impl Iterator<Item = &Member> {
+        self.members.values().filter(|m| m.soft_left)
     }
 
     /// Live members (not us) silent since before `deadline`.
@@ -261,6 +303,8 @@ mod tests {
             status: MemberStatus::Alive,
             last_heard: Instant::ZERO,
             left_at: None,
+            suspected: false,
+            soft_left: false,
         })
     }
 
@@ -296,8 +340,12 @@ mod tests {
         assert_eq!(m.silent_since(Instant::from_millis(5)), vec![]);
         let id = member(1, 0, MemberStatus::Alive).id;
         assert_eq!(m.silent_since(Instant::from_millis(20)), vec![id]);
-        assert!(m.mark_left(&id, Instant::from_millis(20)));
-        assert!(!m.mark_left(&id, Instant::from_millis(20)));
+        assert!(m.mark_left(&id, Instant::from_millis(20), true));
+        assert!(!m.mark_left(&id, Instant::from_millis(20), true));
+        // A soft tombstone comes back on an alive record of the same incarnation.
+        assert_eq!(m.merge(&member(1, 0, MemberStatus::Alive), Instant::from_millis(21)), MergeOutcome::Joined);
+        assert!(m.mark_left(&id, Instant::from_millis(20), false));
+        assert_eq!(m.merge(&member(1, 0, MemberStatus::Alive), Instant::from_millis(21)), MergeOutcome::Unchanged);
         m.purge_left_before(Instant::from_millis(30));
         assert!(m.get(&id).is_none());
     }

@@ -77,6 +77,8 @@ pub struct Replica {
     pub prev_czar: Option<PeerId>,
     /// The last sequence number of the previous epoch.
     pub epoch_start_seq: u64,
+    /// The short checksum of the state at `epoch_start_seq`.
+    pub epoch_start_checksum: u64,
     seq: u64,
     log: VecDeque<LogEntry>,
     early: BTreeMap<u64, (u32, Update)>,
@@ -239,7 +241,7 @@ impl Replica {
     /// Logged updates from `from_seq` on (at most `max`), or `None` if the log
     /// no longer reaches back that far (the asker needs a snapshot).
     pub fn log_from(&self, from_seq: u64, max: usize) -> Option<Vec<LogEntry>> {
-        if from_seq == 0 || from_seq > self.seq + 1 {
+        if from_seq == 0 || from_seq > self.seq.saturating_add(1) {
             return None;
         }
         if from_seq == self.seq + 1 {

@@ -29,6 +29,12 @@ pub const MAX_KEY_BYTES: usize = 64;
 pub const MAX_VALUE_BYTES: usize = 1024;
 /// Longest shard name.
 pub const MAX_SHARD_NAME_BYTES: usize = 64;
+/// Largest epoch or incarnation a datagram may carry. Far above anything a
+/// session reaches, and low enough that the `+ 1` of a claim or a refutation
+/// can never overflow, whatever a peer sends.
+pub const MAX_EPOCH: u32 = u32::MAX / 2;
+/// Largest sequence number a datagram may carry (same reasoning as [`MAX_EPOCH`]).
+pub const MAX_SEQ: u64 = u64::MAX / 4;
 
 /// A change to one key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -101,6 +107,21 @@ pub struct ShardVersion {
     /// Its current version at the czar.
     pub version: Version,
     /// The first 8 bytes of the czar's state checksum at that version.
+    pub checksum: u64,
+}
+
+/// One voter's answer about one shard in a recovery round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RecoverVote {
+    /// Which shard.
+    pub shard: ShardId,
+    /// The epoch the claimant asked for.
+    pub epoch: u32,
+    /// Whether the voter promises that epoch to the claimant.
+    pub granted: bool,
+    /// The voter's version of the shard.
+    pub version: Version,
+    /// The first 8 bytes of the voter's state checksum.
     pub checksum: u64,
 }
 
@@ -202,9 +223,31 @@ pub enum Frame {
         czar: PeerId,
         /// The last sequence number of the previous epoch: the new czar's starting point.
         seq: u64,
+        /// The first 8 bytes of the state checksum at `seq`, so a peer can tell
+        /// whether its own history is a prefix of the new czar's.
+        checksum: u64,
     },
     /// "Send me your member and shard lists."
     SyncReq,
+    /// A recovery round: "`gone` is silent to me; is it to you? If so, promise
+    /// me these epochs of its shards and tell me your versions."
+    Recover {
+        /// The silent peer.
+        gone: PeerId,
+        /// Its incarnation as the claimant knows it.
+        incarnation: u32,
+        /// The shards claimed and the epoch asked for each.
+        claims: Vec<(ShardId, u32)>,
+    },
+    /// The answer to [`Frame::Recover`].
+    RecoverAck {
+        /// The silent peer the round is about.
+        gone: PeerId,
+        /// Whether the voter has also not heard from it recently.
+        silent: bool,
+        /// One answer per claimed shard.
+        votes: Vec<RecoverVote>,
+    },
 }
 
 impl Frame {
@@ -224,6 +267,8 @@ impl Frame {
             Frame::Snapshot { .. } => FrameKind::Snapshot,
             Frame::Authority { .. } => FrameKind::Authority,
             Frame::SyncReq => FrameKind::SyncReq,
+            Frame::Recover { .. } => FrameKind::Recover,
+            Frame::RecoverAck { .. } => FrameKind::RecoverAck,
         }
     }
 
@@ -311,11 +356,33 @@ impl Frame {
                     put_bytes(out, v);
                 }
             }
-            Frame::Authority { shard, epoch, czar, seq } => {
+            Frame::Authority { shard, epoch, czar, seq, checksum } => {
                 out.extend_from_slice(&shard.0.to_le_bytes());
                 put_varint(out, u64::from(*epoch));
                 out.extend_from_slice(&czar.0);
                 put_varint(out, *seq);
+                out.extend_from_slice(&checksum.to_le_bytes());
+            }
+            Frame::Recover { gone, incarnation, claims } => {
+                out.extend_from_slice(&gone.0);
+                put_varint(out, u64::from(*incarnation));
+                put_varint(out, claims.len() as u64);
+                for (shard, epoch) in claims {
+                    out.extend_from_slice(&shard.0.to_le_bytes());
+                    put_varint(out, u64::from(*epoch));
+                }
+            }
+            Frame::RecoverAck { gone, silent, votes } => {
+                out.extend_from_slice(&gone.0);
+                out.push(u8::from(*silent));
+                put_varint(out, votes.len() as u64);
+                for v in votes {
+                    out.extend_from_slice(&v.shard.0.to_le_bytes());
+                    put_varint(out, u64::from(v.epoch));
+                    out.push(u8::from(v.granted));
+                    put_version(out, v.version);
+                    out.extend_from_slice(&v.checksum.to_le_bytes());
+                }
             }
         }
     }
@@ -358,6 +425,10 @@ pub enum FrameKind {
     Authority = 12,
     /// [`Frame::SyncReq`]
     SyncReq = 13,
+    /// [`Frame::Recover`]
+    Recover = 14,
+    /// [`Frame::RecoverAck`]
+    RecoverAck = 15,
 }
 
 /// A decoded datagram: who sent it and what it says.
@@ -466,7 +537,7 @@ pub fn decode_datagram(bytes: &[u8]) -> Result<Datagram, DecodeError> {
 fn decode_frame(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
     let kind = r.u8()?;
     let frame = match kind {
-        1 => Frame::Join { public_key: r.public_key()?, incarnation: r.varint_u32()? },
+        1 => Frame::Join { public_key: r.public_key()?, incarnation: r.epoch()? },
         2 => Frame::Welcome,
         3 => {
             // id + key + shortest addr (family, 4 bytes, port) + incarnation + status
@@ -476,7 +547,7 @@ fn decode_frame(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
                 let id = r.peer_id()?;
                 let public_key = r.public_key()?;
                 let addr = r.addr()?;
-                let incarnation = r.varint_u32()?;
+                let incarnation = r.epoch()?;
                 let status = match r.u8()? {
                     0 => MemberStatus::Alive,
                     1 => MemberStatus::Left,
@@ -505,7 +576,7 @@ fn decode_frame(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
             Frame::Shards(shards)
         }
         5 => {
-            let incarnation = r.varint_u32()?;
+            let incarnation = r.epoch()?;
             let members_hash = r.u64_le()?;
             let shards_hash = r.u64_le()?;
             let n = r.count(8 + 2 + 8)?;
@@ -515,16 +586,16 @@ fn decode_frame(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
             }
             Frame::Heartbeat { incarnation, members_hash, shards_hash, czar_of }
         }
-        6 => Frame::Leave { incarnation: r.varint_u32()? },
+        6 => Frame::Leave { incarnation: r.epoch()? },
         7 => {
             let shard = r.shard()?;
-            let epoch = r.varint_u32()?;
-            let first_seq = r.varint()?;
+            let epoch = r.epoch()?;
+            let first_seq = r.seq()?;
             let n = r.count(2)?;
             if n == 0 {
                 return Err(DecodeError::Invalid("empty delta"));
             }
-            if first_seq == 0 || first_seq.checked_add(n as u64).is_none() {
+            if first_seq == 0 || first_seq + n as u64 > MAX_SEQ {
                 return Err(DecodeError::Invalid("delta sequence"));
             }
             let mut updates = Vec::with_capacity(n);
@@ -535,7 +606,7 @@ fn decode_frame(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
         }
         8 => Frame::Forward { write_id: r.varint()?, origin: r.peer_id()?, shard: r.shard()?, update: r.update()? },
         9 => Frame::ForwardAck { write_id: r.varint()?, shard: r.shard()?, version: r.version()? },
-        10 => Frame::RepairReq { shard: r.shard()?, from_seq: r.varint()? },
+        10 => Frame::RepairReq { shard: r.shard()?, from_seq: r.seq()? },
         11 => {
             let shard = r.shard()?;
             let version = r.version()?;
@@ -555,8 +626,40 @@ fn decode_frame(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
             }
             Frame::Snapshot { shard, version, czar, checksum, chunk, chunks, entries }
         }
-        12 => Frame::Authority { shard: r.shard()?, epoch: r.varint_u32()?, czar: r.peer_id()?, seq: r.varint()? },
+        12 => Frame::Authority {
+            shard: r.shard()?,
+            epoch: r.epoch()?,
+            czar: r.peer_id()?,
+            seq: r.seq()?,
+            checksum: r.u64_le()?,
+        },
         13 => Frame::SyncReq,
+        14 => {
+            let gone = r.peer_id()?;
+            let incarnation = r.epoch()?;
+            let n = r.count(8 + 1)?;
+            let mut claims = Vec::with_capacity(n);
+            for _ in 0..n {
+                claims.push((r.shard()?, r.epoch()?));
+            }
+            Frame::Recover { gone, incarnation, claims }
+        }
+        15 => {
+            let gone = r.peer_id()?;
+            let silent = r.bool()?;
+            let n = r.count(8 + 1 + 1 + 2 + 8)?;
+            let mut votes = Vec::with_capacity(n);
+            for _ in 0..n {
+                votes.push(RecoverVote {
+                    shard: r.shard()?,
+                    epoch: r.epoch()?,
+                    granted: r.bool()?,
+                    version: r.version()?,
+                    checksum: r.u64_le()?,
+                });
+            }
+            Frame::RecoverAck { gone, silent, votes }
+        }
         other => return Err(DecodeError::UnknownFrame(other)),
     };
     Ok(frame)
@@ -657,6 +760,14 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
 
+    fn bool(&mut self) -> Result<bool, DecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(DecodeError::Invalid("boolean")),
+        }
+    }
+
     fn u64_le(&mut self) -> Result<u64, DecodeError> {
         Ok(u64::from_le_bytes(self.array()?))
     }
@@ -679,6 +790,24 @@ impl<'a> Reader<'a> {
 
     fn varint_u32(&mut self) -> Result<u32, DecodeError> {
         u32::try_from(self.varint()?).map_err(|_| DecodeError::BadVarint)
+    }
+
+    /// An epoch or incarnation, at most [`MAX_EPOCH`].
+    fn epoch(&mut self) -> Result<u32, DecodeError> {
+        let v = self.varint_u32()?;
+        if v > MAX_EPOCH {
+            return Err(DecodeError::Invalid("epoch or incarnation above limit"));
+        }
+        Ok(v)
+    }
+
+    /// A sequence number, at most [`MAX_SEQ`].
+    fn seq(&mut self) -> Result<u64, DecodeError> {
+        let v = self.varint()?;
+        if v > MAX_SEQ {
+            return Err(DecodeError::Invalid("sequence number above limit"));
+        }
+        Ok(v)
     }
 
     fn varint_u16(&mut self) -> Result<u16, DecodeError> {
@@ -717,7 +846,7 @@ impl<'a> Reader<'a> {
     }
 
     fn version(&mut self) -> Result<Version, DecodeError> {
-        Ok(Version { epoch: self.varint_u32()?, seq: self.varint()? })
+        Ok(Version { epoch: self.epoch()?, seq: self.seq()? })
     }
 
     fn update(&mut self) -> Result<Update, DecodeError> {
@@ -797,8 +926,20 @@ mod tests {
                 chunks: 2,
                 entries: vec![(b"a".to_vec(), b"b".to_vec())],
             },
-            Frame::Authority { shard: ShardId(3), epoch: 5, czar: id, seq: 99 },
+            Frame::Authority { shard: ShardId(3), epoch: 5, czar: id, seq: 99, checksum: 12 },
             Frame::SyncReq,
+            Frame::Recover { gone: id, incarnation: 2, claims: vec![(ShardId(1), 4), (ShardId(2), 9)] },
+            Frame::RecoverAck {
+                gone: id,
+                silent: true,
+                votes: vec![RecoverVote {
+                    shard: ShardId(1),
+                    epoch: 4,
+                    granted: true,
+                    version: Version { epoch: 3, seq: 10 },
+                    checksum: 77,
+                }],
+            },
         ]
     }
 

@@ -11,8 +11,9 @@ use anarchy_proto::identity::{PeerId, PublicKey};
 use anarchy_proto::shards::ShardId;
 use anarchy_proto::time::Instant;
 use anarchy_proto::wire::{
-    decode_datagram, encode_frames, put_header, DecodeError, Frame, MemberRecord, MemberStatus, Op, ShardDecl,
-    ShardVersion, Update, HEADER_BYTES, MAX_FRAME_BYTES, MAX_KEY_BYTES, MAX_SHARD_NAME_BYTES, MAX_VALUE_BYTES,
+    decode_datagram, encode_frames, put_header, DecodeError, Frame, MemberRecord, MemberStatus, Op, RecoverVote,
+    ShardDecl, ShardVersion, Update, HEADER_BYTES, MAX_EPOCH, MAX_FRAME_BYTES, MAX_KEY_BYTES, MAX_SEQ,
+    MAX_SHARD_NAME_BYTES, MAX_VALUE_BYTES,
 };
 use anarchy_proto::{Config, Keypair, Peer, Version, MAX_DATAGRAM_BYTES};
 use proptest::prelude::*;
@@ -39,14 +40,27 @@ fn edgy_u64() -> impl Strategy<Value = u64> {
     ]
 }
 
-fn edgy_u32() -> impl Strategy<Value = u32> {
+/// Epochs and incarnations: the decoder accepts up to `MAX_EPOCH`.
+fn edgy_epoch() -> impl Strategy<Value = u32> {
     prop_oneof![
         2 => Just(0u32),
         2 => Just(1u32),
-        2 => Just(u32::MAX - 1),
-        2 => Just(u32::MAX),
+        2 => Just(MAX_EPOCH - 1),
+        2 => Just(MAX_EPOCH),
         4 => 0u32..300,
-        8 => any::<u32>(),
+        8 => 0u32..=MAX_EPOCH,
+    ]
+}
+
+/// Sequence numbers: the decoder accepts up to `MAX_SEQ`.
+fn edgy_seq() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        2 => Just(0u64),
+        2 => Just(1u64),
+        2 => Just(MAX_SEQ - 1),
+        2 => Just(MAX_SEQ),
+        4 => 0u64..300,
+        8 => 0u64..=MAX_SEQ,
     ]
 }
 
@@ -63,7 +77,7 @@ fn shard_id() -> impl Strategy<Value = ShardId> {
 }
 
 fn version() -> impl Strategy<Value = Version> {
-    (edgy_u32(), edgy_u64()).prop_map(|(epoch, seq)| Version { epoch, seq })
+    (edgy_epoch(), edgy_seq()).prop_map(|(epoch, seq)| Version { epoch, seq })
 }
 
 fn socket_addr() -> impl Strategy<Value = SocketAddr> {
@@ -106,7 +120,7 @@ fn shard_name() -> impl Strategy<Value = String> {
 
 fn member_record() -> impl Strategy<Value = MemberRecord> {
     let status = prop_oneof![Just(MemberStatus::Alive), Just(MemberStatus::Left)];
-    (peer_id(), public_key(), socket_addr(), edgy_u32(), status).prop_map(
+    (peer_id(), public_key(), socket_addr(), edgy_epoch(), status).prop_map(
         |(id, public_key, addr, incarnation, status)| MemberRecord { id, public_key, addr, incarnation, status },
     )
 }
@@ -123,10 +137,15 @@ fn shard_version() -> impl Strategy<Value = ShardVersion> {
     })
 }
 
+fn recover_vote() -> impl Strategy<Value = RecoverVote> {
+    (shard_id(), edgy_epoch(), any::<bool>(), version(), any::<u64>())
+        .prop_map(|(shard, epoch, granted, version, checksum)| RecoverVote { shard, epoch, granted, version, checksum })
+}
+
 /// A delta's `first_seq` is at least 1 and `first_seq + len` must not overflow.
 fn delta() -> impl Strategy<Value = Frame> {
-    (shard_id(), edgy_u32(), prop::collection::vec(update(), 1..=6)).prop_flat_map(|(shard, epoch, updates)| {
-        let max_first = u64::MAX - updates.len() as u64;
+    (shard_id(), edgy_epoch(), prop::collection::vec(update(), 1..=6)).prop_flat_map(|(shard, epoch, updates)| {
+        let max_first = MAX_SEQ - updates.len() as u64;
         let first = prop_oneof![Just(1u64), Just(max_first), 1..=max_first];
         (Just(shard), Just(epoch), first, Just(updates)).prop_map(|(shard, epoch, first_seq, updates)| Frame::Delta {
             shard,
@@ -157,11 +176,11 @@ fn snapshot() -> impl Strategy<Value = Frame> {
 /// Every frame variant, each field within its documented bound.
 fn frame() -> impl Strategy<Value = Frame> {
     prop_oneof![
-        (public_key(), edgy_u32()).prop_map(|(public_key, incarnation)| Frame::Join { public_key, incarnation }),
+        (public_key(), edgy_epoch()).prop_map(|(public_key, incarnation)| Frame::Join { public_key, incarnation }),
         Just(Frame::Welcome),
         prop::collection::vec(member_record(), 0..=12).prop_map(Frame::Members),
         prop::collection::vec(shard_decl(), 0..=12).prop_map(Frame::Shards),
-        (edgy_u32(), any::<u64>(), any::<u64>(), prop::collection::vec(shard_version(), 0..=20)).prop_map(
+        (edgy_epoch(), any::<u64>(), any::<u64>(), prop::collection::vec(shard_version(), 0..=20)).prop_map(
             |(incarnation, members_hash, shards_hash, czar_of)| Frame::Heartbeat {
                 incarnation,
                 members_hash,
@@ -169,7 +188,7 @@ fn frame() -> impl Strategy<Value = Frame> {
                 czar_of
             }
         ),
-        edgy_u32().prop_map(|incarnation| Frame::Leave { incarnation }),
+        edgy_epoch().prop_map(|incarnation| Frame::Leave { incarnation }),
         delta(),
         (edgy_u64(), peer_id(), shard_id(), update()).prop_map(|(write_id, origin, shard, update)| Frame::Forward {
             write_id,
@@ -182,15 +201,15 @@ fn frame() -> impl Strategy<Value = Frame> {
             shard,
             version
         }),
-        (shard_id(), edgy_u64()).prop_map(|(shard, from_seq)| Frame::RepairReq { shard, from_seq }),
+        (shard_id(), edgy_seq()).prop_map(|(shard, from_seq)| Frame::RepairReq { shard, from_seq }),
         snapshot(),
-        (shard_id(), edgy_u32(), peer_id(), edgy_u64()).prop_map(|(shard, epoch, czar, seq)| Frame::Authority {
-            shard,
-            epoch,
-            czar,
-            seq
-        }),
+        (shard_id(), edgy_epoch(), peer_id(), edgy_seq(), any::<u64>())
+            .prop_map(|(shard, epoch, czar, seq, checksum)| Frame::Authority { shard, epoch, czar, seq, checksum }),
         Just(Frame::SyncReq),
+        (peer_id(), edgy_epoch(), prop::collection::vec((shard_id(), edgy_epoch()), 0..=20))
+            .prop_map(|(gone, incarnation, claims)| Frame::Recover { gone, incarnation, claims }),
+        (peer_id(), any::<bool>(), prop::collection::vec(recover_vote(), 0..=20))
+            .prop_map(|(gone, silent, votes)| Frame::RecoverAck { gone, silent, votes }),
     ]
 }
 
@@ -442,17 +461,15 @@ fn drain(peer: &mut Peer) {
     while peer.poll_event().is_some() {}
 }
 
-/// Epochs for frames aimed at the peer: the edges near zero, then anything up
-/// to well below `u32::MAX` (the top is a known overflow; see the ignored tests
-/// at the end of this file).
+/// Epochs for frames aimed at the peer: the edges near zero, the decoder's
+/// limit and anything beyond it (rejected and counted).
 fn peer_epoch() -> impl Strategy<Value = u32> {
-    prop_oneof![Just(0u32), Just(1u32), 0u32..300, 0u32..=(u32::MAX - (1 << 16))]
+    prop_oneof![Just(0u32), Just(1u32), 0u32..300, Just(MAX_EPOCH), Just(u32::MAX), any::<u32>()]
 }
 
-/// Sequence numbers for frames aimed at the peer, kept away from `u64::MAX`
-/// for the same reason.
+/// Sequence numbers for frames aimed at the peer, the same way.
 fn peer_seq() -> impl Strategy<Value = u64> {
-    prop_oneof![Just(0u64), Just(1u64), 0u64..300, 0u64..=(u64::MAX - (1 << 32))]
+    prop_oneof![Just(0u64), Just(1u64), 0u64..300, Just(MAX_SEQ), Just(u64::MAX), any::<u64>()]
 }
 
 /// Frames aimed at the peer's real shards, so they get past the unknown-shard check.
@@ -468,12 +485,8 @@ fn frame_for_peer() -> impl Strategy<Value = Frame> {
     let czar = || prop_oneof![Just(me), Just(them), peer_id()];
     prop_oneof![
         frame(),
-        (shard(), peer_epoch(), czar(), peer_seq()).prop_map(|(shard, epoch, czar, seq)| Frame::Authority {
-            shard,
-            epoch,
-            czar,
-            seq
-        }),
+        (shard(), peer_epoch(), czar(), peer_seq(), any::<u64>())
+            .prop_map(|(shard, epoch, czar, seq, checksum)| { Frame::Authority { shard, epoch, czar, seq, checksum } }),
         (shard(), peer_epoch(), 1u64..=5, prop::collection::vec(update(), 1..=3))
             .prop_map(|(shard, epoch, first_seq, updates)| Frame::Delta { shard, epoch, first_seq, updates }),
         (shard(), edgy_u64()).prop_map(|(shard, from_seq)| Frame::RepairReq { shard, from_seq }),
@@ -497,12 +510,12 @@ fn frame_for_peer() -> impl Strategy<Value = Frame> {
             chunks: 1,
             entries: Vec::new(),
         }),
-        (shard(), edgy_u64(), edgy_u32()).prop_map(|(shard, write_id, epoch)| Frame::ForwardAck {
+        (shard(), edgy_u64(), edgy_epoch()).prop_map(|(shard, write_id, epoch)| Frame::ForwardAck {
             write_id,
             shard,
             version: Version { epoch, seq: 1 },
         }),
-        edgy_u32().prop_map(|incarnation| Frame::Leave { incarnation }),
+        edgy_epoch().prop_map(|incarnation| Frame::Leave { incarnation }),
         Just(Frame::SyncReq),
     ]
 }
@@ -588,52 +601,55 @@ proptest! {
 //
 // Found by the property test above. Ignored until the core is fixed (this file
 // does not own `src/`); run with `cargo test --test wire_props -- --ignored`.
-// The peer property keeps epochs and sequence numbers below the top of their
-// range (see `peer_epoch` and `peer_seq`) so that it stays green meanwhile.
+// Regression tests for two overflows the peer property found: epochs,
+// incarnations and sequence numbers above the protocol limits (`MAX_EPOCH`,
+// `MAX_SEQ`) are now refused by the decoder, so `+ 1` in the core cannot overflow.
 
-/// A delta (or an `Authority` frame, or a heartbeat advert) from a member at
-/// epoch `u32::MAX` is accepted as a claim; when that member then leaves, we
-/// claim the shard and `epoch += 1` overflows (a panic with debug assertions,
-/// a wrap to epoch 0 that every other peer treats as stale without them).
+/// A delta at epoch `u32::MAX` used to be accepted as a claim; when its sender
+/// left, our own claim overflowed `epoch += 1`. Now it is refused and counted.
 #[test]
-#[ignore = "core bug: epoch overflow when claiming after a claim at u32::MAX"]
 fn claiming_after_a_claim_at_the_last_epoch_does_not_overflow() {
     let mut peer = joined_peer();
     let now = Instant::from_millis(BOOT_MS);
     let them = other().peer_id();
     let world = ShardId::from_name(SHARD_NAMES[0]);
     let update = Update { key: vec![0], op: Op::Put(Vec::new()) };
-    let delta = Frame::Delta { shard: world, epoch: u32::MAX, first_seq: 1, updates: vec![update] };
+    let before = peer.stats().total_drops();
+    let delta = Frame::Delta { shard: world, epoch: u32::MAX, first_seq: 1, updates: vec![update.clone()] };
+    peer.handle_datagram(now, other_addr(), &encode_frames(&them, &[delta]));
+    assert_eq!(peer.stats().total_drops(), before + 1);
+    // At the limit itself it is accepted, and the claim after it does not overflow.
+    let delta = Frame::Delta { shard: world, epoch: MAX_EPOCH, first_seq: 1, updates: vec![update] };
     peer.handle_datagram(now, other_addr(), &encode_frames(&them, &[delta]));
     drain(&mut peer);
     peer.handle_datagram(now, other_addr(), &encode_frames(&them, &[Frame::Leave { incarnation: 0 }]));
     drain(&mut peer);
 }
 
-/// An empty snapshot (whose checksum is all zeros, so anyone can forge it) at
-/// seq `u64::MAX` from the shard's czar is installed; the next repair request
-/// then overflows `seq + 1` in `Replica::log_from`.
+/// An empty snapshot at seq `u64::MAX` used to install, and the next repair
+/// request overflowed `seq + 1` in `Replica::log_from`. Now it is refused.
 #[test]
-#[ignore = "core bug: seq overflow after installing a snapshot at u64::MAX"]
 fn a_snapshot_at_the_last_seq_does_not_overflow() {
     let mut peer = joined_peer();
     let now = Instant::from_millis(BOOT_MS);
     let them = other().peer_id();
     let world = ShardId::from_name(SHARD_NAMES[0]);
-    let claim = Frame::Authority { shard: world, epoch: 100, czar: them, seq: 1 };
-    let snapshot = Frame::Snapshot {
-        shard: world,
-        version: Version { epoch: 100, seq: u64::MAX },
-        czar: them,
-        checksum: [0; 16],
-        chunk: 0,
-        chunks: 1,
-        entries: Vec::new(),
-    };
-    peer.handle_datagram(now, other_addr(), &encode_frames(&them, &[claim, snapshot]));
-    drain(&mut peer);
-    assert_eq!(peer.version_of(world), Some(Version { epoch: 100, seq: u64::MAX }));
-    let repair = Frame::RepairReq { shard: world, from_seq: 5 };
-    peer.handle_datagram(now, other_addr(), &encode_frames(&them, &[repair]));
-    drain(&mut peer);
+    let claim = Frame::Authority { shard: world, epoch: 100, czar: them, seq: 1, checksum: 0 };
+    for seq in [u64::MAX, MAX_SEQ] {
+        let snapshot = Frame::Snapshot {
+            shard: world,
+            version: Version { epoch: 100, seq },
+            czar: them,
+            checksum: [0; 16],
+            chunk: 0,
+            chunks: 1,
+            entries: Vec::new(),
+        };
+        peer.handle_datagram(now, other_addr(), &encode_frames(&them, &[claim.clone(), snapshot]));
+        drain(&mut peer);
+        let repair = Frame::RepairReq { shard: world, from_seq: 5 };
+        peer.handle_datagram(now, other_addr(), &encode_frames(&them, &[repair]));
+        drain(&mut peer);
+    }
+    assert!(peer.version_of(world).unwrap().seq <= MAX_SEQ);
 }

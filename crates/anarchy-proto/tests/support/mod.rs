@@ -3,11 +3,14 @@
 
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anarchy_proto::{Config, Event, Instant, Keypair, Peer, PeerId, ShardId, Transmit};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 /// Decides which datagrams the network loses.
 pub type DropFilter = Box<dyn FnMut(&InFlight) -> bool>;
@@ -28,7 +31,13 @@ pub struct Net {
     pub addrs: Vec<SocketAddr>,
     pub up: Vec<bool>,
     pub latency: Duration,
-    pub queue: Vec<InFlight>,
+    /// Each datagram's latency is `latency ± jitter`, drawn from a seeded RNG.
+    pub jitter: Duration,
+    pub rng: ChaCha8Rng,
+    /// In flight, by (arrival time, send order).
+    pub queue: BinaryHeap<Reverse<(Instant, u64, usize)>>,
+    pub flights: BTreeMap<usize, InFlight>,
+    sent: u64,
     pub events: Vec<Vec<Event>>,
     /// Every datagram ever sent, in order: (time, from, to, bytes).
     pub log: Vec<(Instant, usize, usize, Vec<u8>)>,
@@ -50,7 +59,11 @@ impl Net {
             addrs: Vec::new(),
             up: Vec::new(),
             latency: Duration::from_millis(5),
-            queue: Vec::new(),
+            jitter: Duration::ZERO,
+            rng: ChaCha8Rng::seed_from_u64(7),
+            queue: BinaryHeap::new(),
+            flights: BTreeMap::new(),
+            sent: 0,
             events: Vec::new(),
             log: Vec::new(),
             drop_filter: None,
@@ -109,7 +122,13 @@ impl Net {
             assert!(payload.len() <= anarchy_proto::MAX_DATAGRAM_BYTES);
             let Some(to) = self.addrs.iter().position(|a| *a == destination) else { continue };
             self.log.push((self.now, i, to, payload.clone()));
-            let d = InFlight { at: self.now + self.latency, from: i, to, payload };
+            let mut delay = self.latency;
+            if !self.jitter.is_zero() {
+                let j = self.jitter.as_micros() as i64;
+                let offset = self.rng.gen_range(-j..=j);
+                delay = Duration::from_micros((delay.as_micros() as i64 + offset).max(0) as u64);
+            }
+            let d = InFlight { at: self.now + delay, from: i, to, payload };
             let drop = match self.drop_filter.as_mut() {
                 Some(f) => f(&d),
                 None => false,
@@ -117,7 +136,10 @@ impl Net {
             if drop {
                 self.dropped += 1;
             } else {
-                self.queue.push(d);
+                self.sent += 1;
+                let key = self.sent as usize;
+                self.queue.push(Reverse((d.at, self.sent, key)));
+                self.flights.insert(key, d);
             }
         }
         while let Some(e) = self.peers[i].poll_event() {
@@ -135,7 +157,7 @@ impl Net {
     pub fn run_for(&mut self, d: Duration) {
         let end = self.now + d;
         loop {
-            let next_msg = self.queue.iter().map(|m| m.at).min();
+            let next_msg = self.queue.peek().map(|Reverse((at, _, _))| *at);
             let next_timer =
                 (0..self.peers.len()).filter(|i| self.up[*i]).filter_map(|i| self.peers[i].poll_timeout()).min();
             let next = match (next_msg, next_timer) {
@@ -150,15 +172,13 @@ impl Net {
             self.now = next.max(self.now);
             // Deliver every datagram due now, in send order.
             let mut due = Vec::new();
-            let mut rest = Vec::new();
-            for m in self.queue.drain(..) {
-                if m.at <= self.now {
-                    due.push(m);
-                } else {
-                    rest.push(m);
+            while let Some(Reverse((at, _, key))) = self.queue.peek().copied() {
+                if at > self.now {
+                    break;
                 }
+                self.queue.pop();
+                due.push(self.flights.remove(&key).expect("in flight"));
             }
-            self.queue = rest;
             for m in due {
                 if !self.up[m.to] {
                     continue;

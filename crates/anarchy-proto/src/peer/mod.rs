@@ -22,9 +22,11 @@ use crate::replica::{Checksum, LogEntry, Replica, Version};
 use crate::shards::{claim_strength, ranking, ShardError, ShardId, ShardInfo, ShardMap};
 use crate::stats::{DropReason, Stats};
 use crate::time::Instant;
+mod failover;
+
 use crate::wire::{
     self, Frame, MemberRecord, MemberStatus, Op, ShardDecl, ShardVersion, Update, HEADER_BYTES, MAX_DATAGRAM_BYTES,
-    MAX_FRAME_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES,
+    MAX_EPOCH, MAX_FRAME_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES,
 };
 
 /// Most updates sent in answer to one repair request.
@@ -121,18 +123,22 @@ struct ShardState {
     replica: Replica,
     /// Updates applied as czar and not yet sent.
     outgoing: Vec<LogEntry>,
-    /// As new czar after a hand-over: not ready until our seq reaches this.
-    catch_up_to: Option<u64>,
+    /// As new czar: not ready until our state reaches this (seq, short checksum).
+    catch_up_to: Option<(u64, u64)>,
+    /// Who we catch up from (a member known to hold the starting state).
+    catch_up_source: Option<PeerId>,
     /// Our state disagrees with the czar's: the next repair asks for a snapshot.
     want_snapshot: bool,
     /// Since when our version has disagreed with the czar's advertised one.
     out_of_sync_since: Option<Instant>,
     /// The czar's last advertised (seq, checksum).
-    czar_advert: Option<(u64, u64)>,
+    czar_advert: Option<(u32, u64, u64)>,
     last_repair: Option<Instant>,
     assembly: Option<Assembly>,
     /// Forwarded writes applied as czar: (origin, write id) → version.
     applied_forwards: BTreeMap<(PeerId, u64), Version>,
+    /// The highest epoch we promised in a recovery round, and to whom.
+    promised: Option<(u32, PeerId)>,
     applied_order: VecDeque<(PeerId, u64)>,
 }
 
@@ -164,6 +170,14 @@ pub struct Peer {
     /// The member that let us in: its lists are accepted even if they arrive
     /// before we know it.
     welcomer: Option<PeerId>,
+    /// Recovery rounds we run, by the silent peer they are about.
+    takeovers: BTreeMap<PeerId, failover::Takeover>,
+    /// When a member may next cross the suspicion threshold.
+    next_suspect_check: Instant,
+    /// Lifeguard-style local health: 0 is healthy; each failed round slows suspicion.
+    local_health: u32,
+    /// A tick passed: heartbeats go out with the next flush.
+    heartbeat_due: bool,
     stats: Stats,
     #[cfg(feature = "faults")]
     fault: Option<Fault>,
@@ -199,6 +213,8 @@ impl Peer {
             status: MemberStatus::Alive,
             last_heard: now,
             left_at: None,
+            suspected: false,
+            soft_left: false,
         };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         // Spread first ticks so peers started together do not beat in lockstep.
@@ -223,6 +239,10 @@ impl Peer {
             last_sync_request: None,
             last_refute_hint: BTreeMap::new(),
             welcomer: None,
+            takeovers: BTreeMap::new(),
+            next_suspect_check: next_tick,
+            local_health: 0,
+            heartbeat_due: false,
             stats: Stats::default(),
             #[cfg(feature = "faults")]
             fault: None,
@@ -371,7 +391,7 @@ impl Peer {
         if self.phase == Phase::Left {
             // Rejoining after a leave: a new incarnation, so our old tombstone loses.
             let me = self.members.myself_mut();
-            me.incarnation += 1;
+            me.incarnation = (me.incarnation + 1).min(MAX_EPOCH);
             me.status = MemberStatus::Alive;
             me.left_at = None;
         }
@@ -486,12 +506,16 @@ impl Peer {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {
             Phase::Idle | Phase::Left => None,
-            _ => Some(self.next_tick),
+            Phase::Joining { .. } => Some(self.next_tick),
+            Phase::Joined => Some(self.next_tick.min(self.next_suspect_check)),
         }
     }
 
     /// Runs periodic work whose time has come.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.phase == Phase::Joined && now >= self.next_suspect_check {
+            self.check_suspicions(now);
+        }
         if now < self.next_tick {
             return;
         }
@@ -547,6 +571,9 @@ impl Peer {
             if m.is_alive() {
                 m.last_heard = now;
                 m.addr = from;
+                if m.suspected {
+                    self.heard_from(sender);
+                }
             }
         }
         let mut adverts = Vec::new();
@@ -576,7 +603,11 @@ impl Peer {
                 self.welcomer = Some(sender);
                 self.enter_session(now)
             }
-            Frame::Members(records) if known_alive || joining => self.handle_members(now, records),
+            // Records merge by incarnation whoever relays them; a tombstone may be
+            // telling us we were counted as gone.
+            Frame::Members(records) if self.members.get(&sender).is_some() || joining => {
+                self.handle_members(now, from, records)
+            }
             Frame::Shards(decls) if known_alive || joining => self.handle_shards(now, decls),
             Frame::Snapshot { shard, version, czar, checksum, chunk, chunks, entries } if known_alive || joining => {
                 self.handle_snapshot(now, shard, version, czar, checksum, chunk, chunks, entries)
@@ -592,14 +623,16 @@ impl Peer {
             }
             Frame::ForwardAck { write_id, shard, version } => self.handle_forward_ack(write_id, shard, version),
             Frame::RepairReq { shard, from_seq } => self.handle_repair_request(from, shard, from_seq),
-            Frame::Authority { shard, epoch, czar, seq } => {
-                match self.offer_authority(now, shard, epoch, czar, Some(seq), Some(sender)) {
+            Frame::Authority { shard, epoch, czar, seq, checksum } => {
+                match self.offer_authority(now, shard, epoch, czar, Some((seq, checksum)), Some(sender)) {
                     Verdict::Stale => self.send_authority_hint(now, shard, from),
                     Verdict::Unknown => self.stats.drop(DropReason::UnknownShard),
                     _ => {}
                 }
             }
             Frame::SyncReq => self.send_lists(from),
+            Frame::Recover { gone, claims, .. } => self.handle_recover(now, from, sender, gone, claims),
+            Frame::RecoverAck { gone, silent, votes } => self.handle_recover_ack(now, sender, gone, silent, votes),
         }
     }
 
@@ -640,7 +673,7 @@ impl Peer {
         // A restarted peer may come back with an old incarnation: give it one
         // above anything we remember so its old tombstone cannot shadow it.
         let incarnation = match self.members.get(&sender) {
-            Some(m) if !m.is_alive() && m.incarnation >= incarnation => m.incarnation + 1,
+            Some(m) if !m.is_alive() && m.incarnation >= incarnation => (m.incarnation + 1).min(MAX_EPOCH),
             Some(m) if m.is_alive() => m.incarnation.max(incarnation),
             _ => incarnation,
         };
@@ -686,7 +719,7 @@ impl Peer {
                 return;
             }
             Some(m) if !m.is_alive() => {
-                if incarnation > m.incarnation {
+                if incarnation > m.incarnation || (m.soft_left && incarnation == m.incarnation) {
                     let record = MemberRecord { incarnation, status: MemberStatus::Alive, addr: from, ..m.record() };
                     self.members.merge(&record, now);
                     self.push_event(Event::PeerJoined { peer: sender, addr: from });
@@ -727,7 +760,7 @@ impl Peer {
     }
 
     fn send_lists(&mut self, to: SocketAddr) {
-        let records: Vec<MemberRecord> = self.members.iter().map(Member::record).collect();
+        let records: Vec<MemberRecord> = self.members.iter().filter(|m| !m.soft_left).map(Member::record).collect();
         for chunk in records.chunks(MEMBERS_PER_FRAME) {
             self.queue_frame(to, &Frame::Members(chunk.to_vec()));
         }
@@ -737,7 +770,7 @@ impl Peer {
         }
     }
 
-    fn handle_members(&mut self, now: Instant, records: Vec<MemberRecord>) {
+    fn handle_members(&mut self, now: Instant, from: SocketAddr, records: Vec<MemberRecord>) {
         let mut changed = false;
         for rec in records {
             if PeerId::from_public_key(&rec.public_key) != rec.id {
@@ -745,7 +778,7 @@ impl Peer {
                 continue;
             }
             if rec.id == self.id {
-                self.refute(now, &rec);
+                self.refute(now, from, &rec);
                 continue;
             }
             match self.members.merge(&rec, now) {
@@ -766,24 +799,29 @@ impl Peer {
     }
 
     /// A record about ourselves: adopt a higher live incarnation, refute a leave.
-    fn refute(&mut self, _now: Instant, rec: &MemberRecord) {
-        if self.phase != Phase::Joined {
+    fn refute(&mut self, _now: Instant, from: SocketAddr, rec: &MemberRecord) {
+        if self.phase == Phase::Left || self.phase == Phase::Idle {
             return;
         }
         let mine = self.members.myself().incarnation;
         let new = match rec.status {
             MemberStatus::Alive if rec.incarnation > mine => rec.incarnation,
-            MemberStatus::Left if rec.incarnation >= mine => rec.incarnation + 1,
+            MemberStatus::Left if rec.incarnation >= mine && rec.incarnation < MAX_EPOCH => rec.incarnation + 1,
             _ => return,
         };
         self.members.myself_mut().incarnation = new;
         let record = self.members.myself().record();
-        self.broadcast(&Frame::Members(vec![record]));
+        let frame = Frame::Members(vec![record]);
+        // The teller may not be in our live view (a healed partition): tell it too.
+        if !self.members.others().any(|m| m.addr == from) {
+            self.queue_frame(from, &frame);
+        }
+        self.broadcast(&frame);
     }
 
     fn handle_leave(&mut self, now: Instant, sender: PeerId, incarnation: u32) {
         let current = self.members.get(&sender).map(|m| m.incarnation).unwrap_or(0);
-        if incarnation >= current && self.members.mark_left(&sender, now) {
+        if incarnation >= current && self.members.mark_left(&sender, now, false) {
             self.push_event(Event::PeerLeft { peer: sender, reason: LeaveReason::Graceful });
             self.reconcile_authority(now);
         }
@@ -846,16 +884,20 @@ impl Peer {
 
     fn claim(&mut self, _now: Instant, shard: ShardId) {
         let st = self.states.get_mut(&shard).expect("caller checked");
+        if st.replica.epoch >= MAX_EPOCH {
+            return; // epochs are exhausted (only a hostile peer gets here)
+        }
         let old = st.replica.czar;
         st.replica.prev_czar = old;
         st.replica.epoch += 1;
         st.replica.czar = Some(self.id);
         st.replica.epoch_start_seq = st.replica.seq();
+        st.replica.epoch_start_checksum = st.replica.checksum().short();
         st.catch_up_to = None;
         st.want_snapshot = false;
-        let (epoch, seq) = (st.replica.epoch, st.replica.seq());
+        let (epoch, seq, checksum) = (st.replica.epoch, st.replica.seq(), st.replica.checksum().short());
         self.push_event(Event::CzarChanged { shard, old, new: self.id, epoch });
-        self.broadcast(&Frame::Authority { shard, epoch, czar: self.id, seq });
+        self.broadcast(&Frame::Authority { shard, epoch, czar: self.id, seq, checksum });
     }
 
     fn hand_over(&mut self, _now: Instant, shard: ShardId, to: PeerId) {
@@ -863,13 +905,17 @@ impl Peer {
         self.flush_outgoing();
         let st = self.states.get_mut(&shard).expect("caller checked");
         debug_assert_eq!(st.replica.czar, Some(self.id));
+        if st.replica.epoch >= MAX_EPOCH {
+            return;
+        }
         st.replica.prev_czar = Some(self.id);
         st.replica.epoch += 1;
         st.replica.czar = Some(to);
         st.replica.epoch_start_seq = st.replica.seq();
-        let (epoch, seq) = (st.replica.epoch, st.replica.seq());
+        st.replica.epoch_start_checksum = st.replica.checksum().short();
+        let (epoch, seq, checksum) = (st.replica.epoch, st.replica.seq(), st.replica.checksum().short());
         self.push_event(Event::CzarChanged { shard, old: Some(self.id), new: to, epoch });
-        self.broadcast(&Frame::Authority { shard, epoch, czar: to, seq });
+        self.broadcast(&Frame::Authority { shard, epoch, czar: to, seq, checksum });
     }
 
     /// Considers `czar` holding `shard` from `epoch` on. The stronger claim wins:
@@ -880,7 +926,7 @@ impl Peer {
         shard: ShardId,
         epoch: u32,
         czar: PeerId,
-        start_seq: Option<u64>,
+        start: Option<(u64, u64)>,
         source: Option<PeerId>,
     ) -> Verdict {
         let (Some(info), Some(st)) = (self.shards.get(shard), self.states.get(&shard)) else {
@@ -894,49 +940,69 @@ impl Peer {
         if offered == current {
             return Verdict::Same;
         }
+        let me = self.id;
         let st = self.states.get_mut(&shard).expect("checked");
         let old = st.replica.czar;
         st.replica.prev_czar = old;
         st.replica.epoch = epoch;
         st.replica.czar = Some(czar);
-        let seq = st.replica.seq();
+        let (seq, sum) = (st.replica.seq(), st.replica.checksum().short());
         // Without a stated start we only trust the old czar for what we already have.
-        st.replica.epoch_start_seq = start_seq.unwrap_or(seq);
+        let (start_seq, start_sum) = start.unwrap_or((seq, sum));
+        st.replica.epoch_start_seq = start_seq;
+        st.replica.epoch_start_checksum = start_sum;
         st.outgoing.clear();
         st.out_of_sync_since = None;
         st.czar_advert = None;
-        if czar == self.id {
-            st.want_snapshot = false;
-            st.catch_up_to = match start_seq {
-                Some(s) if s > seq => Some(s),
-                _ => None,
-            };
-        } else {
-            st.catch_up_to = None;
-            if let Some(s) = start_seq {
-                // Updates past the new epoch's starting point were never seen by
-                // the new czar: they are gone, so resync rather than diverge.
-                if seq > s {
-                    st.want_snapshot = true;
-                }
-            }
-        }
-        let needs_repair = st.catch_up_to.is_some() || st.want_snapshot || start_seq.is_some_and(|s| s > seq);
+        // Is our history the new czar's starting point, a prefix of it, or off it?
+        let at_start = seq == start_seq && sum == start_sum;
+        let behind = seq < start_seq;
+        let off = start.is_some() && !at_start && !behind;
+        st.want_snapshot = off;
+        st.catch_up_to = if czar == me && !at_start { Some((start_seq, start_sum)) } else { None };
+        let needs_repair = st.catch_up_to.is_some() || off || (start.is_some() && behind);
         self.push_event(Event::CzarChanged { shard, old, new: czar, epoch });
         if needs_repair {
-            let from = if self.states[&shard].want_snapshot { 0 } else { seq + 1 };
+            let from = if off { 0 } else { seq + 1 };
             self.request_repair(now, shard, from, source, true);
         }
-        if old == Some(self.id) {
+        if old == Some(me) {
             self.retry_pending(now, None);
         }
         Verdict::Accepted
     }
 
+    /// Called after our state of `shard` moved: a catching-up czar becomes
+    /// ready once it holds exactly the agreed starting state, and resyncs by
+    /// snapshot if it got there on a different history.
+    fn check_catch_up(&mut self, now: Instant, shard: ShardId) {
+        let st = self.states.get_mut(&shard).expect("known shard");
+        let Some((target, sum)) = st.catch_up_to else { return };
+        let seq = st.replica.seq();
+        if seq < target {
+            return;
+        }
+        if seq == target && st.replica.checksum().short() == sum {
+            st.catch_up_to = None;
+            st.want_snapshot = false;
+            self.retry_pending(now, None);
+        } else if !st.want_snapshot {
+            st.want_snapshot = true;
+            let hint = st.replica.prev_czar;
+            self.request_repair(now, shard, 0, hint, true);
+        }
+    }
+
     fn send_authority_hint(&mut self, _now: Instant, shard: ShardId, to: SocketAddr) {
         let Some(st) = self.states.get(&shard) else { return };
         let Some(czar) = st.replica.czar else { return };
-        let frame = Frame::Authority { shard, epoch: st.replica.epoch, czar, seq: st.replica.epoch_start_seq };
+        let frame = Frame::Authority {
+            shard,
+            epoch: st.replica.epoch,
+            czar,
+            seq: st.replica.epoch_start_seq,
+            checksum: st.replica.epoch_start_checksum,
+        };
         self.queue_frame(to, &frame);
     }
 
@@ -962,7 +1028,11 @@ impl Peer {
             return;
         }
         let st = self.states.get_mut(&shard).expect("known shard");
-        st.czar_advert = Some((advert.version.seq, advert.checksum));
+        // Adverts can arrive out of order: keep the newest of this epoch.
+        let stale = st.czar_advert.is_some_and(|(e, seq, _)| e == advert.version.epoch && seq > advert.version.seq);
+        if !stale {
+            st.czar_advert = Some((advert.version.epoch, advert.version.seq, advert.checksum));
+        }
         self.check_sync(now, shard);
     }
 
@@ -977,20 +1047,27 @@ impl Peer {
             st.out_of_sync_since = None;
             return;
         }
-        let Some((seq, checksum)) = st.czar_advert else { return };
+        let Some((_, seq, checksum)) = st.czar_advert else { return };
         let mine = st.replica.seq();
-        let in_sync = mine > seq || (mine == seq && st.replica.checksum().short() == checksum);
-        let diverged = mine == seq && st.replica.checksum().short() != checksum;
+        let sum = st.replica.checksum().short();
+        let in_sync = mine == seq && sum == checksum;
         if in_sync && !st.want_snapshot && !st.replica.has_gap() {
             st.out_of_sync_since = None;
             return;
         }
         let since = *st.out_of_sync_since.get_or_insert(now);
-        if now.saturating_duration_since(since) < self.config.repair_delay && !st.replica.has_gap() {
+        let waited = now.saturating_duration_since(since);
+        if waited < self.config.repair_delay && !st.replica.has_gap() {
             return;
         }
-        if diverged {
+        // Equal seqs with other content is certain divergence. Being ahead of
+        // the czar's newest advert is only suspicious once it lasts (adverts
+        // ride with the deltas, so an honest follower catches up at once).
+        if (mine == seq && sum != checksum) || (mine > seq && waited >= self.config.repair_delay * 4) {
             st.want_snapshot = true;
+        }
+        if mine > seq && !st.want_snapshot {
+            return;
         }
         let from = if st.want_snapshot { 0 } else { mine + 1 };
         self.request_repair(now, shard, from, None, false);
@@ -1003,10 +1080,16 @@ impl Peer {
             return;
         }
         // History before this epoch may still be with the previous czar.
+        let me = self.id;
+        let usable = |p: &PeerId| *p != me && self.members.is_alive(p);
+        if hint.is_some_and(|h| usable(&h)) && st.catch_up_to.is_some() {
+            st.catch_up_source = hint;
+        }
+        let hint = hint.filter(usable).or(st.catch_up_source.filter(usable));
         let target = if from_seq > 0 && from_seq <= st.replica.epoch_start_seq {
-            st.replica.prev_czar.filter(|p| self.members.is_alive(p)).or(hint).or(st.replica.czar)
+            st.replica.prev_czar.filter(usable).or(hint).or(st.replica.czar.filter(usable))
         } else {
-            st.replica.czar.filter(|c| *c != self.id).or(hint)
+            st.replica.czar.filter(usable).or(hint)
         };
         let Some(target) = target.filter(|t| *t != self.id) else { return };
         let Some(addr) = self.members.get(&target).filter(|m| m.is_alive()).map(|m| m.addr) else { return };
@@ -1038,7 +1121,14 @@ impl Peer {
         let st = self.states.get(&shard).expect("known shard");
         let from_czar = st.replica.czar == Some(sender) && epoch <= st.replica.epoch;
         let from_prev = st.replica.prev_czar == Some(sender) && epoch < st.replica.epoch;
-        if !from_czar && !from_prev {
+        // A czar catching up takes history from any member: the checksum at the
+        // agreed starting point vouches for it (see `check_catch_up`).
+        let for_catch_up = st.catch_up_to.is_some_and(|(target, _)| first_seq <= target) && epoch < st.replica.epoch;
+        if for_catch_up && !from_czar && !from_prev {
+            let limit = st.catch_up_to.map_or(0, |(t, _)| t);
+            let keep = limit.saturating_sub(first_seq - 1).min(updates.len() as u64) as usize;
+            updates.truncate(keep);
+        } else if !from_czar && !from_prev {
             if epoch < st.replica.epoch {
                 self.stats.drop(DropReason::StaleEpoch);
                 if let Some(addr) = self.members.get(&sender).map(|m| m.addr) {
@@ -1082,12 +1172,7 @@ impl Peer {
         for _ in 0..outcome.overflow {
             self.stats.drop(DropReason::BufferFull);
         }
-        if let Some(target) = st.catch_up_to {
-            if st.replica.seq() >= target {
-                st.catch_up_to = None;
-            }
-        }
-        let ready_now = st.is_ready_czar(self.id);
+        let catching_up = st.catch_up_to.is_some();
         let gap = outcome.gap;
         self.stats.updates_applied += outcome.applied.len() as u64;
         if self.config.update_events {
@@ -1108,8 +1193,8 @@ impl Peer {
             let from = self.states[&shard].replica.seq() + 1;
             self.request_repair(now, shard, from, Some(sender), false);
         }
-        if ready_now {
-            self.retry_pending(now, None);
+        if catching_up {
+            self.check_catch_up(now, shard);
         } else {
             self.check_sync(now, shard);
         }
@@ -1280,14 +1365,20 @@ impl Peer {
             self.stats.drop(DropReason::TooLong);
             return;
         }
-        if self.offer_authority(now, shard, version.epoch, czar, None, None) == Verdict::Stale {
+        // A czar catching up takes any snapshot of exactly the agreed starting
+        // state, whoever sends it: the checksum vouches for the content.
+        let st = &self.states[&shard];
+        let catch_up_match = st.catch_up_to.is_some_and(|(seq, sum)| {
+            version.seq == seq && u64::from_le_bytes(checksum[..8].try_into().expect("8")) == sum
+        });
+        if !catch_up_match && self.offer_authority(now, shard, version.epoch, czar, None, None) == Verdict::Stale {
             self.stats.drop(DropReason::StaleSnapshot);
             return;
         }
         let st = self.states.get_mut(&shard).expect("known shard");
         let current = st.replica.czar == Some(czar) && st.replica.epoch == version.epoch;
-        let wanted = version.seq > st.replica.seq() || (st.want_snapshot && czar != self.id);
-        if !current || !wanted || st.replica.czar == Some(self.id) && st.catch_up_to.is_none() {
+        let wanted = version.seq > st.replica.seq() || st.want_snapshot;
+        if !catch_up_match && (!current || !wanted || st.is_ready_czar(self.id)) {
             self.stats.drop(DropReason::StaleSnapshot);
             return;
         }
@@ -1324,14 +1415,17 @@ impl Peer {
             return;
         }
         debug_assert_eq!(a.czar, czar);
+        let ours = st.replica.version();
+        let had_own_history = st.replica.seq() > 0 && (ours.seq > a.version.seq || st.want_snapshot);
         st.replica.install(a.version.seq, all);
         st.want_snapshot = false;
         st.out_of_sync_since = None;
-        if st.catch_up_to.is_some_and(|t| st.replica.seq() >= t) {
-            st.catch_up_to = None;
-        }
         self.stats.snapshots_installed += 1;
+        if had_own_history {
+            self.push_event(Event::Diverged { shard, ours, adopted: a.version });
+        }
         self.push_event(Event::ShardResynced { shard, version: a.version });
+        self.check_catch_up(now, shard);
         self.retry_pending(now, None);
     }
 
@@ -1354,7 +1448,7 @@ impl Peer {
             Instant::from_micros(now.as_micros().saturating_sub(self.config.peer_timeout.as_micros() as u64));
         let mut changed = false;
         for id in self.members.silent_since(deadline) {
-            if self.members.mark_left(&id, now) {
+            if self.members.mark_left(&id, now, true) {
                 changed = true;
                 self.push_event(Event::PeerLeft { peer: id, reason: LeaveReason::Timeout });
             }
@@ -1366,35 +1460,9 @@ impl Peer {
         // not do yet (a new czar still catching up, say).
         let _ = changed;
         self.reconcile_authority(now);
-        // Heartbeat everyone, carrying the versions of the shards we hold.
-        let czar_of: Vec<ShardVersion> = self
-            .states
-            .iter()
-            .filter(|(_, s)| s.is_ready_czar(self.id))
-            .map(|(id, s)| ShardVersion {
-                shard: *id,
-                version: s.replica.version(),
-                checksum: s.replica.checksum().short(),
-            })
-            .collect();
-        let members_hash = self.members.digest();
-        let shards_hash = self.shards.digest();
-        let incarnation = self.members.myself().incarnation;
-        // Split long advert lists so every heartbeat frame fits a datagram.
-        const ADVERTS_PER_FRAME: usize = 40;
-        let mut frames = Vec::new();
-        for part in czar_of.chunks(ADVERTS_PER_FRAME) {
-            frames.push(Frame::Heartbeat { incarnation, members_hash, shards_hash, czar_of: part.to_vec() }.to_bytes());
-        }
-        if frames.is_empty() {
-            frames.push(Frame::Heartbeat { incarnation, members_hash, shards_hash, czar_of: Vec::new() }.to_bytes());
-        }
-        let addrs: Vec<SocketAddr> = self.members.others().map(|m| m.addr).collect();
-        for addr in addrs {
-            for f in &frames {
-                self.queue(addr, f.clone());
-            }
-        }
+        // Heartbeats go out with the next flush, after this tick's deltas, so
+        // the versions they advertise include everything sent before them.
+        self.heartbeat_due = true;
         // Repairs, stale snapshots, waiting writes.
         let ids: Vec<ShardId> = self.states.keys().copied().collect();
         for shard in ids {
@@ -1407,18 +1475,23 @@ impl Peer {
                 st.assembly = None;
                 self.stats.drop(DropReason::BadSnapshot);
             }
-            if let Some(target) = st.catch_up_to {
+            if st.want_snapshot {
+                let hint = st.replica.prev_czar;
+                self.request_repair(now, shard, 0, hint, false);
+            } else if let Some((target, _)) = st.catch_up_to {
                 let from = st.replica.seq() + 1;
                 if from <= target {
                     self.request_repair(now, shard, from, None, false);
+                } else {
+                    self.check_catch_up(now, shard);
                 }
-            } else if st.want_snapshot {
-                self.request_repair(now, shard, 0, None, false);
             } else {
                 self.check_sync(now, shard);
             }
         }
         self.retry_pending(now, None);
+        self.drive_takeovers(now);
+        self.check_suspicions(now);
     }
 
     // ----- output ----------------------------------------------------------------
@@ -1463,9 +1536,52 @@ impl Peer {
         }
     }
 
+    /// Queues a heartbeat to every member, advertising the versions of the
+    /// shards we hold, and probes one peer that left only by our timeout.
+    fn queue_heartbeats(&mut self) {
+        let czar_of: Vec<ShardVersion> = self
+            .states
+            .iter()
+            .filter(|(_, s)| s.is_ready_czar(self.id))
+            .map(|(id, s)| ShardVersion {
+                shard: *id,
+                version: s.replica.version(),
+                checksum: s.replica.checksum().short(),
+            })
+            .collect();
+        let members_hash = self.members.digest();
+        let shards_hash = self.shards.digest();
+        let incarnation = self.members.myself().incarnation;
+        // Split long advert lists so every heartbeat frame fits a datagram.
+        const ADVERTS_PER_FRAME: usize = 40;
+        let mut frames = Vec::new();
+        for part in czar_of.chunks(ADVERTS_PER_FRAME) {
+            frames.push(Frame::Heartbeat { incarnation, members_hash, shards_hash, czar_of: part.to_vec() }.to_bytes());
+        }
+        if frames.is_empty() {
+            frames.push(Frame::Heartbeat { incarnation, members_hash, shards_hash, czar_of: Vec::new() }.to_bytes());
+        }
+        let addrs: Vec<SocketAddr> = self.members.others().map(|m| m.addr).collect();
+        for addr in addrs {
+            for f in &frames {
+                self.queue(addr, f.clone());
+            }
+        }
+        // Probe one peer that left only by our own timeout: after a partition
+        // heals or a stalled process resumes, this is how the sides find each other.
+        let soft: Vec<SocketAddr> = self.members.soft_left().map(|m| m.addr).collect();
+        if !soft.is_empty() {
+            let addr = soft[self.rng.gen_range(0..soft.len())];
+            self.queue(addr, frames[0].clone());
+        }
+    }
+
     /// Packs queued frames into datagrams, one destination at a time.
     fn flush(&mut self) {
         self.flush_outgoing();
+        if std::mem::take(&mut self.heartbeat_due) && self.phase == Phase::Joined {
+            self.queue_heartbeats();
+        }
         let outbox = std::mem::take(&mut self.outbox);
         for (to, frames) in outbox {
             let mut current: Vec<&[u8]> = Vec::new();

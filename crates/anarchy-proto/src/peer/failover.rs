@@ -1,0 +1,346 @@
+//! Failover: suspicion, recovery rounds and takeover of a silent czar's shards.
+//!
+//! A member silent past `suspect_after` is only *suspected*. The first live
+//! backup of each of its shards then runs one recovery round, which does three
+//! jobs in one round trip: it asks every member whether the czar is silent to
+//! them too (so one lossy link evicts nobody), it asks them to promise the next
+//! epoch of those shards to the claimant (so two claimants never both win one
+//! epoch), and it collects their versions (so nothing a majority holds is lost).
+//! With a majority of the live view on its side, the claimant takes over at
+//! the higher epoch and the silent peer is confirmed gone. A peer that cannot
+//! reach a majority (the minority side of a partition, or a session of two)
+//! falls back to the plain `peer_timeout`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+
+use crate::event::Event;
+use crate::identity::PeerId;
+use crate::membership::LeaveReason;
+use crate::quorum::majority;
+use crate::replica::Version;
+use crate::shards::{ranking, ShardId, ShardInfo};
+use crate::time::Instant;
+use crate::wire::{Frame, MemberStatus, RecoverVote};
+
+use super::Peer;
+
+/// Most local-health penalty steps (Lifeguard): suspicion waits up to
+/// `(1 + MAX_LOCAL_HEALTH) × suspect_after` when we seem to be the one in trouble.
+const MAX_LOCAL_HEALTH: u32 = 4;
+
+/// One recovery round we run about one silent peer.
+#[derive(Debug)]
+pub(super) struct Takeover {
+    incarnation: u32,
+    started: Instant,
+    last_sent: Instant,
+    /// The live view when the round started (the silent peer included).
+    quorum: Vec<PeerId>,
+    /// Shards we claim and the epoch asked for each.
+    claims: Vec<(ShardId, u32)>,
+    silent_votes: BTreeSet<PeerId>,
+    answered: BTreeSet<PeerId>,
+    grants: BTreeMap<ShardId, Vec<(PeerId, Version, u64)>>,
+    confirmed: bool,
+    settled: BTreeSet<ShardId>,
+}
+
+impl Peer {
+    /// The suspicion threshold after the local-health penalty.
+    fn suspicion_threshold(&self) -> std::time::Duration {
+        self.config.suspect_after * (1 + self.local_health)
+    }
+
+    /// Marks members silent past the threshold as suspected, and starts
+    /// recovery rounds for them. Also computes when to look again.
+    pub(super) fn check_suspicions(&mut self, now: Instant) {
+        if !self.is_joined() {
+            return;
+        }
+        let threshold = self.suspicion_threshold();
+        let mut newly = Vec::new();
+        let mut next = self.next_tick;
+        let me = self.id;
+        for m in self.members.iter_mut_alive() {
+            if m.id == me || m.suspected {
+                continue;
+            }
+            let due = m.last_heard + threshold;
+            if due <= now {
+                m.suspected = true;
+                newly.push(m.id);
+            } else {
+                next = next.min(due);
+            }
+        }
+        self.next_suspect_check = next;
+        for peer in newly {
+            self.push_event(Event::PeerSuspected { peer });
+        }
+        self.start_takeovers(now);
+    }
+
+    /// Starts a round for every suspect that has none, where we are the one to run it.
+    fn start_takeovers(&mut self, now: Instant) {
+        let suspects: Vec<PeerId> = self
+            .members
+            .others()
+            .filter(|m| m.suspected)
+            .map(|m| m.id)
+            .filter(|p| !self.takeovers.contains_key(p))
+            .collect();
+        if suspects.is_empty() {
+            return;
+        }
+        let healthy: Vec<PeerId> = self.members.alive().filter(|m| !m.suspected).map(|m| m.id).collect();
+        let view: Vec<PeerId> = self.members.alive_ids().copied().collect();
+        if majority(view.len()) > view.len() - 1 {
+            return; // a majority needs the silent peer itself: only the timeout can help
+        }
+        for gone in suspects {
+            let mut claims = Vec::new();
+            for (shard, st) in &self.states {
+                if st.replica.czar != Some(gone) {
+                    continue;
+                }
+                let info = self.shards.get(*shard).expect("state implies declaration");
+                if ranking(info, healthy.iter(), 1).first() == Some(&self.id) {
+                    let promised = st.promised.map_or(0, |(e, _)| e);
+                    let epoch = st.replica.epoch.max(promised) + 1;
+                    if epoch <= crate::wire::MAX_EPOCH {
+                        claims.push((*shard, epoch));
+                    }
+                }
+            }
+            // One designated peer confirms the silence even if it holds no shard.
+            let pseudo = ShardInfo {
+                id: ShardId(u64::from_le_bytes(gone.0[..8].try_into().expect("8 bytes"))),
+                name: String::new(),
+                preferred: None,
+            };
+            let confirmer = ranking(&pseudo, healthy.iter(), 1).first() == Some(&self.id);
+            if claims.is_empty() && !confirmer {
+                continue;
+            }
+            let incarnation = self.members.get(&gone).map_or(0, |m| m.incarnation);
+            let mut grants: BTreeMap<ShardId, Vec<(PeerId, Version, u64)>> = BTreeMap::new();
+            for (shard, epoch) in &claims {
+                let st = self.states.get_mut(shard).expect("claimed shard");
+                st.promised = Some((*epoch, self.id));
+                let own = (self.id, st.replica.version(), st.replica.checksum().short());
+                grants.entry(*shard).or_default().push(own);
+            }
+            let takeover = Takeover {
+                incarnation,
+                started: now,
+                last_sent: now,
+                quorum: view.clone(),
+                claims: claims.clone(),
+                silent_votes: BTreeSet::from([self.id]),
+                answered: BTreeSet::from([self.id]),
+                grants,
+                confirmed: false,
+                settled: BTreeSet::new(),
+            };
+            self.takeovers.insert(gone, takeover);
+            let frame = Frame::Recover { gone, incarnation, claims };
+            let bytes = frame.to_bytes();
+            let addrs: Vec<SocketAddr> = self.members.others().filter(|m| m.id != gone).map(|m| m.addr).collect();
+            for addr in addrs {
+                self.queue(addr, bytes.clone());
+            }
+        }
+    }
+
+    /// We heard from `peer`: it is not silent after all.
+    pub(super) fn heard_from(&mut self, peer: PeerId) {
+        if let Some(m) = self.members.get_mut(&peer) {
+            m.suspected = false;
+        }
+        self.takeovers.remove(&peer);
+    }
+
+    /// Re-sends unanswered rounds and abandons stale ones.
+    pub(super) fn drive_takeovers(&mut self, now: Instant) {
+        let gones: Vec<PeerId> = self.takeovers.keys().copied().collect();
+        for gone in gones {
+            let t = &self.takeovers[&gone];
+            if !self.members.is_alive(&gone) && t.confirmed {
+                self.takeovers.remove(&gone);
+                continue;
+            }
+            if now.saturating_duration_since(t.started) >= self.config.recovery_timeout {
+                // No majority answered: perhaps we are the one cut off. Suspect more slowly.
+                self.takeovers.remove(&gone);
+                self.local_health = (self.local_health + 1).min(MAX_LOCAL_HEALTH);
+                continue;
+            }
+            if now.saturating_duration_since(t.last_sent) >= self.config.recovery_retry_interval {
+                let frame = Frame::Recover { gone, incarnation: t.incarnation, claims: t.claims.clone() };
+                let unanswered: Vec<PeerId> =
+                    t.quorum.iter().filter(|p| **p != gone && !t.answered.contains(p)).copied().collect();
+                self.takeovers.get_mut(&gone).expect("present").last_sent = now;
+                let bytes = frame.to_bytes();
+                for p in unanswered {
+                    if let Some(addr) = self.members.get(&p).filter(|m| m.is_alive()).map(|m| m.addr) {
+                        self.queue(addr, bytes.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    /// A voter's side of a recovery round.
+    pub(super) fn handle_recover(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        sender: PeerId,
+        gone: PeerId,
+        claims: Vec<(ShardId, u32)>,
+    ) {
+        if gone == self.id {
+            // We are suspected but alive: refute with a higher incarnation.
+            let me = self.members.myself_mut();
+            me.incarnation = (me.incarnation + 1).min(crate::wire::MAX_EPOCH);
+            let record = self.members.myself().record();
+            self.broadcast(&Frame::Members(vec![record]));
+            self.queue_frame(from, &Frame::RecoverAck { gone, silent: false, votes: Vec::new() });
+            return;
+        }
+        let silent = match self.members.get(&gone) {
+            Some(m) if m.is_alive() => now.saturating_duration_since(m.last_heard) >= self.config.silent_vote_after,
+            _ => true,
+        };
+        if silent {
+            if let Some(m) = self.members.get_mut(&gone) {
+                if m.is_alive() && !m.suspected {
+                    m.suspected = true;
+                    self.push_event(Event::PeerSuspected { peer: gone });
+                }
+            }
+        }
+        let mut votes = Vec::with_capacity(claims.len());
+        for (shard, epoch) in claims {
+            let Some(st) = self.states.get_mut(&shard) else {
+                self.stats.drop(crate::stats::DropReason::UnknownShard);
+                continue;
+            };
+            let czar_gone = match st.replica.czar {
+                Some(c) => c == gone || !self.members.is_alive(&c),
+                None => true,
+            };
+            let promise_free = st.promised.is_none_or(|(e, p)| e < epoch || (e == epoch && p == sender));
+            let granted = silent && czar_gone && st.replica.epoch < epoch && promise_free;
+            if granted {
+                st.promised = Some((epoch, sender));
+            }
+            votes.push(RecoverVote {
+                shard,
+                epoch,
+                granted,
+                version: st.replica.version(),
+                checksum: st.replica.checksum().short(),
+            });
+        }
+        self.queue_frame(from, &Frame::RecoverAck { gone, silent, votes });
+    }
+
+    /// The claimant's side: count answers, take over once a majority agrees.
+    pub(super) fn handle_recover_ack(
+        &mut self,
+        now: Instant,
+        sender: PeerId,
+        gone: PeerId,
+        silent: bool,
+        votes: Vec<RecoverVote>,
+    ) {
+        let Some(t) = self.takeovers.get_mut(&gone) else { return };
+        if !t.quorum.contains(&sender) || !t.answered.insert(sender) {
+            return;
+        }
+        if silent {
+            t.silent_votes.insert(sender);
+        }
+        for v in votes {
+            if v.granted && t.claims.contains(&(v.shard, v.epoch)) {
+                t.grants.entry(v.shard).or_default().push((sender, v.version, v.checksum));
+            }
+        }
+        self.try_complete_takeover(now, gone);
+    }
+
+    fn try_complete_takeover(&mut self, now: Instant, gone: PeerId) {
+        let Some(t) = self.takeovers.get(&gone) else { return };
+        let needed = majority(t.quorum.len());
+        let ready: Vec<(ShardId, u32, PeerId, Version, u64)> = t
+            .claims
+            .iter()
+            .filter(|(s, _)| !t.settled.contains(s))
+            .filter_map(|(s, e)| {
+                let grants = t.grants.get(s)?;
+                if grants.len() < needed {
+                    return None;
+                }
+                // Adopt the most advanced state a majority member holds.
+                let (peer, version, sum) = grants.iter().max_by_key(|(p, v, _)| (v.seq, v.epoch, *p == self.id))?;
+                Some((*s, *e, *peer, *version, *sum))
+            })
+            .collect();
+        let confirm = !t.confirmed && t.silent_votes.len() >= needed;
+        for (shard, epoch, best_peer, best, sum) in ready {
+            self.takeovers.get_mut(&gone).expect("present").settled.insert(shard);
+            self.claim_after_recovery(now, shard, epoch, gone, best_peer, (best.seq, sum));
+        }
+        if confirm {
+            self.takeovers.get_mut(&gone).expect("present").confirmed = true;
+            if self.members.mark_left(&gone, now, false) {
+                self.push_event(Event::PeerLeft { peer: gone, reason: LeaveReason::Confirmed });
+                if let Some(m) = self.members.get(&gone) {
+                    let record = crate::wire::MemberRecord { status: MemberStatus::Left, ..m.record() };
+                    self.broadcast(&Frame::Members(vec![record]));
+                }
+                self.local_health = self.local_health.saturating_sub(1);
+                self.reconcile_authority(now);
+            }
+        }
+    }
+
+    fn claim_after_recovery(
+        &mut self,
+        now: Instant,
+        shard: ShardId,
+        epoch: u32,
+        gone: PeerId,
+        best_peer: PeerId,
+        (best_seq, best_sum): (u64, u64),
+    ) {
+        let me = self.id;
+        let st = self.states.get_mut(&shard).expect("claimed shard");
+        if st.replica.epoch >= epoch || st.replica.czar.is_some_and(|c| c != gone && c != me) {
+            return; // someone moved the shard on meanwhile
+        }
+        let old = st.replica.czar;
+        let (mine, my_sum) = (st.replica.seq(), st.replica.checksum().short());
+        st.replica.prev_czar = Some(gone);
+        st.replica.epoch = epoch;
+        st.replica.czar = Some(me);
+        st.replica.epoch_start_seq = best_seq;
+        st.replica.epoch_start_checksum = best_sum;
+        st.out_of_sync_since = None;
+        st.czar_advert = None;
+        let at_start = mine == best_seq && my_sum == best_sum;
+        // Behind the most advanced member: fetch what we miss. Off its history:
+        // take its state whole.
+        st.want_snapshot = !at_start && mine >= best_seq;
+        st.catch_up_to = (!at_start).then_some((best_seq, best_sum));
+        self.push_event(Event::CzarChanged { shard, old, new: me, epoch });
+        self.broadcast(&Frame::Authority { shard, epoch, czar: me, seq: best_seq, checksum: best_sum });
+        if !at_start {
+            let from = if mine >= best_seq { 0 } else { mine + 1 };
+            self.request_repair(now, shard, from, Some(best_peer), true);
+        }
+        self.retry_pending(now, None);
+    }
+}
