@@ -1,1 +1,43 @@
-fn main() {}
+//! The `anarchy` binary: one subcommand per module (`keygen`, `node`, `demo`).
+//! This file only parses the command line and dispatches; it owns no logic.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod demo;
+mod keygen;
+mod logging;
+mod node;
+
+/// Serverless game-state sync over UDP.
+#[derive(Debug, Parser)]
+#[command(name = "anarchy", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+/// Every subcommand; each is implemented in its own module.
+#[derive(Debug, Subcommand)]
+enum Commands {
+    /// Generate a new identity: a secret key (hex) and its peer id.
+    Keygen(keygen::KeygenArgs),
+    /// Run one peer until Ctrl-C, logging what happens.
+    Node(node::NodeArgs),
+    /// Run N players over real UDP on loopback and measure propagation.
+    Demo(demo::DemoArgs),
+    // ---- future subcommands go here --------------------------------------------
+    // `sim` (crates/anarchy-sim): add the variant below and its arm in `main`:
+    //     Sim(anarchy_sim::cli::SimArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Commands::Keygen(args) => keygen::run(args),
+        Commands::Node(args) => node::run(args),
+        Commands::Demo(args) => demo::run(args),
+        // Commands::Sim(args) => ExitCode::from(u8::try_from(anarchy_sim::cli::run(args)).unwrap_or(1)),
+    }
+}

@@ -1,0 +1,149 @@
+//! `anarchy node`: runs one peer on a real socket until Ctrl-C, logging every
+//! event and a periodic status line, then leaves the session gracefully.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anarchy::{Event, Session};
+
+use crate::keygen::load_keypair;
+use crate::logging;
+
+/// How often the node logs a status line.
+const STATUS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Arguments of `anarchy node`.
+#[derive(Debug, clap::Args)]
+pub struct NodeArgs {
+    /// Local UDP address to bind, e.g. 0.0.0.0:7000.
+    #[arg(long, value_name = "ADDR")]
+    bind: SocketAddr,
+    /// Address other members should use for this node (default: the bound
+    /// address, with 0.0.0.0 replaced by 127.0.0.1).
+    #[arg(long, value_name = "ADDR")]
+    advertise: Option<SocketAddr>,
+    /// A member to join through (repeatable). Without any, a new session starts.
+    #[arg(long, value_name = "ADDR")]
+    join: Vec<SocketAddr>,
+    /// A shard to declare (repeatable).
+    #[arg(long, value_name = "NAME")]
+    shard: Vec<String>,
+    /// Identity: 64 hex digits, or a file written by `anarchy keygen`. Default: a fresh one.
+    #[arg(long, value_name = "FILE|HEX")]
+    key: Option<String>,
+    /// Log filter (e.g. info, debug, anarchy=trace). Default: RUST_LOG, else info.
+    #[arg(long, value_name = "LEVEL")]
+    log: Option<String>,
+}
+
+/// Runs `anarchy node`.
+pub fn run(args: NodeArgs) -> ExitCode {
+    logging::init(args.log.as_deref(), "info");
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: NodeArgs) -> ExitCode {
+    let mut builder = Session::builder().bind(args.bind);
+    if let Some(key) = &args.key {
+        match load_keypair(key) {
+            Ok(keypair) => builder = builder.keypair(keypair),
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if let Some(addr) = args.advertise {
+        builder = builder.advertise(addr);
+    }
+    for addr in &args.join {
+        builder = builder.join(*addr);
+    }
+    for name in &args.shard {
+        builder = builder.shard(name.clone());
+    }
+    let session = match builder.start().await {
+        Ok(session) => session,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        peer = %session.id(),
+        bound = %session.local_addr(),
+        advertised = %session.advertised_addr(),
+        joining = ?args.join,
+        "node started; Ctrl-C to leave"
+    );
+
+    let mut status = tokio::time::interval(STATUS_INTERVAL);
+    status.tick().await;
+    loop {
+        tokio::select! {
+            signal = tokio::signal::ctrl_c() => {
+                if let Err(e) = signal {
+                    tracing::error!(error = %e, "cannot listen for Ctrl-C; leaving");
+                }
+                break;
+            }
+            event = session.next_event() => match event {
+                Some(event) => log_event(&session, &event),
+                None => break,
+            },
+            _ = status.tick() => log_status(&session),
+        }
+    }
+    tracing::info!("leaving the session");
+    session.shutdown().await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+fn log_event(session: &Session, event: &Event) {
+    match event {
+        Event::Joined { members } => tracing::info!(members, "joined the session"),
+        Event::PeerJoined { peer, addr } => tracing::info!(%peer, %addr, "peer joined"),
+        Event::PeerLeft { peer, reason } => tracing::info!(%peer, ?reason, "peer left"),
+        Event::ShardDeclared { shard, name } => tracing::info!(%shard, name, "shard declared"),
+        Event::CzarChanged { shard, old, new, epoch } => {
+            let mine = *new == session.id();
+            tracing::info!(%shard, old = ?old, %new, epoch, mine, "czar changed");
+        }
+        Event::Updated { shard, version, key, value } => tracing::debug!(
+            %shard, %version, key = %String::from_utf8_lossy(key),
+            bytes = value.as_ref().map_or(0, Vec::len), deleted = value.is_none(), "update applied"
+        ),
+        Event::Authored { shard, version } => tracing::debug!(%shard, %version, "update authored"),
+        Event::WriteApplied { write, shard, version } => {
+            tracing::debug!(write = write.0, %shard, %version, "forwarded write applied")
+        }
+        Event::WriteFailed { write, shard, reason } => {
+            tracing::warn!(write = write.0, %shard, ?reason, "forwarded write failed")
+        }
+        Event::ShardResynced { shard, version } => tracing::info!(%shard, %version, "shard resynced"),
+        #[allow(unreachable_patterns)] // the core may grow events; log them rather than fail to build
+        other => tracing::info!(event = ?other, "event"),
+    }
+}
+
+fn log_status(session: &Session) {
+    let stats = session.stats();
+    tracing::info!(
+        joined = session.is_joined(),
+        live_members = session.live_member_count(),
+        shards = session.shards().len(),
+        datagrams_in = stats.datagrams_in,
+        datagrams_out = stats.datagrams_out,
+        drops = stats.total_drops(),
+        "status"
+    );
+}
