@@ -131,13 +131,17 @@ async fn garbage_datagrams_are_counted_as_drops_and_the_session_keeps_working() 
     attacker.send_to(&[], session.local_addr()).unwrap();
     wait_until("the garbage is counted", || session.stats().total_drops() >= drops_before + 3).await;
 
-    // Still a working peer: it writes, and a newcomer joins through it and catches up.
-    // (Written to a shard this peer keeps: a shard that moves to a newcomer during its
-    // join is not caught up by the current core, see the driver's notes.)
+    // Still a working peer: it writes, and a newcomer joins through it and catches up,
+    // both on a shard that stays here and on one that may move to the newcomer.
     session.write("avatar-0", b"k", b"v").expect("write after garbage");
+    session.write("world", b"k", b"w").expect("write after garbage");
     let other = start(1, Some(session.local_addr())).await;
     other.wait_for_members(2, DEADLINE).await.expect("join after garbage");
-    wait_until("the newcomer reads the write", || other.get("avatar-0", b"k").as_deref() == Some(&b"v"[..])).await;
+    wait_until("the newcomer reads the writes", || {
+        other.get("avatar-0", b"k").as_deref() == Some(&b"v"[..])
+            && other.get("world", b"k").as_deref() == Some(&b"w"[..])
+    })
+    .await;
 
     other.shutdown().await;
     session.shutdown().await;
