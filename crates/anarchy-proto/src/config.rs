@@ -50,6 +50,15 @@ pub struct Config {
     pub max_early_updates: usize,
     /// Writes waiting for a czar's acknowledgement. Default 4096.
     pub max_pending_writes: usize,
+    /// A critical update not decided within this time fails with
+    /// `WriteFailure::TimedOut`. Default 2 s.
+    pub critical_timeout: Duration,
+    /// How often the czar re-sends a proposal to members that have not voted,
+    /// and a writer re-sends a critical write to its czar. Default 100 ms.
+    pub critical_retry_interval: Duration,
+    /// How long a member keeps a proposal it accepted but never saw decided,
+    /// for a new czar to finish. Default 10 s.
+    pub prepared_ttl: Duration,
     /// Events kept for the game before new ones are dropped (and counted). Default 65536.
     pub max_queued_events: usize,
     /// Whether every applied update is reported as an [`crate::Event::Updated`]. Default true.
@@ -77,6 +86,9 @@ impl Default for Config {
             log_capacity: 1024,
             max_early_updates: 4096,
             max_pending_writes: 4096,
+            critical_timeout: Duration::from_secs(2),
+            critical_retry_interval: Duration::from_millis(100),
+            prepared_ttl: Duration::from_secs(10),
             max_queued_events: 65536,
             update_events: true,
         }

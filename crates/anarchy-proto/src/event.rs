@@ -114,6 +114,27 @@ pub enum Event {
         /// The version adopted.
         adopted: Version,
     },
+    /// A critical update committed: a majority of members accepted it. Seen
+    /// by every member; never lost after this.
+    Committed {
+        /// Our id for it, if we wrote it.
+        write: Option<WriteId>,
+        /// Who wrote it.
+        origin: PeerId,
+        /// Which shard.
+        shard: ShardId,
+        /// The version it was applied at.
+        version: Version,
+    },
+    /// A critical update we wrote was rejected by the members' validators.
+    Rejected {
+        /// The id `write_critical` returned.
+        write: WriteId,
+        /// Which shard.
+        shard: ShardId,
+        /// The reason a validator gave.
+        reason: String,
+    },
     /// A shard's state was replaced by a snapshot (late join, or divergence repaired).
     ShardResynced {
         /// Which shard.

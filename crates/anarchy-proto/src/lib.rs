@@ -43,7 +43,7 @@ pub use identity::{Keypair, PeerId, PublicKey};
 pub use membership::{LeaveReason, Member};
 #[cfg(feature = "faults")]
 pub use peer::Fault;
-pub use peer::{Peer, Transmit, WriteError, WriteOutcome};
+pub use peer::{Peer, Proposal, Transmit, Validator, WriteError, WriteOutcome};
 pub use replica::{Checksum, Replica, Version};
 pub use shards::{ShardError, ShardId, ShardInfo};
 pub use stats::{DropReason, Stats};

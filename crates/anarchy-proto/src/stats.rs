@@ -146,6 +146,8 @@ pub struct Stats {
     pub repairs_requested: u64,
     /// Writes forwarded to a czar (first sends, not retries).
     pub writes_forwarded: u64,
+    /// Critical updates seen committed.
+    pub critical_committed: u64,
     drops: [u64; DropReason::ALL.len()],
 }
 

@@ -125,6 +125,20 @@ pub struct RecoverVote {
     pub checksum: u64,
 }
 
+/// Longest reason a validator may give for rejecting a critical update.
+pub const MAX_REASON_BYTES: usize = 64;
+
+/// How a critical update ended, as the czar announces it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Decision {
+    /// A majority accepted: applied at this version.
+    Committed(Version),
+    /// Enough members rejected that no majority can accept.
+    Rejected(String),
+    /// No decision in time; the proposal is dropped.
+    TimedOut,
+}
+
 /// One protocol message. Several frames may share a datagram.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Frame {
@@ -239,6 +253,70 @@ pub enum Frame {
         /// The shards claimed and the epoch asked for each.
         claims: Vec<(ShardId, u32)>,
     },
+    /// A critical update the czar asks every member to validate and vote on.
+    Propose {
+        /// The peer that made the write.
+        origin: PeerId,
+        /// The writer's id for it.
+        write_id: u64,
+        /// Which shard.
+        shard: ShardId,
+        /// The czar's epoch (a member that promised a later one refuses).
+        epoch: u32,
+        /// The change.
+        update: Update,
+    },
+    /// A member's vote on a [`Frame::Propose`].
+    Vote {
+        /// The proposal's writer.
+        origin: PeerId,
+        /// The writer's id for it.
+        write_id: u64,
+        /// Which shard.
+        shard: ShardId,
+        /// The epoch voted in.
+        epoch: u32,
+        /// Accept or reject.
+        accept: bool,
+        /// Why not, when rejecting (at most [`MAX_REASON_BYTES`]).
+        reason: String,
+    },
+    /// The czar's decision on a critical update, sent to every member.
+    Decided {
+        /// The proposal's writer.
+        origin: PeerId,
+        /// The writer's id for it.
+        write_id: u64,
+        /// Which shard.
+        shard: ShardId,
+        /// How it ended.
+        decision: Decision,
+    },
+    /// A critical write made by a non-czar, sent to the czar to propose.
+    ForwardCritical {
+        /// The writer's id for this write.
+        write_id: u64,
+        /// The peer that made the write.
+        origin: PeerId,
+        /// Which shard.
+        shard: ShardId,
+        /// The change.
+        update: Update,
+    },
+    /// In a recovery round, a proposal the voter accepted and has not seen
+    /// decided: the new czar must finish it, since it may have committed.
+    Prepared {
+        /// Which shard.
+        shard: ShardId,
+        /// The proposal's writer.
+        origin: PeerId,
+        /// The writer's id for it.
+        write_id: u64,
+        /// The epoch it was proposed in.
+        epoch: u32,
+        /// The change.
+        update: Update,
+    },
     /// The answer to [`Frame::Recover`].
     RecoverAck {
         /// The silent peer the round is about.
@@ -269,6 +347,11 @@ impl Frame {
             Frame::SyncReq => FrameKind::SyncReq,
             Frame::Recover { .. } => FrameKind::Recover,
             Frame::RecoverAck { .. } => FrameKind::RecoverAck,
+            Frame::Propose { .. } => FrameKind::Propose,
+            Frame::Vote { .. } => FrameKind::Vote,
+            Frame::Decided { .. } => FrameKind::Decided,
+            Frame::ForwardCritical { .. } => FrameKind::ForwardCritical,
+            Frame::Prepared { .. } => FrameKind::Prepared,
         }
     }
 
@@ -372,6 +455,44 @@ impl Frame {
                     put_varint(out, u64::from(*epoch));
                 }
             }
+            Frame::Propose { origin, write_id, shard, epoch, update }
+            | Frame::Prepared { origin, write_id, shard, epoch, update } => {
+                out.extend_from_slice(&origin.0);
+                put_varint(out, *write_id);
+                out.extend_from_slice(&shard.0.to_le_bytes());
+                put_varint(out, u64::from(*epoch));
+                put_update(out, update);
+            }
+            Frame::Vote { origin, write_id, shard, epoch, accept, reason } => {
+                out.extend_from_slice(&origin.0);
+                put_varint(out, *write_id);
+                out.extend_from_slice(&shard.0.to_le_bytes());
+                put_varint(out, u64::from(*epoch));
+                out.push(u8::from(*accept));
+                put_bytes(out, reason.as_bytes());
+            }
+            Frame::Decided { origin, write_id, shard, decision } => {
+                out.extend_from_slice(&origin.0);
+                put_varint(out, *write_id);
+                out.extend_from_slice(&shard.0.to_le_bytes());
+                match decision {
+                    Decision::Committed(v) => {
+                        out.push(0);
+                        put_version(out, *v);
+                    }
+                    Decision::Rejected(reason) => {
+                        out.push(1);
+                        put_bytes(out, reason.as_bytes());
+                    }
+                    Decision::TimedOut => out.push(2),
+                }
+            }
+            Frame::ForwardCritical { write_id, origin, shard, update } => {
+                put_varint(out, *write_id);
+                out.extend_from_slice(&origin.0);
+                out.extend_from_slice(&shard.0.to_le_bytes());
+                put_update(out, update);
+            }
             Frame::RecoverAck { gone, silent, votes } => {
                 out.extend_from_slice(&gone.0);
                 out.push(u8::from(*silent));
@@ -429,6 +550,16 @@ pub enum FrameKind {
     Recover = 14,
     /// [`Frame::RecoverAck`]
     RecoverAck = 15,
+    /// [`Frame::Propose`]
+    Propose = 16,
+    /// [`Frame::Vote`]
+    Vote = 17,
+    /// [`Frame::Decided`]
+    Decided = 18,
+    /// [`Frame::ForwardCritical`]
+    ForwardCritical = 19,
+    /// [`Frame::Prepared`]
+    Prepared = 20,
 }
 
 /// A decoded datagram: who sent it and what it says.
@@ -660,6 +791,44 @@ fn decode_frame(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
             }
             Frame::RecoverAck { gone, silent, votes }
         }
+        16 | 20 => {
+            let origin = r.peer_id()?;
+            let write_id = r.varint()?;
+            let shard = r.shard()?;
+            let epoch = r.epoch()?;
+            let update = r.update()?;
+            if kind == 16 {
+                Frame::Propose { origin, write_id, shard, epoch, update }
+            } else {
+                Frame::Prepared { origin, write_id, shard, epoch, update }
+            }
+        }
+        17 => Frame::Vote {
+            origin: r.peer_id()?,
+            write_id: r.varint()?,
+            shard: r.shard()?,
+            epoch: r.epoch()?,
+            accept: r.bool()?,
+            reason: r.reason()?,
+        },
+        18 => {
+            let origin = r.peer_id()?;
+            let write_id = r.varint()?;
+            let shard = r.shard()?;
+            let decision = match r.u8()? {
+                0 => Decision::Committed(r.version()?),
+                1 => Decision::Rejected(r.reason()?),
+                2 => Decision::TimedOut,
+                _ => return Err(DecodeError::Invalid("decision")),
+            };
+            Frame::Decided { origin, write_id, shard, decision }
+        }
+        19 => Frame::ForwardCritical {
+            write_id: r.varint()?,
+            origin: r.peer_id()?,
+            shard: r.shard()?,
+            update: r.update()?,
+        },
         other => return Err(DecodeError::UnknownFrame(other)),
     };
     Ok(frame)
@@ -758,6 +927,11 @@ impl<'a> Reader<'a> {
 
     fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.take(1)?[0])
+    }
+
+    fn reason(&mut self) -> Result<String, DecodeError> {
+        let b = self.bytes(MAX_REASON_BYTES, "reason")?;
+        std::str::from_utf8(b).map(str::to_owned).map_err(|_| DecodeError::Invalid("reason"))
     }
 
     fn bool(&mut self) -> Result<bool, DecodeError> {
@@ -929,6 +1103,42 @@ mod tests {
             Frame::Authority { shard: ShardId(3), epoch: 5, czar: id, seq: 99, checksum: 12 },
             Frame::SyncReq,
             Frame::Recover { gone: id, incarnation: 2, claims: vec![(ShardId(1), 4), (ShardId(2), 9)] },
+            Frame::Propose {
+                origin: id,
+                write_id: 3,
+                shard: ShardId(1),
+                epoch: 2,
+                update: Update { key: b"kill".to_vec(), op: Op::Put(b"p7".to_vec()) },
+            },
+            Frame::Vote {
+                origin: id,
+                write_id: 3,
+                shard: ShardId(1),
+                epoch: 2,
+                accept: false,
+                reason: "no ammo".into(),
+            },
+            Frame::Decided {
+                origin: id,
+                write_id: 3,
+                shard: ShardId(1),
+                decision: Decision::Committed(Version { epoch: 2, seq: 9 }),
+            },
+            Frame::Decided { origin: id, write_id: 4, shard: ShardId(1), decision: Decision::Rejected("x".into()) },
+            Frame::Decided { origin: id, write_id: 5, shard: ShardId(1), decision: Decision::TimedOut },
+            Frame::ForwardCritical {
+                write_id: 6,
+                origin: id,
+                shard: ShardId(1),
+                update: Update { key: b"k".to_vec(), op: Op::Delete },
+            },
+            Frame::Prepared {
+                shard: ShardId(1),
+                origin: id,
+                write_id: 3,
+                epoch: 2,
+                update: Update { key: b"kill".to_vec(), op: Op::Put(b"p7".to_vec()) },
+            },
             Frame::RecoverAck {
                 gone: id,
                 silent: true,

@@ -11,8 +11,8 @@ use anarchy_proto::identity::{PeerId, PublicKey};
 use anarchy_proto::shards::ShardId;
 use anarchy_proto::time::Instant;
 use anarchy_proto::wire::{
-    decode_datagram, encode_frames, put_header, DecodeError, Frame, MemberRecord, MemberStatus, Op, RecoverVote,
-    ShardDecl, ShardVersion, Update, HEADER_BYTES, MAX_EPOCH, MAX_FRAME_BYTES, MAX_KEY_BYTES, MAX_SEQ,
+    decode_datagram, encode_frames, put_header, Decision, DecodeError, Frame, MemberRecord, MemberStatus, Op,
+    RecoverVote, ShardDecl, ShardVersion, Update, HEADER_BYTES, MAX_EPOCH, MAX_FRAME_BYTES, MAX_KEY_BYTES, MAX_SEQ,
     MAX_SHARD_NAME_BYTES, MAX_VALUE_BYTES,
 };
 use anarchy_proto::{Config, Keypair, Peer, Version, MAX_DATAGRAM_BYTES};
@@ -137,6 +137,14 @@ fn shard_version() -> impl Strategy<Value = ShardVersion> {
     })
 }
 
+fn decision() -> impl Strategy<Value = Decision> {
+    prop_oneof![
+        version().prop_map(Decision::Committed),
+        "[a-z]{0,64}".prop_map(Decision::Rejected),
+        Just(Decision::TimedOut),
+    ]
+}
+
 fn recover_vote() -> impl Strategy<Value = RecoverVote> {
     (shard_id(), edgy_epoch(), any::<bool>(), version(), any::<u64>())
         .prop_map(|(shard, epoch, granted, version, checksum)| RecoverVote { shard, epoch, granted, version, checksum })
@@ -210,6 +218,27 @@ fn frame() -> impl Strategy<Value = Frame> {
             .prop_map(|(gone, incarnation, claims)| Frame::Recover { gone, incarnation, claims }),
         (peer_id(), any::<bool>(), prop::collection::vec(recover_vote(), 0..=20))
             .prop_map(|(gone, silent, votes)| Frame::RecoverAck { gone, silent, votes }),
+        (peer_id(), edgy_u64(), shard_id(), edgy_epoch(), update()).prop_map(
+            |(origin, write_id, shard, epoch, update)| Frame::Propose { origin, write_id, shard, epoch, update }
+        ),
+        (peer_id(), edgy_u64(), shard_id(), edgy_epoch(), update()).prop_map(
+            |(origin, write_id, shard, epoch, update)| Frame::Prepared { origin, write_id, shard, epoch, update }
+        ),
+        (peer_id(), edgy_u64(), shard_id(), edgy_epoch(), any::<bool>(), "[a-z ]{0,64}").prop_map(
+            |(origin, write_id, shard, epoch, accept, reason)| Frame::Vote {
+                origin,
+                write_id,
+                shard,
+                epoch,
+                accept,
+                reason
+            }
+        ),
+        (peer_id(), edgy_u64(), shard_id(), decision())
+            .prop_map(|(origin, write_id, shard, decision)| Frame::Decided { origin, write_id, shard, decision }),
+        (edgy_u64(), peer_id(), shard_id(), update()).prop_map(|(write_id, origin, shard, update)| {
+            Frame::ForwardCritical { write_id, origin, shard, update }
+        }),
     ]
 }
 

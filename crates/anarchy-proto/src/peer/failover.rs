@@ -222,6 +222,7 @@ impl Peer {
             }
         }
         let mut votes = Vec::with_capacity(claims.len());
+        let mut granted_shards = Vec::new();
         for (shard, epoch) in claims {
             let Some(st) = self.states.get_mut(&shard) else {
                 self.stats.drop(crate::stats::DropReason::UnknownShard);
@@ -235,6 +236,7 @@ impl Peer {
             let granted = silent && czar_gone && st.replica.epoch < epoch && promise_free;
             if granted {
                 st.promised = Some((epoch, sender));
+                granted_shards.push(shard);
             }
             votes.push(RecoverVote {
                 shard,
@@ -243,6 +245,11 @@ impl Peer {
                 version: st.replica.version(),
                 checksum: st.replica.checksum().short(),
             });
+        }
+        // Proposals we accepted but never saw decided go first: the claimant
+        // must finish them before it writes, since they may have committed.
+        for shard in granted_shards {
+            self.send_prepared(from, shard);
         }
         self.queue_frame(from, &Frame::RecoverAck { gone, silent, votes });
     }
@@ -335,6 +342,7 @@ impl Peer {
         // take its state whole.
         st.want_snapshot = !at_start && mine >= best_seq;
         st.catch_up_to = (!at_start).then_some((best_seq, best_sum));
+        self.adopt_own_prepared(shard);
         self.push_event(Event::CzarChanged { shard, old, new: me, epoch });
         self.broadcast(&Frame::Authority { shard, epoch, czar: me, seq: best_seq, checksum: best_sum });
         if !at_start {

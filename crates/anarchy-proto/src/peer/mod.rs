@@ -22,7 +22,10 @@ use crate::replica::{Checksum, LogEntry, Replica, Version};
 use crate::shards::{claim_strength, ranking, ShardError, ShardId, ShardInfo, ShardMap};
 use crate::stats::{DropReason, Stats};
 use crate::time::Instant;
+mod critical;
 mod failover;
+
+pub use critical::{Proposal, Validator};
 
 use crate::wire::{
     self, Frame, MemberRecord, MemberStatus, Op, ShardDecl, ShardVersion, Update, HEADER_BYTES, MAX_DATAGRAM_BYTES,
@@ -139,6 +142,8 @@ struct ShardState {
     applied_forwards: BTreeMap<(PeerId, u64), Version>,
     /// The highest epoch we promised in a recovery round, and to whom.
     promised: Option<(u32, PeerId)>,
+    /// Critical-update votes, prepared proposals and decisions.
+    critical: critical::CriticalState,
     applied_order: VecDeque<(PeerId, u64)>,
 }
 
@@ -164,6 +169,10 @@ pub struct Peer {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     pending: BTreeMap<u64, PendingWrite>,
+    /// Critical writes we made that are not decided yet.
+    pending_critical: BTreeMap<u64, PendingWrite>,
+    /// The game's rule for critical updates (none: accept all).
+    validator: Option<Validator>,
     next_write_id: u64,
     last_sync_request: Option<Instant>,
     last_refute_hint: BTreeMap<PeerId, Instant>,
@@ -235,6 +244,8 @@ impl Peer {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             pending: BTreeMap::new(),
+            pending_critical: BTreeMap::new(),
+            validator: None,
             next_write_id: 1,
             last_sync_request: None,
             last_refute_hint: BTreeMap::new(),
@@ -425,7 +436,8 @@ impl Peer {
         self.flush();
         self.phase = Phase::Left;
         self.members.myself_mut().status = MemberStatus::Left;
-        for (id, p) in std::mem::take(&mut self.pending) {
+        let pending = std::mem::take(&mut self.pending).into_iter().chain(std::mem::take(&mut self.pending_critical));
+        for (id, p) in pending.collect::<Vec<_>>() {
             self.push_event(Event::WriteFailed { write: WriteId(id), shard: p.shard, reason: WriteFailure::Left });
         }
     }
@@ -633,6 +645,21 @@ impl Peer {
             Frame::SyncReq => self.send_lists(from),
             Frame::Recover { gone, claims, .. } => self.handle_recover(now, from, sender, gone, claims),
             Frame::RecoverAck { gone, silent, votes } => self.handle_recover_ack(now, sender, gone, silent, votes),
+            Frame::Propose { origin, write_id, shard, epoch, update } => {
+                self.handle_propose(now, from, sender, origin, write_id, shard, epoch, update)
+            }
+            Frame::Vote { origin, write_id, shard, epoch, accept, reason } => {
+                self.handle_vote(now, sender, origin, write_id, shard, epoch, accept, reason)
+            }
+            Frame::Decided { origin, write_id, shard, decision } => {
+                self.handle_decided(sender, origin, write_id, shard, decision)
+            }
+            Frame::ForwardCritical { write_id, origin, shard, update } => {
+                self.handle_forward_critical(now, sender, write_id, origin, shard, update)
+            }
+            Frame::Prepared { shard, origin, write_id, epoch, update } => {
+                self.handle_prepared(now, shard, origin, write_id, epoch, update)
+            }
         }
     }
 
@@ -896,6 +923,7 @@ impl Peer {
         st.catch_up_to = None;
         st.want_snapshot = false;
         let (epoch, seq, checksum) = (st.replica.epoch, st.replica.seq(), st.replica.checksum().short());
+        self.adopt_own_prepared(shard);
         self.push_event(Event::CzarChanged { shard, old, new: self.id, epoch });
         self.broadcast(&Frame::Authority { shard, epoch, czar: self.id, seq, checksum });
     }
@@ -1491,6 +1519,7 @@ impl Peer {
         }
         self.retry_pending(now, None);
         self.drive_takeovers(now);
+        self.drive_critical(now);
         self.check_suspicions(now);
     }
 

@@ -1,0 +1,551 @@
+//! Critical updates: a kill, a trade, a score. The czar proposes, every member
+//! runs the game's validator and votes, and the update commits only when a
+//! majority of the session accepts; after that it is never lost.
+//!
+//! The majority is counted against the *configuration*: live members plus
+//! those only our own timeout removed (a peer cut off on the other side of a
+//! partition still counts), so the minority side of a partition can never
+//! commit. While the configuration changes under an open vote, the update
+//! needs a majority of both the list it was proposed to and the current one,
+//! so any two deciding majorities intersect. A member that accepted a
+//! proposal keeps it as *prepared* until it sees the decision; a new czar's
+//! recovery round collects the prepared proposals of a majority and finishes
+//! them, which is why a commit survives crashes and takeovers.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+
+use crate::event::{Event, WriteFailure, WriteId};
+use crate::identity::PeerId;
+use crate::peer::{PendingWrite, WriteError};
+use crate::quorum::majority;
+use crate::shards::ShardId;
+use crate::stats::DropReason;
+use crate::time::Instant;
+use crate::wire::{Decision, Frame, Op, Update, MAX_KEY_BYTES, MAX_REASON_BYTES, MAX_VALUE_BYTES};
+
+use super::Peer;
+
+/// Most critical updates a czar votes on at once, per shard.
+const MAX_OPEN_PROPOSALS: usize = 256;
+/// Most prepared proposals a member keeps per shard.
+const MAX_PREPARED: usize = 1024;
+/// Decided critical updates remembered per shard (to answer retries).
+const MAX_REMEMBERED_DECISIONS: usize = 4096;
+
+/// What a validator sees of a proposed critical update.
+#[derive(Debug, Clone, Copy)]
+pub struct Proposal<'a> {
+    /// Which shard.
+    pub shard: ShardId,
+    /// Who wrote it.
+    pub origin: PeerId,
+    /// The key.
+    pub key: &'a [u8],
+    /// The proposed value (`None`: delete).
+    pub value: Option<&'a [u8]>,
+    /// The key's current value on this peer.
+    pub current: Option<&'a [u8]>,
+}
+
+/// The game's rule for critical updates: `Ok` to accept, `Err(reason)` to reject.
+pub type Validator = Box<dyn FnMut(&Proposal<'_>) -> Result<(), String> + Send>;
+
+/// (writer, writer's id): names a critical update everywhere.
+pub(super) type CriticalKey = (PeerId, u64);
+
+/// A proposal the czar is collecting votes for.
+#[derive(Debug)]
+pub(super) struct OpenProposal {
+    epoch: u32,
+    update: Update,
+    /// The configuration it was proposed to.
+    quorum: Vec<PeerId>,
+    accepts: BTreeSet<PeerId>,
+    rejects: BTreeMap<PeerId, String>,
+    started: Instant,
+    last_sent: Instant,
+}
+
+/// A proposal a member accepted and has not seen decided.
+#[derive(Debug, Clone)]
+pub(super) struct PreparedProposal {
+    pub(super) epoch: u32,
+    pub(super) update: Update,
+    pub(super) since: Instant,
+}
+
+/// Per-shard bookkeeping for critical updates.
+#[derive(Debug, Default)]
+pub(super) struct CriticalState {
+    open: BTreeMap<CriticalKey, OpenProposal>,
+    pub(super) prepared: BTreeMap<CriticalKey, PreparedProposal>,
+    /// Proposals learned in a recovery round, to finish once we are ready.
+    pub(super) recovered: BTreeMap<CriticalKey, PreparedProposal>,
+    decided: BTreeMap<CriticalKey, Decision>,
+    decided_order: std::collections::VecDeque<CriticalKey>,
+}
+
+impl CriticalState {
+    fn remember(&mut self, key: CriticalKey, decision: Decision) {
+        if self.decided.insert(key, decision).is_none() {
+            self.decided_order.push_back(key);
+            while self.decided_order.len() > MAX_REMEMBERED_DECISIONS {
+                if let Some(old) = self.decided_order.pop_front() {
+                    self.decided.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+impl Peer {
+    /// Registers the game's validator for critical updates (default: accept all).
+    /// Every member runs it on every proposal; keep it deterministic and quick.
+    pub fn set_validator(&mut self, validator: Validator) {
+        self.validator = Some(validator);
+    }
+
+    /// Proposes a critical update: it is applied only once a majority of the
+    /// session accepts it. An [`Event::Committed`] (at every member), an
+    /// [`Event::Rejected`] or an [`Event::WriteFailed`] with the returned id follows.
+    pub fn write_critical(
+        &mut self,
+        now: Instant,
+        shard: ShardId,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<WriteId, WriteError> {
+        if !self.is_joined() {
+            return Err(WriteError::NotInSession);
+        }
+        if key.is_empty() {
+            return Err(WriteError::EmptyKey);
+        }
+        if key.len() > MAX_KEY_BYTES {
+            return Err(WriteError::KeyTooLong(key.len()));
+        }
+        if let Some(v) = value.filter(|v| v.len() > MAX_VALUE_BYTES) {
+            return Err(WriteError::ValueTooLarge(v.len()));
+        }
+        if !self.states.contains_key(&shard) {
+            return Err(WriteError::UnknownShard(shard));
+        }
+        if self.pending_critical.len() >= self.config.max_pending_writes {
+            return Err(WriteError::TooManyPending(self.pending_critical.len()));
+        }
+        let op = match value {
+            Some(v) => Op::Put(v.to_vec()),
+            None => Op::Delete,
+        };
+        let update = Update { key: key.to_vec(), op };
+        let id = self.next_write_id;
+        self.next_write_id += 1;
+        self.pending_critical.insert(id, PendingWrite { shard, update, created: now, last_sent: None });
+        self.retry_critical(now, Some(id));
+        Ok(WriteId(id))
+    }
+
+    /// The members a critical majority is counted against.
+    fn configuration(&self) -> Vec<PeerId> {
+        self.members.iter().filter(|m| m.is_alive() || m.soft_left).map(|m| m.id).collect()
+    }
+
+    fn validate(&mut self, shard: ShardId, origin: PeerId, update: &Update) -> Result<(), String> {
+        let Some(validator) = self.validator.as_mut() else { return Ok(()) };
+        let current = self.states.get(&shard).and_then(|s| s.replica.get(&update.key));
+        let value = match &update.op {
+            Op::Put(v) => Some(v.as_slice()),
+            Op::Delete => None,
+        };
+        let proposal = Proposal { shard, origin, key: &update.key, value, current };
+        validator(&proposal).map_err(|mut reason| {
+            // Keep the reason within the wire bound, on a character boundary.
+            while reason.len() > MAX_REASON_BYTES {
+                reason.pop();
+            }
+            reason
+        })
+    }
+
+    /// As ready czar: opens a vote on `update` (or answers a retry of a decided one).
+    fn start_proposal(&mut self, now: Instant, shard: ShardId, origin: PeerId, write_id: u64, update: Update) {
+        let key = (origin, write_id);
+        let st = self.states.get(&shard).expect("known shard");
+        if let Some(decision) = st.critical.decided.get(&key).cloned() {
+            self.send_decision(shard, key, decision, Some(origin));
+            return;
+        }
+        if st.critical.open.contains_key(&key) {
+            return;
+        }
+        if st.critical.open.len() >= MAX_OPEN_PROPOSALS {
+            self.stats.drop(DropReason::BufferFull);
+            return;
+        }
+        let epoch = st.replica.epoch;
+        let quorum = self.configuration();
+        let mut accepts = BTreeSet::new();
+        let mut rejects = BTreeMap::new();
+        match self.validate(shard, origin, &update) {
+            Ok(()) => {
+                accepts.insert(self.id);
+            }
+            Err(reason) => {
+                rejects.insert(self.id, reason);
+            }
+        }
+        let frame = Frame::Propose { origin, write_id, shard, epoch, update: update.clone() };
+        let proposal = OpenProposal { epoch, update, quorum, accepts, rejects, started: now, last_sent: now };
+        let st = self.states.get_mut(&shard).expect("known shard");
+        st.critical.open.insert(key, proposal);
+        self.broadcast(&frame);
+        self.check_decision(now, shard, key);
+    }
+
+    /// Counts votes; commits or rejects once the outcome is certain.
+    fn check_decision(&mut self, now: Instant, shard: ShardId, key: CriticalKey) {
+        let current = self.configuration();
+        let st = self.states.get(&shard).expect("known shard");
+        let Some(p) = st.critical.open.get(&key) else { return };
+        let count = |list: &[PeerId]| list.iter().filter(|m| p.accepts.contains(m)).count();
+        let old_ok = count(&p.quorum) >= majority(p.quorum.len());
+        let new_ok = count(&current) >= majority(current.len());
+        let rejected = p.rejects.len() > p.quorum.len() - majority(p.quorum.len());
+        if old_ok && new_ok {
+            if !st.is_ready_czar(self.id) || st.replica.epoch != p.epoch {
+                return; // no longer ours to apply: a new czar finishes it
+            }
+            let p = self.states.get_mut(&shard).expect("known").critical.open.remove(&key).expect("present");
+            let version = self.apply_as_czar_version(shard, p.update);
+            // The delta must leave before the decision that names its version.
+            self.flush_outgoing();
+            self.decide(now, shard, key, Decision::Committed(version));
+        } else if rejected {
+            let st = self.states.get_mut(&shard).expect("known");
+            let p = st.critical.open.remove(&key).expect("present");
+            let reason = p.rejects.values().next().cloned().unwrap_or_default();
+            self.decide(now, shard, key, Decision::Rejected(reason));
+        }
+    }
+
+    fn decide(&mut self, _now: Instant, shard: ShardId, key: CriticalKey, decision: Decision) {
+        self.send_decision(shard, key, decision.clone(), None);
+        self.apply_decision(shard, key, decision);
+    }
+
+    /// Sends a decision to every member, or only to `to`.
+    fn send_decision(
+        &mut self,
+        shard: ShardId,
+        (origin, write_id): CriticalKey,
+        decision: Decision,
+        to: Option<PeerId>,
+    ) {
+        let frame = Frame::Decided { origin, write_id, shard, decision };
+        match to {
+            None => self.broadcast(&frame),
+            Some(peer) if peer == self.id => {}
+            Some(peer) => {
+                if let Some(addr) = self.members.get(&peer).map(|m| m.addr) {
+                    self.queue_frame(addr, &frame);
+                }
+            }
+        }
+    }
+
+    /// Records a decision here and tells the game.
+    fn apply_decision(&mut self, shard: ShardId, key: CriticalKey, decision: Decision) {
+        let st = self.states.get_mut(&shard).expect("known shard");
+        if st.critical.decided.contains_key(&key) {
+            return;
+        }
+        st.critical.prepared.remove(&key);
+        st.critical.recovered.remove(&key);
+        st.critical.remember(key, decision.clone());
+        let (origin, write_id) = key;
+        let mine = origin == self.id;
+        if mine {
+            self.pending_critical.remove(&write_id);
+        }
+        let write = mine.then_some(WriteId(write_id));
+        match decision {
+            Decision::Committed(version) => {
+                self.stats.critical_committed += 1;
+                self.push_event(Event::Committed { write, origin, shard, version });
+            }
+            Decision::Rejected(reason) if mine => {
+                self.push_event(Event::Rejected { write: WriteId(write_id), shard, reason });
+            }
+            Decision::TimedOut if mine => {
+                self.push_event(Event::WriteFailed { write: WriteId(write_id), shard, reason: WriteFailure::TimedOut });
+            }
+            _ => {}
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn handle_propose(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        sender: PeerId,
+        origin: PeerId,
+        write_id: u64,
+        shard: ShardId,
+        epoch: u32,
+        update: Update,
+    ) {
+        let Some(st) = self.states.get(&shard) else {
+            self.stats.drop(DropReason::UnknownShard);
+            return;
+        };
+        let key = (origin, write_id);
+        // Only the czar we follow, in its epoch, and not one we promised away.
+        let current = st.replica.czar == Some(sender) && st.replica.epoch == epoch;
+        let promised_away = st.promised.is_some_and(|(e, _)| e > epoch);
+        let verdict = if !current || promised_away {
+            self.stats.drop(DropReason::StaleEpoch);
+            Err("not the current czar's epoch".to_owned())
+        } else if matches!(st.critical.decided.get(&key), Some(Decision::Committed(_))) {
+            Ok(())
+        } else {
+            self.validate(shard, origin, &update)
+        };
+        let accept = verdict.is_ok();
+        if accept {
+            let st = self.states.get_mut(&shard).expect("known");
+            if st.critical.prepared.len() < MAX_PREPARED || st.critical.prepared.contains_key(&key) {
+                st.critical.prepared.insert(key, PreparedProposal { epoch, update, since: now });
+            }
+        }
+        let reason = verdict.err().unwrap_or_default();
+        self.queue_frame(from, &Frame::Vote { origin, write_id, shard, epoch, accept, reason });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn handle_vote(
+        &mut self,
+        now: Instant,
+        sender: PeerId,
+        origin: PeerId,
+        write_id: u64,
+        shard: ShardId,
+        epoch: u32,
+        accept: bool,
+        reason: String,
+    ) {
+        let key = (origin, write_id);
+        let Some(p) = self.states.get_mut(&shard).and_then(|s| s.critical.open.get_mut(&key)) else {
+            self.stats.drop(DropReason::Duplicate);
+            return;
+        };
+        if p.epoch != epoch {
+            self.stats.drop(DropReason::StaleEpoch);
+            return;
+        }
+        if accept {
+            p.rejects.remove(&sender);
+            p.accepts.insert(sender);
+        } else {
+            p.accepts.remove(&sender);
+            p.rejects.insert(sender, reason);
+        }
+        self.check_decision(now, shard, key);
+    }
+
+    pub(super) fn handle_decided(
+        &mut self,
+        sender: PeerId,
+        origin: PeerId,
+        write_id: u64,
+        shard: ShardId,
+        decision: Decision,
+    ) {
+        let Some(st) = self.states.get(&shard) else {
+            self.stats.drop(DropReason::UnknownShard);
+            return;
+        };
+        // Decisions come from the czar (or, answering a retry, a former one).
+        if st.replica.czar != Some(sender) && st.replica.prev_czar != Some(sender) {
+            self.stats.drop(DropReason::NotCzar);
+            return;
+        }
+        self.apply_decision(shard, (origin, write_id), decision);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn handle_forward_critical(
+        &mut self,
+        now: Instant,
+        sender: PeerId,
+        write_id: u64,
+        origin: PeerId,
+        shard: ShardId,
+        update: Update,
+    ) {
+        let Some(st) = self.states.get(&shard) else {
+            self.stats.drop(DropReason::UnknownShard);
+            return;
+        };
+        if st.is_ready_czar(self.id) {
+            self.start_proposal(now, shard, origin, write_id, update);
+            return;
+        }
+        match st.replica.czar {
+            Some(c) if c != self.id && c != sender && sender == origin => {
+                if let Some(addr) = self.members.get(&c).filter(|m| m.is_alive()).map(|m| m.addr) {
+                    self.queue_frame(addr, &Frame::ForwardCritical { write_id, origin, shard, update });
+                    return;
+                }
+                self.stats.drop(DropReason::ForwardRefused);
+            }
+            _ => self.stats.drop(DropReason::ForwardRefused),
+        }
+    }
+
+    /// In a recovery round, a voter hands over a proposal it accepted.
+    pub(super) fn handle_prepared(
+        &mut self,
+        now: Instant,
+        shard: ShardId,
+        origin: PeerId,
+        write_id: u64,
+        epoch: u32,
+        update: Update,
+    ) {
+        let Some(st) = self.states.get_mut(&shard) else {
+            self.stats.drop(DropReason::UnknownShard);
+            return;
+        };
+        let key = (origin, write_id);
+        let claiming = st.replica.czar == Some(self.id) || st.promised.is_some_and(|(_, p)| p == self.id);
+        if !claiming || st.critical.decided.contains_key(&key) || st.critical.recovered.len() >= MAX_PREPARED {
+            return;
+        }
+        st.critical.recovered.entry(key).or_insert(PreparedProposal { epoch, update, since: now });
+    }
+
+    /// As a voter in a recovery round: hands our prepared proposals of the
+    /// granted shards to the claimant.
+    pub(super) fn send_prepared(&mut self, to: SocketAddr, shard: ShardId) {
+        let Some(st) = self.states.get(&shard) else { return };
+        let frames: Vec<Frame> = st
+            .critical
+            .prepared
+            .iter()
+            .map(|((origin, write_id), p)| Frame::Prepared {
+                shard,
+                origin: *origin,
+                write_id: *write_id,
+                epoch: p.epoch,
+                update: p.update.clone(),
+            })
+            .collect();
+        for f in frames {
+            self.queue_frame(to, &f);
+        }
+    }
+
+    /// As a new czar: moves our own prepared proposals into the set to finish.
+    pub(super) fn adopt_own_prepared(&mut self, shard: ShardId) {
+        let st = self.states.get_mut(&shard).expect("known shard");
+        let own: Vec<(CriticalKey, PreparedProposal)> =
+            st.critical.prepared.iter().map(|(k, p)| (*k, p.clone())).collect();
+        for (k, p) in own {
+            st.critical.recovered.entry(k).or_insert(p);
+        }
+    }
+
+    /// Sends (or re-sends) our critical writes to their czars, proposes those
+    /// that are ours to propose, and times out the ones that waited too long.
+    pub(super) fn retry_critical(&mut self, now: Instant, only: Option<u64>) {
+        if !self.is_joined() {
+            return;
+        }
+        let ids: Vec<u64> = match only {
+            Some(id) => vec![id],
+            None => self.pending_critical.keys().copied().collect(),
+        };
+        for id in ids {
+            let Some(p) = self.pending_critical.get(&id) else { continue };
+            let shard = p.shard;
+            if now.saturating_duration_since(p.created) >= self.config.critical_timeout {
+                self.pending_critical.remove(&id);
+                self.push_event(Event::WriteFailed { write: WriteId(id), shard, reason: WriteFailure::TimedOut });
+                continue;
+            }
+            let st = &self.states[&shard];
+            let Some(czar) = st.replica.czar else { continue };
+            let due = match p.last_sent {
+                None => true,
+                Some((t, to)) => to != czar || now.saturating_duration_since(t) >= self.config.critical_retry_interval,
+            };
+            if !due {
+                continue;
+            }
+            let update = p.update.clone();
+            self.pending_critical.get_mut(&id).expect("present").last_sent = Some((now, czar));
+            if st.is_ready_czar(self.id) {
+                self.start_proposal(now, shard, self.id, id, update);
+            } else if czar != self.id {
+                if let Some(addr) = self.members.get(&czar).filter(|m| m.is_alive()).map(|m| m.addr) {
+                    self.queue_frame(addr, &Frame::ForwardCritical { write_id: id, origin: self.id, shard, update });
+                }
+            }
+        }
+    }
+
+    /// Periodic work: re-send proposals, time them out, finish recovered ones,
+    /// forget stale prepared ones.
+    pub(super) fn drive_critical(&mut self, now: Instant) {
+        let shards: Vec<ShardId> = self.states.keys().copied().collect();
+        for shard in shards {
+            let ready = self.states[&shard].is_ready_czar(self.id);
+            // Finish what a recovery round handed us, now that we may write.
+            if ready {
+                let recovered = std::mem::take(&mut self.states.get_mut(&shard).expect("known").critical.recovered);
+                for ((origin, write_id), p) in recovered {
+                    self.start_proposal(now, shard, origin, write_id, p.update);
+                }
+            }
+            let st = self.states.get_mut(&shard).expect("known");
+            let ttl = self.config.prepared_ttl;
+            st.critical.prepared.retain(|_, p| now.saturating_duration_since(p.since) < ttl);
+            let keys: Vec<CriticalKey> = st.critical.open.keys().copied().collect();
+            for key in keys {
+                let st = self.states.get_mut(&shard).expect("known");
+                let p = st.critical.open.get_mut(&key).expect("present");
+                if !ready || p.epoch != st.replica.epoch {
+                    // We lost the shard: the new czar finishes it from a recovery round.
+                    st.critical.open.remove(&key);
+                    continue;
+                }
+                if now.saturating_duration_since(p.started) >= self.config.critical_timeout {
+                    st.critical.open.remove(&key);
+                    self.decide(now, shard, key, Decision::TimedOut);
+                    continue;
+                }
+                if now.saturating_duration_since(p.last_sent) >= self.config.critical_retry_interval {
+                    p.last_sent = now;
+                    let voted: BTreeSet<PeerId> = p.accepts.iter().chain(p.rejects.keys()).copied().collect();
+                    let frame = Frame::Propose {
+                        origin: key.0,
+                        write_id: key.1,
+                        shard,
+                        epoch: p.epoch,
+                        update: p.update.clone(),
+                    };
+                    let bytes = frame.to_bytes();
+                    let addrs: Vec<SocketAddr> =
+                        self.members.others().filter(|m| !voted.contains(&m.id)).map(|m| m.addr).collect();
+                    for addr in addrs {
+                        self.queue(addr, bytes.clone());
+                    }
+                }
+                self.check_decision(now, shard, key);
+            }
+        }
+        self.retry_critical(now, None);
+    }
+}

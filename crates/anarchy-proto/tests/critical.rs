@@ -1,0 +1,174 @@
+//! Critical updates: majority votes, validators, commits that survive takeovers,
+//! and a minority that cannot commit.
+
+mod support;
+
+use std::time::Duration;
+
+use anarchy_proto::wire::{self, Frame};
+use anarchy_proto::{Config, Event, WriteFailure, WriteId};
+use support::Net;
+
+fn session(n: usize) -> Net {
+    let mut net = Net::new(Config::default());
+    net.latency = Duration::from_millis(20);
+    for _ in 0..n {
+        net.add();
+    }
+    net
+}
+
+fn committed_everywhere(net: &Net, write: WriteId, writer: usize) -> bool {
+    let origin = net.id(writer);
+    net.live().iter().all(|i| {
+        net.events[*i].iter().any(|e| match e {
+            Event::Committed { write: w, origin: o, .. } => *o == origin && (*i != writer || *w == Some(write)),
+            _ => false,
+        })
+    })
+}
+
+#[test]
+fn a_critical_write_commits_with_a_majority_and_every_member_sees_it() {
+    let mut net = session(5);
+    let world = net.declare_everywhere("world", None);
+    net.start_all();
+    net.run_for(Duration::from_secs(1));
+    let czar = net.index_of(net.peers[0].czar_of(world).unwrap());
+    let writer = (czar + 1) % 5;
+    let now = net.now;
+    let id = net.peers[writer].write_critical(now, world, b"score", Some(b"10")).unwrap();
+    net.drain_all();
+    assert_eq!(net.peers[writer].get(world, b"score"), None, "not applied before the vote");
+    net.run_for(Duration::from_millis(300));
+    assert!(committed_everywhere(&net, id, writer));
+    for i in 0..5 {
+        assert_eq!(net.peers[i].get(world, b"score"), Some(&b"10"[..]), "peer {i}");
+    }
+    assert!(net.converged(world));
+}
+
+#[test]
+fn a_czar_commits_its_own_critical_write() {
+    let mut net = session(3);
+    let world = net.declare_everywhere("world", Some(0));
+    net.start_all();
+    net.run_for(Duration::from_secs(1));
+    let now = net.now;
+    let id = net.peers[0].write_critical(now, world, b"trade", Some(b"sword->bob")).unwrap();
+    net.drain_all();
+    net.run_for(Duration::from_millis(200));
+    assert!(committed_everywhere(&net, id, 0));
+}
+
+#[test]
+fn validators_that_reject_make_the_update_fail_with_their_reason() {
+    let mut net = session(5);
+    let world = net.declare_everywhere("world", Some(0));
+    for i in 0..5 {
+        net.peers[i].set_validator(Box::new(|p| {
+            if p.value == Some(b"cheat".as_slice()) {
+                Err("score too high".to_owned())
+            } else {
+                Ok(())
+            }
+        }));
+    }
+    net.start_all();
+    net.run_for(Duration::from_secs(1));
+    let now = net.now;
+    let id = net.peers[2].write_critical(now, world, b"score", Some(b"cheat")).unwrap();
+    net.drain_all();
+    net.run_for(Duration::from_millis(300));
+    assert!(net.events[2]
+        .iter()
+        .any(|e| matches!(e, Event::Rejected { write, reason, .. } if *write == id && reason == "score too high")));
+    for i in 0..5 {
+        assert_eq!(net.peers[i].get(world, b"score"), None);
+    }
+}
+
+#[test]
+fn a_minority_side_cannot_commit() {
+    let mut net = session(5);
+    let world = net.declare_everywhere("world", None);
+    net.start_all();
+    net.run_for(Duration::from_secs(1));
+    let czar = net.index_of(net.peers[0].czar_of(world).unwrap());
+    let small = vec![czar, (czar + 1) % 5];
+    let cut = small.clone();
+    net.drop_filter = Some(Box::new(move |d| cut.contains(&d.from) != cut.contains(&d.to)));
+    net.run_for(Duration::from_secs(2));
+    // The small side still has its czar, and plays on, but cannot commit.
+    let now = net.now;
+    let id = net.peers[small[1]].write_critical(now, world, b"kill", Some(b"x")).unwrap();
+    net.drain_all();
+    net.run_for(Duration::from_secs(3));
+    assert!(net.events[small[1]]
+        .iter()
+        .any(|e| matches!(e, Event::WriteFailed { write, reason: WriteFailure::TimedOut, .. } if *write == id)));
+    assert!(!net.events[small[1]].iter().any(|e| matches!(e, Event::Committed { .. })));
+    // The big side took the shard over and can.
+    let big = (0..5).find(|i| !small.contains(i)).unwrap();
+    let now = net.now;
+    let id = net.peers[big].write_critical(now, world, b"kill", Some(b"y")).unwrap();
+    net.drain_all();
+    net.run_for(Duration::from_millis(500));
+    assert!(net.events[big].iter().any(|e| matches!(e, Event::Committed { write, .. } if *write == Some(id))));
+}
+
+#[test]
+fn a_commit_survives_the_czar_crashing_right_after_it() {
+    let mut net = session(5);
+    let world = net.declare_everywhere("world", None);
+    net.start_all();
+    net.run_for(Duration::from_secs(1));
+    let czar = net.index_of(net.peers[0].czar_of(world).unwrap());
+    let now = net.now;
+    let id = net.peers[czar].write_critical(now, world, b"flag", Some(b"captured")).unwrap();
+    net.drain_all();
+    // Run until the czar has decided, then crash it at once.
+    for _ in 0..100 {
+        net.run_for(Duration::from_millis(5));
+        if net.events[czar].iter().any(|e| matches!(e, Event::Committed { write, .. } if *write == Some(id))) {
+            break;
+        }
+    }
+    net.crash(czar);
+    net.run_for(Duration::from_secs(2));
+    for i in net.live() {
+        assert_eq!(net.peers[i].get(world, b"flag"), Some(&b"captured"[..]), "peer {i}");
+    }
+    assert!(net.converged(world));
+}
+
+#[test]
+fn a_new_czar_finishes_a_proposal_the_old_one_never_decided() {
+    let mut net = session(5);
+    let world = net.declare_everywhere("world", None);
+    net.start_all();
+    net.run_for(Duration::from_secs(1));
+    let czar = net.index_of(net.peers[0].czar_of(world).unwrap());
+    // Votes never reach the czar: members prepare the proposal, nobody decides.
+    net.drop_filter = Some(Box::new(move |d| {
+        d.to == czar
+            && wire::decode_datagram(&d.payload)
+                .is_ok_and(|dg| dg.frames.iter().any(|f| matches!(f, Frame::Vote { .. })))
+    }));
+    let now = net.now;
+    let id = net.peers[czar].write_critical(now, world, b"loot", Some(b"epic")).unwrap();
+    net.drain_all();
+    net.run_for(Duration::from_millis(150));
+    net.crash(czar);
+    net.drop_filter = None;
+    net.run_for(Duration::from_secs(2));
+    let origin = net.id(czar);
+    for i in net.live() {
+        assert_eq!(net.peers[i].get(world, b"loot"), Some(&b"epic"[..]), "peer {i}");
+        assert!(
+            net.events[i].iter().any(|e| matches!(e, Event::Committed { origin: o, .. } if *o == origin)),
+            "peer {i} saw the commit"
+        );
+    }
+    let _ = id;
+}
