@@ -43,9 +43,11 @@ pub use identity::{Keypair, PeerId, PublicKey};
 pub use membership::{LeaveReason, Member};
 #[cfg(feature = "faults")]
 pub use peer::Fault;
-pub use peer::{Peer, Proposal, Transmit, Validator, WriteError, WriteOutcome};
+pub use peer::{
+    LatencyView, MemberView, Peer, PeerStatus, Proposal, ShardView, Transmit, Validator, WriteError, WriteOutcome,
+};
 pub use replica::{Checksum, Replica, Version};
 pub use shards::{ShardError, ShardId, ShardInfo};
-pub use stats::{DropReason, Stats};
+pub use stats::{DropReason, Histogram, Stats};
 pub use time::Instant;
 pub use wire::{MemberStatus, MAX_DATAGRAM_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES, PROTOCOL_VERSION};

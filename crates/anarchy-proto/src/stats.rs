@@ -190,3 +190,75 @@ mod tests {
         assert_eq!(s.drop_counts().count(), 2);
     }
 }
+
+/// Upper bounds of the latency histogram buckets, in milliseconds.
+pub const LATENCY_BUCKETS_MS: [u64; 14] = [1, 2, 5, 10, 20, 35, 50, 75, 100, 150, 250, 500, 1000, 5000];
+
+/// A small fixed-bucket latency histogram: cheap to update on hot paths and
+/// to copy into a status snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Histogram {
+    /// Samples per bucket; the last slot counts samples above the last bound.
+    pub buckets: [u64; LATENCY_BUCKETS_MS.len() + 1],
+    /// Number of samples.
+    pub count: u64,
+    /// Sum of all samples, in microseconds.
+    pub sum_micros: u64,
+    /// Largest sample, in microseconds.
+    pub max_micros: u64,
+}
+
+impl Histogram {
+    /// Records one sample.
+    pub fn record(&mut self, d: std::time::Duration) {
+        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let ms = micros.div_ceil(1000);
+        let slot = LATENCY_BUCKETS_MS.iter().position(|b| ms <= *b).unwrap_or(LATENCY_BUCKETS_MS.len());
+        self.buckets[slot] += 1;
+        self.count += 1;
+        self.sum_micros = self.sum_micros.saturating_add(micros);
+        self.max_micros = self.max_micros.max(micros);
+    }
+
+    /// The upper bound (ms) of the bucket holding quantile `q` (0..=1); `None` if empty.
+    pub fn quantile_ms(&self, q: f64) -> Option<u64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = ((self.count as f64) * q.clamp(0.0, 1.0)).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Some(LATENCY_BUCKETS_MS.get(i).copied().unwrap_or(self.max_micros.div_ceil(1000)));
+            }
+        }
+        Some(self.max_micros.div_ceil(1000))
+    }
+
+    /// Mean in milliseconds; `None` if empty.
+    pub fn mean_ms(&self) -> Option<f64> {
+        (self.count > 0).then(|| self.sum_micros as f64 / self.count as f64 / 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod histogram_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn quantiles_come_from_bucket_bounds() {
+        let mut h = Histogram::default();
+        assert_eq!(h.quantile_ms(0.5), None);
+        for ms in [1, 3, 3, 40, 900] {
+            h.record(Duration::from_millis(ms));
+        }
+        assert_eq!(h.count, 5);
+        assert_eq!(h.quantile_ms(0.5), Some(5));
+        assert_eq!(h.quantile_ms(1.0), Some(1000));
+        assert_eq!(h.max_micros, 900_000);
+        h.record(Duration::from_secs(60));
+        assert_eq!(h.quantile_ms(1.0), Some(60_000));
+    }
+}

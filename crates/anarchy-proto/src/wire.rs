@@ -317,6 +317,16 @@ pub enum Frame {
         /// The change.
         update: Update,
     },
+    /// A round-trip probe: the receiver echoes `stamp` in a [`Frame::Pong`].
+    Ping {
+        /// The sender's clock when it sent the probe (opaque to the receiver).
+        stamp: u64,
+    },
+    /// The echo of a [`Frame::Ping`].
+    Pong {
+        /// The stamp from the ping.
+        stamp: u64,
+    },
     /// The answer to [`Frame::Recover`].
     RecoverAck {
         /// The silent peer the round is about.
@@ -352,6 +362,8 @@ impl Frame {
             Frame::Decided { .. } => FrameKind::Decided,
             Frame::ForwardCritical { .. } => FrameKind::ForwardCritical,
             Frame::Prepared { .. } => FrameKind::Prepared,
+            Frame::Ping { .. } => FrameKind::Ping,
+            Frame::Pong { .. } => FrameKind::Pong,
         }
     }
 
@@ -487,6 +499,7 @@ impl Frame {
                     Decision::TimedOut => out.push(2),
                 }
             }
+            Frame::Ping { stamp } | Frame::Pong { stamp } => put_varint(out, *stamp),
             Frame::ForwardCritical { write_id, origin, shard, update } => {
                 put_varint(out, *write_id);
                 out.extend_from_slice(&origin.0);
@@ -560,6 +573,10 @@ pub enum FrameKind {
     ForwardCritical = 19,
     /// [`Frame::Prepared`]
     Prepared = 20,
+    /// [`Frame::Ping`]
+    Ping = 21,
+    /// [`Frame::Pong`]
+    Pong = 22,
 }
 
 /// A decoded datagram: who sent it and what it says.
@@ -823,6 +840,8 @@ fn decode_frame(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
             };
             Frame::Decided { origin, write_id, shard, decision }
         }
+        21 => Frame::Ping { stamp: r.varint()? },
+        22 => Frame::Pong { stamp: r.varint()? },
         19 => Frame::ForwardCritical {
             write_id: r.varint()?,
             origin: r.peer_id()?,
@@ -1126,6 +1145,8 @@ mod tests {
             },
             Frame::Decided { origin: id, write_id: 4, shard: ShardId(1), decision: Decision::Rejected("x".into()) },
             Frame::Decided { origin: id, write_id: 5, shard: ShardId(1), decision: Decision::TimedOut },
+            Frame::Ping { stamp: 123_456 },
+            Frame::Pong { stamp: u64::MAX },
             Frame::ForwardCritical {
                 write_id: 6,
                 origin: id,

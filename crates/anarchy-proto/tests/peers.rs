@@ -409,3 +409,40 @@ fn a_forged_delta_from_a_non_czar_is_dropped() {
     assert_eq!(net.peers[2].stats().drops(DropReason::NotCzar), 1);
     assert_eq!(net.peers[2].get(world, b"gold"), None);
 }
+
+#[test]
+fn the_status_snapshot_shows_owners_links_rates_and_events() {
+    let mut net = session(3);
+    net.latency = Duration::from_millis(20);
+    let world = net.declare_everywhere("world", Some(1));
+    net.start_all();
+    net.run_for(Duration::from_secs(1));
+    for t in 0..40u8 {
+        let now = net.now;
+        net.peers[1].write(now, world, b"clock", &[t]).unwrap();
+        let _ = net.peers[0].write(now, world, b"door", &[t]);
+        net.drain_all();
+        net.run_for(Duration::from_millis(50));
+    }
+    let s = net.peers[0].status();
+    assert!(s.joined);
+    assert_eq!(s.members.len(), 3);
+    for m in s.members.iter().filter(|m| m.id != net.id(0)) {
+        assert_eq!(m.state, "alive");
+        let rtt = m.rtt_ms.expect("probed");
+        assert!((35.0..=60.0).contains(&rtt), "rtt {rtt} on 20 ms links");
+        assert_eq!(m.loss, Some(0.0));
+        assert!(m.bytes_in_per_sec > 0.0 && m.bytes_out_per_sec > 0.0);
+    }
+    let w = s.shards.iter().find(|v| v.id == world).unwrap();
+    assert_eq!(w.name, "world");
+    assert_eq!(w.czar, Some(net.id(1)));
+    assert_eq!(w.keys, 2);
+    assert!(w.updates_per_sec > 20.0, "{} updates/s", w.updates_per_sec);
+    assert!(s.recent_events.iter().any(|(_, e)| e.contains("joined")));
+    assert!(s.recent_events.iter().any(|(_, e)| e.contains("world: czar")));
+    // Forwarded writes were acknowledged after about one round trip.
+    assert!(s.forward_latency.count > 0);
+    assert!(s.forward_latency.p50_ms.unwrap() <= 50);
+    assert!(s.rtt.count >= 2);
+}

@@ -239,6 +239,8 @@ fn frame() -> impl Strategy<Value = Frame> {
         (edgy_u64(), peer_id(), shard_id(), update()).prop_map(|(write_id, origin, shard, update)| {
             Frame::ForwardCritical { write_id, origin, shard, update }
         }),
+        edgy_u64().prop_map(|stamp| Frame::Ping { stamp }),
+        edgy_u64().prop_map(|stamp| Frame::Pong { stamp }),
     ]
 }
 

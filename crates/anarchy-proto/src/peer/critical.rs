@@ -116,6 +116,7 @@ impl Peer {
         key: &[u8],
         value: Option<&[u8]>,
     ) -> Result<WriteId, WriteError> {
+        self.clock = self.clock.max(now);
         if !self.is_joined() {
             return Err(WriteError::NotInSession);
         }
@@ -266,7 +267,12 @@ impl Peer {
         let (origin, write_id) = key;
         let mine = origin == self.id;
         if mine {
-            self.pending_critical.remove(&write_id);
+            if let Some(p) = self.pending_critical.remove(&write_id) {
+                if matches!(decision, Decision::Committed(_)) {
+                    let waited = self.clock.saturating_duration_since(p.created);
+                    self.telemetry.commit_latency.record(waited);
+                }
+            }
         }
         let write = mine.then_some(WriteId(write_id));
         match decision {

@@ -24,8 +24,10 @@ use crate::stats::{DropReason, Stats};
 use crate::time::Instant;
 mod critical;
 mod failover;
+mod status;
 
 pub use critical::{Proposal, Validator};
+pub use status::{LatencyView, MemberView, PeerStatus, ShardView};
 
 use crate::wire::{
     self, Frame, MemberRecord, MemberStatus, Op, ShardDecl, ShardVersion, Update, HEADER_BYTES, MAX_DATAGRAM_BYTES,
@@ -144,6 +146,8 @@ struct ShardState {
     promised: Option<(u32, PeerId)>,
     /// Critical-update votes, prepared proposals and decisions.
     critical: critical::CriticalState,
+    /// Update rates for the status snapshot.
+    load: status::ShardLoad,
     applied_order: VecDeque<(PeerId, u64)>,
 }
 
@@ -187,6 +191,10 @@ pub struct Peer {
     local_health: u32,
     /// A tick passed: heartbeats go out with the next flush.
     heartbeat_due: bool,
+    /// The latest time we were given (for status and event stamps).
+    clock: Instant,
+    /// Link measurements, rates and recent events for the status snapshot.
+    telemetry: status::Telemetry,
     stats: Stats,
     #[cfg(feature = "faults")]
     fault: Option<Fault>,
@@ -254,6 +262,8 @@ impl Peer {
             next_suspect_check: next_tick,
             local_health: 0,
             heartbeat_due: false,
+            clock: now,
+            telemetry: status::Telemetry::default(),
             stats: Stats::default(),
             #[cfg(feature = "faults")]
             fault: None,
@@ -462,6 +472,7 @@ impl Peer {
     }
 
     fn submit(&mut self, now: Instant, shard: ShardId, update: Update) -> Result<WriteOutcome, WriteError> {
+        self.clock = self.clock.max(now);
         if self.phase == Phase::Left {
             return Err(WriteError::NotInSession);
         }
@@ -494,8 +505,11 @@ impl Peer {
             return WriteOutcome::Unchanged(st.replica.version());
         }
         let epoch = st.replica.epoch;
+        let bytes = update.encoded_len();
         let entry = st.replica.apply_local(epoch, update, self.config.log_capacity);
         let version = Version { epoch, seq: entry.seq };
+        st.load.updates += 1;
+        st.load.bytes += bytes as u64;
         st.outgoing.push(entry);
         self.stats.updates_written += 1;
         if self.config.update_events {
@@ -525,6 +539,7 @@ impl Peer {
 
     /// Runs periodic work whose time has come.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.clock = self.clock.max(now);
         if self.phase == Phase::Joined && now >= self.next_suspect_check {
             self.check_suspicions(now);
         }
@@ -550,6 +565,7 @@ impl Peer {
         let t = self.transmits.pop_front()?;
         self.stats.datagrams_out += 1;
         self.stats.bytes_out += t.payload.len() as u64;
+        self.note_bytes_out(t.destination, t.payload.len());
         Some(t)
     }
 
@@ -561,6 +577,7 @@ impl Peer {
     /// Handles a datagram that arrived from `from`. Malformed or unwanted
     /// input is dropped and counted in [`Stats`], never a panic.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.clock = self.clock.max(now);
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += bytes.len() as u64;
         if self.phase == Phase::Left || self.phase == Phase::Idle {
@@ -578,6 +595,9 @@ impl Peer {
         if sender == self.id {
             self.stats.drop(DropReason::Invalid);
             return;
+        }
+        if self.members.get(&sender).is_some() {
+            self.note_bytes_in(sender, bytes.len());
         }
         if let Some(m) = self.members.get_mut(&sender) {
             if m.is_alive() {
@@ -657,6 +677,8 @@ impl Peer {
             Frame::ForwardCritical { write_id, origin, shard, update } => {
                 self.handle_forward_critical(now, sender, write_id, origin, shard, update)
             }
+            Frame::Ping { stamp } => self.queue_frame(from, &Frame::Pong { stamp }),
+            Frame::Pong { stamp } => self.handle_pong(now, sender, stamp),
             Frame::Prepared { shard, origin, write_id, epoch, update } => {
                 self.handle_prepared(now, shard, origin, write_id, epoch, update)
             }
@@ -1203,6 +1225,9 @@ impl Peer {
         let catching_up = st.catch_up_to.is_some();
         let gap = outcome.gap;
         self.stats.updates_applied += outcome.applied.len() as u64;
+        for e in &outcome.applied {
+            self.note_shard_update(shard, e.update.encoded_len());
+        }
         if self.config.update_events {
             for e in outcome.applied {
                 let value = match e.update.op {
@@ -1279,6 +1304,8 @@ impl Peer {
     fn handle_forward_ack(&mut self, write_id: u64, shard: ShardId, version: Version) {
         match self.pending.get(&write_id) {
             Some(p) if p.shard == shard => {
+                let waited = self.clock.saturating_duration_since(p.created);
+                self.telemetry.forward_latency.record(waited);
                 self.pending.remove(&write_id);
                 self.push_event(Event::WriteApplied { write: WriteId(write_id), shard, version });
             }
@@ -1520,12 +1547,14 @@ impl Peer {
         self.retry_pending(now, None);
         self.drive_takeovers(now);
         self.drive_critical(now);
+        self.drive_telemetry(now);
         self.check_suspicions(now);
     }
 
     // ----- output ----------------------------------------------------------------
 
     fn push_event(&mut self, event: Event) {
+        self.note_event(&event);
         if self.events.len() >= self.config.max_queued_events {
             self.stats.drop(DropReason::EventQueueFull);
             return;

@@ -1,0 +1,343 @@
+//! Status: what the tools show. Per-link round-trip time and loss (from
+//! ping/pong probes), per-link and per-shard rates, recent notable events,
+//! latency histograms and every counter, gathered into one snapshot that is
+//! cheap to take. Nothing here changes protocol behaviour.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::event::Event;
+use crate::identity::PeerId;
+use crate::replica::Version;
+use crate::shards::ShardId;
+use crate::stats::{Histogram, Stats};
+use crate::time::Instant;
+use crate::wire::Frame;
+
+use super::Peer;
+
+/// How often every member is probed for its round-trip time.
+pub(super) const PING_INTERVAL: Duration = Duration::from_secs(1);
+/// Window over which rates are measured.
+const RATE_WINDOW: Duration = Duration::from_secs(1);
+/// Notable events kept for the status snapshot.
+const RECENT_EVENTS: usize = 100;
+/// Weight of a new sample in the smoothed RTT and loss (as in TCP's SRTT).
+const EWMA_WEIGHT: f64 = 0.125;
+
+/// What we measure about the link to one member.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Link {
+    srtt: Option<Duration>,
+    loss: Option<f64>,
+    awaiting: Option<u64>,
+    pub(super) bytes_in: u64,
+    bytes_in_at_window: u64,
+    bytes_in_rate: f64,
+}
+
+/// Rate bookkeeping for one shard.
+#[derive(Debug, Clone, Default)]
+pub(super) struct ShardLoad {
+    pub(super) updates: u64,
+    pub(super) bytes: u64,
+    at_window: (u64, u64),
+    rate: (f64, f64),
+}
+
+/// Status bookkeeping owned by the peer.
+#[derive(Debug, Default)]
+pub(super) struct Telemetry {
+    pub(super) links: std::collections::BTreeMap<PeerId, Link>,
+    pub(super) bytes_out_by_addr: std::collections::BTreeMap<SocketAddr, (u64, u64, f64)>,
+    recent: VecDeque<(Instant, String)>,
+    /// Local write → czar's acknowledgement, for forwarded writes.
+    pub(super) forward_latency: Histogram,
+    /// Critical write → commit, for our own critical writes.
+    pub(super) commit_latency: Histogram,
+    /// Round-trip times from probes.
+    rtt: Histogram,
+    window_start: Option<Instant>,
+    next_ping: Option<Instant>,
+}
+
+/// A member as the status snapshot shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberView {
+    /// Its id.
+    pub id: PeerId,
+    /// Where it is reached.
+    pub addr: SocketAddr,
+    /// `alive`, `suspected`, `left` or `unreachable` (left by our own timeout only).
+    pub state: &'static str,
+    /// Its incarnation.
+    pub incarnation: u32,
+    /// Milliseconds since we last heard from it.
+    pub last_heard_ms: u64,
+    /// Smoothed round-trip time, once measured.
+    pub rtt_ms: Option<f64>,
+    /// Smoothed share of probes that got no answer, once measured.
+    pub loss: Option<f64>,
+    /// Bytes per second received from it over the last window.
+    pub bytes_in_per_sec: f64,
+    /// Bytes per second sent to it over the last window.
+    pub bytes_out_per_sec: f64,
+}
+
+/// A shard as the status snapshot shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardView {
+    /// Its id.
+    pub id: ShardId,
+    /// Its name.
+    pub name: String,
+    /// The czar we follow.
+    pub czar: Option<PeerId>,
+    /// The ranked backups in our view.
+    pub backups: Vec<PeerId>,
+    /// Our version of it.
+    pub version: Version,
+    /// First 8 bytes of its content checksum.
+    pub checksum: u64,
+    /// Number of keys.
+    pub keys: usize,
+    /// Bytes of keys and values.
+    pub size_bytes: usize,
+    /// Updates per second applied here over the last window.
+    pub updates_per_sec: f64,
+    /// Update bytes per second applied here over the last window.
+    pub bytes_per_sec: f64,
+}
+
+/// A latency histogram summarised for display.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyView {
+    /// Number of samples.
+    pub count: u64,
+    /// Median, in ms (bucket upper bound).
+    pub p50_ms: Option<u64>,
+    /// 99th percentile, in ms (bucket upper bound).
+    pub p99_ms: Option<u64>,
+    /// Largest sample, in ms.
+    pub max_ms: Option<f64>,
+    /// The raw histogram.
+    pub histogram: Histogram,
+}
+
+impl From<&Histogram> for LatencyView {
+    fn from(h: &Histogram) -> Self {
+        LatencyView {
+            count: h.count,
+            p50_ms: h.quantile_ms(0.5),
+            p99_ms: h.quantile_ms(0.99),
+            max_ms: (h.count > 0).then(|| h.max_micros as f64 / 1000.0),
+            histogram: h.clone(),
+        }
+    }
+}
+
+/// Everything the tools show about one peer, at one instant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerStatus {
+    /// Our id.
+    pub id: PeerId,
+    /// When the snapshot was taken (the peer's clock).
+    pub at: Instant,
+    /// Whether we are in the session.
+    pub joined: bool,
+    /// Our incarnation.
+    pub incarnation: u32,
+    /// Lifeguard local-health penalty (0 is healthy).
+    pub local_health: u32,
+    /// Every member we hold a record of.
+    pub members: Vec<MemberView>,
+    /// Every declared shard.
+    pub shards: Vec<ShardView>,
+    /// Recent notable events (joins, leaves, suspicions, czar changes,
+    /// commits, rejections), oldest first, with the time they happened.
+    pub recent_events: Vec<(Instant, String)>,
+    /// Forwarded write → czar acknowledgement.
+    pub forward_latency: LatencyView,
+    /// Critical write → commit.
+    pub commit_latency: LatencyView,
+    /// Round-trip times to members.
+    pub rtt: LatencyView,
+    /// Every counter, drops by cause included.
+    pub stats: Stats,
+}
+
+impl Peer {
+    /// A snapshot for the tools. Costs a pass over members and shards.
+    pub fn status(&self) -> PeerStatus {
+        let now = self.clock;
+        let t = &self.telemetry;
+        let members = self
+            .members
+            .iter()
+            .map(|m| {
+                let link = t.links.get(&m.id);
+                let state = if m.is_alive() {
+                    if m.suspected {
+                        "suspected"
+                    } else {
+                        "alive"
+                    }
+                } else if m.soft_left {
+                    "unreachable"
+                } else {
+                    "left"
+                };
+                MemberView {
+                    id: m.id,
+                    addr: m.addr,
+                    state,
+                    incarnation: m.incarnation,
+                    last_heard_ms: now.saturating_duration_since(m.last_heard).as_millis() as u64,
+                    rtt_ms: link.and_then(|l| l.srtt).map(|d| d.as_secs_f64() * 1000.0),
+                    loss: link.and_then(|l| l.loss),
+                    bytes_in_per_sec: link.map_or(0.0, |l| l.bytes_in_rate),
+                    bytes_out_per_sec: t.bytes_out_by_addr.get(&m.addr).map_or(0.0, |b| b.2),
+                }
+            })
+            .collect();
+        let shards = self
+            .shards
+            .iter()
+            .map(|info| {
+                let st = &self.states[&info.id];
+                ShardView {
+                    id: info.id,
+                    name: info.name.clone(),
+                    czar: st.replica.czar,
+                    backups: self.backups_of(info.id),
+                    version: st.replica.version(),
+                    checksum: st.replica.checksum().short(),
+                    keys: st.replica.len(),
+                    size_bytes: st.replica.size_bytes(),
+                    updates_per_sec: st.load.rate.0,
+                    bytes_per_sec: st.load.rate.1,
+                }
+            })
+            .collect();
+        PeerStatus {
+            id: self.id,
+            at: now,
+            joined: self.is_joined(),
+            incarnation: self.members.myself().incarnation,
+            local_health: self.local_health,
+            members,
+            shards,
+            recent_events: t.recent.iter().cloned().collect(),
+            forward_latency: (&t.forward_latency).into(),
+            commit_latency: (&t.commit_latency).into(),
+            rtt: (&t.rtt).into(),
+            stats: self.stats.clone(),
+        }
+    }
+
+    /// Remembers notable events for the snapshot.
+    pub(super) fn note_event(&mut self, event: &Event) {
+        if matches!(event, Event::Updated { .. } | Event::Authored { .. }) {
+            return;
+        }
+        let text = match event {
+            Event::PeerJoined { peer, .. } => format!("peer {} joined", peer.short()),
+            Event::PeerLeft { peer, reason } => format!("peer {} left ({reason:?})", peer.short()),
+            Event::PeerSuspected { peer } => format!("peer {} suspected", peer.short()),
+            Event::CzarChanged { shard, new, epoch, .. } => {
+                let name = self.shards.get(*shard).map_or_else(|| shard.to_string(), |s| s.name.clone());
+                format!("{name}: czar {} at epoch {epoch}", new.short())
+            }
+            Event::Committed { shard, version, .. } => format!("{shard}: critical update committed at {version}"),
+            Event::Rejected { reason, .. } => format!("critical update rejected: {reason}"),
+            Event::Diverged { shard, ours, adopted } => format!("{shard}: diverged at {ours}, adopted {adopted}"),
+            other => format!("{other:?}"),
+        };
+        let recent = &mut self.telemetry.recent;
+        if recent.len() >= RECENT_EVENTS {
+            recent.pop_front();
+        }
+        recent.push_back((self.clock, text));
+    }
+
+    /// Counts bytes received from a member.
+    pub(super) fn note_bytes_in(&mut self, from: PeerId, bytes: usize) {
+        self.telemetry.links.entry(from).or_default().bytes_in += bytes as u64;
+    }
+
+    /// Counts bytes sent to an address.
+    pub(super) fn note_bytes_out(&mut self, to: SocketAddr, bytes: usize) {
+        self.telemetry.bytes_out_by_addr.entry(to).or_default().0 += bytes as u64;
+    }
+
+    /// Counts an update applied or authored in `shard`.
+    pub(super) fn note_shard_update(&mut self, shard: ShardId, bytes: usize) {
+        if let Some(st) = self.states.get_mut(&shard) {
+            st.load.updates += 1;
+            st.load.bytes += bytes as u64;
+        }
+    }
+
+    /// Periodic work: probes and rate windows.
+    pub(super) fn drive_telemetry(&mut self, now: Instant) {
+        let t = &mut self.telemetry;
+        let start = *t.window_start.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed >= RATE_WINDOW {
+            let secs = elapsed.as_secs_f64();
+            for link in t.links.values_mut() {
+                link.bytes_in_rate = (link.bytes_in - link.bytes_in_at_window) as f64 / secs;
+                link.bytes_in_at_window = link.bytes_in;
+            }
+            for (total, at_window, rate) in t.bytes_out_by_addr.values_mut() {
+                *rate = (*total - *at_window) as f64 / secs;
+                *at_window = *total;
+            }
+            for st in self.states.values_mut() {
+                let l = &mut st.load;
+                l.rate = ((l.updates - l.at_window.0) as f64 / secs, (l.bytes - l.at_window.1) as f64 / secs);
+                l.at_window = (l.updates, l.bytes);
+            }
+            t.window_start = Some(now);
+        }
+        let due = t.next_ping.is_none_or(|at| now >= at);
+        if !due {
+            return;
+        }
+        t.next_ping = Some(now + PING_INTERVAL);
+        let stamp = now.as_micros();
+        let others: Vec<(PeerId, SocketAddr)> = self.members.others().map(|m| (m.id, m.addr)).collect();
+        for (id, addr) in others {
+            let link = self.telemetry.links.entry(id).or_default();
+            // A probe still unanswered after a whole interval counts as lost.
+            let lost = link.awaiting.is_some();
+            let sample = if lost { 1.0 } else { 0.0 };
+            if link.srtt.is_some() || lost {
+                link.loss = Some(link.loss.map_or(sample, |l| l + EWMA_WEIGHT * (sample - l)));
+            }
+            link.awaiting = Some(stamp);
+            self.queue_frame(addr, &Frame::Ping { stamp });
+        }
+        let known: std::collections::BTreeSet<PeerId> = self.members.iter().map(|m| m.id).collect();
+        self.telemetry.links.retain(|id, _| known.contains(id));
+        let addrs: std::collections::BTreeSet<SocketAddr> = self.members.iter().map(|m| m.addr).collect();
+        self.telemetry.bytes_out_by_addr.retain(|a, _| addrs.contains(a));
+    }
+
+    /// A pong: one round-trip sample.
+    pub(super) fn handle_pong(&mut self, now: Instant, sender: PeerId, stamp: u64) {
+        let Some(link) = self.telemetry.links.get_mut(&sender) else { return };
+        if link.awaiting != Some(stamp) || stamp > now.as_micros() {
+            return; // not our probe, or a late one we already counted as lost
+        }
+        link.awaiting = None;
+        let rtt = now.saturating_duration_since(Instant::from_micros(stamp));
+        link.srtt = Some(match link.srtt {
+            None => rtt,
+            Some(s) => s.mul_f64(1.0 - EWMA_WEIGHT) + rtt.mul_f64(EWMA_WEIGHT),
+        });
+        link.loss = Some(link.loss.map_or(0.0, |l| l * (1.0 - EWMA_WEIGHT)));
+        self.telemetry.rtt.record(rtt);
+    }
+}
