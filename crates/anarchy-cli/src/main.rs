@@ -27,9 +27,9 @@ enum Commands {
     Node(node::NodeArgs),
     /// Run N players over real UDP on loopback and measure propagation.
     Demo(demo::DemoArgs),
+    /// Simulate many peers over a faulty network, deterministically, checking invariants.
+    Sim(anarchy_sim::cli::SimArgs),
     // ---- future subcommands go here --------------------------------------------
-    // `sim` (crates/anarchy-sim): add the variant below and its arm in `main`:
-    //     Sim(anarchy_sim::cli::SimArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +38,6 @@ fn main() -> ExitCode {
         Commands::Keygen(args) => keygen::run(args),
         Commands::Node(args) => node::run(args),
         Commands::Demo(args) => demo::run(args),
-        // Commands::Sim(args) => ExitCode::from(u8::try_from(anarchy_sim::cli::run(args)).unwrap_or(1)),
+        Commands::Sim(args) => ExitCode::from(u8::try_from(anarchy_sim::cli::run(args)).unwrap_or(1)),
     }
 }

@@ -465,7 +465,7 @@ impl Sim {
         let names = shard_names(cfg.shards);
         let shard_ids: Vec<ShardId> = names.iter().map(|n| ShardId::from_name(n)).collect();
         let shard_names = shard_ids.iter().copied().zip(names).collect();
-        let net = Network::new(n, cfg.link.clone(), mix64(cfg.seed ^ 0x6e65_7477_6f72_6b));
+        let net = Network::new(n, cfg.link.clone(), mix64(cfg.seed ^ 0x006e_6574_776f_726b));
         let end_us = (cfg.seconds * 1e6) as u64;
         let net_rng = ChaCha8Rng::seed_from_u64(mix64(cfg.seed ^ 0x5eed));
         let schedule = cfg.schedule.clone();
@@ -1090,7 +1090,7 @@ impl Sim {
 
 /// Fingerprint of one (key, value) pair.
 pub fn fingerprint(key: &[u8], value: Option<&[u8]>) -> u64 {
-    let k = hash_bytes(0x6b65_79, key);
+    let k = hash_bytes(0x006b_6579, key);
     match value {
         Some(v) => hash_bytes(k, v),
         None => mix64(k ^ 0xde1e7e),
