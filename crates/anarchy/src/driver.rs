@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     pub(crate) events: Mutex<mpsc::UnboundedReceiver<Event>>,
     /// Set once the driver task has stopped.
     pub(crate) stopped: AtomicBool,
+    /// Critical writes whose handles wait for a decision.
+    pub(crate) critical_waiters: Mutex<crate::critical::Waiters>,
 }
 
 impl Shared {
@@ -46,6 +48,7 @@ impl Shared {
             wake: Notify::new(),
             events: Mutex::new(events),
             stopped: AtomicBool::new(false),
+            critical_waiters: Mutex::new(crate::critical::Waiters::default()),
         }
     }
 
@@ -182,6 +185,7 @@ impl Driver {
                 outgoing.push(t);
             }
             while let Some(event) = peer.poll_event() {
+                crate::critical::resolve(&self.shared, &event);
                 // The receiver lives in `Shared`, which outlives this task: cannot fail.
                 let _ = self.events.send(event);
             }

@@ -27,12 +27,14 @@
 
 mod builder;
 mod clock;
+mod critical;
 mod driver;
 mod error;
 mod events;
 mod session;
 
 pub use builder::SessionBuilder;
+pub use critical::{CriticalHandle, CriticalOutcome};
 pub use error::SessionError;
 pub use events::EventStream;
 pub use session::{Batch, MemberInfo, Session};
@@ -40,6 +42,6 @@ pub use session::{Batch, MemberInfo, Session};
 /// The protocol core, for types not re-exported here.
 pub use anarchy_proto as proto;
 pub use anarchy_proto::{
-    Checksum, Config, DropReason, Event, Keypair, LeaveReason, PeerId, ShardId, ShardInfo, Stats, Version,
+    Checksum, Config, DropReason, Event, Keypair, LeaveReason, PeerId, Proposal, ShardId, ShardInfo, Stats, Version,
     WriteFailure, WriteId, WriteOutcome, MAX_DATAGRAM_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES,
 };

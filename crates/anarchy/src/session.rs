@@ -97,6 +97,11 @@ impl Session {
         Session { shared, commands, status, task, id, local_addr, advertised_addr }
     }
 
+    /// The state shared with the driver task (for sibling modules).
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     // ----- identity ------------------------------------------------------------
 
     /// Our peer id.
