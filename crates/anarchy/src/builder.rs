@@ -11,6 +11,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use crate::clock::Clock;
+use crate::conditioner::Conditioner;
 use crate::driver::{Driver, Shared, Status};
 use crate::error::SessionError;
 use crate::session::Session;
@@ -36,6 +37,7 @@ pub struct SessionBuilder {
     keypair: Option<Keypair>,
     config: Config,
     seed: Option<u64>,
+    conditioner: Option<Conditioner>,
 }
 
 impl Default for SessionBuilder {
@@ -48,6 +50,7 @@ impl Default for SessionBuilder {
             keypair: None,
             config: Config::default(),
             seed: None,
+            conditioner: None,
         }
     }
 }
@@ -111,6 +114,13 @@ impl SessionBuilder {
         self
     }
 
+    /// Impairs this session's outgoing datagrams (latency, jitter, loss,
+    /// duplication) to try a bad network on one machine. Default: none.
+    pub fn conditioner(mut self, conditioner: Conditioner) -> Self {
+        self.conditioner = Some(conditioner);
+        self
+    }
+
     /// Binds the socket, declares the shards, starts joining and spawns the
     /// driver task on the current tokio runtime. Returns once the join has
     /// been sent; use [`Session::wait_joined`] to wait for admission.
@@ -118,6 +128,10 @@ impl SessionBuilder {
         let socket =
             UdpSocket::bind(self.bind).await.map_err(|source| SessionError::Bind { addr: self.bind, source })?;
         let bound = socket.local_addr()?;
+        let (socket, conditioner) = match self.conditioner {
+            Some(c) => crate::conditioner::attach(c, socket).map(|(socket, sender)| (socket, Some(sender)))?,
+            None => (socket, None),
+        };
         let advertised = self.advertise.unwrap_or_else(|| concrete(bound));
         let keypair = self.keypair.unwrap_or_else(|| {
             let mut secret = [0u8; 32];
@@ -146,8 +160,14 @@ impl SessionBuilder {
         let status = Status { joined: peer.is_joined(), live_members: peer.live_members().count() };
         let (status_tx, status_rx) = watch::channel(status);
         let shared = Arc::new(Shared::new(peer, clock, event_rx));
-        let driver =
-            Driver { shared: shared.clone(), socket, events: event_tx, commands: command_rx, status: status_tx };
+        let driver = Driver {
+            shared: shared.clone(),
+            socket,
+            events: event_tx,
+            commands: command_rx,
+            status: status_tx,
+            conditioner,
+        };
         let task = tokio::spawn(driver.run());
         tracing::debug!(peer = %me, %bound, %advertised, "session started");
         Ok(Session::new(shared, command_tx, status_rx, task, me, bound, advertised))

@@ -94,6 +94,8 @@ pub(crate) struct Driver {
     pub(crate) events: mpsc::UnboundedSender<Event>,
     pub(crate) commands: mpsc::UnboundedReceiver<Command>,
     pub(crate) status: watch::Sender<Status>,
+    /// Impairs our outgoing datagrams, when configured (a development tool).
+    pub(crate) conditioner: Option<crate::conditioner::ConditionedSender>,
 }
 
 impl Driver {
@@ -197,6 +199,10 @@ impl Driver {
             });
         }
         for t in outgoing.drain(..) {
+            if let Some(conditioner) = &mut self.conditioner {
+                conditioner.send_to(&t.payload, t.destination).await;
+                continue;
+            }
             if let Err(e) = self.socket.send_to(&t.payload, t.destination).await {
                 tracing::debug!(error = %e, to = %t.destination, "udp send failed");
             }

@@ -25,19 +25,27 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod admin;
 mod builder;
 mod clock;
+mod conditioner;
 mod critical;
 mod driver;
 mod error;
 mod events;
 mod session;
+mod status;
 
+pub use admin::{metrics_text, AdminExposure, AdminServer};
 pub use builder::SessionBuilder;
+pub use conditioner::{ConditionedSender, Conditioner, ConditionerError, Fates};
 pub use critical::{CriticalHandle, CriticalOutcome};
 pub use error::SessionError;
 pub use events::EventStream;
 pub use session::{Batch, MemberInfo, Session};
+pub use status::{
+    Bucket, Counters, EventReport, LatencyReport, LatencyReports, MemberReport, ShardReport, StatusHandle, StatusReport,
+};
 
 /// The protocol core, for types not re-exported here.
 pub use anarchy_proto as proto;
