@@ -46,8 +46,10 @@ pub struct Member {
     /// Whether we currently suspect it (silent past the suspicion threshold).
     pub suspected: bool,
     /// Whether it left only in our own view, by local timeout: such a "soft"
-    /// tombstone is revived by any sign of life at the same incarnation (a
-    /// healed partition, a resumed process) and is never gossiped.
+    /// tombstone is revived by direct contact at the same incarnation (a healed
+    /// partition, a resumed process: see `Membership::revive`) and is never
+    /// gossiped. Second-hand records do not revive it, or peers whose timeouts
+    /// fire at different moments would keep reviving a cut-off peer for each other.
     pub soft_left: bool,
 }
 
@@ -87,6 +89,9 @@ pub enum MergeOutcome {
 pub struct Membership {
     me: PeerId,
     members: BTreeMap<PeerId, Member>,
+    /// The live-view digest, computed on demand and cleared by every change
+    /// to who is alive or at which incarnation (it is compared on every heartbeat).
+    digest: std::cell::Cell<Option<u64>>,
 }
 
 impl Membership {
@@ -95,7 +100,7 @@ impl Membership {
         let id = me.id;
         let mut members = BTreeMap::new();
         members.insert(id, me);
-        Membership { me: id, members }
+        Membership { me: id, members, digest: std::cell::Cell::new(None) }
     }
 
     /// Our own id.
@@ -110,6 +115,7 @@ impl Membership {
 
     /// Our own record, to change.
     pub fn myself_mut(&mut self) -> &mut Member {
+        self.digest.set(None);
         self.members.get_mut(&self.me).expect("we are always in our own list")
     }
 
@@ -118,7 +124,9 @@ impl Membership {
         self.members.get(id)
     }
 
-    /// A member by id, to change.
+    /// A member by id, to change its bookkeeping (address, last heard,
+    /// suspicion). Status and incarnation change only through `merge`,
+    /// `mark_left` and `revive`, which keep the digest right.
     pub fn get_mut(&mut self, id: &PeerId) -> Option<&mut Member> {
         self.members.get_mut(id)
     }
@@ -161,6 +169,15 @@ impl Membership {
 
     /// Digest of the live view: ids and incarnations, in id order.
     pub fn digest(&self) -> u64 {
+        if let Some(d) = self.digest.get() {
+            return d;
+        }
+        let d = self.compute_digest();
+        self.digest.set(Some(d));
+        d
+    }
+
+    fn compute_digest(&self) -> u64 {
         let mut h = blake3::Hasher::new_derive_key("anarchy 2026 member view digest v1");
         for m in self.alive() {
             h.update(&m.id.0);
@@ -172,6 +189,7 @@ impl Membership {
     /// Merges a gossiped record. Records about ourselves are never merged
     /// here: the caller refutes them.
     pub fn merge(&mut self, rec: &MemberRecord, now: Instant) -> MergeOutcome {
+        self.digest.set(None);
         debug_assert_ne!(rec.id, self.me, "records about ourselves are refuted, not merged");
         match self.members.get_mut(&rec.id) {
             None => {
@@ -228,13 +246,6 @@ impl Membership {
                     } else {
                         MergeOutcome::Unchanged
                     }
-                } else if same && rec.status == MemberStatus::Alive && m.soft_left {
-                    m.status = MemberStatus::Alive;
-                    m.soft_left = false;
-                    m.left_at = None;
-                    m.last_heard = now;
-                    m.addr = rec.addr;
-                    MergeOutcome::Joined
                 } else {
                     MergeOutcome::Unchanged
                 }
@@ -245,6 +256,7 @@ impl Membership {
     /// Marks a live member as left; `soft` when only our own timeout says so.
     /// Returns whether it was alive.
     pub fn mark_left(&mut self, id: &PeerId, now: Instant, soft: bool) -> bool {
+        self.digest.set(None);
         match self.members.get_mut(id) {
             Some(m) if m.is_alive() && *id != self.me => {
                 m.status = MemberStatus::Left;
@@ -256,6 +268,23 @@ impl Membership {
             Some(m) if m.soft_left && !soft => {
                 m.soft_left = false;
                 false
+            }
+            _ => false,
+        }
+    }
+
+    /// We heard directly from `id`, a soft tombstone: it is back.
+    pub fn revive(&mut self, id: &PeerId, addr: SocketAddr, now: Instant) -> bool {
+        self.digest.set(None);
+        match self.members.get_mut(id) {
+            Some(m) if m.soft_left => {
+                m.status = MemberStatus::Alive;
+                m.soft_left = false;
+                m.left_at = None;
+                m.suspected = false;
+                m.last_heard = now;
+                m.addr = addr;
+                true
             }
             _ => false,
         }
@@ -273,6 +302,7 @@ impl Membership {
 
     /// Forgets tombstones older than `deadline`.
     pub fn purge_left_before(&mut self, deadline: Instant) {
+        self.digest.set(None);
         self.members.retain(|_, m| m.left_at.is_none_or(|t| t >= deadline));
     }
 }
@@ -342,9 +372,11 @@ mod tests {
         assert_eq!(m.silent_since(Instant::from_millis(20)), vec![id]);
         assert!(m.mark_left(&id, Instant::from_millis(20), true));
         assert!(!m.mark_left(&id, Instant::from_millis(20), true));
-        // A soft tombstone comes back on an alive record of the same incarnation.
-        assert_eq!(m.merge(&member(1, 0, MemberStatus::Alive), Instant::from_millis(21)), MergeOutcome::Joined);
+        // A soft tombstone is not revived by gossip, only by direct contact.
+        assert_eq!(m.merge(&member(1, 0, MemberStatus::Alive), Instant::from_millis(21)), MergeOutcome::Unchanged);
+        assert!(m.revive(&id, "127.0.0.1:9".parse().unwrap(), Instant::from_millis(21)));
         assert!(m.mark_left(&id, Instant::from_millis(20), false));
+        assert!(!m.revive(&id, "127.0.0.1:9".parse().unwrap(), Instant::from_millis(21)));
         assert_eq!(m.merge(&member(1, 0, MemberStatus::Alive), Instant::from_millis(21)), MergeOutcome::Unchanged);
         m.purge_left_before(Instant::from_millis(30));
         assert!(m.get(&id).is_none());

@@ -79,6 +79,9 @@ pub struct Replica {
     pub epoch_start_seq: u64,
     /// The short checksum of the state at `epoch_start_seq`.
     pub epoch_start_checksum: u64,
+    /// Whether a majority stands behind the current czar's claim (see
+    /// `Frame::Authority`); provisional claims lose to backed ones.
+    pub backed: bool,
     seq: u64,
     log: VecDeque<LogEntry>,
     early: BTreeMap<u64, (u32, Update)>,

@@ -102,6 +102,8 @@ pub fn ranking<'a>(info: &ShardInfo, live: impl IntoIterator<Item = &'a PeerId>,
 #[derive(Debug, Clone, Default)]
 pub struct ShardMap {
     shards: BTreeMap<ShardId, ShardInfo>,
+    /// The digest, computed on demand and cleared by every declaration.
+    digest: std::cell::Cell<Option<u64>>,
 }
 
 impl ShardMap {
@@ -113,6 +115,7 @@ impl ShardMap {
             return Err(ShardError::BadName(name.len()));
         }
         let id = ShardId::from_name(name);
+        self.digest.set(None);
         match self.shards.get_mut(&id) {
             Some(info) => {
                 let merged = info.preferred.max(preferred);
@@ -154,6 +157,9 @@ impl ShardMap {
 
     /// A digest of the whole map, compared in heartbeats to spot differences.
     pub fn digest(&self) -> u64 {
+        if let Some(d) = self.digest.get() {
+            return d;
+        }
         let mut h = blake3::Hasher::new_derive_key("anarchy 2026 shard map digest v1");
         for info in self.shards.values() {
             h.update(&info.id.0.to_le_bytes());
@@ -162,7 +168,9 @@ impl ShardMap {
                 None => h.update(&[0]),
             };
         }
-        u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"))
+        let d = u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"));
+        self.digest.set(Some(d));
+        d
     }
 }
 

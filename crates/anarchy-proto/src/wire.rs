@@ -108,6 +108,8 @@ pub struct ShardVersion {
     pub version: Version,
     /// The first 8 bytes of the czar's state checksum at that version.
     pub checksum: u64,
+    /// Whether the czar's claim is backed by a majority (see [`Frame::Authority`]).
+    pub backed: bool,
 }
 
 /// One voter's answer about one shard in a recovery round.
@@ -123,6 +125,9 @@ pub struct RecoverVote {
     pub version: Version,
     /// The first 8 bytes of the voter's state checksum.
     pub checksum: u64,
+    /// How many [`Frame::Prepared`] proposals the voter sent with this answer:
+    /// a grant counts only once they have all arrived.
+    pub prepared: u16,
 }
 
 /// Longest reason a validator may give for rejecting a critical update.
@@ -240,6 +245,12 @@ pub enum Frame {
         /// The first 8 bytes of the state checksum at `seq`, so a peer can tell
         /// whether its own history is a prefix of the new czar's.
         checksum: u64,
+        /// Whether a majority stands behind the claim (a recovery round, a
+        /// graceful hand-over, a fresh shard). A claim made only because our own
+        /// timeout removed the old czar (the minority side of a partition) is
+        /// provisional: it loses to any backed claim when the sides meet again,
+        /// so nothing committed on the majority side is ever undone.
+        backed: bool,
     },
     /// "Send me your member and shard lists."
     SyncReq,
@@ -411,6 +422,7 @@ impl Frame {
                     out.extend_from_slice(&sv.shard.0.to_le_bytes());
                     put_version(out, sv.version);
                     out.extend_from_slice(&sv.checksum.to_le_bytes());
+                    out.push(u8::from(sv.backed));
                 }
             }
             Frame::Leave { incarnation } => put_varint(out, u64::from(*incarnation)),
@@ -451,12 +463,13 @@ impl Frame {
                     put_bytes(out, v);
                 }
             }
-            Frame::Authority { shard, epoch, czar, seq, checksum } => {
+            Frame::Authority { shard, epoch, czar, seq, checksum, backed } => {
                 out.extend_from_slice(&shard.0.to_le_bytes());
                 put_varint(out, u64::from(*epoch));
                 out.extend_from_slice(&czar.0);
                 put_varint(out, *seq);
                 out.extend_from_slice(&checksum.to_le_bytes());
+                out.push(u8::from(*backed));
             }
             Frame::Recover { gone, incarnation, claims } => {
                 out.extend_from_slice(&gone.0);
@@ -516,6 +529,7 @@ impl Frame {
                     out.push(u8::from(v.granted));
                     put_version(out, v.version);
                     out.extend_from_slice(&v.checksum.to_le_bytes());
+                    put_varint(out, u64::from(v.prepared));
                 }
             }
         }
@@ -727,10 +741,15 @@ fn decode_frame(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
             let incarnation = r.epoch()?;
             let members_hash = r.u64_le()?;
             let shards_hash = r.u64_le()?;
-            let n = r.count(8 + 2 + 8)?;
+            let n = r.count(8 + 2 + 8 + 1)?;
             let mut czar_of = Vec::with_capacity(n);
             for _ in 0..n {
-                czar_of.push(ShardVersion { shard: r.shard()?, version: r.version()?, checksum: r.u64_le()? });
+                czar_of.push(ShardVersion {
+                    shard: r.shard()?,
+                    version: r.version()?,
+                    checksum: r.u64_le()?,
+                    backed: r.bool()?,
+                });
             }
             Frame::Heartbeat { incarnation, members_hash, shards_hash, czar_of }
         }
@@ -780,6 +799,7 @@ fn decode_frame(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
             czar: r.peer_id()?,
             seq: r.seq()?,
             checksum: r.u64_le()?,
+            backed: r.bool()?,
         },
         13 => Frame::SyncReq,
         14 => {
@@ -795,7 +815,7 @@ fn decode_frame(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
         15 => {
             let gone = r.peer_id()?;
             let silent = r.bool()?;
-            let n = r.count(8 + 1 + 1 + 2 + 8)?;
+            let n = r.count(8 + 1 + 1 + 2 + 8 + 1)?;
             let mut votes = Vec::with_capacity(n);
             for _ in 0..n {
                 votes.push(RecoverVote {
@@ -804,6 +824,7 @@ fn decode_frame(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
                     granted: r.bool()?,
                     version: r.version()?,
                     checksum: r.u64_le()?,
+                    prepared: r.varint_u16()?,
                 });
             }
             Frame::RecoverAck { gone, silent, votes }
@@ -1090,7 +1111,12 @@ mod tests {
                 incarnation: 1,
                 members_hash: 42,
                 shards_hash: 7,
-                czar_of: vec![ShardVersion { shard: ShardId(9), version: Version { epoch: 2, seq: 300 }, checksum: 5 }],
+                czar_of: vec![ShardVersion {
+                    shard: ShardId(9),
+                    version: Version { epoch: 2, seq: 300 },
+                    checksum: 5,
+                    backed: true,
+                }],
             },
             Frame::Leave { incarnation: 1 },
             Frame::Delta {
@@ -1119,7 +1145,7 @@ mod tests {
                 chunks: 2,
                 entries: vec![(b"a".to_vec(), b"b".to_vec())],
             },
-            Frame::Authority { shard: ShardId(3), epoch: 5, czar: id, seq: 99, checksum: 12 },
+            Frame::Authority { shard: ShardId(3), epoch: 5, czar: id, seq: 99, checksum: 12, backed: false },
             Frame::SyncReq,
             Frame::Recover { gone: id, incarnation: 2, claims: vec![(ShardId(1), 4), (ShardId(2), 9)] },
             Frame::Propose {
@@ -1169,6 +1195,7 @@ mod tests {
                     granted: true,
                     version: Version { epoch: 3, seq: 10 },
                     checksum: 77,
+                    prepared: 1,
                 }],
             },
         ]

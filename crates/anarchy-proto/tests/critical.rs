@@ -172,3 +172,39 @@ fn a_new_czar_finishes_a_proposal_the_old_one_never_decided() {
     }
     let _ = id;
 }
+
+#[test]
+fn a_heal_never_undoes_a_commit_made_on_the_majority_side() {
+    let mut net = session(5);
+    let world = net.declare_everywhere("world", None);
+    net.start_all();
+    net.run_for(Duration::from_secs(1));
+    let czar = net.index_of(net.peers[0].czar_of(world).unwrap());
+    // The czar stays on the big side; the small side times it out and claims
+    // the shard provisionally, and may climb many epochs while it plays on.
+    let small: Vec<usize> = (0..5).filter(|i| *i != czar).take(2).collect();
+    let cut = small.clone();
+    net.drop_filter = Some(Box::new(move |d| cut.contains(&d.from) != cut.contains(&d.to)));
+    net.run_for(Duration::from_secs(3));
+    let small_czar = net.peers[small[0]].czar_of(world).unwrap();
+    assert_ne!(small_czar, net.id(czar), "the small side claimed the shard");
+    for t in 0..10u8 {
+        let now = net.now;
+        let _ = net.peers[small[0]].write(now, world, b"small", &[t]);
+        net.drain_all();
+        net.run_for(Duration::from_millis(50));
+    }
+    let now = net.now;
+    let id = net.peers[czar].write_critical(now, world, b"trophy", Some(b"big side")).unwrap();
+    net.drain_all();
+    net.run_for(Duration::from_millis(500));
+    assert!(net.events[czar].iter().any(|e| matches!(e, Event::Committed { write, .. } if *write == Some(id))));
+    net.drop_filter = None;
+    net.run_for(Duration::from_secs(5));
+    assert!(net.converged(world));
+    for i in 0..5 {
+        assert_eq!(net.peers[i].get(world, b"trophy"), Some(&b"big side"[..]), "peer {i} lost the commit");
+    }
+    // The small side's optimistic writes were reported as discarded.
+    assert!(small.iter().any(|i| net.events[*i].iter().any(|e| matches!(e, Event::Diverged { .. }))));
+}

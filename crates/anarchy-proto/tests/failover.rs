@@ -216,6 +216,22 @@ fn both_sides_of_a_partition_play_on_and_converge_after_the_heal() {
                 net.peers[i].checksum_of(world).map(|c| c.short()),
                 small.contains(&i)
             );
+            let st = net.peers[i].stats();
+            eprintln!(
+                "   repairs {} snaps {} drops {:?}",
+                st.repairs_requested,
+                st.snapshots_installed,
+                st.drop_counts().collect::<Vec<_>>()
+            );
+            eprintln!(
+                "   events {:?}",
+                net.events[i]
+                    .iter()
+                    .filter(|e| !matches!(e, Event::Updated { .. } | Event::Authored { .. }))
+                    .rev()
+                    .take(10)
+                    .collect::<Vec<_>>()
+            );
         }
     }
     assert!(net.converged(world));

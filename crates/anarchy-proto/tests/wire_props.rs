@@ -130,7 +130,8 @@ fn shard_decl() -> impl Strategy<Value = ShardDecl> {
 }
 
 fn shard_version() -> impl Strategy<Value = ShardVersion> {
-    (shard_id(), version(), any::<u64>()).prop_map(|(shard, version, checksum)| ShardVersion {
+    (shard_id(), version(), any::<u64>(), any::<bool>()).prop_map(|(shard, version, checksum, backed)| ShardVersion {
+        backed,
         shard,
         version,
         checksum,
@@ -146,8 +147,16 @@ fn decision() -> impl Strategy<Value = Decision> {
 }
 
 fn recover_vote() -> impl Strategy<Value = RecoverVote> {
-    (shard_id(), edgy_epoch(), any::<bool>(), version(), any::<u64>())
-        .prop_map(|(shard, epoch, granted, version, checksum)| RecoverVote { shard, epoch, granted, version, checksum })
+    (shard_id(), edgy_epoch(), any::<bool>(), version(), any::<u64>()).prop_map(
+        |(shard, epoch, granted, version, checksum)| RecoverVote {
+            shard,
+            epoch,
+            granted,
+            version,
+            checksum,
+            prepared: (checksum % 7) as u16,
+        },
+    )
 }
 
 /// A delta's `first_seq` is at least 1 and `first_seq + len` must not overflow.
@@ -211,8 +220,16 @@ fn frame() -> impl Strategy<Value = Frame> {
         }),
         (shard_id(), edgy_seq()).prop_map(|(shard, from_seq)| Frame::RepairReq { shard, from_seq }),
         snapshot(),
-        (shard_id(), edgy_epoch(), peer_id(), edgy_seq(), any::<u64>())
-            .prop_map(|(shard, epoch, czar, seq, checksum)| Frame::Authority { shard, epoch, czar, seq, checksum }),
+        (shard_id(), edgy_epoch(), peer_id(), edgy_seq(), any::<u64>()).prop_map(
+            |(shard, epoch, czar, seq, checksum)| Frame::Authority {
+                shard,
+                epoch,
+                czar,
+                seq,
+                checksum,
+                backed: checksum % 2 == 0,
+            }
+        ),
         Just(Frame::SyncReq),
         (peer_id(), edgy_epoch(), prop::collection::vec((shard_id(), edgy_epoch()), 0..=20))
             .prop_map(|(gone, incarnation, claims)| Frame::Recover { gone, incarnation, claims }),
@@ -516,8 +533,9 @@ fn frame_for_peer() -> impl Strategy<Value = Frame> {
     let czar = || prop_oneof![Just(me), Just(them), peer_id()];
     prop_oneof![
         frame(),
-        (shard(), peer_epoch(), czar(), peer_seq(), any::<u64>())
-            .prop_map(|(shard, epoch, czar, seq, checksum)| { Frame::Authority { shard, epoch, czar, seq, checksum } }),
+        (shard(), peer_epoch(), czar(), peer_seq(), any::<u64>()).prop_map(|(shard, epoch, czar, seq, checksum)| {
+            Frame::Authority { shard, epoch, czar, seq, checksum, backed: checksum % 2 == 0 }
+        }),
         (shard(), peer_epoch(), 1u64..=5, prop::collection::vec(update(), 1..=3))
             .prop_map(|(shard, epoch, first_seq, updates)| Frame::Delta { shard, epoch, first_seq, updates }),
         (shard(), edgy_u64()).prop_map(|(shard, from_seq)| Frame::RepairReq { shard, from_seq }),
@@ -528,7 +546,7 @@ fn frame_for_peer() -> impl Strategy<Value = Frame> {
                 incarnation: 0,
                 members_hash: 0,
                 shards_hash: 0,
-                czar_of: vec![ShardVersion { shard, version: Version { epoch, seq }, checksum }],
+                czar_of: vec![ShardVersion { shard, version: Version { epoch, seq }, checksum, backed: seq % 2 == 0 }],
             }
         }),
         // An empty snapshot's checksum is all zeros: these can actually install.
@@ -665,7 +683,7 @@ fn a_snapshot_at_the_last_seq_does_not_overflow() {
     let now = Instant::from_millis(BOOT_MS);
     let them = other().peer_id();
     let world = ShardId::from_name(SHARD_NAMES[0]);
-    let claim = Frame::Authority { shard: world, epoch: 100, czar: them, seq: 1, checksum: 0 };
+    let claim = Frame::Authority { shard: world, epoch: 100, czar: them, seq: 1, checksum: 0, backed: true };
     for seq in [u64::MAX, MAX_SEQ] {
         let snapshot = Frame::Snapshot {
             shard: world,

@@ -212,7 +212,8 @@ impl Peer {
         let count = |list: &[PeerId]| list.iter().filter(|m| p.accepts.contains(m)).count();
         let old_ok = count(&p.quorum) >= majority(p.quorum.len());
         let new_ok = count(&current) >= majority(current.len());
-        let rejected = p.rejects.len() > p.quorum.len() - majority(p.quorum.len());
+        let rejects = p.rejects.keys().filter(|m| p.quorum.contains(m)).count();
+        let rejected = rejects > p.quorum.len() - majority(p.quorum.len());
         if old_ok && new_ok {
             if !st.is_ready_czar(self.id) || st.replica.epoch != p.epoch {
                 return; // no longer ours to apply: a new czar finishes it
@@ -225,7 +226,8 @@ impl Peer {
         } else if rejected {
             let st = self.states.get_mut(&shard).expect("known");
             let p = st.critical.open.remove(&key).expect("present");
-            let reason = p.rejects.values().next().cloned().unwrap_or_default();
+            let reason =
+                p.rejects.iter().find(|(m, _)| p.quorum.contains(m)).map(|(_, r)| r.clone()).unwrap_or_default();
             self.decide(now, shard, key, Decision::Rejected(reason));
         }
     }
@@ -309,7 +311,10 @@ impl Peer {
         let key = (origin, write_id);
         // Only the czar we follow, in its epoch, and not one we promised away.
         let current = st.replica.czar == Some(sender) && st.replica.epoch == epoch;
-        let promised_away = st.promised.is_some_and(|(e, _)| e > epoch);
+        // A promise outlives its round's deadline by a margin; the claimant can
+        // no longer complete after that, so the living czar may commit again.
+        let promise_fresh = now.saturating_duration_since(st.promised_at) < self.config.recovery_timeout * 2;
+        let promised_away = promise_fresh && st.promised.is_some_and(|(e, _)| e > epoch);
         let verdict = if !current || promised_away {
             self.stats.drop(DropReason::StaleEpoch);
             Err("not the current czar's epoch".to_owned())
@@ -411,9 +416,11 @@ impl Peer {
     }
 
     /// In a recovery round, a voter hands over a proposal it accepted.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn handle_prepared(
         &mut self,
         now: Instant,
+        sender: PeerId,
         shard: ShardId,
         origin: PeerId,
         write_id: u64,
@@ -426,10 +433,16 @@ impl Peer {
         };
         let key = (origin, write_id);
         let claiming = st.replica.czar == Some(self.id) || st.promised.is_some_and(|(_, p)| p == self.id);
-        if !claiming || st.critical.decided.contains_key(&key) || st.critical.recovered.len() >= MAX_PREPARED {
+        if !claiming || st.critical.recovered.len() >= MAX_PREPARED {
+            return;
+        }
+        if st.critical.decided.contains_key(&key) {
+            // Already decided here: nothing to finish, but it completes the grant.
+            self.note_prepared_received(sender, shard, key);
             return;
         }
         st.critical.recovered.entry(key).or_insert(PreparedProposal { epoch, update, since: now });
+        self.note_prepared_received(sender, shard, key);
     }
 
     /// As a voter in a recovery round: hands our prepared proposals of the
@@ -476,7 +489,9 @@ impl Peer {
         for id in ids {
             let Some(p) = self.pending_critical.get(&id) else { continue };
             let shard = p.shard;
-            if now.saturating_duration_since(p.created) >= self.config.critical_timeout {
+            // The czar decides `TimedOut` at `critical_timeout` and tells us; our
+            // own give-up waits twice that, for when the czar is gone too.
+            if now.saturating_duration_since(p.created) >= self.config.critical_timeout * 2 {
                 self.pending_critical.remove(&id);
                 self.push_event(Event::WriteFailed { write: WriteId(id), shard, reason: WriteFailure::TimedOut });
                 continue;

@@ -41,7 +41,11 @@ pub(super) struct Takeover {
     claims: Vec<(ShardId, u32)>,
     silent_votes: BTreeSet<PeerId>,
     answered: BTreeSet<PeerId>,
-    grants: BTreeMap<ShardId, Vec<(PeerId, Version, u64)>>,
+    /// Per shard: each granting voter's version, checksum and how many
+    /// prepared proposals it said it sent.
+    grants: BTreeMap<ShardId, BTreeMap<PeerId, (Version, u64, u16)>>,
+    /// Prepared proposals received, by (voter, shard, proposal).
+    prepared_seen: BTreeSet<(PeerId, ShardId, super::critical::CriticalKey)>,
     confirmed: bool,
     settled: BTreeSet<ShardId>,
 }
@@ -124,12 +128,13 @@ impl Peer {
                 continue;
             }
             let incarnation = self.members.get(&gone).map_or(0, |m| m.incarnation);
-            let mut grants: BTreeMap<ShardId, Vec<(PeerId, Version, u64)>> = BTreeMap::new();
+            let mut grants: BTreeMap<ShardId, BTreeMap<PeerId, (Version, u64, u16)>> = BTreeMap::new();
             for (shard, epoch) in &claims {
                 let st = self.states.get_mut(shard).expect("claimed shard");
                 st.promised = Some((*epoch, self.id));
-                let own = (self.id, st.replica.version(), st.replica.checksum().short());
-                grants.entry(*shard).or_default().push(own);
+                st.promised_at = now;
+                let own = (st.replica.version(), st.replica.checksum().short(), 0);
+                grants.entry(*shard).or_default().insert(self.id, own);
             }
             let takeover = Takeover {
                 incarnation,
@@ -140,6 +145,7 @@ impl Peer {
                 silent_votes: BTreeSet::from([self.id]),
                 answered: BTreeSet::from([self.id]),
                 grants,
+                prepared_seen: BTreeSet::new(),
                 confirmed: false,
                 settled: BTreeSet::new(),
             };
@@ -178,8 +184,20 @@ impl Peer {
             }
             if now.saturating_duration_since(t.last_sent) >= self.config.recovery_retry_interval {
                 let frame = Frame::Recover { gone, incarnation: t.incarnation, claims: t.claims.clone() };
-                let unanswered: Vec<PeerId> =
-                    t.quorum.iter().filter(|p| **p != gone && !t.answered.contains(p)).copied().collect();
+                // Unanswered, or answered without all the prepared proposals it announced.
+                let incomplete = |p: &PeerId| {
+                    t.grants.iter().any(|(shard, g)| {
+                        g.get(p).is_some_and(|(_, _, n)| {
+                            t.prepared_seen.iter().filter(|(v, s, _)| v == p && s == shard).count() < usize::from(*n)
+                        })
+                    })
+                };
+                let unanswered: Vec<PeerId> = t
+                    .quorum
+                    .iter()
+                    .filter(|p| **p != gone && (!t.answered.contains(p) || incomplete(p)))
+                    .copied()
+                    .collect();
                 self.takeovers.get_mut(&gone).expect("present").last_sent = now;
                 let bytes = frame.to_bytes();
                 for p in unanswered {
@@ -236,14 +254,17 @@ impl Peer {
             let granted = silent && czar_gone && st.replica.epoch < epoch && promise_free;
             if granted {
                 st.promised = Some((epoch, sender));
+                st.promised_at = now;
                 granted_shards.push(shard);
             }
+            let prepared = if granted { u16::try_from(st.critical.prepared.len()).unwrap_or(u16::MAX) } else { 0 };
             votes.push(RecoverVote {
                 shard,
                 epoch,
                 granted,
                 version: st.replica.version(),
                 checksum: st.replica.checksum().short(),
+                prepared,
             });
         }
         // Proposals we accepted but never saw decided go first: the claimant
@@ -264,15 +285,17 @@ impl Peer {
         votes: Vec<RecoverVote>,
     ) {
         let Some(t) = self.takeovers.get_mut(&gone) else { return };
-        if !t.quorum.contains(&sender) || !t.answered.insert(sender) {
+        if !t.quorum.contains(&sender) {
             return;
         }
+        // A repeated answer (after a re-sent round) replaces the earlier one.
+        t.answered.insert(sender);
         if silent {
             t.silent_votes.insert(sender);
         }
         for v in votes {
             if v.granted && t.claims.contains(&(v.shard, v.epoch)) {
-                t.grants.entry(v.shard).or_default().push((sender, v.version, v.checksum));
+                t.grants.entry(v.shard).or_default().insert(sender, (v.version, v.checksum, v.prepared));
             }
         }
         self.try_complete_takeover(now, gone);
@@ -286,12 +309,22 @@ impl Peer {
             .iter()
             .filter(|(s, _)| !t.settled.contains(s))
             .filter_map(|(s, e)| {
-                let grants = t.grants.get(s)?;
-                if grants.len() < needed {
+                // A grant counts once every prepared proposal it announced is here:
+                // a commit the voter knows of must not be skipped.
+                let complete: Vec<(&PeerId, &(Version, u64, u16))> = t
+                    .grants
+                    .get(s)?
+                    .iter()
+                    .filter(|(p, (_, _, n))| {
+                        t.prepared_seen.iter().filter(|(v, sh, _)| v == *p && sh == s).count() >= usize::from(*n)
+                    })
+                    .collect();
+                if complete.len() < needed {
                     return None;
                 }
                 // Adopt the most advanced state a majority member holds.
-                let (peer, version, sum) = grants.iter().max_by_key(|(p, v, _)| (v.seq, v.epoch, *p == self.id))?;
+                let (peer, (version, sum, _)) =
+                    complete.into_iter().max_by_key(|(p, (v, _, _))| (v.seq, v.epoch, **p == self.id))?;
                 Some((*s, *e, *peer, *version, *sum))
             })
             .collect();
@@ -344,11 +377,34 @@ impl Peer {
         st.catch_up_to = (!at_start).then_some((best_seq, best_sum));
         self.adopt_own_prepared(shard);
         self.push_event(Event::CzarChanged { shard, old, new: me, epoch });
-        self.broadcast(&Frame::Authority { shard, epoch, czar: me, seq: best_seq, checksum: best_sum });
+        st_backed(self, shard);
+        self.broadcast(&Frame::Authority { shard, epoch, czar: me, seq: best_seq, checksum: best_sum, backed: true });
         if !at_start {
             let from = if mine >= best_seq { 0 } else { mine + 1 };
             self.request_repair(now, shard, from, Some(best_peer), true);
         }
         self.retry_pending(now, None);
+    }
+}
+
+/// A claim won in a recovery round has a majority behind it.
+fn st_backed(peer: &mut Peer, shard: ShardId) {
+    if let Some(st) = peer.states.get_mut(&shard) {
+        st.replica.backed = true;
+    }
+}
+
+impl Peer {
+    /// A voter's prepared proposal arrived: it completes that voter's grant.
+    pub(super) fn note_prepared_received(&mut self, voter: PeerId, shard: ShardId, key: super::critical::CriticalKey) {
+        for t in self.takeovers.values_mut() {
+            if t.claims.iter().any(|(s, _)| *s == shard) {
+                t.prepared_seen.insert((voter, shard, key));
+            }
+        }
+        let gones: Vec<PeerId> = self.takeovers.keys().copied().collect();
+        for gone in gones {
+            self.try_complete_takeover(self.clock, gone);
+        }
     }
 }

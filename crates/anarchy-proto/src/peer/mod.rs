@@ -144,6 +144,9 @@ struct ShardState {
     applied_forwards: BTreeMap<(PeerId, u64), Version>,
     /// The highest epoch we promised in a recovery round, and to whom.
     promised: Option<(u32, PeerId)>,
+    /// When we made that promise (a promise of a round that never completed
+    /// lapses, so a wrongly suspected czar is not fenced off for good).
+    promised_at: Instant,
     /// Critical-update votes, prepared proposals and decisions.
     critical: critical::CriticalState,
     /// Update rates for the status snapshot.
@@ -655,8 +658,8 @@ impl Peer {
             }
             Frame::ForwardAck { write_id, shard, version } => self.handle_forward_ack(write_id, shard, version),
             Frame::RepairReq { shard, from_seq } => self.handle_repair_request(from, shard, from_seq),
-            Frame::Authority { shard, epoch, czar, seq, checksum } => {
-                match self.offer_authority(now, shard, epoch, czar, Some((seq, checksum)), Some(sender)) {
+            Frame::Authority { shard, epoch, czar, seq, checksum, backed } => {
+                match self.offer_authority(now, shard, epoch, czar, backed, Some((seq, checksum)), Some(sender)) {
                     Verdict::Stale => self.send_authority_hint(now, shard, from),
                     Verdict::Unknown => self.stats.drop(DropReason::UnknownShard),
                     _ => {}
@@ -680,7 +683,7 @@ impl Peer {
             Frame::Ping { stamp } => self.queue_frame(from, &Frame::Pong { stamp }),
             Frame::Pong { stamp } => self.handle_pong(now, sender, stamp),
             Frame::Prepared { shard, origin, write_id, epoch, update } => {
-                self.handle_prepared(now, shard, origin, write_id, epoch, update)
+                self.handle_prepared(now, sender, shard, origin, write_id, epoch, update)
             }
         }
     }
@@ -769,8 +772,13 @@ impl Peer {
             }
             Some(m) if !m.is_alive() => {
                 if incarnation > m.incarnation || (m.soft_left && incarnation == m.incarnation) {
-                    let record = MemberRecord { incarnation, status: MemberStatus::Alive, addr: from, ..m.record() };
-                    self.members.merge(&record, now);
+                    if m.soft_left && incarnation == m.incarnation {
+                        self.members.revive(&sender, from, now);
+                    } else {
+                        let record =
+                            MemberRecord { incarnation, status: MemberStatus::Alive, addr: from, ..m.record() };
+                        self.members.merge(&record, now);
+                    }
                     self.push_event(Event::PeerJoined { peer: sender, addr: from });
                     self.reconcile_authority(now);
                 } else {
@@ -932,10 +940,17 @@ impl Peer {
     }
 
     fn claim(&mut self, _now: Instant, shard: ShardId) {
+        // Backed unless the old czar is gone only by our own timeout: then we
+        // may be the minority side of a partition, and the claim is provisional.
+        let backed = match self.states[&shard].replica.czar {
+            Some(c) => !self.members.get(&c).is_some_and(|m| m.soft_left),
+            None => true,
+        };
         let st = self.states.get_mut(&shard).expect("caller checked");
         if st.replica.epoch >= MAX_EPOCH {
             return; // epochs are exhausted (only a hostile peer gets here)
         }
+        st.replica.backed = backed;
         let old = st.replica.czar;
         st.replica.prev_czar = old;
         st.replica.epoch += 1;
@@ -947,7 +962,7 @@ impl Peer {
         let (epoch, seq, checksum) = (st.replica.epoch, st.replica.seq(), st.replica.checksum().short());
         self.adopt_own_prepared(shard);
         self.push_event(Event::CzarChanged { shard, old, new: self.id, epoch });
-        self.broadcast(&Frame::Authority { shard, epoch, czar: self.id, seq, checksum });
+        self.broadcast(&Frame::Authority { shard, epoch, czar: self.id, seq, checksum, backed });
     }
 
     fn hand_over(&mut self, _now: Instant, shard: ShardId, to: PeerId) {
@@ -964,8 +979,10 @@ impl Peer {
         st.replica.epoch_start_seq = st.replica.seq();
         st.replica.epoch_start_checksum = st.replica.checksum().short();
         let (epoch, seq, checksum) = (st.replica.epoch, st.replica.seq(), st.replica.checksum().short());
+        // A hand-over keeps the standing of the claim it continues.
+        let backed = st.replica.backed;
         self.push_event(Event::CzarChanged { shard, old: Some(self.id), new: to, epoch });
-        self.broadcast(&Frame::Authority { shard, epoch, czar: to, seq, checksum });
+        self.broadcast(&Frame::Authority { shard, epoch, czar: to, seq, checksum, backed });
     }
 
     /// Considers `czar` holding `shard` from `epoch` on. The stronger claim wins:
@@ -976,19 +993,31 @@ impl Peer {
         shard: ShardId,
         epoch: u32,
         czar: PeerId,
+        backed: bool,
         start: Option<(u64, u64)>,
         source: Option<PeerId>,
     ) -> Verdict {
         let (Some(info), Some(st)) = (self.shards.get(shard), self.states.get(&shard)) else {
             return Verdict::Unknown;
         };
-        let current = (st.replica.epoch, st.replica.czar.map(|c| claim_strength(info, &c)));
-        let offered = (epoch, Some(claim_strength(info, &czar)));
-        if offered < current {
-            return Verdict::Stale;
-        }
-        if offered == current {
+        // The winner rule: a backed claim beats a provisional one, then the
+        // higher epoch, then claim strength. A provisional claim still replaces
+        // a czar that is gone from our own view (that is how the minority side
+        // of a partition plays on), but never a live one.
+        let current = (st.replica.backed, st.replica.epoch, st.replica.czar.map(|c| claim_strength(info, &c)));
+        let offered = (backed, epoch, Some(claim_strength(info, &czar)));
+        // The same czar in the same epoch is the same claim, whatever a frame
+        // that does not carry the flag (a delta, a snapshot) implies.
+        if offered == current || (epoch == st.replica.epoch && st.replica.czar == Some(czar)) {
+            if backed && !st.replica.backed && epoch == st.replica.epoch && st.replica.czar == Some(czar) {
+                self.states.get_mut(&shard).expect("checked").replica.backed = true;
+            }
             return Verdict::Same;
+        }
+        let current_gone = st.replica.czar.is_none_or(|c| !self.members.is_alive(&c));
+        let takes_over_gone = !backed && current_gone && epoch > st.replica.epoch;
+        if offered < current && !takes_over_gone {
+            return Verdict::Stale;
         }
         let me = self.id;
         let st = self.states.get_mut(&shard).expect("checked");
@@ -996,6 +1025,7 @@ impl Peer {
         st.replica.prev_czar = old;
         st.replica.epoch = epoch;
         st.replica.czar = Some(czar);
+        st.replica.backed = backed;
         let (seq, sum) = (st.replica.seq(), st.replica.checksum().short());
         // Without a stated start we only trust the old czar for what we already have.
         let (start_seq, start_sum) = start.unwrap_or((seq, sum));
@@ -1052,6 +1082,7 @@ impl Peer {
             czar,
             seq: st.replica.epoch_start_seq,
             checksum: st.replica.epoch_start_checksum,
+            backed: st.replica.backed,
         };
         self.queue_frame(to, &frame);
     }
@@ -1060,7 +1091,7 @@ impl Peer {
 
     fn handle_czar_advert(&mut self, now: Instant, sender: PeerId, advert: ShardVersion) {
         let shard = advert.shard;
-        match self.offer_authority(now, shard, advert.version.epoch, sender, None, Some(sender)) {
+        match self.offer_authority(now, shard, advert.version.epoch, sender, advert.backed, None, Some(sender)) {
             Verdict::Unknown => {
                 self.stats.drop(DropReason::UnknownShard);
                 return;
@@ -1131,7 +1162,7 @@ impl Peer {
         }
         // History before this epoch may still be with the previous czar.
         let me = self.id;
-        let usable = |p: &PeerId| *p != me && self.members.is_alive(p);
+        let usable = |p: &PeerId| *p != me && self.members.get(p).is_some_and(|m| m.is_alive() && !m.suspected);
         if hint.is_some_and(|h| usable(&h)) && st.catch_up_to.is_some() {
             st.catch_up_source = hint;
         }
@@ -1163,7 +1194,7 @@ impl Peer {
         };
         if epoch > st.replica.epoch {
             // A delta from a newer epoch is an implicit claim by its sender.
-            if self.offer_authority(now, shard, epoch, sender, None, Some(sender)) != Verdict::Accepted {
+            if self.offer_authority(now, shard, epoch, sender, false, None, Some(sender)) != Verdict::Accepted {
                 self.stats.drop(DropReason::StaleEpoch);
                 return;
             }
@@ -1426,7 +1457,8 @@ impl Peer {
         let catch_up_match = st.catch_up_to.is_some_and(|(seq, sum)| {
             version.seq == seq && u64::from_le_bytes(checksum[..8].try_into().expect("8")) == sum
         });
-        if !catch_up_match && self.offer_authority(now, shard, version.epoch, czar, None, None) == Verdict::Stale {
+        if !catch_up_match && self.offer_authority(now, shard, version.epoch, czar, false, None, None) == Verdict::Stale
+        {
             self.stats.drop(DropReason::StaleSnapshot);
             return;
         }
@@ -1605,6 +1637,7 @@ impl Peer {
                 shard: *id,
                 version: s.replica.version(),
                 checksum: s.replica.checksum().short(),
+                backed: s.replica.backed,
             })
             .collect();
         let members_hash = self.members.digest();
