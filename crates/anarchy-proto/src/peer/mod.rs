@@ -987,6 +987,7 @@ impl Peer {
 
     /// Considers `czar` holding `shard` from `epoch` on. The stronger claim wins:
     /// higher epoch, then the documented tie-break ([`claim_strength`]).
+    #[allow(clippy::too_many_arguments)]
     fn offer_authority(
         &mut self,
         now: Instant,
