@@ -1,7 +1,10 @@
 //! `anarchy demo`: N players in one process over real UDP on loopback.
-//! Each moves its own avatar at a fixed rate and now and then someone changes
-//! the shared `world`; the demo measures czar-write → remote-apply latency,
-//! waits for every replica to agree, and reports. Exit code 0 only if it did.
+//! Each moves its own avatar at a fixed rate and a random player changes the
+//! shared `world` every few ticks; halfway through, the czar of `world` is
+//! killed without a goodbye and the demo measures how long until every
+//! surviving player applies an update from the new czar. It also measures
+//! czar-write → remote-apply latency, waits for every replica to agree, and
+//! reports. Exit code 0 only if they did.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -28,7 +31,7 @@ const WORLD: &str = "world";
 const MAX_LATENCY_MICROS: u64 = 60_000_000;
 
 /// Arguments of `anarchy demo`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
     /// Players (each is a full peer with its own UDP socket).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(2..=256))]
@@ -39,9 +42,12 @@ pub struct DemoArgs {
     /// Avatar moves per second per player.
     #[arg(long, default_value_t = 20.0, value_parser = positive_f64)]
     rate: f64,
-    /// Milliseconds between two writes to the shared world shard.
-    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Milliseconds between two writes to the shared world shard (a busy shard).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     world_every_ms: u64,
+    /// Do not kill the world's czar halfway through.
+    #[arg(long)]
+    no_kill: bool,
     /// Seed for choosing who writes the world (the run itself is real-time, not replayable).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -113,6 +119,10 @@ struct Report {
     repairs_requested: u64,
     converged: bool,
     converge_ms: Option<f64>,
+    /// The killed czar of `world`, if one was killed.
+    killed_czar: Option<String>,
+    /// Kill → every survivor applied an update from the new czar (ms).
+    failover_ms: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -133,7 +143,14 @@ impl Report {
             "  updates written (czar-authored):   {} ({} forwarded writes, {} failed, {} refused)",
             self.updates_written, self.writes_forwarded, self.writes_failed, self.write_errors
         );
-        println!("  updates applied (remote):          {} (expected {})", self.updates_applied, self.expected_applies);
+        if self.killed_czar.is_some() {
+            println!("  updates applied (remote):          {}", self.updates_applied);
+        } else {
+            println!(
+                "  updates applied (remote):          {} (expected {})",
+                self.updates_applied, self.expected_applies
+            );
+        }
         println!(
             "  propagation czar -> peer (ms):     p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}  ({} samples)",
             p.p50, p.p90, p.p99, p.max, p.samples
@@ -148,6 +165,15 @@ impl Report {
         reasons.sort();
         println!("  drops:                             {} {:?}", self.drops, reasons);
         println!("  repairs / snapshots:               {} / {}", self.repairs_requested, self.snapshots_installed);
+        match (&self.killed_czar, self.failover_ms) {
+            (Some(czar), Some(ms)) => {
+                println!(
+                    "  failover (czar {czar} killed):    {ms:.0} ms until every survivor applied the new czar's update"
+                )
+            }
+            (Some(czar), None) => println!("  failover (czar {czar} killed):    NOT COMPLETED"),
+            _ => {}
+        }
         match self.converge_ms {
             Some(ms) => println!("  converged:                         yes ({ms:.0} ms after the last write)"),
             None => println!("  converged:                         NO"),
@@ -155,9 +181,21 @@ impl Report {
     }
 }
 
+/// Watches for the first update from a new czar of `world` after a kill.
+#[derive(Default)]
+struct FailoverWatch {
+    /// The epoch of the killed czar.
+    old_epoch: u32,
+    /// When the czar was killed.
+    killed_at: Option<Instant>,
+    /// Each survivor's first update from a later epoch.
+    seen: HashMap<anarchy::PeerId, Instant>,
+}
+
 /// Latency bookkeeping shared by every player's event task.
 #[derive(Default)]
 struct Latency {
+    failover: FailoverWatch,
     /// (shard, version) → when the czar authored it, and remote applies seen before that was known.
     versions: HashMap<(ShardId, Version), Authorship>,
     histogram: Option<Histogram<u64>>,
@@ -238,7 +276,33 @@ async fn play(args: &DemoArgs) -> Result<Report, String> {
         return Err(format!("players did not all find each other within {SETUP_DEADLINE:?} (live counts: {seen:?})"));
     }
 
-    let write_errors = move_avatars(args, &sessions, &latency).await;
+    let mut sessions = sessions;
+    let half = DemoArgs { seconds: args.seconds / 2.0, ..args.clone() };
+    let mut write_errors = move_avatars(&half, &sessions, &latency, 0).await;
+    let mut killed_czar = None;
+    let mut dead_stats = Vec::new();
+    if !args.no_kill && peers >= 3 {
+        if let Some(victim) = sessions.iter().position(|s| s.czar_of(WORLD) == Some(s.id())) {
+            let old_epoch = sessions[victim].shard_version(WORLD).map_or(0, |v| v.epoch);
+            killed_czar = Some(sessions[victim].id());
+            dead_stats.push(sessions[victim].stats());
+            let listener = listeners.remove(victim);
+            listener.abort();
+            let _ = listener.await;
+            let dead = sessions.remove(victim);
+            {
+                let mut l = latency.lock().unwrap_or_else(|p| p.into_inner());
+                l.failover.old_epoch = old_epoch;
+                l.failover.killed_at = Some(Instant::now());
+            }
+            match Arc::try_unwrap(dead) {
+                Ok(dead) => dead.abort(),
+                Err(_) => tracing::warn!("the killed czar's session is still shared; it leaves when dropped"),
+            }
+        }
+    }
+    let frames_done = (half.seconds * args.rate) as u64;
+    write_errors += move_avatars(&half, &sessions, &latency, frames_done).await;
 
     let stopped = Instant::now();
     let shards = shard_names(peers);
@@ -265,9 +329,11 @@ async fn play(args: &DemoArgs) -> Result<Report, String> {
         repairs_requested: 0,
         converged,
         converge_ms,
+        killed_czar: None,
+        failover_ms: None,
     };
-    for session in &sessions {
-        let stats = session.stats();
+    let live_stats: Vec<anarchy::Stats> = sessions.iter().map(|s| s.stats()).collect();
+    for stats in live_stats.iter().chain(&dead_stats) {
         report.updates_written += stats.updates_written;
         report.updates_applied += stats.updates_applied;
         report.writes_forwarded += stats.writes_forwarded;
@@ -280,11 +346,19 @@ async fn play(args: &DemoArgs) -> Result<Report, String> {
             *report.drops_by_reason.entry(reason.name()).or_default() += n;
         }
     }
-    report.expected_applies = report.updates_written * (peers as u64 - 1);
+    // With every player alive to the end, each authored update reaches every other player.
+    report.expected_applies = if killed_czar.is_none() { report.updates_written * (peers as u64 - 1) } else { 0 };
     {
         let latency = latency.lock().unwrap_or_else(|p| p.into_inner());
         report.propagation_ms = latency.propagation();
         report.writes_failed = latency.writes_failed;
+        if let (Some(czar), Some(killed_at)) = (killed_czar, latency.failover.killed_at) {
+            report.killed_czar = Some(czar.short());
+            let all_seen = sessions.iter().all(|s| latency.failover.seen.contains_key(&s.id()));
+            report.failover_ms = all_seen
+                .then(|| latency.failover.seen.values().map(|t| t.duration_since(killed_at).as_secs_f64() * 1000.0))
+                .and_then(|times| times.reduce(f64::max));
+        }
     }
     shut_down(sessions, listeners).await;
     Ok(report)
@@ -318,9 +392,17 @@ async fn start_players(peers: usize) -> Result<Vec<Arc<Session>>, String> {
 
 /// Feeds one player's events into the latency bookkeeping until its session stops.
 async fn listen(session: Arc<Session>, latency: Arc<Mutex<Latency>>) {
+    let me = session.id();
+    let world = ShardId::from_name(WORLD);
     while let Some(event) = session.next_event().await {
         let now = Instant::now();
         let mut latency = latency.lock().unwrap_or_else(|p| p.into_inner());
+        if let Event::Authored { shard, version } | Event::Updated { shard, version, .. } = &event {
+            let watch = &mut latency.failover;
+            if *shard == world && watch.killed_at.is_some() && version.epoch > watch.old_epoch {
+                watch.seen.entry(me).or_insert(now);
+            }
+        }
         match event {
             Event::Authored { shard, version } => latency.authored(shard, version, now),
             Event::Updated { shard, version, .. } => latency.applied(shard, version, now),
@@ -331,6 +413,7 @@ async fn listen(session: Arc<Session>, latency: Arc<Mutex<Latency>>) {
 }
 
 /// Everyone sees everyone, knows every shard, and follows each avatar's own player.
+/// (Checked before anyone is killed.)
 fn settled(sessions: &[Arc<Session>]) -> bool {
     let peers = sessions.len();
     sessions.iter().all(|s| s.live_member_count() == peers && s.shards().len() == peers + 1)
@@ -353,7 +436,7 @@ fn agree(sessions: &[Arc<Session>], shards: &[String]) -> bool {
 /// The play phase: every tick each player moves its avatar; every
 /// `world_every_ms` a seeded-random player changes the world. Returns how many
 /// writes were refused.
-async fn move_avatars(args: &DemoArgs, sessions: &[Arc<Session>], latency: &Mutex<Latency>) -> u64 {
+async fn move_avatars(args: &DemoArgs, sessions: &[Arc<Session>], latency: &Mutex<Latency>, first_frame: u64) -> u64 {
     let tick = Duration::from_secs_f64(1.0 / args.rate);
     let world_every = Duration::from_millis(args.world_every_ms);
     let play_for = Duration::from_secs_f64(args.seconds);
@@ -363,17 +446,21 @@ async fn move_avatars(args: &DemoArgs, sessions: &[Arc<Session>], latency: &Mute
     let begin = tokio::time::Instant::now();
     let mut next_world = begin + world_every;
     let mut errors = 0u64;
-    let mut frame = 0u64;
+    let mut frame = first_frame;
     loop {
         let now = ticker.tick().await;
         if now.duration_since(begin) >= play_for {
             break;
         }
         frame += 1;
-        for (i, session) in sessions.iter().enumerate() {
+        for session in sessions {
+            // Each player's own avatar (survivors keep their original numbers).
+            let avatar = session.shards().into_iter().find(|s| s.preferred == Some(session.id())).map(|s| s.name);
+            let Some(avatar) = avatar else { continue };
+            let i: usize = avatar.trim_start_matches("avatar-").parse().unwrap_or(0);
             let pos = position(i, frame, args.rate);
-            let outcome = session.write(&format!("avatar-{i}"), b"pos", &pos);
-            note_outcome(outcome, ShardId::from_name(&format!("avatar-{i}")), latency, &mut errors);
+            let outcome = session.write(&avatar, b"pos", &pos);
+            note_outcome(outcome, ShardId::from_name(&avatar), latency, &mut errors);
         }
         if now >= next_world {
             next_world += world_every;
