@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod demo;
 mod keygen;
 mod logging;
+mod monitor;
 mod node;
 
 /// Serverless game-state sync over UDP.
@@ -29,6 +30,8 @@ enum Commands {
     Demo(demo::DemoArgs),
     /// Simulate many peers over a faulty network, deterministically, checking invariants.
     Sim(anarchy_sim::cli::SimArgs),
+    /// Watch a node's admin endpoint (`anarchy node --admin`) on a terminal dashboard.
+    Monitor(monitor::MonitorArgs),
     // ---- future subcommands go here --------------------------------------------
 }
 
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
         Commands::Keygen(args) => keygen::run(args),
         Commands::Node(args) => node::run(args),
         Commands::Demo(args) => demo::run(args),
+        Commands::Monitor(args) => monitor::run(args),
         Commands::Sim(args) => ExitCode::from(u8::try_from(anarchy_sim::cli::run(args)).unwrap_or(1)),
     }
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anarchy::{Event, Session};
+use anarchy::{AdminExposure, Event, Session};
 
 use crate::keygen::load_keypair;
 use crate::logging;
@@ -35,6 +35,18 @@ pub struct NodeArgs {
     /// Log filter (e.g. info, debug, anarchy=trace). Default: RUST_LOG, else info.
     #[arg(long, value_name = "LEVEL")]
     log: Option<String>,
+    /// Serve GET /status (JSON) and GET /metrics (Prometheus) on this TCP
+    /// address, e.g. 127.0.0.1:9000. Off by default; loopback only unless
+    /// --admin-public is given.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
+    /// Allow --admin on a non-loopback address (anyone who can reach it sees the status).
+    #[arg(long, requires = "admin")]
+    admin_public: bool,
+    /// Impair this node's outgoing traffic to try a bad network, e.g.
+    /// "latency=40ms,jitter=10ms,loss=2%,dup=1%[,seed=N]".
+    #[arg(long, value_name = "SPEC")]
+    conditioner: Option<anarchy::Conditioner>,
 }
 
 /// Runs `anarchy node`.
@@ -70,12 +82,31 @@ async fn serve(args: NodeArgs) -> ExitCode {
     for name in &args.shard {
         builder = builder.shard(name.clone());
     }
+    if let Some(conditioner) = args.conditioner {
+        tracing::warn!(%conditioner, "network conditioner on: outgoing traffic is impaired on purpose");
+        builder = builder.conditioner(conditioner);
+    }
     let session = match builder.start().await {
         Ok(session) => session,
         Err(e) => {
             tracing::error!("{e}");
             return ExitCode::FAILURE;
         }
+    };
+    let exposure = if args.admin_public { AdminExposure::Public } else { AdminExposure::LoopbackOnly };
+    let _admin = match args.admin {
+        Some(addr) => match session.serve_admin(addr, exposure).await {
+            Ok(admin) => {
+                tracing::info!(admin = %admin.local_addr(), "admin endpoint: GET /status, GET /metrics");
+                Some(admin)
+            }
+            Err(e) => {
+                tracing::error!("cannot serve the admin endpoint on {addr}: {e}");
+                session.shutdown().await;
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
     };
     tracing::info!(
         peer = %session.id(),
