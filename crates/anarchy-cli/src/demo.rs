@@ -54,6 +54,20 @@ pub struct DemoArgs {
     /// Print exactly one JSON object instead of the human summary.
     #[arg(long)]
     json: bool,
+    /// No live dashboard while playing (there is none anyway with --json or
+    /// when stdout is not a terminal).
+    #[arg(long)]
+    no_tui: bool,
+    /// Log filter (e.g. info, debug). Default: RUST_LOG, else warn.
+    #[arg(long, value_name = "LEVEL")]
+    log: Option<String>,
+}
+
+impl DemoArgs {
+    /// Whether to show the live dashboard of the players.
+    fn tui(&self) -> bool {
+        !self.json && !self.no_tui && std::io::IsTerminal::is_terminal(&std::io::stdout())
+    }
 }
 
 fn positive_f64(s: &str) -> Result<f64, String> {
@@ -66,7 +80,7 @@ fn positive_f64(s: &str) -> Result<f64, String> {
 
 /// Runs `anarchy demo`.
 pub fn run(args: DemoArgs) -> ExitCode {
-    logging::init(None, "warn");
+    logging::init(args.log.as_deref(), "warn");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -262,6 +276,9 @@ async fn play(args: &DemoArgs) -> Result<Report, String> {
     let peers = usize::from(args.peers);
     let started = Instant::now();
     let sessions = start_players(peers).await?;
+    let _dashboard = args
+        .tui()
+        .then(|| crate::monitor::LiveView::start("demo", sessions.iter().map(|s| s.status_handle()).collect()));
     let latency = Arc::new(Mutex::new(Latency::new()));
     let mut listeners = Vec::new();
     for session in &sessions {
