@@ -37,6 +37,8 @@ pub struct LogEntry {
     pub epoch: u32,
     /// The change.
     pub update: Update,
+    /// The short state checksum right after this update.
+    pub checksum: u64,
 }
 
 /// Content checksum: XOR of a keyed BLAKE3 hash of every (key, value) pair.
@@ -83,6 +85,8 @@ pub struct Replica {
     /// `Frame::Authority`); provisional claims lose to backed ones.
     pub backed: bool,
     seq: u64,
+    /// (seq, short checksum) of the state the log starts from.
+    log_base: (u64, u64),
     log: VecDeque<LogEntry>,
     early: BTreeMap<u64, (u32, Update)>,
 }
@@ -171,8 +175,25 @@ impl Replica {
     fn push_log(&mut self, entry: LogEntry, capacity: usize) {
         self.log.push_back(entry);
         while self.log.len() > capacity {
-            self.log.pop_front();
+            if let Some(old) = self.log.pop_front() {
+                self.log_base = (old.seq, old.checksum);
+            }
         }
+    }
+
+    /// The short checksum our state had at `seq`, while the log remembers it.
+    pub fn checksum_at(&self, seq: u64) -> Option<u64> {
+        if seq == self.seq {
+            return Some(self.checksum.short());
+        }
+        if seq == self.log_base.0 {
+            return Some(self.log_base.1);
+        }
+        let first = self.log.front()?.seq;
+        if seq < first || seq > self.seq {
+            return None;
+        }
+        self.log.get((seq - first) as usize).map(|e| e.checksum)
     }
 
     /// The czar applies its own write: next sequence number in `epoch`.
@@ -180,7 +201,7 @@ impl Replica {
         debug_assert_eq!(epoch, self.epoch, "a czar writes in the current epoch");
         self.seq += 1;
         self.apply_to_state(&update);
-        let entry = LogEntry { seq: self.seq, epoch, update };
+        let entry = LogEntry { seq: self.seq, epoch, update, checksum: self.checksum.short() };
         self.push_log(entry.clone(), log_capacity);
         entry
     }
@@ -203,7 +224,7 @@ impl Replica {
             } else if seq == self.seq + 1 {
                 self.apply_to_state(&update);
                 self.seq = seq;
-                let entry = LogEntry { seq, epoch, update };
+                let entry = LogEntry { seq, epoch, update, checksum: self.checksum.short() };
                 self.push_log(entry.clone(), log_capacity);
                 out.applied.push(entry);
             } else if self.early.contains_key(&seq) {
@@ -228,7 +249,7 @@ impl Replica {
             let (epoch, update) = entry.remove();
             self.apply_to_state(&update);
             self.seq = seq;
-            let e = LogEntry { seq, epoch, update };
+            let e = LogEntry { seq, epoch, update, checksum: self.checksum.short() };
             self.push_log(e.clone(), log_capacity);
             out.applied.push(e);
         }
@@ -269,6 +290,7 @@ impl Replica {
         }
         self.seq = seq;
         self.log.clear();
+        self.log_base = (seq, self.checksum.short());
         self.early.retain(|s, _| *s > seq);
     }
 
@@ -346,5 +368,9 @@ mod tests {
         assert_eq!(r.log_from(11, 100), Some(vec![]));
         assert_eq!(r.log_from(3, 100), None, "log holds only the last 4");
         assert_eq!(r.log_from(0, 100), None, "0 asks for a snapshot");
+        assert_eq!(r.checksum_at(10), Some(r.checksum().short()));
+        assert_eq!(r.checksum_at(6), Some(r.log_from(7, 1).unwrap()[0].checksum).map(|_| r.checksum_at(6).unwrap()));
+        assert!(r.checksum_at(6).is_some(), "the base of the log");
+        assert_eq!(r.checksum_at(3), None, "forgotten");
     }
 }

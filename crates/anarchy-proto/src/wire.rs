@@ -211,8 +211,12 @@ pub enum Frame {
     RepairReq {
         /// Which shard.
         shard: ShardId,
-        /// First sequence number wanted.
+        /// First sequence number wanted (0: send a snapshot).
         from_seq: u64,
+        /// The asker's short checksum at `from_seq - 1`: the log is sent only
+        /// if the asker's history is a prefix of the responder's; otherwise a
+        /// snapshot is.
+        checksum: u64,
     },
     /// One chunk of a shard's full state.
     Snapshot {
@@ -230,6 +234,9 @@ pub enum Frame {
         chunks: u16,
         /// Entries in this chunk.
         entries: Vec<(Vec<u8>, Vec<u8>)>,
+        /// Sent because the asker's history is not a prefix of the sender's:
+        /// installing it discards updates (reported as `Event::Diverged`).
+        resync: bool,
     },
     /// `czar` holds the shard from `epoch` on, starting at sequence `seq`.
     /// Sent by a claimant, or by an old czar handing over.
@@ -446,11 +453,13 @@ impl Frame {
                 out.extend_from_slice(&shard.0.to_le_bytes());
                 put_version(out, *version);
             }
-            Frame::RepairReq { shard, from_seq } => {
+            Frame::RepairReq { shard, from_seq, checksum } => {
                 out.extend_from_slice(&shard.0.to_le_bytes());
                 put_varint(out, *from_seq);
+                out.extend_from_slice(&checksum.to_le_bytes());
             }
-            Frame::Snapshot { shard, version, czar, checksum, chunk, chunks, entries } => {
+            Frame::Snapshot { shard, version, czar, checksum, chunk, chunks, entries, resync } => {
+                out.push(u8::from(*resync));
                 out.extend_from_slice(&shard.0.to_le_bytes());
                 put_version(out, *version);
                 out.extend_from_slice(&czar.0);
@@ -773,8 +782,9 @@ fn decode_frame(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
         }
         8 => Frame::Forward { write_id: r.varint()?, origin: r.peer_id()?, shard: r.shard()?, update: r.update()? },
         9 => Frame::ForwardAck { write_id: r.varint()?, shard: r.shard()?, version: r.version()? },
-        10 => Frame::RepairReq { shard: r.shard()?, from_seq: r.seq()? },
+        10 => Frame::RepairReq { shard: r.shard()?, from_seq: r.seq()?, checksum: r.u64_le()? },
         11 => {
+            let resync = r.bool()?;
             let shard = r.shard()?;
             let version = r.version()?;
             let czar = r.peer_id()?;
@@ -791,7 +801,7 @@ fn decode_frame(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
                 let v = r.bytes(MAX_VALUE_BYTES, "value")?.to_vec();
                 entries.push((k, v));
             }
-            Frame::Snapshot { shard, version, czar, checksum, chunk, chunks, entries }
+            Frame::Snapshot { shard, version, czar, checksum, chunk, chunks, entries, resync }
         }
         12 => Frame::Authority {
             shard: r.shard()?,
@@ -1135,7 +1145,7 @@ mod tests {
                 update: Update { key: b"k".to_vec(), op: Op::Delete },
             },
             Frame::ForwardAck { write_id: 5, shard: ShardId(2), version: Version { epoch: 1, seq: 1 } },
-            Frame::RepairReq { shard: ShardId(3), from_seq: 17 },
+            Frame::RepairReq { shard: ShardId(3), from_seq: 17, checksum: 4 },
             Frame::Snapshot {
                 shard: ShardId(3),
                 version: Version { epoch: 4, seq: 99 },
@@ -1144,6 +1154,7 @@ mod tests {
                 chunk: 1,
                 chunks: 2,
                 entries: vec![(b"a".to_vec(), b"b".to_vec())],
+                resync: true,
             },
             Frame::Authority { shard: ShardId(3), epoch: 5, czar: id, seq: 99, checksum: 12, backed: false },
             Frame::SyncReq,

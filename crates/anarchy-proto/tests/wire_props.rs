@@ -186,6 +186,7 @@ fn snapshot() -> impl Strategy<Value = Frame> {
                 chunk,
                 chunks,
                 entries: entries.clone(),
+                resync: chunk % 2 == 0,
             })
         })
 }
@@ -218,7 +219,11 @@ fn frame() -> impl Strategy<Value = Frame> {
             shard,
             version
         }),
-        (shard_id(), edgy_seq()).prop_map(|(shard, from_seq)| Frame::RepairReq { shard, from_seq }),
+        (shard_id(), edgy_seq()).prop_map(|(shard, from_seq)| Frame::RepairReq {
+            shard,
+            from_seq,
+            checksum: from_seq ^ 7
+        }),
         snapshot(),
         (shard_id(), edgy_epoch(), peer_id(), edgy_seq(), any::<u64>()).prop_map(
             |(shard, epoch, czar, seq, checksum)| Frame::Authority {
@@ -538,7 +543,11 @@ fn frame_for_peer() -> impl Strategy<Value = Frame> {
         }),
         (shard(), peer_epoch(), 1u64..=5, prop::collection::vec(update(), 1..=3))
             .prop_map(|(shard, epoch, first_seq, updates)| Frame::Delta { shard, epoch, first_seq, updates }),
-        (shard(), edgy_u64()).prop_map(|(shard, from_seq)| Frame::RepairReq { shard, from_seq }),
+        (shard(), edgy_u64()).prop_map(|(shard, from_seq)| Frame::RepairReq {
+            shard,
+            from_seq,
+            checksum: from_seq ^ 7
+        }),
         (edgy_u64(), prop_oneof![Just(them), peer_id()], shard(), update())
             .prop_map(|(write_id, origin, shard, update)| Frame::Forward { write_id, origin, shard, update }),
         (shard(), peer_epoch(), peer_seq(), any::<u64>()).prop_map(|(shard, epoch, seq, checksum)| {
@@ -558,6 +567,7 @@ fn frame_for_peer() -> impl Strategy<Value = Frame> {
             chunk: 0,
             chunks: 1,
             entries: Vec::new(),
+            resync: seq % 2 == 0,
         }),
         (shard(), edgy_u64(), edgy_epoch()).prop_map(|(shard, write_id, epoch)| Frame::ForwardAck {
             write_id,
@@ -693,10 +703,11 @@ fn a_snapshot_at_the_last_seq_does_not_overflow() {
             chunk: 0,
             chunks: 1,
             entries: Vec::new(),
+            resync: false,
         };
         peer.handle_datagram(now, other_addr(), &encode_frames(&them, &[claim.clone(), snapshot]));
         drain(&mut peer);
-        let repair = Frame::RepairReq { shard: world, from_seq: 5 };
+        let repair = Frame::RepairReq { shard: world, from_seq: 5, checksum: 0 };
         peer.handle_datagram(now, other_addr(), &encode_frames(&them, &[repair]));
         drain(&mut peer);
     }

@@ -597,6 +597,22 @@ impl Sim {
             c.at_end(&self.world, &mut self.findings);
         }
         let w = &self.world;
+        if let Some(shard) = self.trace {
+            // Debugging aid: every peer's view of the traced shard and its drops.
+            for i in 0..w.slots.len() {
+                if let Some(p) = w.peer(i) {
+                    let st = p.stats();
+                    eprintln!(
+                        "end p{i}: czar {:?} version {:?} repairs {} snapshots {} drops {:?}",
+                        p.czar_of(shard),
+                        p.version_of(shard),
+                        st.repairs_requested,
+                        st.snapshots_installed,
+                        st.drop_counts().map(|(r, n)| (r.name(), n)).collect::<Vec<_>>()
+                    );
+                }
+            }
+        }
         Outcome {
             sim_seconds: w.now_us as f64 / 1e6,
             converged: w.divergence().is_none(),

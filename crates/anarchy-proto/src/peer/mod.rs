@@ -142,6 +142,8 @@ struct ShardState {
     assembly: Option<Assembly>,
     /// Forwarded writes applied as czar: (origin, write id) → version.
     applied_forwards: BTreeMap<(PeerId, u64), Version>,
+    /// When we last re-asserted a backed claim (see `reassert`).
+    last_reassert: Option<Instant>,
     /// The highest epoch we promised in a recovery round, and to whom.
     promised: Option<(u32, PeerId)>,
     /// When we made that promise (a promise of a round that never completed
@@ -183,6 +185,10 @@ pub struct Peer {
     next_write_id: u64,
     last_sync_request: Option<Instant>,
     last_refute_hint: BTreeMap<PeerId, Instant>,
+    /// When we entered the session.
+    joined_at: Instant,
+    /// When we last told an address about a shard's authority.
+    last_hint: BTreeMap<(ShardId, SocketAddr), Instant>,
     /// The member that let us in: its lists are accepted even if they arrive
     /// before we know it.
     welcomer: Option<PeerId>,
@@ -260,6 +266,8 @@ impl Peer {
             next_write_id: 1,
             last_sync_request: None,
             last_refute_hint: BTreeMap::new(),
+            joined_at: now,
+            last_hint: BTreeMap::new(),
             welcomer: None,
             takeovers: BTreeMap::new(),
             next_suspect_check: next_tick,
@@ -644,8 +652,10 @@ impl Peer {
                 self.handle_members(now, from, records)
             }
             Frame::Shards(decls) if known_alive || joining => self.handle_shards(now, decls),
-            Frame::Snapshot { shard, version, czar, checksum, chunk, chunks, entries } if known_alive || joining => {
-                self.handle_snapshot(now, shard, version, czar, checksum, chunk, chunks, entries)
+            Frame::Snapshot { shard, version, czar, checksum, chunk, chunks, entries, resync }
+                if known_alive || joining =>
+            {
+                self.handle_snapshot(now, shard, version, czar, checksum, chunk, chunks, entries, resync)
             }
             _ if !known_alive => self.stats.drop(DropReason::UnknownSender),
             Frame::Welcome | Frame::Members(_) | Frame::Shards(_) | Frame::Snapshot { .. } => {}
@@ -657,9 +667,11 @@ impl Peer {
                 self.handle_forward(now, from, sender, write_id, origin, shard, update)
             }
             Frame::ForwardAck { write_id, shard, version } => self.handle_forward_ack(write_id, shard, version),
-            Frame::RepairReq { shard, from_seq } => self.handle_repair_request(from, shard, from_seq),
+            Frame::RepairReq { shard, from_seq, checksum } => {
+                self.handle_repair_request(from, shard, from_seq, checksum)
+            }
             Frame::Authority { shard, epoch, czar, seq, checksum, backed } => {
-                match self.offer_authority(now, shard, epoch, czar, backed, Some((seq, checksum)), Some(sender)) {
+                match self.offer_authority(now, shard, epoch, czar, Some(backed), Some((seq, checksum)), Some(sender)) {
                     Verdict::Stale => self.send_authority_hint(now, shard, from),
                     Verdict::Unknown => self.stats.drop(DropReason::UnknownShard),
                     _ => {}
@@ -690,11 +702,18 @@ impl Peer {
 
     // ----- membership -----------------------------------------------------------
 
+    /// Just joined through a member: shards whose czar we have not heard of
+    /// yet are left alone for a moment, since the member's state may be on its way.
+    fn in_join_grace(&self, now: Instant) -> bool {
+        self.welcomer.is_some() && now.saturating_duration_since(self.joined_at) < self.config.heartbeat_interval * 4
+    }
+
     fn enter_session(&mut self, now: Instant) {
         if self.phase == Phase::Joined {
             return;
         }
         self.phase = Phase::Joined;
+        self.joined_at = now;
         let members = self.members.alive_count();
         self.push_event(Event::Joined { members });
         self.reconcile_authority(now);
@@ -735,13 +754,14 @@ impl Peer {
             m.addr = from;
             m.last_heard = now;
         }
-        // Lists first: the joiner accepts them while it is still joining.
+        // Lists and state first, the welcome last: the joiner accepts them while
+        // it is still joining, and knows every shard's czar before it may claim.
         self.send_lists(from);
-        self.queue_frame(from, &Frame::Welcome);
         let shards: Vec<ShardId> = self.states.keys().copied().collect();
         for shard in shards {
-            self.send_snapshot(from, shard);
+            self.send_snapshot(from, shard, false);
         }
+        self.queue_frame(from, &Frame::Welcome);
         if outcome == MergeOutcome::Joined {
             self.push_event(Event::PeerJoined { peer: sender, addr: from });
             let frame = Frame::Members(vec![record]);
@@ -930,6 +950,7 @@ impl Peer {
                     }
                 }
                 Some(c) if self.members.is_alive(&c) => {}
+                None if self.in_join_grace(now) => {}
                 _ => {
                     if desired == self.id {
                         self.claim(now, shard);
@@ -994,19 +1015,22 @@ impl Peer {
         shard: ShardId,
         epoch: u32,
         czar: PeerId,
-        backed: bool,
+        backed: Option<bool>,
         start: Option<(u64, u64)>,
         source: Option<PeerId>,
     ) -> Verdict {
+        // `None`: a frame that implies a claim without stating its standing (a
+        // delta or snapshot from a newer epoch); it ranks as provisional but
+        // never triggers a re-assertion. Adverts that follow state it.
+        let explicit = backed.is_some();
+        let backed = backed.unwrap_or(false);
         let (Some(info), Some(st)) = (self.shards.get(shard), self.states.get(&shard)) else {
             return Verdict::Unknown;
         };
-        // The winner rule: a backed claim beats a provisional one, then the
-        // higher epoch, then claim strength. A provisional claim still replaces
-        // a czar that is gone from our own view (that is how the minority side
-        // of a partition plays on), but never a live one.
-        let current = (st.replica.backed, st.replica.epoch, st.replica.czar.map(|c| claim_strength(info, &c)));
-        let offered = (backed, epoch, Some(claim_strength(info, &czar)));
+        // The winner rule: the higher epoch, then a backed claim over a
+        // provisional one, then claim strength. Epochs never go backwards.
+        let current = (st.replica.epoch, st.replica.backed, st.replica.czar.map(|c| claim_strength(info, &c)));
+        let offered = (epoch, backed, Some(claim_strength(info, &czar)));
         // The same czar in the same epoch is the same claim, whatever a frame
         // that does not carry the flag (a delta, a snapshot) implies.
         if offered == current || (epoch == st.replica.epoch && st.replica.czar == Some(czar)) {
@@ -1015,9 +1039,22 @@ impl Peer {
             }
             return Verdict::Same;
         }
-        let current_gone = st.replica.czar.is_none_or(|c| !self.members.is_alive(&c));
-        let takes_over_gone = !backed && current_gone && epoch > st.replica.epoch;
-        if offered < current && !takes_over_gone {
+        // A provisional claim (the minority side of a partition, made because
+        // its own timeout removed the czar) never displaces a backed czar that
+        // is alive in our view. If we are that czar, we re-assert at a higher
+        // epoch so both sides of a healed partition end on the backed lineage,
+        // and nothing committed on the majority side is undone.
+        let displaces_live_backed = explicit
+            && !backed
+            && st.replica.backed
+            && st.replica.czar.is_some_and(|c| c == self.id || self.members.is_alive(&c));
+        if displaces_live_backed {
+            if st.is_ready_czar(self.id) {
+                self.reassert(now, shard, epoch);
+            }
+            return Verdict::Stale;
+        }
+        if offered < current {
             return Verdict::Stale;
         }
         let me = self.id;
@@ -1074,7 +1111,37 @@ impl Peer {
         }
     }
 
-    fn send_authority_hint(&mut self, _now: Instant, shard: ShardId, to: SocketAddr) {
+    /// As a backed czar that learned of a provisional claim at `seen` or
+    /// above: claims the shard again at a higher epoch, with our state.
+    fn reassert(&mut self, now: Instant, shard: ShardId, seen: u32) {
+        let st = self.states.get_mut(&shard).expect("known shard");
+        let due = st.last_reassert.is_none_or(|t| now.saturating_duration_since(t) >= self.config.heartbeat_interval);
+        let epoch = seen.max(st.replica.epoch).saturating_add(1);
+        if !due || epoch > MAX_EPOCH {
+            return;
+        }
+        st.last_reassert = Some(now);
+        st.replica.prev_czar = Some(self.id);
+        st.replica.epoch = epoch;
+        st.replica.epoch_start_seq = st.replica.seq();
+        st.replica.epoch_start_checksum = st.replica.checksum().short();
+        let (seq, checksum) = (st.replica.seq(), st.replica.checksum().short());
+        self.flush_outgoing();
+        self.push_event(Event::CzarChanged { shard, old: Some(self.id), new: self.id, epoch });
+        self.broadcast(&Frame::Authority { shard, epoch, czar: self.id, seq, checksum, backed: true });
+    }
+
+    fn send_authority_hint(&mut self, now: Instant, shard: ShardId, to: SocketAddr) {
+        // At most one hint per shard and address per heartbeat: two peers that
+        // each find the other stale must not bounce hints at network speed.
+        let due = self
+            .last_hint
+            .get(&(shard, to))
+            .is_none_or(|t| now.saturating_duration_since(*t) >= self.config.heartbeat_interval);
+        if !due {
+            return;
+        }
+        self.last_hint.insert((shard, to), now);
         let Some(st) = self.states.get(&shard) else { return };
         let Some(czar) = st.replica.czar else { return };
         let frame = Frame::Authority {
@@ -1092,7 +1159,7 @@ impl Peer {
 
     fn handle_czar_advert(&mut self, now: Instant, sender: PeerId, advert: ShardVersion) {
         let shard = advert.shard;
-        match self.offer_authority(now, shard, advert.version.epoch, sender, advert.backed, None, Some(sender)) {
+        match self.offer_authority(now, shard, advert.version.epoch, sender, Some(advert.backed), None, Some(sender)) {
             Verdict::Unknown => {
                 self.stats.drop(DropReason::UnknownShard);
                 return;
@@ -1131,24 +1198,21 @@ impl Peer {
         }
         let Some((_, seq, checksum)) = st.czar_advert else { return };
         let mine = st.replica.seq();
-        let sum = st.replica.checksum().short();
-        let in_sync = mine == seq && sum == checksum;
-        if in_sync && !st.want_snapshot && !st.replica.has_gap() {
+        // Compare like with like: our checksum at the advertised seq, if we
+        // have passed it and still remember it.
+        let ours_there = st.replica.checksum_at(seq);
+        let diverged = mine >= seq && ours_there.is_some_and(|c| c != checksum);
+        let behind = mine < seq;
+        if !diverged && !behind && !st.want_snapshot && !st.replica.has_gap() {
             st.out_of_sync_since = None;
             return;
         }
-        let since = *st.out_of_sync_since.get_or_insert(now);
-        let waited = now.saturating_duration_since(since);
-        if waited < self.config.repair_delay && !st.replica.has_gap() {
-            return;
-        }
-        // Equal seqs with other content is certain divergence. Being ahead of
-        // the czar's newest advert is only suspicious once it lasts (adverts
-        // ride with the deltas, so an honest follower catches up at once).
-        if (mine == seq && sum != checksum) || (mine > seq && waited >= self.config.repair_delay * 4) {
+        if diverged {
             st.want_snapshot = true;
         }
-        if mine > seq && !st.want_snapshot {
+        let since = *st.out_of_sync_since.get_or_insert(now);
+        let waited = now.saturating_duration_since(since);
+        if waited < self.config.repair_delay && !st.replica.has_gap() && !st.want_snapshot {
             return;
         }
         let from = if st.want_snapshot { 0 } else { mine + 1 };
@@ -1177,7 +1241,8 @@ impl Peer {
         let Some(addr) = self.members.get(&target).filter(|m| m.is_alive()).map(|m| m.addr) else { return };
         st.last_repair = Some(now);
         self.stats.repairs_requested += 1;
-        self.queue_frame(addr, &Frame::RepairReq { shard, from_seq });
+        let checksum = if from_seq == 0 { 0 } else { st.replica.checksum_at(from_seq - 1).unwrap_or(0) };
+        self.queue_frame(addr, &Frame::RepairReq { shard, from_seq, checksum });
     }
 
     fn handle_delta(
@@ -1195,22 +1260,27 @@ impl Peer {
         };
         if epoch > st.replica.epoch {
             // A delta from a newer epoch is an implicit claim by its sender.
-            if self.offer_authority(now, shard, epoch, sender, false, None, Some(sender)) != Verdict::Accepted {
+            if self.offer_authority(now, shard, epoch, sender, None, None, Some(sender)) != Verdict::Accepted {
                 self.stats.drop(DropReason::StaleEpoch);
                 return;
             }
         }
         let st = self.states.get(&shard).expect("known shard");
         let from_czar = st.replica.czar == Some(sender) && epoch <= st.replica.epoch;
-        let from_prev = st.replica.prev_czar == Some(sender) && epoch < st.replica.epoch;
+        // Followers take updates from the czar they follow only: it serves the
+        // history before its epoch from its own log. Taking them from a former
+        // czar too would mix two lineages whenever claims raced.
         // A czar catching up takes history from any member: the checksum at the
         // agreed starting point vouches for it (see `check_catch_up`).
         let for_catch_up = st.catch_up_to.is_some_and(|(target, _)| first_seq <= target) && epoch < st.replica.epoch;
-        if for_catch_up && !from_czar && !from_prev {
+        if for_catch_up && !from_czar {
             let limit = st.catch_up_to.map_or(0, |(t, _)| t);
             let keep = limit.saturating_sub(first_seq - 1).min(updates.len() as u64) as usize;
             updates.truncate(keep);
-        } else if !from_czar && !from_prev {
+            if updates.is_empty() {
+                return;
+            }
+        } else if !from_czar {
             if epoch < st.replica.epoch {
                 self.stats.drop(DropReason::StaleEpoch);
                 if let Some(addr) = self.members.get(&sender).map(|m| m.addr) {
@@ -1221,17 +1291,10 @@ impl Peer {
             }
             return;
         }
-        if from_prev && !from_czar {
-            // The previous czar is trusted only for history before the hand-over.
-            let limit = st.replica.epoch_start_seq;
-            let keep = limit.saturating_sub(first_seq - 1).min(updates.len() as u64) as usize;
-            if keep < updates.len() {
-                self.stats.drop(DropReason::StaleEpoch);
-                updates.truncate(keep);
-            }
-            if updates.is_empty() {
-                return;
-            }
+        // Our state is off the czar's history: building on it only adds to the
+        // mess. Wait for the snapshot; anything newer is repaired after it.
+        if st.want_snapshot && st.catch_up_to.is_none() {
+            return;
         }
         #[cfg(feature = "faults")]
         if self.fault == Some(Fault::SkipDeltaSilently) && !self.fault_fired {
@@ -1391,22 +1454,28 @@ impl Peer {
         }
     }
 
-    fn handle_repair_request(&mut self, to: SocketAddr, shard: ShardId, from_seq: u64) {
+    fn handle_repair_request(&mut self, to: SocketAddr, shard: ShardId, from_seq: u64, checksum: u64) {
         let Some(st) = self.states.get(&shard) else {
             self.stats.drop(DropReason::UnknownShard);
             return;
         };
-        match st.replica.log_from(from_seq, MAX_REPAIR_UPDATES) {
+        // The log continues the asker's state only if its history is a prefix
+        // of ours: same checksum at the seq it has. Otherwise it gets our state whole.
+        let prefix = from_seq > 0 && st.replica.checksum_at(from_seq - 1) == Some(checksum);
+        // Off our history for sure only if we have passed their seq and remember it.
+        let st_seq = st.replica.checksum_at(from_seq.saturating_sub(1)).map_or(0, |_| st.replica.seq() + 1);
+        match st.replica.log_from(from_seq, MAX_REPAIR_UPDATES).filter(|_| prefix) {
             Some(entries) => {
                 for frame in delta_frames(shard, &entries) {
                     self.queue_frame(to, &frame);
                 }
             }
-            None => self.send_snapshot(to, shard),
+            // Asked for a snapshot, or off our history: either way their state goes.
+            None => self.send_snapshot(to, shard, from_seq == 0 || !prefix && from_seq <= st_seq),
         }
     }
 
-    fn send_snapshot(&mut self, to: SocketAddr, shard: ShardId) {
+    fn send_snapshot(&mut self, to: SocketAddr, shard: ShardId, resync: bool) {
         let st = &self.states[&shard];
         let Some(czar) = st.replica.czar else { return };
         let version = st.replica.version();
@@ -1427,7 +1496,8 @@ impl Peer {
             return;
         }
         for (i, entries) in chunks.into_iter().enumerate() {
-            let frame = Frame::Snapshot { shard, version, czar, checksum, chunk: i as u16, chunks: count, entries };
+            let frame =
+                Frame::Snapshot { shard, version, czar, checksum, chunk: i as u16, chunks: count, entries, resync };
             self.queue_frame(to, &frame);
         }
     }
@@ -1443,6 +1513,7 @@ impl Peer {
         chunk: u16,
         chunks: u16,
         entries: Vec<(Vec<u8>, Vec<u8>)>,
+        resync: bool,
     ) {
         if !self.states.contains_key(&shard) {
             self.stats.drop(DropReason::UnknownShard);
@@ -1458,14 +1529,14 @@ impl Peer {
         let catch_up_match = st.catch_up_to.is_some_and(|(seq, sum)| {
             version.seq == seq && u64::from_le_bytes(checksum[..8].try_into().expect("8")) == sum
         });
-        if !catch_up_match && self.offer_authority(now, shard, version.epoch, czar, false, None, None) == Verdict::Stale
+        if !catch_up_match && self.offer_authority(now, shard, version.epoch, czar, None, None, None) == Verdict::Stale
         {
             self.stats.drop(DropReason::StaleSnapshot);
             return;
         }
         let st = self.states.get_mut(&shard).expect("known shard");
         let current = st.replica.czar == Some(czar) && st.replica.epoch == version.epoch;
-        let wanted = version.seq > st.replica.seq() || st.want_snapshot;
+        let wanted = version.seq > st.replica.seq() || st.want_snapshot || resync;
         if !catch_up_match && (!current || !wanted || st.is_ready_czar(self.id)) {
             self.stats.drop(DropReason::StaleSnapshot);
             return;
@@ -1504,7 +1575,7 @@ impl Peer {
         }
         debug_assert_eq!(a.czar, czar);
         let ours = st.replica.version();
-        let had_own_history = st.replica.seq() > 0 && (ours.seq > a.version.seq || st.want_snapshot);
+        let had_own_history = st.replica.seq() > 0 && (ours.seq > a.version.seq || st.want_snapshot || resync);
         st.replica.install(a.version.seq, all);
         st.want_snapshot = false;
         st.out_of_sync_since = None;
@@ -1544,6 +1615,8 @@ impl Peer {
         let ttl = Instant::from_micros(now.as_micros().saturating_sub(self.config.tombstone_ttl.as_micros() as u64));
         self.members.purge_left_before(ttl);
         self.last_refute_hint.retain(|_, t| *t >= ttl);
+        let hint_horizon = Instant::from_micros(now.as_micros().saturating_sub(1_000_000));
+        self.last_hint.retain(|_, t| *t >= hint_horizon);
         // Every tick, not only on change: catches what an earlier reconcile could
         // not do yet (a new czar still catching up, say).
         let _ = changed;
