@@ -34,6 +34,9 @@ use crate::wire::{
     MAX_EPOCH, MAX_FRAME_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES,
 };
 
+/// Sequence numbers a peer accepts from others stay this far below the wire
+/// limit, so its own writes after them can never produce an undecodable frame.
+const SEQ_HEADROOM: u64 = 1 << 32;
 /// Most updates sent in answer to one repair request.
 const MAX_REPAIR_UPDATES: usize = 256;
 /// Most chunks in one snapshot (bounds reassembly memory to about 4.5 MiB).
@@ -371,6 +374,28 @@ impl Peer {
         Some(self.states.get(&shard)?.replica.checksum())
     }
 
+    /// A one-line dump of this peer's bookkeeping for `shard`, for debugging
+    /// tools (the format is not stable).
+    pub fn debug_shard(&self, shard: ShardId) -> String {
+        let Some(st) = self.states.get(&shard) else { return "unknown shard".into() };
+        format!(
+            "czar {:?} prev {:?} epoch {} backed {} start {} seq {} want_snapshot {} catch_up {:?} source {:?} advert {:?} since {:?} gap {} last_repair {:?}",
+            st.replica.czar,
+            st.replica.prev_czar,
+            st.replica.epoch,
+            st.replica.backed,
+            st.replica.epoch_start_seq,
+            st.replica.seq(),
+            st.want_snapshot,
+            st.catch_up_to,
+            st.catch_up_source,
+            st.czar_advert,
+            st.out_of_sync_since,
+            st.replica.has_gap(),
+            st.last_repair,
+        )
+    }
+
     /// Writes waiting for a czar's acknowledgement.
     pub fn pending_writes(&self) -> usize {
         self.pending.len()
@@ -620,17 +645,38 @@ impl Peer {
             }
         }
         let mut adverts = Vec::new();
+        let mut heartbeat = false;
         for frame in datagram.frames {
             if let Frame::Heartbeat { czar_of, .. } = &frame {
                 // Version adverts are checked after the datagram's deltas are applied.
                 if self.members.is_alive(&sender) {
+                    heartbeat = true;
                     adverts.extend_from_slice(czar_of);
                 }
             }
             self.handle_frame(now, from, sender, frame);
         }
+        if heartbeat {
+            self.check_czar_knows(now, from, sender, &adverts);
+        }
         for advert in adverts {
             self.handle_czar_advert(now, sender, advert);
+        }
+    }
+
+    /// A heartbeat from a peer we follow as czar of some shard that it does
+    /// not advertise: it may have missed the claim naming it (it was still
+    /// joining, say). Tell it; it answers `Same` if it knew and is only
+    /// catching up.
+    fn check_czar_knows(&mut self, now: Instant, from: SocketAddr, sender: PeerId, adverts: &[ShardVersion]) {
+        let unadvertised: Vec<ShardId> = self
+            .states
+            .iter()
+            .filter(|(id, st)| st.replica.czar == Some(sender) && !adverts.iter().any(|a| a.shard == **id))
+            .map(|(id, _)| *id)
+            .collect();
+        for shard in unadvertised {
+            self.send_authority_hint(now, shard, from);
         }
     }
 
@@ -1047,7 +1093,7 @@ impl Peer {
         let displaces_live_backed = explicit
             && !backed
             && st.replica.backed
-            && st.replica.czar.is_some_and(|c| c == self.id || self.members.is_alive(&c));
+            && st.replica.czar.is_some_and(|c| c == self.id || (c != czar && self.members.is_alive(&c)));
         if displaces_live_backed {
             if st.is_ready_czar(self.id) {
                 self.reassert(now, shard, epoch);
@@ -1232,8 +1278,11 @@ impl Peer {
             st.catch_up_source = hint;
         }
         let hint = hint.filter(usable).or(st.catch_up_source.filter(usable));
-        let target = if from_seq > 0 && from_seq <= st.replica.epoch_start_seq {
-            st.replica.prev_czar.filter(usable).or(hint).or(st.replica.czar.filter(usable))
+        // Followers repair from the czar they follow: it is the only one whose
+        // updates they take. A czar catching up asks whoever holds its
+        // agreed starting state.
+        let target = if st.replica.czar == Some(me) {
+            hint.or(st.replica.prev_czar.filter(usable))
         } else {
             st.replica.czar.filter(usable).or(hint)
         };
@@ -1258,6 +1307,10 @@ impl Peer {
             self.stats.drop(DropReason::UnknownShard);
             return;
         };
+        if first_seq + updates.len() as u64 > wire::MAX_SEQ - SEQ_HEADROOM {
+            self.stats.drop(DropReason::TooLong);
+            return;
+        }
         if epoch > st.replica.epoch {
             // A delta from a newer epoch is an implicit claim by its sender.
             if self.offer_authority(now, shard, epoch, sender, None, None, Some(sender)) != Verdict::Accepted {
@@ -1519,7 +1572,7 @@ impl Peer {
             self.stats.drop(DropReason::UnknownShard);
             return;
         }
-        if chunks > MAX_SNAPSHOT_CHUNKS {
+        if chunks > MAX_SNAPSHOT_CHUNKS || version.seq > wire::MAX_SEQ - SEQ_HEADROOM {
             self.stats.drop(DropReason::TooLong);
             return;
         }
@@ -1584,6 +1637,21 @@ impl Peer {
             self.push_event(Event::Diverged { shard, ours, adopted: a.version });
         }
         self.push_event(Event::ShardResynced { shard, version: a.version });
+        let st = self.states.get_mut(&shard).expect("known shard");
+        if let Some((target, sum)) = st.catch_up_to {
+            if st.replica.seq() != target || st.replica.checksum().short() != sum {
+                // The agreed starting state is no longer to be had (its holders
+                // moved on): start from the freshest state we could get and
+                // claim the shard again with it, so everyone resyncs to us.
+                st.catch_up_to = None;
+                st.want_snapshot = false;
+                let epoch = st.replica.epoch;
+                st.last_reassert = None;
+                self.reassert(now, shard, epoch);
+                self.retry_pending(now, None);
+                return;
+            }
+        }
         self.check_catch_up(now, shard);
         self.retry_pending(now, None);
     }
