@@ -29,10 +29,40 @@
 //!   epoch (`CzarChanged` with that epoch and that peer as `new`), no later
 //!   than it was applied.
 //!
+//! - `epochs-never-go-backwards`: per peer process and shard, the epoch of
+//!   `version_of`, sampled every check step, never decreases (a snapshot may
+//!   lower seq only together with a higher epoch; nothing may lower the
+//!   epoch). A blank restart starts a new process, with a fresh history.
+//! - `critical-never-lost`: a committed critical update is never lost or
+//!   reordered. The workload's critical writes are `score-K` keys of the
+//!   world shard whose values are unique per write. The ledger keeps, for
+//!   every czar-authored update of a `score-` key, its (shard, version, key,
+//!   value fingerprint); a commit is the first `Committed { shard, version }`
+//!   any peer reports, and its key and value are those authored at exactly
+//!   that shard and version by the writer `origin` (an update recovered by a
+//!   new czar and committed at another version is a second commit of the same
+//!   content, which is harmless). Per shard and key, the commits form a
+//!   history ordered by version. For a peer whose `version_of(shard)` is `W`,
+//!   the commit to check is the last commit `C` of that key at a version
+//!   `V <= W`: the peer must hold `C`'s value for the key, or a value some
+//!   czar authored for that key at a version above `V` (a later committed or
+//!   applied update superseded it). Holding an older commit's value, a value
+//!   authored at or below `V`, or no value at all is a violation. Checked
+//!   every check step at live peers that hear (both ways) a majority of the
+//!   running peers; a minority side of a partition, or a peer that has just
+//!   rejoined the majority, may briefly sit on a branch with a higher epoch
+//!   that lacks the commit (that branch loses when the sides merge), so a
+//!   failing peer is reported only when it keeps failing the same commit for
+//!   `critical_grace_ms` of majority-connected time, once per (peer, commit).
+//!   At the end of the run (after the settle), every live peer is checked
+//!   with no grace, and if the peers converged, a commit at a version above
+//!   the converged version is lost (reported once per commit), as is a commit
+//!   whose version no czar authored a critical update at.
+//!
 //! Lost optimistic writes of a partition's losing side are expected in v0.1
 //! and are not checked.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anarchy_proto::{Event, ShardId, Version};
 
@@ -96,6 +126,8 @@ pub fn registry() -> Vec<Box<dyn Checker>> {
         Box::new(MonotonicVersions::default()),
         Box::new(OneCzarPerEpoch::default()),
         Box::new(CzarAuthored::default()),
+        Box::new(EpochsNeverGoBackwards::default()),
+        Box::new(CriticalNeverLost::default()),
     ]
 }
 
@@ -270,6 +302,206 @@ impl Checker for CzarAuthored {
                 }
             }
             _ => {}
+        }
+    }
+}
+
+/// See the module docs: the epoch of `version_of` never decreases.
+#[derive(Debug, Default)]
+pub struct EpochsNeverGoBackwards {
+    /// (peer, process life, shard) → last sampled epoch.
+    sampled: BTreeMap<(usize, u32, ShardId), u32>,
+}
+
+impl Checker for EpochsNeverGoBackwards {
+    fn name(&self) -> &'static str {
+        "epochs-never-go-backwards"
+    }
+
+    fn on_step(&mut self, world: &World, out: &mut Findings) {
+        for (i, peer) in world.running_peers() {
+            let life = world.life(i);
+            for info in peer.shards() {
+                let Some(v) = peer.version_of(info.id) else { continue };
+                if let Some(last) = self.sampled.insert((i, life, info.id), v.epoch) {
+                    if v.epoch < last {
+                        out.violation(
+                            self.name(),
+                            world.now_us(),
+                            format!("p{i} epoch of {} went from {last} to {} (now at {v})", info.name, v.epoch),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// (peer slot, process life, shard, key).
+type PeerKey = (usize, u32, ShardId, Vec<u8>);
+
+/// Simulated ms a majority-connected peer may fail a commit before it counts.
+pub const CRITICAL_GRACE_MS: u64 = 3000;
+
+/// See the module docs: a committed critical update is never lost or reordered.
+#[derive(Debug, Default)]
+pub struct CriticalNeverLost {
+    /// Commits whose key is not resolved yet.
+    pending: BTreeSet<(ShardId, Version)>,
+    /// (shard, key) → version → content fingerprint of each commit.
+    history: BTreeMap<(ShardId, Vec<u8>), BTreeMap<Version, u64>>,
+    /// (peer, life, shard, key) → (commit version failed, since µs).
+    failing: BTreeMap<PeerKey, (Version, u64)>,
+    /// (peer, life, shard, commit version) already reported.
+    reported: BTreeSet<(usize, u32, ShardId, Version)>,
+}
+
+impl CriticalNeverLost {
+    /// Moves commits whose authored update is now in the ledger into the history.
+    fn resolve(&mut self, world: &World) {
+        let mut done = Vec::new();
+        for &(shard, version) in &self.pending {
+            let Some(commit) = world.commits().get(&(shard, version)) else { continue };
+            let recs = world.critical_authored(shard, version);
+            let rec = recs.iter().find(|r| r.origin == commit.origin).or(recs.first());
+            if let Some(rec) = rec {
+                self.history.entry((shard, rec.key.clone())).or_default().insert(version, rec.content);
+                done.push((shard, version));
+            }
+        }
+        for k in done {
+            self.pending.remove(&k);
+        }
+    }
+
+    /// `None` if peer `i` holds what the history says for (shard, key);
+    /// otherwise the failing commit's version and a description.
+    fn judge(
+        world: &World,
+        i: usize,
+        shard: ShardId,
+        key: &[u8],
+        commits: &BTreeMap<Version, u64>,
+    ) -> Option<(Version, String)> {
+        let peer = world.peer(i)?;
+        let at = peer.version_of(shard)?;
+        let (&v, &want) = commits.range(..=at).next_back()?;
+        let held = peer.get(shard, key);
+        let got = crate::sim::fingerprint(key, held);
+        if got == want || world.content_versions(shard, got).iter().any(|w| *w > v) {
+            return None;
+        }
+        let what = match world.content_versions(shard, got).iter().max() {
+            _ if held.is_none() => "no value".to_string(),
+            Some(w) => format!("the value authored at {w}"),
+            None => "a value no czar authored".to_string(),
+        };
+        Some((
+            v,
+            format!(
+                "p{i} at {at} of {} holds {what} for {} instead of the update committed at {v}",
+                world.shard_name(shard),
+                String::from_utf8_lossy(key)
+            ),
+        ))
+    }
+}
+
+impl Checker for CriticalNeverLost {
+    fn name(&self) -> &'static str {
+        "critical-never-lost"
+    }
+
+    fn on_event(&mut self, world: &World, ev: &PeerEvent<'_>, _out: &mut Findings) {
+        if let Event::Committed { shard, version, .. } = ev.event {
+            let known = self
+                .history
+                .range((*shard, Vec::new())..)
+                .take_while(|((s, _), _)| s == shard)
+                .any(|(_, h)| h.contains_key(version));
+            if !known {
+                self.pending.insert((*shard, *version));
+            }
+            let _ = world;
+        }
+    }
+
+    fn on_step(&mut self, world: &World, out: &mut Findings) {
+        self.resolve(world);
+        if self.history.is_empty() {
+            return;
+        }
+        let now = world.now_us();
+        let grace = CRITICAL_GRACE_MS * 1000;
+        let live: Vec<usize> = world.live_peers().map(|(i, _)| i).collect();
+        for i in live {
+            let life = world.life(i);
+            let settled = world.in_majority(i);
+            for ((shard, key), commits) in &self.history {
+                let slot = (i, life, *shard, key.clone());
+                let verdict = if settled { Self::judge(world, i, *shard, key, commits) } else { None };
+                let Some((v, detail)) = verdict else {
+                    self.failing.remove(&slot);
+                    continue;
+                };
+                let since = match self.failing.get(&slot) {
+                    Some(&(fv, since)) if fv == v => since,
+                    _ => {
+                        self.failing.insert(slot, (v, now));
+                        now
+                    }
+                };
+                // Majority-connected time only: a peer whose connectivity just changed starts over.
+                let since = since.max(now.saturating_sub(world.stable_for_us(i)));
+                if now.saturating_sub(since) >= grace && self.reported.insert((i, life, *shard, v)) {
+                    out.violation(self.name(), now, format!("{detail} (for {} ms)", (now - since) / 1000));
+                }
+            }
+        }
+    }
+
+    fn at_end(&mut self, world: &World, out: &mut Findings) {
+        self.resolve(world);
+        let now = world.now_us();
+        for &(shard, version) in &self.pending {
+            out.violation(
+                self.name(),
+                now,
+                format!(
+                    "a critical update committed at {version} of {} that no czar authored",
+                    world.shard_name(shard)
+                ),
+            );
+        }
+        let live: Vec<usize> = world.live_peers().map(|(i, _)| i).collect();
+        for &i in &live {
+            let life = world.life(i);
+            for ((shard, key), commits) in &self.history {
+                if let Some((v, detail)) = Self::judge(world, i, *shard, key, commits) {
+                    if self.reported.insert((i, life, *shard, v)) {
+                        out.violation(self.name(), now, format!("{detail} (at the end)"));
+                    }
+                }
+            }
+        }
+        if world.divergence().is_some() {
+            return;
+        }
+        let Some(&first) = live.first() else { return };
+        let Some(peer) = world.peer(first) else { return };
+        for ((shard, key), commits) in &self.history {
+            let Some(at) = peer.version_of(*shard) else { continue };
+            for (v, _) in commits.range(at..).filter(|(v, _)| **v > at) {
+                out.violation(
+                    self.name(),
+                    now,
+                    format!(
+                        "the update of {} committed at {v} of {} is lost: the live peers converged at {at}",
+                        String::from_utf8_lossy(key),
+                        world.shard_name(*shard)
+                    ),
+                );
+            }
         }
     }
 }

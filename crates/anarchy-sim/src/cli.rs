@@ -61,6 +61,9 @@ pub struct SimArgs {
     /// Leaves and rejoins per simulated minute.
     #[arg(long, value_name = "PER_MIN")]
     pub churn: Option<f64>,
+    /// Critical writes per simulated second across the session (0: none).
+    #[arg(long, value_name = "HZ")]
+    pub critical_rate: Option<f64>,
     /// Largest per-peer clock offset, ms.
     #[arg(long, value_name = "MS")]
     pub clock_offset_ms: Option<f64>,
@@ -130,6 +133,7 @@ impl SimArgs {
             cfg.seconds = r.seconds.unwrap_or(cfg.seconds);
             cfg.rate_hz = r.rate.unwrap_or(cfg.rate_hz);
             cfg.churn_per_min = r.churn.unwrap_or(cfg.churn_per_min);
+            cfg.critical_rate_hz = r.critical_rate.unwrap_or(cfg.critical_rate_hz);
             cfg.settle_seconds = r.settle.unwrap_or(cfg.settle_seconds);
             sc.network.apply_to(&mut cfg.link);
             cfg.schedule = sc.schedule.clone();
@@ -140,6 +144,7 @@ impl SimArgs {
         cfg.settle_seconds = self.settle.unwrap_or(cfg.settle_seconds);
         cfg.rate_hz = self.rate.unwrap_or(cfg.rate_hz);
         cfg.churn_per_min = self.churn.unwrap_or(cfg.churn_per_min);
+        cfg.critical_rate_hz = self.critical_rate.unwrap_or(cfg.critical_rate_hz);
         cfg.link.latency_ms = self.latency_ms.unwrap_or(cfg.link.latency_ms);
         cfg.link.jitter_ms = self.jitter_ms.unwrap_or(cfg.link.jitter_ms);
         cfg.link.loss = probability("loss", self.loss.unwrap_or(cfg.link.loss))?;
@@ -168,6 +173,7 @@ impl SimArgs {
         finite("settle", cfg.settle_seconds, 3600.0)?;
         finite("rate", cfg.rate_hz, 1000.0)?;
         finite("churn", cfg.churn_per_min, 100_000.0)?;
+        finite("critical-rate", cfg.critical_rate_hz, 10_000.0)?;
         finite("latency-ms", cfg.link.latency_ms, 60_000.0)?;
         finite("jitter-ms", cfg.link.jitter_ms, 60_000.0)?;
         finite("clock-offset-ms", cfg.clock_offset_ms, 86_400_000.0)?;
@@ -202,6 +208,7 @@ impl SimArgs {
         add("uplink-kbps", self.uplink_kbps.map(|v| v.to_string()));
         add("rate", self.rate.map(|v| v.to_string()));
         add("churn", self.churn.map(|v| v.to_string()));
+        add("critical-rate", self.critical_rate.map(|v| v.to_string()));
         add("clock-offset-ms", self.clock_offset_ms.map(|v| v.to_string()));
         add("drift-ppm", self.drift_ppm.map(|v| v.to_string()));
         add("seed", Some(seed.to_string()));
@@ -296,6 +303,38 @@ pub fn run(args: SimArgs) -> i32 {
             print!("{}", r.human());
         }
         let wall: f64 = reports.iter().map(|r| r.wall_seconds).sum();
+        let pooled = crate::report::Failover::from_samples(
+            reports.iter().flat_map(|r| r.failover_ms.samples.iter().copied()).collect(),
+            reports.iter().map(|r| r.failover_ms.unfinished).sum(),
+        );
+        println!(
+            "failover over all seeds: {} timed, p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms, {} unfinished",
+            pooled.count, pooled.p50, pooled.p99, pooled.max, pooled.unfinished
+        );
+        let sum = |f: fn(&Report) -> u64| reports.iter().map(f).sum::<u64>();
+        println!(
+            "critical over all seeds: {} proposed, {} committed, {} rejected, {} timed out, {} lost after commit; false evictions: {}",
+            sum(|r| r.critical.proposed),
+            sum(|r| r.critical.committed),
+            sum(|r| r.critical.rejected),
+            sum(|r| r.critical.failed),
+            sum(|r| r.critical.lost_after_commit),
+            sum(|r| r.false_evictions)
+        );
+        let mut by_invariant: std::collections::BTreeMap<&str, (u64, Vec<u64>)> = Default::default();
+        for r in &reports {
+            for (name, n) in &r.violation_counts {
+                let e = by_invariant.entry(name).or_default();
+                e.0 += n;
+                e.1.push(r.seed);
+            }
+            if !r.converged && !r.violation_counts.contains_key("convergence") {
+                by_invariant.entry("not converged").or_default().1.push(r.seed);
+            }
+        }
+        for (name, (n, seeds)) in &by_invariant {
+            println!("  {name}: {n} violations, seeds {seeds:?}");
+        }
         println!(
             "sweep: {} seeds, {} passed, {} failed ({:.1} s of runs)",
             reports.len(),

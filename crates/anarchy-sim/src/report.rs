@@ -17,6 +17,54 @@ pub struct Percentiles {
     pub max: f64,
 }
 
+/// Czar crash → every live peer past the dead czar's epoch, simulated milliseconds.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Failover {
+    /// Failovers that finished.
+    pub count: usize,
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest.
+    pub max: f64,
+    /// Czar crashes whose failover had not finished by the end of the run.
+    pub unfinished: u64,
+    /// Every finished failover, in crash order (for sweeps to pool).
+    pub samples: Vec<f64>,
+}
+
+impl Failover {
+    /// Percentiles over failover times in ms (nearest rank).
+    pub fn from_samples(samples: Vec<f64>, unfinished: u64) -> Self {
+        let mut sorted = samples.clone();
+        sorted.sort_by(f64::total_cmp);
+        let pick = |q: f64| {
+            if sorted.is_empty() {
+                0.0
+            } else {
+                sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
+            }
+        };
+        Failover { count: sorted.len(), p50: pick(0.5), p99: pick(0.99), max: pick(1.0), unfinished, samples }
+    }
+}
+
+/// Critical updates in a run.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Critical {
+    /// `write_critical` calls that returned an id.
+    pub proposed: u64,
+    /// Distinct updates some peer saw committed.
+    pub committed: u64,
+    /// Rejected by the validators (the workload's cheats).
+    pub rejected: u64,
+    /// Timed out (`WriteFailed`).
+    pub failed: u64,
+    /// Violations of `critical-never-lost`.
+    pub lost_after_commit: u64,
+}
+
 /// Everything a run reports.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Report {
@@ -54,6 +102,14 @@ pub struct Report {
     pub converged: bool,
     /// Simulated ms after writes stopped until they agreed.
     pub converged_after_ms: Option<f64>,
+    /// Czar crash → every live peer applied or authored an update of the
+    /// shard in a higher epoch.
+    pub failover_ms: Failover,
+    /// Evictions of a peer that was up and connected both ways to the evicting
+    /// peer for the whole peer timeout.
+    pub false_evictions: u64,
+    /// Critical updates.
+    pub critical: Critical,
     /// Violations (at most [`crate::check::MAX_KEPT_PER_INVARIANT`] per invariant).
     pub violations: Vec<Violation>,
     /// Violation counts per invariant, including those not kept.
@@ -81,6 +137,18 @@ impl Report {
             Percentiles { p50: ms(h.value_at_quantile(0.5)), p99: ms(h.value_at_quantile(0.99)), max: ms(h.max()) }
         };
         let sim = outcome.sim_seconds.max(1e-9);
+        let failover_ms = Failover::from_samples(
+            outcome.failover_us.iter().map(|us| ms(*us)).collect(),
+            outcome.failovers_unfinished,
+        );
+        let c = &outcome.critical;
+        let critical = Critical {
+            proposed: c.proposed,
+            committed: c.committed,
+            rejected: c.rejected,
+            failed: c.failed,
+            lost_after_commit: outcome.findings.counts.get("critical-never-lost").copied().unwrap_or(0),
+        };
         Report {
             seed: cfg.seed,
             peers: cfg.peers,
@@ -97,6 +165,9 @@ impl Report {
             datagrams_lost: outcome.totals.dropped_loss,
             datagrams_partitioned: outcome.totals.dropped_partition,
             live_peers: outcome.live_peers,
+            failover_ms,
+            false_evictions: outcome.false_evictions,
+            critical,
             converged: outcome.converged,
             converged_after_ms: outcome.converged_after_ms,
             violations: outcome.findings.kept.clone(),
@@ -141,6 +212,21 @@ impl Report {
         s += &format!(
             "  network: {} datagrams, {:.0} B/peer/s sent, {} lost, {} cut by partitions\n",
             self.datagrams_sent, self.bytes_sent_per_peer_per_sec, self.datagrams_lost, self.datagrams_partitioned
+        );
+        let f = &self.failover_ms;
+        s += &format!(
+            "  failover: {} czar crashes timed, p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms{}; false evictions: {}\n",
+            f.count,
+            f.p50,
+            f.p99,
+            f.max,
+            if f.unfinished > 0 { format!(", {} unfinished", f.unfinished) } else { String::new() },
+            self.false_evictions
+        );
+        let c = &self.critical;
+        s += &format!(
+            "  critical: {} proposed, {} committed, {} rejected, {} timed out, {} lost after commit\n",
+            c.proposed, c.committed, c.rejected, c.failed, c.lost_after_commit
         );
         match (self.converged, self.converged_after_ms) {
             (true, Some(ms)) => {

@@ -191,6 +191,8 @@ pub struct RunDefaults {
     pub rate: Option<f64>,
     /// `--churn`.
     pub churn: Option<f64>,
+    /// `--critical-rate`.
+    pub critical_rate: Option<f64>,
     /// `--settle`.
     pub settle: Option<f64>,
 }

@@ -4,11 +4,11 @@
 //! the run from outside).
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use anarchy_proto::wire::Op;
-use anarchy_proto::{Config, Event, Instant, Keypair, Peer, PeerId, ShardId, Version, WriteOutcome};
+use anarchy_proto::{Config, Event, Instant, Keypair, LeaveReason, Peer, PeerId, ShardId, Version, WriteOutcome};
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -23,6 +23,12 @@ const SIM_PORT: u16 = 7000;
 const WORLD_KEYS: u64 = 64;
 /// Keys one burst writes at once.
 const BURST_KEYS: usize = 10;
+/// Score keys (`score-0` ...) in the world shard that critical writes go to.
+pub const CRITICAL_KEYS: u64 = 16;
+/// Key prefix of the critical writes.
+pub const CRITICAL_PREFIX: &[u8] = b"score-";
+/// Share of critical writes the workload marks as cheats (the validator rejects them).
+const CHEAT_SHARE: f64 = 0.1;
 
 /// Everything a run needs besides its checkers.
 #[derive(Debug, Clone)]
@@ -45,6 +51,9 @@ pub struct SimConfig {
     pub world_write_prob: f64,
     /// Probability a player's tick is a burst of [`BURST_KEYS`] avatar keys.
     pub burst_prob: f64,
+    /// Critical writes (`score-K` in the world shard) per simulated second,
+    /// across the whole session; each by a random live player. 0: none.
+    pub critical_rate_hz: f64,
     /// The network at the start.
     pub link: LinkParams,
     /// Largest per-peer clock offset (drawn uniformly in [0, this]).
@@ -73,6 +82,7 @@ impl Default for SimConfig {
             churn_per_min: 0.0,
             world_write_prob: 0.02,
             burst_prob: 0.002,
+            critical_rate_hz: 2.0,
             link: LinkParams::default(),
             clock_offset_ms: 5000.0,
             clock_drift_ppm: 100.0,
@@ -155,6 +165,51 @@ pub struct AuthoredRecord {
     pub content: Option<u64>,
 }
 
+/// A critical update (a `score-` key of the world shard) a czar authored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CriticalRecord {
+    /// The key.
+    pub key: Vec<u8>,
+    /// Fingerprint of (key, value).
+    pub content: u64,
+    /// The writer's slot, decoded from the value (the workload writes it there).
+    pub origin: usize,
+}
+
+/// A commit as first seen at some peer (`Event::Committed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitRecord {
+    /// The writer's slot.
+    pub origin: usize,
+    /// Simulated µs it was first seen.
+    pub at_us: u64,
+}
+
+/// A crash of a czar, waiting for every live peer to move past its epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Failover {
+    crashed: usize,
+    shard: ShardId,
+    epoch: u32,
+    at_us: u64,
+    done_us: Option<u64>,
+}
+
+/// Critical-write counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CriticalTotals {
+    /// `write_critical` calls that returned an id.
+    pub proposed: u64,
+    /// `write_critical` calls refused outright (not in session, too many pending).
+    pub refused: u64,
+    /// Distinct critical updates some peer saw `Committed`.
+    pub committed: u64,
+    /// `Rejected` events (the validator refused a cheat).
+    pub rejected: u64,
+    /// `WriteFailed` events about critical writes.
+    pub failed: u64,
+}
+
 /// One event as checkers see it.
 #[derive(Debug)]
 pub struct PeerEvent<'a> {
@@ -182,6 +237,20 @@ pub struct World {
     propagation: Histogram<u64>,
     updates_written: u64,
     updates_applied: u64,
+    /// (shard, epoch, seq) → critical updates authored there.
+    critical_ledger: HashMap<(ShardId, u32, u64), Vec<CriticalRecord>>,
+    /// (shard, content fingerprint) → versions a czar authored that content at.
+    content_versions: HashMap<(ShardId, u64), Vec<Version>>,
+    /// (shard, version) → first sighting of a commit there.
+    commits: BTreeMap<(ShardId, Version), CommitRecord>,
+    /// (slot, life, write id) of every critical write proposed.
+    critical_ids: HashMap<(usize, u32, u64), ()>,
+    critical: CriticalTotals,
+    failovers: Vec<Failover>,
+    /// (slot, shard) → highest epoch of an update the slot's current process applied or authored.
+    max_epoch: HashMap<(usize, ShardId), u32>,
+    false_evictions: u64,
+    false_eviction_notes: Vec<String>,
 }
 
 impl World {
@@ -304,6 +373,62 @@ impl World {
         None
     }
 
+    /// Critical updates authored at exactly this shard and version.
+    pub fn critical_authored(&self, shard: ShardId, version: Version) -> &[CriticalRecord] {
+        self.critical_ledger.get(&(shard, version.epoch, version.seq)).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The versions at which some czar authored this (key, value) content in `shard`.
+    pub fn content_versions(&self, shard: ShardId, content: u64) -> &[Version] {
+        self.content_versions.get(&(shard, content)).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Every commit seen so far: (shard, version) → first sighting.
+    pub fn commits(&self) -> &BTreeMap<(ShardId, Version), CommitRecord> {
+        &self.commits
+    }
+
+    /// Whether `i` is running and hears (both ways) a majority of the running peers.
+    pub fn in_majority(&self, i: usize) -> bool {
+        if !matches!(self.slots.get(i).map(|s| s.state), Some(SlotState::Up | SlotState::Paused(_))) {
+            return false;
+        }
+        if self.net.partition.is_healed() {
+            return true;
+        }
+        let running: Vec<usize> = self.running_peers().map(|(j, _)| j).collect();
+        let heard = running.iter().filter(|&&j| j == i || self.net.partition.mutual(i, j)).count();
+        heard * 2 > running.len()
+    }
+
+    /// Simulated µs since the slot's ability to exchange datagrams last changed.
+    pub fn stable_for_us(&self, i: usize) -> u64 {
+        self.now_us.saturating_sub(self.slots[i].last_change_us)
+    }
+
+    /// Marks failovers done once every live peer applied or authored an update
+    /// of the shard in an epoch above the dead czar's.
+    fn check_failovers(&mut self) {
+        let now = self.now_us;
+        let mut done = Vec::new();
+        for (k, f) in self.failovers.iter().enumerate() {
+            if f.done_us.is_some() {
+                continue;
+            }
+            let mut any = false;
+            let all = self.live_peers().all(|(i, _)| {
+                any = true;
+                self.max_epoch.get(&(i, f.shard)).is_some_and(|e| *e > f.epoch)
+            });
+            if all && any {
+                done.push(k);
+            }
+        }
+        for k in done {
+            self.failovers[k].done_us = Some(now);
+        }
+    }
+
     fn mark_change(&mut self, peers: impl IntoIterator<Item = usize>) {
         let now = self.now_us;
         for p in peers {
@@ -321,6 +446,7 @@ enum Job {
     Resume { peer: u32 },
     Script(usize),
     Churn,
+    Critical,
     Step,
 }
 
@@ -393,6 +519,20 @@ pub struct Outcome {
     pub totals: Totals,
     /// Peers live at the end.
     pub live_peers: usize,
+    /// Per crash of a czar: simulated µs until every live peer applied or
+    /// authored an update of its shard in a higher epoch (finished ones only).
+    pub failover_us: Vec<u64>,
+    /// Czar crashes whose failover had not finished by the end.
+    pub failovers_unfinished: u64,
+    /// Failovers as (crashed slot, shard name, dead epoch, crash ms, done ms).
+    pub failover_notes: Vec<String>,
+    /// Evictions (`PeerLeft` by timeout or confirmation) of a peer that was up
+    /// and connected both ways to the evicting peer for the whole peer timeout.
+    pub false_evictions: u64,
+    /// The first few false evictions.
+    pub false_eviction_notes: Vec<String>,
+    /// Critical-write counters.
+    pub critical: CriticalTotals,
 }
 
 /// A running simulation.
@@ -404,6 +544,8 @@ pub struct Sim {
     seq: u64,
     net_rng: ChaCha8Rng,
     rng: ChaCha8Rng,
+    /// The critical workload's own stream, so it leaves the rest of the workload as it was.
+    crit_rng: ChaCha8Rng,
     events: Vec<Event>,
     totals: Totals,
     writes_stopped: bool,
@@ -468,6 +610,7 @@ impl Sim {
         let net = Network::new(n, cfg.link.clone(), mix64(cfg.seed ^ 0x006e_6574_776f_726b));
         let end_us = (cfg.seconds * 1e6) as u64;
         let net_rng = ChaCha8Rng::seed_from_u64(mix64(cfg.seed ^ 0x5eed));
+        let crit_rng = ChaCha8Rng::seed_from_u64(mix64(cfg.seed ^ 0x00c2_1714_ca15));
         let schedule = cfg.schedule.clone();
         let churn = cfg.churn_per_min;
         let world = World {
@@ -482,6 +625,15 @@ impl Sim {
             propagation: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
             updates_written: 0,
             updates_applied: 0,
+            critical_ledger: HashMap::new(),
+            content_versions: HashMap::new(),
+            commits: BTreeMap::new(),
+            critical_ids: HashMap::new(),
+            critical: CriticalTotals::default(),
+            failovers: Vec::new(),
+            max_epoch: HashMap::new(),
+            false_evictions: 0,
+            false_eviction_notes: Vec::new(),
         };
         let mut sim = Sim {
             world,
@@ -491,6 +643,7 @@ impl Sim {
             seq: 0,
             net_rng,
             rng,
+            crit_rng,
             events: Vec::new(),
             totals: Totals::default(),
             writes_stopped: false,
@@ -510,6 +663,10 @@ impl Sim {
         if churn > 0.0 {
             let first = sim.churn_gap();
             sim.push(spread_us + first, Job::Churn);
+        }
+        if sim.world.cfg.critical_rate_hz > 0.0 {
+            let first = sim.critical_gap();
+            sim.push(spread_us + first, Job::Critical);
         }
         sim.push(sim.world.cfg.check_interval_ms * 1000, Job::Step);
         sim
@@ -533,6 +690,41 @@ impl Sim {
     fn push(&mut self, at: u64, job: Job) {
         self.seq += 1;
         self.queue.push(Item { at, seq: self.seq, job });
+    }
+
+    fn critical_gap(&mut self) -> u64 {
+        let per_us = self.world.cfg.critical_rate_hz / 1e6;
+        let u: f64 = self.crit_rng.gen::<f64>().max(1e-12);
+        ((-u.ln() / per_us) as u64).max(1)
+    }
+
+    /// One critical write: a random live player sets a random score key.
+    fn critical_write(&mut self) {
+        let live: Vec<usize> = self.world.live_peers().map(|(i, _)| i).collect();
+        if live.is_empty() {
+            return;
+        }
+        let i = live[self.crit_rng.gen_range(0..live.len())];
+        let k = self.crit_rng.gen_range(0..CRITICAL_KEYS);
+        let cheat = self.crit_rng.gen::<f64>() < CHEAT_SHARE;
+        let now = self.world.now_us;
+        let world_shard = self.world.shard_ids[0];
+        let n = self.world.critical.proposed + self.world.critical.refused;
+        let mut key = CRITICAL_PREFIX.to_vec();
+        key.extend_from_slice(k.to_string().as_bytes());
+        let value = critical_value(n, now, i, cheat);
+        let life = self.world.slots[i].life;
+        let slot = &mut self.world.slots[i];
+        let local = slot.clock.local(now);
+        let Some(peer) = slot.peer.as_mut() else { return };
+        match peer.write_critical(local, world_shard, &key, Some(&value)) {
+            Ok(id) => {
+                self.world.critical.proposed += 1;
+                self.world.critical_ids.insert((i, life, id.0), ());
+            }
+            Err(_) => self.world.critical.refused += 1,
+        }
+        self.after_input(i);
     }
 
     fn churn_gap(&mut self) -> u64 {
@@ -602,6 +794,7 @@ impl Sim {
             for i in 0..w.slots.len() {
                 if let Some(p) = w.peer(i) {
                     let st = p.stats();
+                    eprintln!("end p{i}: {}", p.debug_shard(shard));
                     eprintln!(
                         "end p{i}: czar {:?} version {:?} repairs {} snapshots {} drops {:?}",
                         p.czar_of(shard),
@@ -613,7 +806,40 @@ impl Sim {
                 }
             }
         }
+        let mut critical = w.critical;
+        let mut committed: std::collections::BTreeSet<u64> = Default::default();
+        for (&(shard, version), _) in w.commits.iter() {
+            match w.critical_authored(shard, version).first() {
+                Some(rec) => committed.insert(rec.content),
+                None => committed.insert(mix64(version.seq ^ u64::from(version.epoch) << 48 ^ 0xc0)),
+            };
+        }
+        critical.committed = committed.len() as u64;
+        let failover_us = w.failovers.iter().filter_map(|f| f.done_us.map(|d| d - f.at_us)).collect();
+        let failover_notes = w
+            .failovers
+            .iter()
+            .map(|f| {
+                format!(
+                    "p{} czar of {} at epoch {} crashed at {:.0} ms: {}",
+                    f.crashed,
+                    w.shard_name(f.shard),
+                    f.epoch,
+                    f.at_us as f64 / 1000.0,
+                    f.done_us.map_or("not finished".to_string(), |d| format!(
+                        "failed over in {:.0} ms",
+                        (d - f.at_us) as f64 / 1000.0
+                    ))
+                )
+            })
+            .collect();
         Outcome {
+            failover_us,
+            failovers_unfinished: w.failovers.iter().filter(|f| f.done_us.is_none()).count() as u64,
+            failover_notes,
+            false_evictions: w.false_evictions,
+            false_eviction_notes: w.false_eviction_notes.clone(),
+            critical,
             sim_seconds: w.now_us as f64 / 1e6,
             converged: w.divergence().is_none(),
             converged_after_ms,
@@ -693,7 +919,15 @@ impl Sim {
                     self.push(now + gap.max(1), Job::Churn);
                 }
             }
+            Job::Critical => {
+                if !self.writes_stopped {
+                    self.critical_write();
+                    let gap = self.critical_gap();
+                    self.push(now + gap, Job::Critical);
+                }
+            }
             Job::Step => {
+                self.world.check_failovers();
                 for c in self.checkers.iter_mut() {
                     c.on_step(&self.world, &mut self.findings);
                 }
@@ -724,6 +958,7 @@ impl Sim {
             return;
         }
         let names = shard_names(self.world.cfg.shards);
+        self.world.max_epoch.retain(|(j, _), _| *j != i);
         let slot = &mut self.world.slots[i];
         slot.life += 1;
         slot.gen += 1;
@@ -737,6 +972,7 @@ impl Sim {
         for name in &names {
             peer.declare_shard(local, name, None).expect("valid shard name");
         }
+        peer.set_validator(Box::new(validate_critical));
         peer.join(local, &bootstraps);
         slot.peer = Some(peer);
         let gen = slot.gen;
@@ -892,20 +1128,34 @@ impl Sim {
         match e {
             Event::Authored { shard, version } => {
                 self.world.updates_written += 1;
-                let content = self.world.slots[i]
+                self.note_epoch(i, *shard, version.epoch);
+                let entry = self.world.slots[i]
                     .peer
                     .as_ref()
                     .and_then(|p| p.replica(*shard))
                     .and_then(|r| r.log_from(version.seq, 1))
                     .and_then(|mut v| v.pop())
-                    .filter(|entry| entry.seq == version.seq && entry.epoch == version.epoch)
-                    .map(|entry| {
-                        let value = match &entry.update.op {
-                            Op::Put(v) => Some(v.as_slice()),
-                            Op::Delete => None,
-                        };
-                        fingerprint(&entry.update.key, value)
-                    });
+                    .filter(|entry| entry.seq == version.seq && entry.epoch == version.epoch);
+                let content = entry.as_ref().map(|entry| {
+                    let value = match &entry.update.op {
+                        Op::Put(v) => Some(v.as_slice()),
+                        Op::Delete => None,
+                    };
+                    let fp = fingerprint(&entry.update.key, value);
+                    if entry.update.key.starts_with(CRITICAL_PREFIX) {
+                        let origin = value.and_then(critical_origin).unwrap_or(usize::MAX);
+                        let rec = CriticalRecord { key: entry.update.key.clone(), content: fp, origin };
+                        let recs = self.world.critical_ledger.entry((*shard, version.epoch, version.seq)).or_default();
+                        if !recs.contains(&rec) {
+                            recs.push(rec);
+                        }
+                        let vs = self.world.content_versions.entry((*shard, fp)).or_default();
+                        if !vs.contains(version) {
+                            vs.push(*version);
+                        }
+                    }
+                    fp
+                });
                 self.world.ledger.entry((*shard, version.epoch, version.seq)).or_default().push(AuthoredRecord {
                     author: i,
                     at_us: now,
@@ -915,6 +1165,7 @@ impl Sim {
             }
             Event::Updated { shard, version, key, value } => {
                 self.world.updates_applied += 1;
+                self.note_epoch(i, *shard, version.epoch);
                 let content = fingerprint(key, value.as_deref());
                 if let Some(rec) = self.world.ledger.get(&(*shard, version.epoch, version.seq)).and_then(|r| r.first())
                 {
@@ -922,7 +1173,52 @@ impl Sim {
                 }
                 content
             }
+            Event::Committed { origin, shard, version, .. } => {
+                let origin = self.world.index_of(origin).unwrap_or(usize::MAX);
+                self.world.commits.entry((*shard, *version)).or_insert(CommitRecord { origin, at_us: now });
+                0
+            }
+            Event::Rejected { .. } => {
+                self.world.critical.rejected += 1;
+                0
+            }
+            Event::WriteFailed { write, .. } => {
+                if self.world.critical_ids.contains_key(&(i, self.world.slots[i].life, write.0)) {
+                    self.world.critical.failed += 1;
+                }
+                0
+            }
+            Event::PeerLeft { peer, reason: LeaveReason::Confirmed | LeaveReason::Timeout } => {
+                let timeout = self.world.cfg.proto.peer_timeout.as_micros() as u64;
+                if let Some(j) = self.world.index_of(peer) {
+                    if self.world.heard_each_other_since(i, j, now.saturating_sub(timeout)) {
+                        self.world.false_evictions += 1;
+                        if self.world.false_eviction_notes.len() < 20 {
+                            self.world
+                                .false_eviction_notes
+                                .push(format!("{:.3} ms: p{i} evicted p{j}", now as f64 / 1000.0));
+                        }
+                    }
+                }
+                0
+            }
             _ => 0,
+        }
+    }
+
+    /// Notes that slot `i` applied or authored an update of `shard` in `epoch`;
+    /// completes failovers this finishes.
+    fn note_epoch(&mut self, i: usize, shard: ShardId, epoch: u32) {
+        let e = self.world.max_epoch.entry((i, shard)).or_insert(0);
+        let before = *e;
+        *e = before.max(epoch);
+        let crossed = self
+            .world
+            .failovers
+            .iter()
+            .any(|f| f.done_us.is_none() && f.shard == shard && before <= f.epoch && epoch > f.epoch);
+        if crossed {
+            self.world.check_failovers();
         }
     }
 
@@ -1000,6 +1296,7 @@ impl Sim {
             Action::Crash(sel) => {
                 for p in self.resolve(sel) {
                     if matches!(self.world.slots[p].state, SlotState::Up | SlotState::Paused(_)) {
+                        self.note_czar_crash(p);
                         let slot = &mut self.world.slots[p];
                         slot.state = SlotState::Crashed;
                         slot.gen += 1;
@@ -1055,6 +1352,24 @@ impl Sim {
         }
     }
 
+    /// Before `p` crashes: a failover to time for every shard whose czar it is
+    /// (the czar most live peers follow), past the epoch `p` holds.
+    fn note_czar_crash(&mut self, p: usize) {
+        let now = self.world.now_us;
+        let w = &self.world;
+        let Some(peer) = w.slots[p].peer.as_ref() else { return };
+        let found: Vec<Failover> = w
+            .shard_ids
+            .iter()
+            .filter(|&&shard| w.czar_index(shard) == Some(p))
+            .map(|&shard| {
+                let epoch = peer.version_of(shard).map_or(0, |v| v.epoch);
+                Failover { crashed: p, shard, epoch, at_us: now, done_us: None }
+            })
+            .collect();
+        self.world.failovers.extend(found);
+    }
+
     fn resume(&mut self, p: usize) {
         let now = self.world.now_us;
         let slot = &mut self.world.slots[p];
@@ -1101,6 +1416,31 @@ impl Sim {
             let p = gone[self.rng.gen_range(0..gone.len())];
             self.start(p, true);
         }
+    }
+}
+
+/// The value of the workload's `n`th critical write, by slot `origin` at `now_us`.
+fn critical_value(n: u64, now_us: u64, origin: usize, cheat: bool) -> [u8; 25] {
+    let mut v = [0u8; 25];
+    v[..8].copy_from_slice(&n.to_le_bytes());
+    v[8..16].copy_from_slice(&now_us.to_le_bytes());
+    v[16..24].copy_from_slice(&(origin as u64).to_le_bytes());
+    v[24] = u8::from(!cheat);
+    v
+}
+
+/// The writer's slot, from a critical value.
+fn critical_origin(value: &[u8]) -> Option<usize> {
+    let b: [u8; 8] = value.get(16..24)?.try_into().ok()?;
+    Some(u64::from_le_bytes(b) as usize)
+}
+
+/// The game rule every simulated peer runs on critical updates: cheats
+/// (values whose last byte is 0) are refused.
+fn validate_critical(p: &anarchy_proto::Proposal<'_>) -> Result<(), String> {
+    match p.value {
+        Some(v) if v.len() == 25 && v[24] == 0 => Err("cheat".into()),
+        _ => Ok(()),
     }
 }
 
