@@ -50,11 +50,13 @@ pub enum DropReason {
     ForwardRefused,
     /// The event queue was full.
     EventQueueFull,
+    /// A delta building on a state other than ours (we resync instead).
+    OffHistory,
 }
 
 impl DropReason {
     /// Every reason, for tables.
-    pub const ALL: [DropReason; 22] = [
+    pub const ALL: [DropReason; 23] = [
         DropReason::Oversized,
         DropReason::Truncated,
         DropReason::BadMagic,
@@ -77,6 +79,7 @@ impl DropReason {
         DropReason::NotInSession,
         DropReason::ForwardRefused,
         DropReason::EventQueueFull,
+        DropReason::OffHistory,
     ];
 
     /// A stable snake_case name for metrics.
@@ -104,6 +107,7 @@ impl DropReason {
             DropReason::NotInSession => "not_in_session",
             DropReason::ForwardRefused => "forward_refused",
             DropReason::EventQueueFull => "event_queue_full",
+            DropReason::OffHistory => "off_history",
         }
     }
 }

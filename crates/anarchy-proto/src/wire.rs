@@ -184,6 +184,10 @@ pub enum Frame {
         epoch: u32,
         /// Sequence number of the first update.
         first_seq: u64,
+        /// The sender's short state checksum at `first_seq - 1`: the state the
+        /// run builds on. A receiver whose state there differs is off the
+        /// sender's history and resyncs instead of applying.
+        base: u64,
         /// The updates, in order.
         updates: Vec<Update>,
     },
@@ -433,10 +437,11 @@ impl Frame {
                 }
             }
             Frame::Leave { incarnation } => put_varint(out, u64::from(*incarnation)),
-            Frame::Delta { shard, epoch, first_seq, updates } => {
+            Frame::Delta { shard, epoch, first_seq, base, updates } => {
                 out.extend_from_slice(&shard.0.to_le_bytes());
                 put_varint(out, u64::from(*epoch));
                 put_varint(out, *first_seq);
+                out.extend_from_slice(&base.to_le_bytes());
                 put_varint(out, updates.len() as u64);
                 for u in updates {
                     put_update(out, u);
@@ -767,6 +772,7 @@ fn decode_frame(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
             let shard = r.shard()?;
             let epoch = r.epoch()?;
             let first_seq = r.seq()?;
+            let base = r.u64_le()?;
             let n = r.count(2)?;
             if n == 0 {
                 return Err(DecodeError::Invalid("empty delta"));
@@ -778,7 +784,7 @@ fn decode_frame(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
             for _ in 0..n {
                 updates.push(r.update()?);
             }
-            Frame::Delta { shard, epoch, first_seq, updates }
+            Frame::Delta { shard, epoch, first_seq, base, updates }
         }
         8 => Frame::Forward { write_id: r.varint()?, origin: r.peer_id()?, shard: r.shard()?, update: r.update()? },
         9 => Frame::ForwardAck { write_id: r.varint()?, shard: r.shard()?, version: r.version()? },
@@ -1133,6 +1139,7 @@ mod tests {
                 shard: ShardId(1),
                 epoch: 1,
                 first_seq: 10,
+                base: 99,
                 updates: vec![
                     Update { key: b"x".to_vec(), op: Op::Put(vec![1, 2, 3]) },
                     Update { key: b"y".to_vec(), op: Op::Delete },

@@ -383,6 +383,7 @@ fn bad_input_is_counted_never_a_panic() {
             shard: anarchy_proto::ShardId(12345),
             epoch: 1,
             first_seq: 1,
+            base: 0,
             updates: vec![wire::Update { key: b"k".to_vec(), op: wire::Op::Delete }],
         }],
     );
@@ -413,6 +414,7 @@ fn a_forged_delta_from_a_non_czar_is_dropped() {
             shard: world,
             epoch: net.peers[2].version_of(world).unwrap().epoch,
             first_seq: 1,
+            base: 0,
             updates: vec![wire::Update { key: b"gold".to_vec(), op: wire::Op::Put(b"999".to_vec()) }],
         }],
     );

@@ -24,7 +24,8 @@ use proptest::test_runner::Config as ProptestConfig;
 fn cases(n: u32) -> ProptestConfig {
     // A fixed seed: the same cases on every run, so a failure is a bug, never
     // noise. `ANARCHY_PROPTEST_SEED=N` explores other cases.
-    let seed = std::env::var("ANARCHY_PROPTEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x0061_6e61_7263_6879);
+    let seed =
+        std::env::var("ANARCHY_PROPTEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x0061_6e61_7263_6879);
     ProptestConfig {
         cases: n,
         failure_persistence: None,
@@ -173,6 +174,7 @@ fn delta() -> impl Strategy<Value = Frame> {
         let max_first = MAX_SEQ - updates.len() as u64;
         let first = prop_oneof![Just(1u64), Just(max_first), 1..=max_first];
         (Just(shard), Just(epoch), first, Just(updates)).prop_map(|(shard, epoch, first_seq, updates)| Frame::Delta {
+            base: first_seq.wrapping_mul(31),
             shard,
             epoch,
             first_seq,
@@ -550,7 +552,7 @@ fn frame_for_peer() -> impl Strategy<Value = Frame> {
             Frame::Authority { shard, epoch, czar, seq, checksum, backed: checksum % 2 == 0 }
         }),
         (shard(), peer_epoch(), 1u64..=5, prop::collection::vec(update(), 1..=3))
-            .prop_map(|(shard, epoch, first_seq, updates)| Frame::Delta { shard, epoch, first_seq, updates }),
+            .prop_map(|(shard, epoch, first_seq, updates)| Frame::Delta { shard, epoch, first_seq, base: 0, updates }),
         (shard(), edgy_u64()).prop_map(|(shard, from_seq)| Frame::RepairReq {
             shard,
             from_seq,
@@ -682,11 +684,11 @@ fn claiming_after_a_claim_at_the_last_epoch_does_not_overflow() {
     let world = ShardId::from_name(SHARD_NAMES[0]);
     let update = Update { key: vec![0], op: Op::Put(Vec::new()) };
     let before = peer.stats().total_drops();
-    let delta = Frame::Delta { shard: world, epoch: u32::MAX, first_seq: 1, updates: vec![update.clone()] };
+    let delta = Frame::Delta { shard: world, epoch: u32::MAX, first_seq: 1, base: 0, updates: vec![update.clone()] };
     peer.handle_datagram(now, other_addr(), &encode_frames(&them, &[delta]));
     assert_eq!(peer.stats().total_drops(), before + 1);
     // At the limit itself it is accepted, and the claim after it does not overflow.
-    let delta = Frame::Delta { shard: world, epoch: MAX_EPOCH, first_seq: 1, updates: vec![update] };
+    let delta = Frame::Delta { shard: world, epoch: MAX_EPOCH, first_seq: 1, base: 0, updates: vec![update] };
     peer.handle_datagram(now, other_addr(), &encode_frames(&them, &[delta]));
     drain(&mut peer);
     peer.handle_datagram(now, other_addr(), &encode_frames(&them, &[Frame::Leave { incarnation: 0 }]));

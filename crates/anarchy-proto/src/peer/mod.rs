@@ -706,8 +706,8 @@ impl Peer {
             _ if !known_alive => self.stats.drop(DropReason::UnknownSender),
             Frame::Welcome | Frame::Members(_) | Frame::Shards(_) | Frame::Snapshot { .. } => {}
             Frame::Leave { incarnation } => self.handle_leave(now, sender, incarnation),
-            Frame::Delta { shard, epoch, first_seq, updates } => {
-                self.handle_delta(now, sender, shard, epoch, first_seq, updates)
+            Frame::Delta { shard, epoch, first_seq, base, updates } => {
+                self.handle_delta(now, sender, shard, epoch, first_seq, base, updates)
             }
             Frame::Forward { write_id, origin, shard, update } => {
                 self.handle_forward(now, from, sender, write_id, origin, shard, update)
@@ -1066,10 +1066,11 @@ impl Peer {
         source: Option<PeerId>,
     ) -> Verdict {
         // `None`: a frame that implies a claim without stating its standing (a
-        // delta or snapshot from a newer epoch); it ranks as provisional but
-        // never triggers a re-assertion. Adverts that follow state it.
+        // delta or snapshot from a newer epoch). Most claims are backed, so it
+        // is taken as backed, but it never triggers a re-assertion; the czar's
+        // adverts that follow state the standing exactly.
         let explicit = backed.is_some();
-        let backed = backed.unwrap_or(false);
+        let backed = backed.unwrap_or(true);
         let (Some(info), Some(st)) = (self.shards.get(shard), self.states.get(&shard)) else {
             return Verdict::Unknown;
         };
@@ -1080,8 +1081,8 @@ impl Peer {
         // The same czar in the same epoch is the same claim, whatever a frame
         // that does not carry the flag (a delta, a snapshot) implies.
         if offered == current || (epoch == st.replica.epoch && st.replica.czar == Some(czar)) {
-            if backed && !st.replica.backed && epoch == st.replica.epoch && st.replica.czar == Some(czar) {
-                self.states.get_mut(&shard).expect("checked").replica.backed = true;
+            if explicit && backed != st.replica.backed {
+                self.states.get_mut(&shard).expect("checked").replica.backed = backed;
             }
             return Verdict::Same;
         }
@@ -1301,6 +1302,7 @@ impl Peer {
         shard: ShardId,
         epoch: u32,
         first_seq: u64,
+        base: u64,
         mut updates: Vec<Update>,
     ) {
         let Some(st) = self.states.get(&shard) else {
@@ -1347,6 +1349,17 @@ impl Peer {
         // Our state is off the czar's history: building on it only adds to the
         // mess. Wait for the snapshot; anything newer is repaired after it.
         if st.want_snapshot && st.catch_up_to.is_none() {
+            return;
+        }
+        // The run builds on a state we can check: if ours there differs, we are
+        // off the sender's history (a lost race between claims): resync.
+        if st.replica.checksum_at(first_seq - 1).is_some_and(|ours| ours != base) {
+            let st = self.states.get_mut(&shard).expect("known shard");
+            if st.catch_up_to.is_none() {
+                st.want_snapshot = true;
+                self.stats.drop(DropReason::OffHistory);
+                self.request_repair(now, shard, 0, Some(sender), false);
+            }
             return;
         }
         #[cfg(feature = "faults")]
@@ -1519,7 +1532,8 @@ impl Peer {
         let st_seq = st.replica.checksum_at(from_seq.saturating_sub(1)).map_or(0, |_| st.replica.seq() + 1);
         match st.replica.log_from(from_seq, MAX_REPAIR_UPDATES).filter(|_| prefix) {
             Some(entries) => {
-                for frame in delta_frames(shard, &entries) {
+                let base = st.replica.checksum_at(from_seq - 1).unwrap_or(checksum);
+                for frame in delta_frames(shard, base, &entries) {
                     self.queue_frame(to, &frame);
                 }
             }
@@ -1579,15 +1593,24 @@ impl Peer {
         // A czar catching up takes any snapshot of exactly the agreed starting
         // state, whoever sends it: the checksum vouches for the content.
         let st = &self.states[&shard];
-        let catch_up_match = st.catch_up_to.is_some_and(|(seq, sum)| {
-            version.seq == seq && u64::from_le_bytes(checksum[..8].try_into().expect("8")) == sum
-        });
+        // A catching-up czar takes any snapshot (its entries are checked against
+        // its checksum below): the exact starting state if it can get it, the
+        // freshest state of the lineage otherwise (it then re-asserts with it).
+        let catch_up_match = st.catch_up_to.is_some();
         if !catch_up_match && self.offer_authority(now, shard, version.epoch, czar, None, None, None) == Verdict::Stale
         {
             self.stats.drop(DropReason::StaleSnapshot);
             return;
         }
         let st = self.states.get_mut(&shard).expect("known shard");
+        // We already hold exactly this state (a late answer to an old request):
+        // installing it would only roll back what we applied since.
+        let short = u64::from_le_bytes(checksum[..8].try_into().expect("8 bytes"));
+        if !catch_up_match && st.replica.checksum_at(version.seq) == Some(short) {
+            st.want_snapshot = false;
+            self.stats.drop(DropReason::StaleSnapshot);
+            return;
+        }
         let current = st.replica.czar == Some(czar) && st.replica.epoch == version.epoch;
         let wanted = version.seq > st.replica.seq() || st.want_snapshot || resync;
         if !catch_up_match && (!current || !wanted || st.is_ready_czar(self.id)) {
@@ -1761,7 +1784,8 @@ impl Peer {
                 continue;
             }
             let entries = std::mem::take(&mut st.outgoing);
-            frames.extend(delta_frames(*shard, &entries));
+            let base = entries.first().and_then(|e| st.replica.checksum_at(e.seq - 1)).unwrap_or(0);
+            frames.extend(delta_frames(*shard, base, &entries));
         }
         for frame in frames {
             self.broadcast(&frame);
@@ -1847,11 +1871,15 @@ enum Verdict {
 
 /// Packs consecutive log entries into delta frames: one frame per run of one
 /// epoch, split so each fits in a datagram.
-fn delta_frames(shard: ShardId, entries: &[LogEntry]) -> Vec<Frame> {
+/// `base` is the short checksum before the first entry; each later run builds
+/// on the checksum after the entry before it.
+fn delta_frames(shard: ShardId, base: u64, entries: &[LogEntry]) -> Vec<Frame> {
     let mut frames = Vec::new();
     let mut run: Vec<Update> = Vec::new();
     let mut run_epoch = 0;
     let mut run_first = 0;
+    let mut run_base = base;
+    let mut before = base;
     let mut used = 0;
     for e in entries {
         let len = e.update.encoded_len();
@@ -1863,6 +1891,7 @@ fn delta_frames(shard: ShardId, entries: &[LogEntry]) -> Vec<Frame> {
                 shard,
                 epoch: run_epoch,
                 first_seq: run_first,
+                base: run_base,
                 updates: std::mem::take(&mut run),
             });
             used = 0;
@@ -1870,12 +1899,14 @@ fn delta_frames(shard: ShardId, entries: &[LogEntry]) -> Vec<Frame> {
         if run.is_empty() {
             run_epoch = e.epoch;
             run_first = e.seq;
+            run_base = before;
         }
         used += len;
         run.push(e.update.clone());
+        before = e.checksum;
     }
     if !run.is_empty() {
-        frames.push(Frame::Delta { shard, epoch: run_epoch, first_seq: run_first, updates: run });
+        frames.push(Frame::Delta { shard, epoch: run_epoch, first_seq: run_first, base: run_base, updates: run });
     }
     frames
 }
