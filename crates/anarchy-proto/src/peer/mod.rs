@@ -1295,6 +1295,7 @@ impl Peer {
         self.queue_frame(addr, &Frame::RepairReq { shard, from_seq, checksum });
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn handle_delta(
         &mut self,
         now: Instant,
