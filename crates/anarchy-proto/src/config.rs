@@ -25,6 +25,10 @@ pub struct Config {
     /// majority's confirmation: this is how the minority side of a partition
     /// goes on playing. Default 1 s (20 heartbeats).
     pub peer_timeout: Duration,
+    /// A live czar hands a shard to a higher-ranked member only once that
+    /// member has been in its view this long, so a burst of joins does not make
+    /// shards flap between czars. Default 250 ms.
+    pub handover_delay: Duration,
     /// Ranked backup czars per shard. Default 2.
     pub backups: usize,
     /// How often a joining peer re-sends its join. Default 250 ms.
@@ -74,6 +78,7 @@ impl Default for Config {
             recovery_retry_interval: Duration::from_millis(100),
             recovery_timeout: Duration::from_millis(600),
             peer_timeout: Duration::from_secs(1),
+            handover_delay: Duration::from_millis(250),
             backups: 2,
             join_retry_interval: Duration::from_millis(250),
             forward_retry_interval: Duration::from_millis(200),

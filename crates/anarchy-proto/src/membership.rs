@@ -45,6 +45,8 @@ pub struct Member {
     pub left_at: Option<Instant>,
     /// Whether we currently suspect it (silent past the suspicion threshold).
     pub suspected: bool,
+    /// When it (last) became a live member in our view.
+    pub known_since: Instant,
     /// Whether it left only in our own view, by local timeout: such a "soft"
     /// tombstone is revived by direct contact at the same incarnation (a healed
     /// partition, a resumed process: see `Membership::revive`) and is never
@@ -205,6 +207,7 @@ impl Membership {
                         last_heard: now,
                         left_at: (!alive).then_some(now),
                         suspected: false,
+                        known_since: now,
                         soft_left: false,
                     },
                 );
@@ -225,6 +228,9 @@ impl Membership {
                     m.public_key = rec.public_key;
                     m.suspected = false;
                     m.soft_left = false;
+                    if m.is_alive() && !was_alive {
+                        m.known_since = now;
+                    }
                     if m.is_alive() {
                         m.last_heard = now;
                         m.left_at = None;
@@ -278,6 +284,7 @@ impl Membership {
         self.digest.set(None);
         match self.members.get_mut(id) {
             Some(m) if m.soft_left => {
+                m.known_since = now;
                 m.status = MemberStatus::Alive;
                 m.soft_left = false;
                 m.left_at = None;
@@ -334,6 +341,7 @@ mod tests {
             last_heard: Instant::ZERO,
             left_at: None,
             suspected: false,
+            known_since: Instant::ZERO,
             soft_left: false,
         })
     }

@@ -243,6 +243,7 @@ impl Peer {
             last_heard: now,
             left_at: None,
             suspected: false,
+            known_since: now,
             soft_left: false,
         };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -991,7 +992,14 @@ impl Peer {
             let st = &self.states[&shard];
             match st.replica.czar {
                 Some(c) if c == self.id => {
-                    if desired != self.id && st.catch_up_to.is_none() {
+                    // Hand over only to a peer we have known for a while: during a
+                    // join storm views differ, and a shard passed to every newcomer
+                    // that ranks higher in one view would flap between czars.
+                    let settled = self
+                        .members
+                        .get(&desired)
+                        .is_some_and(|m| now.saturating_duration_since(m.known_since) >= self.config.handover_delay);
+                    if desired != self.id && st.catch_up_to.is_none() && settled {
                         self.hand_over(now, shard, desired);
                     }
                 }
