@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anarchy::{AdminExposure, ConditionedSender, Conditioner, Session, StatusReport};
+use anarchy::{AdminExposure, ConditionedSender, Conditioner, Fates, Session, StatusReport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
@@ -190,11 +190,34 @@ async fn admin_endpoint_refuses_a_public_address_unless_asked() {
     a.shutdown().await;
 }
 
-/// 2000 datagrams through a conditioner from one loopback socket to another:
-/// the measured loss, duplication and one-way delay match the spec.
+/// The conditioner's decisions, 20 000 of them from a fixed seed: the loss,
+/// duplication and delays match the spec. (Counted at the decision, not at a
+/// receiving socket, whose kernel buffer may drop bursts on a loaded machine.)
+#[test]
+fn conditioner_decisions_match_the_spec() {
+    const DATAGRAMS: usize = 20_000;
+    let spec: Conditioner = "latency=30ms,jitter=10ms,loss=5%,dup=2%,seed=42".parse().unwrap();
+    let mut fates = Fates::new(spec);
+    let decisions: Vec<Vec<Duration>> = (0..DATAGRAMS).map(|_| fates.decide()).collect();
+    let lost = decisions.iter().filter(|d| d.is_empty()).count();
+    let dup = decisions.iter().filter(|d| d.len() > 1).count();
+    let loss = lost as f64 / DATAGRAMS as f64;
+    let dup = dup as f64 / (DATAGRAMS - lost) as f64;
+    assert!((0.045..=0.055).contains(&loss), "loss {loss:.4}");
+    assert!((0.015..=0.025).contains(&dup), "duplication {dup:.4}");
+    let delays: Vec<Duration> = decisions.into_iter().flatten().collect();
+    let min = *delays.iter().min().unwrap();
+    let max = *delays.iter().max().unwrap();
+    let mean = delays.iter().sum::<Duration>() / delays.len() as u32;
+    assert!(min >= Duration::from_millis(20) && max <= Duration::from_millis(40), "delays {min:?}..{max:?}");
+    assert!(mean >= Duration::from_millis(29) && mean <= Duration::from_millis(31), "mean delay {mean:?}");
+}
+
+/// Datagrams through a conditioned socket on loopback arrive late by the
+/// configured latency, some reordered by the jitter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conditioner_measured_loss_and_delay_match_the_spec() {
-    const DATAGRAMS: u32 = 2000;
+async fn conditioned_datagrams_arrive_late_and_reordered() {
+    const DATAGRAMS: u32 = 300;
     let spec: Conditioner = "latency=30ms,jitter=10ms,loss=5%,dup=2%,seed=42".parse().unwrap();
     let receiver = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let to = receiver.local_addr().unwrap();
@@ -215,30 +238,22 @@ async fn conditioner_measured_loss_and_delay_match_the_spec() {
     for seq in 0..DATAGRAMS {
         sent_at.push(tokio::time::Instant::now());
         conditioned.send_to(&seq.to_le_bytes(), to).await;
-        if seq % 100 == 99 {
-            // Spread the sends a little so the receiver's buffer never overflows.
-            tokio::task::yield_now().await;
+        if seq % 10 == 9 {
+            // Pace the sends so a loaded machine's receive buffer never overflows.
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
     drop(conditioned);
     let arrivals = collect.await.unwrap();
-
     let mut distinct: Vec<u32> = arrivals.iter().map(|(seq, _)| *seq).collect();
     distinct.sort_unstable();
     distinct.dedup();
-    let loss = 1.0 - distinct.len() as f64 / f64::from(DATAGRAMS);
-    let duplicates = arrivals.len() - distinct.len();
-    let dup = duplicates as f64 / distinct.len() as f64;
-    assert!((0.03..=0.07).contains(&loss), "loss {loss:.4}");
-    assert!((0.005..=0.04).contains(&dup), "duplication {dup:.4}");
-
+    // The seeded decisions lose about 5%; a loaded machine may lose a few more.
+    assert!(distinct.len() as f64 >= f64::from(DATAGRAMS) * 0.8, "only {} of {DATAGRAMS} arrived", distinct.len());
     let delays: Vec<Duration> = arrivals.iter().map(|(seq, at)| *at - sent_at[*seq as usize]).collect();
     let min = delays.iter().min().unwrap();
-    let mean = delays.iter().sum::<Duration>() / delays.len() as u32;
-    // Nothing arrives before latency - jitter; the mean sits near the latency
-    // (the upper bound leaves room for a slow scheduler).
+    // Nothing arrives before latency - jitter.
     assert!(*min >= Duration::from_millis(20), "min delay {min:?}");
-    assert!(mean >= Duration::from_millis(28) && mean <= Duration::from_millis(45), "mean delay {mean:?}");
     let reordered = arrivals.windows(2).filter(|w| w[1].0 < w[0].0).count();
     assert!(reordered > 0, "20 ms of jitter reorders some datagrams");
 }
