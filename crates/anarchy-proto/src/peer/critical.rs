@@ -73,6 +73,10 @@ pub(super) struct PreparedProposal {
     pub(super) epoch: u32,
     pub(super) update: Update,
     pub(super) since: Instant,
+    /// Set once we saw it committed at this seq: the copy is kept until our
+    /// replica has applied that far, since until then it may be the only one
+    /// left if the czar dies.
+    pub(super) committed_at: Option<u64>,
 }
 
 /// Per-shard bookkeeping for critical updates.
@@ -263,7 +267,16 @@ impl Peer {
         if st.critical.decided.contains_key(&key) {
             return;
         }
-        st.critical.prepared.remove(&key);
+        match &decision {
+            Decision::Committed(v) if st.replica.seq() < v.seq => {
+                if let Some(p) = st.critical.prepared.get_mut(&key) {
+                    p.committed_at = Some(v.seq);
+                }
+            }
+            _ => {
+                st.critical.prepared.remove(&key);
+            }
+        }
         st.critical.recovered.remove(&key);
         st.critical.remember(key, decision.clone());
         let (origin, write_id) = key;
@@ -327,7 +340,7 @@ impl Peer {
         if accept {
             let st = self.states.get_mut(&shard).expect("known");
             if st.critical.prepared.len() < MAX_PREPARED || st.critical.prepared.contains_key(&key) {
-                st.critical.prepared.insert(key, PreparedProposal { epoch, update, since: now });
+                st.critical.prepared.insert(key, PreparedProposal { epoch, update, since: now, committed_at: None });
             }
         }
         let reason = verdict.err().unwrap_or_default();
@@ -441,7 +454,7 @@ impl Peer {
             self.note_prepared_received(sender, shard, key);
             return;
         }
-        st.critical.recovered.entry(key).or_insert(PreparedProposal { epoch, update, since: now });
+        st.critical.recovered.entry(key).or_insert(PreparedProposal { epoch, update, since: now, committed_at: None });
         self.note_prepared_received(sender, shard, key);
     }
 
@@ -527,12 +540,27 @@ impl Peer {
             if ready {
                 let recovered = std::mem::take(&mut self.states.get_mut(&shard).expect("known").critical.recovered);
                 for ((origin, write_id), p) in recovered {
+                    let st = self.states.get_mut(&shard).expect("known");
+                    match st.critical.decided.get(&(origin, write_id)) {
+                        // Committed and applied here already: nothing to finish.
+                        Some(Decision::Committed(v)) if st.replica.seq() >= v.seq => continue,
+                        Some(Decision::Rejected(_)) | Some(Decision::TimedOut) => continue,
+                        // Committed but never applied here: it may exist nowhere
+                        // else any more, so it is proposed again.
+                        Some(Decision::Committed(_)) => {
+                            st.critical.decided.remove(&(origin, write_id));
+                        }
+                        None => {}
+                    }
                     self.start_proposal(now, shard, origin, write_id, p.update);
                 }
             }
             let st = self.states.get_mut(&shard).expect("known");
             let ttl = self.config.prepared_ttl;
-            st.critical.prepared.retain(|_, p| now.saturating_duration_since(p.since) < ttl);
+            let applied = st.replica.seq();
+            st.critical.prepared.retain(|_, p| {
+                now.saturating_duration_since(p.since) < ttl && p.committed_at.is_none_or(|at| at > applied)
+            });
             let keys: Vec<CriticalKey> = st.critical.open.keys().copied().collect();
             for key in keys {
                 let st = self.states.get_mut(&shard).expect("known");

@@ -172,7 +172,11 @@ impl Peer {
         let gones: Vec<PeerId> = self.takeovers.keys().copied().collect();
         for gone in gones {
             let t = &self.takeovers[&gone];
-            if !self.members.is_alive(&gone) && t.confirmed {
+            // Done once the silence is confirmed and every claim is settled; the
+            // claims keep the round alive so a confirmed death never turns into
+            // a plain claim that skips the versions a majority holds.
+            let settled = t.claims.iter().all(|(shard, _)| t.settled.contains(shard));
+            if !self.members.is_alive(&gone) && t.confirmed && settled {
                 self.takeovers.remove(&gone);
                 continue;
             }
@@ -239,6 +243,10 @@ impl Peer {
                 }
             }
         }
+        // A member that joined recently never saw the proposals made before it
+        // came, and a peer restarted blank forgot its promises: neither may help
+        // form a recovery majority until every proposal from before has settled.
+        let newcomer = self.is_newcomer(now);
         let mut votes = Vec::with_capacity(claims.len());
         let mut granted_shards = Vec::new();
         for (shard, epoch) in claims {
@@ -251,7 +259,7 @@ impl Peer {
                 None => true,
             };
             let promise_free = st.promised.is_none_or(|(e, p)| e < epoch || (e == epoch && p == sender));
-            let granted = silent && czar_gone && st.replica.epoch < epoch && promise_free;
+            let granted = silent && czar_gone && st.replica.epoch < epoch && promise_free && !newcomer;
             if granted {
                 st.promised = Some((epoch, sender));
                 st.promised_at = now;
@@ -406,5 +414,21 @@ impl Peer {
         for gone in gones {
             self.try_complete_takeover(self.clock, gone);
         }
+    }
+}
+
+impl Peer {
+    /// Joined through a member less than one critical timeout ago (any
+    /// proposal made before we came is decided or timed out by then).
+    pub(super) fn is_newcomer(&self, now: Instant) -> bool {
+        self.welcomer.is_some() && now.saturating_duration_since(self.joined_at) < self.config.critical_timeout
+    }
+}
+
+impl Peer {
+    /// Whether a recovery round of ours is still trying to take `shard` over
+    /// (then a plain claim must wait: it would skip the majority's versions).
+    pub(super) fn takeover_pending(&self, shard: ShardId) -> bool {
+        self.takeovers.values().any(|t| t.claims.iter().any(|(s, _)| *s == shard) && !t.settled.contains(&shard))
     }
 }

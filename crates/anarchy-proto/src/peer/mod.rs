@@ -1005,6 +1005,7 @@ impl Peer {
                 }
                 Some(c) if self.members.is_alive(&c) => {}
                 None if self.in_join_grace(now) => {}
+                _ if self.takeover_pending(shard) => {}
                 _ => {
                     if desired == self.id {
                         self.claim(now, shard);
