@@ -1606,8 +1606,13 @@ impl Peer {
         // A catching-up czar takes any snapshot (its entries are checked against
         // its checksum below): the exact starting state if it can get it, the
         // freshest state of the lineage otherwise (it then re-asserts with it).
-        let catch_up_match = st.catch_up_to.is_some();
-        if !catch_up_match && self.offer_authority(now, shard, version.epoch, czar, None, None, None) == Verdict::Stale
+        let catch_up_match = st.catch_up_to.is_some_and(|(target, _)| version.seq >= target);
+        // A snapshot that names us as czar, of an epoch we do not remember (we
+        // restarted blank, say): we may act as czar only from exactly that state.
+        let names_us = (czar == self.id && st.replica.czar != Some(self.id))
+            .then(|| (version.seq, u64::from_le_bytes(checksum[..8].try_into().expect("8 bytes"))));
+        if !catch_up_match
+            && self.offer_authority(now, shard, version.epoch, czar, None, names_us, None) == Verdict::Stale
         {
             self.stats.drop(DropReason::StaleSnapshot);
             return;
