@@ -231,3 +231,44 @@ fn a_heal_never_undoes_a_commit_made_on_the_majority_side() {
     // The small side's optimistic writes were reported as discarded.
     assert!(small.iter().any(|i| net.events[*i].iter().any(|e| matches!(e, Event::Diverged { .. }))));
 }
+
+#[test]
+fn a_blank_restarted_peer_whose_welcome_overtakes_the_member_lists_does_not_claim() {
+    let mut net = session(5);
+    let world = net.declare_everywhere("world", None);
+    net.start_all();
+    net.run_for(Duration::from_secs(1));
+    let czar = net.index_of(net.peers[0].czar_of(world).unwrap());
+    let now = net.now;
+    // Enough state that a snapshot of it takes several chunks.
+    for k in 0..8u8 {
+        net.peers[czar].write(now, world, &[b'k', k], &[k; 600]).unwrap();
+    }
+    let id = net.peers[czar].write_critical(now, world, b"score", Some(b"42")).unwrap();
+    net.drain_all();
+    net.run_for(Duration::from_millis(500));
+    assert!(committed_everywhere(&net, id, czar));
+    // A peer other than the czar and the bootstrap crashes and comes back blank.
+    let victim = (1..5).find(|i| *i != czar).unwrap();
+    net.crash(victim);
+    net.run_for(Duration::from_secs(2));
+    net.restart_blank(victim);
+    let now = net.now;
+    net.peers[victim].declare_shard(now, "world", None).unwrap();
+    // Its welcome arrives with the first chunk of the shard's snapshot, but the
+    // member lists and the other chunks are lost for a while: it knows the
+    // czar's name, nothing about it, and holds none of the state.
+    let until = net.now + Duration::from_millis(60);
+    net.frame_filter = Some(Box::new(move |d, f| {
+        d.to == victim && d.at < until && matches!(f, Frame::Members(_) | Frame::Snapshot { chunk: 1.., .. })
+    }));
+    net.peers[victim].join(now, &[support::addr(0)]);
+    net.drain_all();
+    net.run_for(Duration::from_secs(3));
+    net.frame_filter = None;
+    net.run_for(Duration::from_secs(1));
+    for i in net.live() {
+        assert_eq!(net.peers[i].get(world, b"score"), Some(&b"42"[..]), "peer {i}");
+    }
+    assert!(net.converged(world));
+}

@@ -187,6 +187,9 @@ pub struct Peer {
     validator: Option<Validator>,
     next_write_id: u64,
     last_sync_request: Option<Instant>,
+    /// Where we last asked for the lists: its answer is taken even if we do
+    /// not know the sender yet (a joiner whose welcomer's lists were lost).
+    sync_target: Option<SocketAddr>,
     last_refute_hint: BTreeMap<PeerId, Instant>,
     /// When we entered the session.
     joined_at: Instant,
@@ -269,6 +272,7 @@ impl Peer {
             validator: None,
             next_write_id: 1,
             last_sync_request: None,
+            sync_target: None,
             last_refute_hint: BTreeMap::new(),
             joined_at: now,
             last_hint: BTreeMap::new(),
@@ -683,7 +687,9 @@ impl Peer {
 
     fn handle_frame(&mut self, now: Instant, from: SocketAddr, sender: PeerId, frame: Frame) {
         let known_alive = self.members.is_alive(&sender);
-        let joining = matches!(self.phase, Phase::Joining { .. }) || self.welcomer == Some(sender);
+        let joining = matches!(self.phase, Phase::Joining { .. })
+            || self.welcomer == Some(sender)
+            || self.sync_target == Some(from);
         match frame {
             Frame::Join { public_key, incarnation } => self.handle_join(now, from, sender, public_key, incarnation),
             Frame::Heartbeat { incarnation, members_hash, shards_hash, .. } => {
@@ -879,6 +885,7 @@ impl Peer {
         let due = self.last_sync_request.is_none_or(|t| now.saturating_duration_since(t) >= self.config.sync_interval);
         if due {
             self.last_sync_request = Some(now);
+            self.sync_target = Some(to);
             self.queue_frame(to, &Frame::SyncReq);
         }
     }
@@ -1004,6 +1011,10 @@ impl Peer {
                     }
                 }
                 Some(c) if self.members.is_alive(&c) => {}
+                // A czar we have never heard of: our member lists are not
+                // complete yet (the welcome overtook them, say). Its state may
+                // hold what a majority holds; a newcomer waits to learn of it.
+                Some(c) if self.members.get(&c).is_none() && self.is_newcomer(now) => {}
                 None if self.in_join_grace(now) => {}
                 _ if self.takeover_pending(shard) => {}
                 _ => {
@@ -1018,8 +1029,10 @@ impl Peer {
     fn claim(&mut self, _now: Instant, shard: ShardId) {
         // Backed unless the old czar is gone only by our own timeout: then we
         // may be the minority side of a partition, and the claim is provisional.
+        // A czar we know nothing of (its tombstone is gone) gives no majority
+        // to stand on either.
         let backed = match self.states[&shard].replica.czar {
-            Some(c) => !self.members.get(&c).is_some_and(|m| m.soft_left),
+            Some(c) => self.members.get(&c).is_some_and(|m| !m.soft_left),
             None => true,
         };
         let st = self.states.get_mut(&shard).expect("caller checked");

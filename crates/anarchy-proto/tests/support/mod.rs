@@ -15,6 +15,10 @@ use rand_chacha::ChaCha8Rng;
 /// Decides which datagrams the network loses.
 pub type DropFilter = Box<dyn FnMut(&InFlight) -> bool>;
 
+/// Decides which frames of a datagram the network strips out (return true to
+/// drop the frame); the rest arrive as one datagram.
+pub type FrameFilter = Box<dyn FnMut(&InFlight, &anarchy_proto::wire::Frame) -> bool>;
+
 /// A datagram on its way.
 #[derive(Debug, Clone)]
 pub struct InFlight {
@@ -43,6 +47,8 @@ pub struct Net {
     pub log: Vec<(Instant, usize, usize, Vec<u8>)>,
     /// Return true to drop a datagram.
     pub drop_filter: Option<DropFilter>,
+    /// Strips single frames out of datagrams (applied after `drop_filter`).
+    pub frame_filter: Option<FrameFilter>,
     pub dropped: usize,
     pub config: Config,
 }
@@ -67,6 +73,7 @@ impl Net {
             events: Vec::new(),
             log: Vec::new(),
             drop_filter: None,
+            frame_filter: None,
             dropped: 0,
             config,
         }
@@ -128,11 +135,21 @@ impl Net {
                 let offset = self.rng.gen_range(-j..=j);
                 delay = Duration::from_micros((delay.as_micros() as i64 + offset).max(0) as u64);
             }
-            let d = InFlight { at: self.now + delay, from: i, to, payload };
-            let drop = match self.drop_filter.as_mut() {
+            let mut d = InFlight { at: self.now + delay, from: i, to, payload };
+            let mut drop = match self.drop_filter.as_mut() {
                 Some(f) => f(&d),
                 None => false,
             };
+            if let (false, Some(f)) = (drop, self.frame_filter.as_mut()) {
+                if let Ok(dg) = anarchy_proto::wire::decode_datagram(&d.payload) {
+                    let kept: Vec<Vec<u8>> = dg.frames.iter().filter(|fr| !f(&d, fr)).map(|fr| fr.to_bytes()).collect();
+                    if kept.len() < dg.frames.len() {
+                        let refs: Vec<&[u8]> = kept.iter().map(Vec::as_slice).collect();
+                        d.payload = anarchy_proto::wire::encode_datagram(&dg.sender, &refs);
+                        drop = kept.is_empty();
+                    }
+                }
+            }
             if drop {
                 self.dropped += 1;
             } else {
@@ -200,6 +217,21 @@ impl Net {
     /// Stops a peer without a word (its datagrams in flight still arrive).
     pub fn crash(&mut self, i: usize) {
         self.up[i] = false;
+    }
+
+    /// Restarts a crashed peer blank: same identity and address, no state,
+    /// not joined (declare its shards and join it again). Datagrams still in
+    /// flight to the old process are lost with it.
+    pub fn restart_blank(&mut self, i: usize) {
+        let stale: Vec<usize> = self.flights.iter().filter(|(_, d)| d.to == i).map(|(k, _)| *k).collect();
+        for k in stale {
+            self.flights.remove(&k);
+        }
+        self.queue.retain(|Reverse((_, _, k))| self.flights.contains_key(k));
+        let kp = Keypair::from_seed(i as u64 + 100);
+        self.peers[i] = Peer::new(self.config.clone(), kp, addr(i), i as u64 + 1000, self.now);
+        self.up[i] = true;
+        self.events[i].clear();
     }
 
     pub fn live(&self) -> Vec<usize> {
