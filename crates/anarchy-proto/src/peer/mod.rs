@@ -145,6 +145,8 @@ struct ShardState {
     assembly: Option<Assembly>,
     /// Forwarded writes applied as czar: (origin, write id) → version.
     applied_forwards: BTreeMap<(PeerId, u64), Version>,
+    /// When we accepted the current czar's claim from someone else.
+    czar_since: Instant,
     /// When we last re-asserted a backed claim (see `reassert`).
     last_reassert: Option<Instant>,
     /// The highest epoch we promised in a recovery round, and to whom.
@@ -687,9 +689,8 @@ impl Peer {
 
     fn handle_frame(&mut self, now: Instant, from: SocketAddr, sender: PeerId, frame: Frame) {
         let known_alive = self.members.is_alive(&sender);
-        let joining = matches!(self.phase, Phase::Joining { .. })
-            || self.welcomer == Some(sender)
-            || self.sync_target == Some(from);
+        let joining = matches!(self.phase, Phase::Joining { .. }) || self.welcomer == Some(sender);
+        let asked = self.sync_target == Some(from);
         match frame {
             Frame::Join { public_key, incarnation } => self.handle_join(now, from, sender, public_key, incarnation),
             Frame::Heartbeat { incarnation, members_hash, shards_hash, .. } => {
@@ -701,10 +702,10 @@ impl Peer {
             }
             // Records merge by incarnation whoever relays them; a tombstone may be
             // telling us we were counted as gone.
-            Frame::Members(records) if self.members.get(&sender).is_some() || joining => {
+            Frame::Members(records) if self.members.get(&sender).is_some() || joining || asked => {
                 self.handle_members(now, from, records)
             }
-            Frame::Shards(decls) if known_alive || joining => self.handle_shards(now, decls),
+            Frame::Shards(decls) if known_alive || joining || asked => self.handle_shards(now, decls),
             Frame::Snapshot { shard, version, czar, checksum, chunk, chunks, entries, resync }
                 if known_alive || joining =>
             {
@@ -1011,6 +1012,10 @@ impl Peer {
                     }
                 }
                 Some(c) if self.members.is_alive(&c) => {}
+                // We were told of this czar after we counted it gone: our record
+                // of it is older than its claim (it came back, and we have not
+                // heard of it yet). Claiming over it would undo what it holds.
+                Some(c) if self.members.get(&c).and_then(|m| m.left_at).is_some_and(|t| t < st.czar_since) => {}
                 // A czar we have never heard of: our member lists are not
                 // complete yet (the welcome overtook them, say). Its state may
                 // hold what a majority holds; a newcomer waits to learn of it.
@@ -1133,6 +1138,7 @@ impl Peer {
         st.replica.epoch = epoch;
         st.replica.czar = Some(czar);
         st.replica.backed = backed;
+        st.czar_since = now;
         let (seq, sum) = (st.replica.seq(), st.replica.checksum().short());
         // Without a stated start we only trust the old czar for what we already have.
         let (start_seq, start_sum) = start.unwrap_or((seq, sum));
