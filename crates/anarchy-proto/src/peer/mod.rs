@@ -1032,14 +1032,12 @@ impl Peer {
     }
 
     fn claim(&mut self, _now: Instant, shard: ShardId) {
-        // Backed unless the old czar is gone only by our own timeout: then we
-        // may be the minority side of a partition, and the claim is provisional.
-        // A czar we know nothing of (its tombstone is gone) gives no majority
-        // to stand on either.
-        let backed = match self.states[&shard].replica.czar {
-            Some(c) => self.members.get(&c).is_some_and(|m| !m.soft_left),
-            None => true,
-        };
+        // Only a fresh shard's first claim is backed by itself. Taking over
+        // from a czar that is gone without a recovery round (our own timeout,
+        // or a death confirmed by a round that did not cover this shard) skipped
+        // the majority's versions: such a claim is provisional and loses to any
+        // backed claim it meets.
+        let backed = self.states[&shard].replica.czar.is_none();
         let st = self.states.get_mut(&shard).expect("caller checked");
         if st.replica.epoch >= MAX_EPOCH {
             return; // epochs are exhausted (only a hostile peer gets here)
