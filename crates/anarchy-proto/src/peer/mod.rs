@@ -1157,9 +1157,10 @@ impl Peer {
             let from = if off { 0 } else { seq + 1 };
             self.request_repair(now, shard, from, source, true);
         }
-        if old == Some(me) {
-            self.retry_pending(now, None);
-        }
+        // Writes waiting for this shard's czar go to the new one now, not at
+        // the next tick: it is the last leg of a failover.
+        self.retry_pending(now, None);
+        self.retry_critical(now, None);
         Verdict::Accepted
     }
 
