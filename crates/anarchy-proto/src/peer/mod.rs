@@ -1126,6 +1126,17 @@ impl Peer {
             }
             return Verdict::Stale;
         }
+        // Two lineages at the same epoch (claims that raced, or the two halves
+        // of a healed partition): nobody switches at an equal epoch, since
+        // versions would go backwards. The stronger czar, told of the other
+        // claim by its adverts' answers, re-asserts at a higher epoch and
+        // everyone moves forward to it.
+        if epoch == st.replica.epoch && st.replica.czar.is_some() {
+            if st.is_ready_czar(self.id) && offered < current {
+                self.reassert(now, shard, epoch);
+            }
+            return Verdict::Stale;
+        }
         if offered < current {
             return Verdict::Stale;
         }
