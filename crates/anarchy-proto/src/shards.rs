@@ -75,11 +75,29 @@ pub enum ShardError {
 /// mode over the shard id (8 bytes LE) then the peer id (16 bytes), first 8
 /// bytes read LE. Changing it changes every czar assignment: it is protocol.
 pub fn rank_score(shard: ShardId, peer: &PeerId) -> u64 {
-    let mut hasher = blake3::Hasher::new_derive_key(RANK_CONTEXT);
-    hasher.update(&shard.0.to_le_bytes());
-    hasher.update(&peer.0);
-    let out = hasher.finalize();
-    u64::from_le_bytes(out.as_bytes()[..8].try_into().expect("8 bytes"))
+    // Pure, and asked for on every heartbeat and ranking: memoised per thread
+    // (bounded; the answer never depends on the cache).
+    thread_local! {
+        static SCORES: std::cell::RefCell<std::collections::HashMap<(u64, [u8; 16]), u64>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    const MAX_CACHED_SCORES: usize = 1 << 20;
+    SCORES.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(score) = cache.get(&(shard.0, peer.0)) {
+            return *score;
+        }
+        let mut hasher = blake3::Hasher::new_derive_key(RANK_CONTEXT);
+        hasher.update(&shard.0.to_le_bytes());
+        hasher.update(&peer.0);
+        let out = hasher.finalize();
+        let score = u64::from_le_bytes(out.as_bytes()[..8].try_into().expect("8 bytes"));
+        if cache.len() >= MAX_CACHED_SCORES {
+            cache.clear();
+        }
+        cache.insert((shard.0, peer.0), score);
+        score
+    })
 }
 
 /// How strongly `peer` may hold `shard`: the preferred czar beats everyone,
