@@ -53,3 +53,8 @@ pub use anarchy_proto::{
     Checksum, Config, DropReason, Event, Keypair, LeaveReason, PeerId, Proposal, ShardId, ShardInfo, Stats, Version,
     WriteFailure, WriteId, WriteOutcome, MAX_DATAGRAM_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES,
 };
+
+/// The README's code, compiled as a doctest so the quickstart stays true.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
