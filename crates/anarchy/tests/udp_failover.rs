@@ -2,20 +2,10 @@
 //! goodbye, its first backup takes over, writes and critical writes go on.
 //! Every wait polls a condition against a generous deadline; no fixed sleeps.
 
-use std::time::Duration;
-
 use anarchy::{CriticalOutcome, Event, Session};
 
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
-const DEADLINE: Duration = Duration::from_secs(20);
-
-async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let give_up = tokio::time::Instant::now() + DEADLINE;
-    while !condition() {
-        assert!(tokio::time::Instant::now() < give_up, "timed out waiting until {what}");
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
-}
+mod common;
+use common::{wait_until, DEADLINE};
 
 async fn start(i: usize, bootstrap: Option<std::net::SocketAddr>) -> Session {
     let mut builder = Session::builder().bind("127.0.0.1:0".parse().unwrap()).seed(100 + i as u64).shard("world");

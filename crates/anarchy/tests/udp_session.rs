@@ -2,23 +2,10 @@
 //! graceful leave with czar hand-over, and garbage input.
 //! Every wait polls a condition against a generous deadline; no fixed sleeps.
 
-use std::time::Duration;
-
 use anarchy::{Session, SessionError, WriteOutcome};
 
-/// How often waits re-check their condition.
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
-/// Generous: loaded CI machines stall.
-const DEADLINE: Duration = Duration::from_secs(20);
-
-/// Polls `condition` until it holds, panicking with `what` after [`DEADLINE`].
-async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let give_up = tokio::time::Instant::now() + DEADLINE;
-    while !condition() {
-        assert!(tokio::time::Instant::now() < give_up, "timed out waiting until {what}");
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
-}
+mod common;
+use common::{wait_until, DEADLINE};
 
 async fn start(i: usize, bootstrap: Option<std::net::SocketAddr>) -> Session {
     let mut builder = Session::builder()
