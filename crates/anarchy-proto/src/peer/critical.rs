@@ -416,16 +416,7 @@ impl Peer {
             self.start_proposal(now, shard, origin, write_id, update);
             return;
         }
-        match st.replica.czar {
-            Some(c) if c != self.id && c != sender && sender == origin => {
-                if let Some(addr) = self.members.get(&c).filter(|m| m.is_alive()).map(|m| m.addr) {
-                    self.queue_frame(addr, &Frame::ForwardCritical { write_id, origin, shard, update });
-                    return;
-                }
-                self.stats.drop(DropReason::ForwardRefused);
-            }
-            _ => self.stats.drop(DropReason::ForwardRefused),
-        }
+        self.relay_to_czar(shard, sender, origin, &Frame::ForwardCritical { write_id, origin, shard, update });
     }
 
     /// In a recovery round, a voter hands over a proposal it accepted.

@@ -1488,16 +1488,20 @@ impl Peer {
             self.queue_frame(to, &Frame::ForwardAck { write_id, shard, version });
             return;
         }
-        // Not (yet) the czar: relay once toward the czar we follow; the writer retries anyway.
-        match st.replica.czar {
-            Some(c) if c != self.id && c != sender && sender == origin => {
-                if let Some(addr) = self.members.get(&c).filter(|m| m.is_alive()).map(|m| m.addr) {
-                    self.queue_frame(addr, &Frame::Forward { write_id, origin, shard, update });
-                    return;
-                }
-                self.stats.drop(DropReason::ForwardRefused);
-            }
-            _ => self.stats.drop(DropReason::ForwardRefused),
+        self.relay_to_czar(shard, sender, origin, &Frame::Forward { write_id, origin, shard, update });
+    }
+
+    /// Not (yet) the czar: relays a writer's frame once toward the czar we
+    /// follow (never back, never twice: only frames straight from their
+    /// writer); the writer retries anyway.
+    fn relay_to_czar(&mut self, shard: ShardId, sender: PeerId, origin: PeerId, frame: &Frame) {
+        let czar = self.states.get(&shard).and_then(|st| st.replica.czar);
+        let target = czar
+            .filter(|c| *c != self.id && *c != sender && sender == origin)
+            .and_then(|c| self.members.get(&c).filter(|m| m.is_alive()).map(|m| m.addr));
+        match target {
+            Some(addr) => self.queue_frame(addr, frame),
+            None => self.stats.drop(DropReason::ForwardRefused),
         }
     }
 
