@@ -156,7 +156,7 @@ fn a_new_czar_finishes_a_proposal_the_old_one_never_decided() {
                 .is_ok_and(|dg| dg.frames.iter().any(|f| matches!(f, Frame::Vote { .. })))
     }));
     let now = net.now;
-    let id = net.peers[czar].write_critical(now, world, b"loot", Some(b"epic")).unwrap();
+    net.peers[czar].write_critical(now, world, b"loot", Some(b"epic")).unwrap();
     net.drain_all();
     net.run_for(Duration::from_millis(150));
     net.crash(czar);
@@ -170,7 +170,6 @@ fn a_new_czar_finishes_a_proposal_the_old_one_never_decided() {
             "peer {i} saw the commit"
         );
     }
-    let _ = id;
 }
 
 #[test]

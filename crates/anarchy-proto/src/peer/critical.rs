@@ -205,11 +205,11 @@ impl Peer {
         let st = self.states.get_mut(&shard).expect("known shard");
         st.critical.open.insert(key, proposal);
         self.broadcast(&frame);
-        self.check_decision(now, shard, key);
+        self.check_decision(shard, key);
     }
 
     /// Counts votes; commits or rejects once the outcome is certain.
-    fn check_decision(&mut self, now: Instant, shard: ShardId, key: CriticalKey) {
+    fn check_decision(&mut self, shard: ShardId, key: CriticalKey) {
         let current = self.configuration();
         let st = self.states.get(&shard).expect("known shard");
         let Some(p) = st.critical.open.get(&key) else { return };
@@ -226,17 +226,17 @@ impl Peer {
             let version = self.apply_as_czar_version(shard, p.update);
             // The delta must leave before the decision that names its version.
             self.flush_outgoing();
-            self.decide(now, shard, key, Decision::Committed(version));
+            self.decide(shard, key, Decision::Committed(version));
         } else if rejected {
             let st = self.states.get_mut(&shard).expect("known");
             let p = st.critical.open.remove(&key).expect("present");
             let reason =
                 p.rejects.iter().find(|(m, _)| p.quorum.contains(m)).map(|(_, r)| r.clone()).unwrap_or_default();
-            self.decide(now, shard, key, Decision::Rejected(reason));
+            self.decide(shard, key, Decision::Rejected(reason));
         }
     }
 
-    fn decide(&mut self, _now: Instant, shard: ShardId, key: CriticalKey, decision: Decision) {
+    fn decide(&mut self, shard: ShardId, key: CriticalKey, decision: Decision) {
         self.send_decision(shard, key, decision.clone(), None);
         self.apply_decision(shard, key, decision);
     }
@@ -350,7 +350,6 @@ impl Peer {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn handle_vote(
         &mut self,
-        now: Instant,
         sender: PeerId,
         origin: PeerId,
         write_id: u64,
@@ -375,7 +374,7 @@ impl Peer {
             p.accepts.remove(&sender);
             p.rejects.insert(sender, reason);
         }
-        self.check_decision(now, shard, key);
+        self.check_decision(shard, key);
     }
 
     pub(super) fn handle_decided(
@@ -563,7 +562,7 @@ impl Peer {
                 }
                 if now.saturating_duration_since(p.started) >= self.config.critical_timeout {
                     st.critical.open.remove(&key);
-                    self.decide(now, shard, key, Decision::TimedOut);
+                    self.decide(shard, key, Decision::TimedOut);
                     continue;
                 }
                 if now.saturating_duration_since(p.last_sent) >= self.config.critical_retry_interval {
@@ -583,7 +582,7 @@ impl Peer {
                         self.queue(addr, bytes.clone());
                     }
                 }
-                self.check_decision(now, shard, key);
+                self.check_decision(shard, key);
             }
         }
         self.retry_critical(now, None);

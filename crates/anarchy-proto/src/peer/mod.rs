@@ -37,6 +37,9 @@ use crate::wire::{
 /// Sequence numbers a peer accepts from others stay this far below the wire
 /// limit, so its own writes after them can never produce an undecodable frame.
 const SEQ_HEADROOM: u64 = 1 << 32;
+/// How long we remember having sent an authority hint (hints are rate-limited
+/// to one per heartbeat per shard and address; older entries are useless).
+const HINT_MEMORY: Duration = Duration::from_secs(1);
 /// Most updates sent in answer to one repair request.
 const MAX_REPAIR_UPDATES: usize = 256;
 /// Most chunks in one snapshot (bounds reassembly memory to about 4.5 MiB).
@@ -471,6 +474,7 @@ impl Peer {
     /// Leaves the session: hands our shards to their next czars and announces
     /// the leave. Drain `poll_transmit` afterwards so the announcement goes out.
     pub fn leave(&mut self, now: Instant) {
+        self.clock = self.clock.max(now);
         if self.phase != Phase::Joined {
             self.phase = Phase::Left;
             return;
@@ -481,7 +485,7 @@ impl Peer {
             let info = self.shards.get(shard).expect("state implies declaration").clone();
             let others: Vec<&PeerId> = self.members.alive_ids().filter(|p| **p != self.id).collect();
             if let Some(next) = ranking(&info, others, 1).first().copied() {
-                self.hand_over(now, shard, next);
+                self.hand_over(shard, next);
             }
         }
         let incarnation = self.members.myself().incarnation;
@@ -738,7 +742,7 @@ impl Peer {
                 self.handle_propose(now, from, sender, origin, write_id, shard, epoch, update)
             }
             Frame::Vote { origin, write_id, shard, epoch, accept, reason } => {
-                self.handle_vote(now, sender, origin, write_id, shard, epoch, accept, reason)
+                self.handle_vote(sender, origin, write_id, shard, epoch, accept, reason)
             }
             Frame::Decided { origin, write_id, shard, decision } => {
                 self.handle_decided(sender, origin, write_id, shard, decision)
@@ -910,7 +914,7 @@ impl Peer {
                 continue;
             }
             if rec.id == self.id {
-                self.refute(now, from, &rec);
+                self.refute(from, &rec);
                 continue;
             }
             match self.members.merge(&rec, now) {
@@ -931,7 +935,7 @@ impl Peer {
     }
 
     /// A record about ourselves: adopt a higher live incarnation, refute a leave.
-    fn refute(&mut self, _now: Instant, from: SocketAddr, rec: &MemberRecord) {
+    fn refute(&mut self, from: SocketAddr, rec: &MemberRecord) {
         if self.phase == Phase::Left || self.phase == Phase::Idle {
             return;
         }
@@ -1008,7 +1012,7 @@ impl Peer {
                         .get(&desired)
                         .is_some_and(|m| now.saturating_duration_since(m.known_since) >= self.config.handover_delay);
                     if desired != self.id && st.catch_up_to.is_none() && settled {
-                        self.hand_over(now, shard, desired);
+                        self.hand_over(shard, desired);
                     }
                 }
                 Some(c) if self.members.is_alive(&c) => {}
@@ -1024,14 +1028,14 @@ impl Peer {
                 _ if self.takeover_pending(shard) => {}
                 _ => {
                     if desired == self.id {
-                        self.claim(now, shard);
+                        self.claim(shard);
                     }
                 }
             }
         }
     }
 
-    fn claim(&mut self, _now: Instant, shard: ShardId) {
+    fn claim(&mut self, shard: ShardId) {
         // Only a fresh shard's first claim is backed by itself. Taking over
         // from a czar that is gone without a recovery round (our own timeout,
         // or a death confirmed by a round that did not cover this shard) skipped
@@ -1057,7 +1061,7 @@ impl Peer {
         self.broadcast(&Frame::Authority { shard, epoch, czar: self.id, seq, checksum, backed });
     }
 
-    fn hand_over(&mut self, _now: Instant, shard: ShardId, to: PeerId) {
+    fn hand_over(&mut self, shard: ShardId, to: PeerId) {
         // Our unsent updates must reach everyone before the hand-over does.
         self.flush_outgoing();
         let st = self.states.get_mut(&shard).expect("caller checked");
@@ -1178,22 +1182,35 @@ impl Peer {
     /// Called after our state of `shard` moved: a catching-up czar becomes
     /// ready once it holds exactly the agreed starting state, and resyncs by
     /// snapshot if it got there on a different history.
-    fn check_catch_up(&mut self, now: Instant, shard: ShardId) {
+    fn check_catch_up(&mut self, now: Instant, shard: ShardId, after_snapshot: bool) {
         let st = self.states.get_mut(&shard).expect("known shard");
         let Some((target, sum)) = st.catch_up_to else { return };
         let seq = st.replica.seq();
-        if seq < target {
+        let at_target = seq == target && st.replica.checksum().short() == sum;
+        if seq < target && !after_snapshot {
             return;
         }
-        if seq == target && st.replica.checksum().short() == sum {
+        if at_target {
             st.catch_up_to = None;
             st.want_snapshot = false;
-            self.retry_pending(now, None);
+        } else if after_snapshot {
+            // Even a whole snapshot did not bring the agreed starting state (its
+            // holders moved on): start from the freshest state we could get and
+            // claim the shard again with it, so everyone resyncs to us.
+            st.catch_up_to = None;
+            st.want_snapshot = false;
+            st.last_reassert = None;
+            let epoch = st.replica.epoch;
+            self.reassert(now, shard, epoch);
         } else if !st.want_snapshot {
             st.want_snapshot = true;
             let hint = st.replica.prev_czar;
             self.request_repair(now, shard, 0, hint, true);
+            return;
+        } else {
+            return;
         }
+        self.retry_pending(now, None);
     }
 
     /// As a backed czar that learned of a provisional claim at `seen` or
@@ -1447,7 +1464,7 @@ impl Peer {
             self.request_repair(now, shard, from, Some(sender), false);
         }
         if catching_up {
-            self.check_catch_up(now, shard);
+            self.check_catch_up(now, shard, false);
         } else {
             self.check_sync(now, shard);
         }
@@ -1708,23 +1725,11 @@ impl Peer {
             self.push_event(Event::Diverged { shard, ours, adopted: a.version });
         }
         self.push_event(Event::ShardResynced { shard, version: a.version });
-        let st = self.states.get_mut(&shard).expect("known shard");
-        if let Some((target, sum)) = st.catch_up_to {
-            if st.replica.seq() != target || st.replica.checksum().short() != sum {
-                // The agreed starting state is no longer to be had (its holders
-                // moved on): start from the freshest state we could get and
-                // claim the shard again with it, so everyone resyncs to us.
-                st.catch_up_to = None;
-                st.want_snapshot = false;
-                let epoch = st.replica.epoch;
-                st.last_reassert = None;
-                self.reassert(now, shard, epoch);
-                self.retry_pending(now, None);
-                return;
-            }
+        if self.states[&shard].catch_up_to.is_some() {
+            self.check_catch_up(now, shard, true);
+        } else {
+            self.retry_pending(now, None);
         }
-        self.check_catch_up(now, shard);
-        self.retry_pending(now, None);
     }
 
     // ----- periodic work -----------------------------------------------------------
@@ -1744,21 +1749,18 @@ impl Peer {
         // Remove the silent.
         let deadline =
             Instant::from_micros(now.as_micros().saturating_sub(self.config.peer_timeout.as_micros() as u64));
-        let mut changed = false;
         for id in self.members.silent_since(deadline) {
             if self.members.mark_left(&id, now, true) {
-                changed = true;
                 self.push_event(Event::PeerLeft { peer: id, reason: LeaveReason::Timeout });
             }
         }
         let ttl = Instant::from_micros(now.as_micros().saturating_sub(self.config.tombstone_ttl.as_micros() as u64));
         self.members.purge_left_before(ttl);
         self.last_refute_hint.retain(|_, t| *t >= ttl);
-        let hint_horizon = Instant::from_micros(now.as_micros().saturating_sub(1_000_000));
+        let hint_horizon = Instant::from_micros(now.as_micros().saturating_sub(HINT_MEMORY.as_micros() as u64));
         self.last_hint.retain(|_, t| *t >= hint_horizon);
         // Every tick, not only on change: catches what an earlier reconcile could
         // not do yet (a new czar still catching up, say).
-        let _ = changed;
         self.reconcile_authority(now);
         // Heartbeats go out with the next flush, after this tick's deltas, so
         // the versions they advertise include everything sent before them.
@@ -1783,7 +1785,7 @@ impl Peer {
                 if from <= target {
                     self.request_repair(now, shard, from, None, false);
                 } else {
-                    self.check_catch_up(now, shard);
+                    self.check_catch_up(now, shard, false);
                 }
             } else {
                 self.check_sync(now, shard);
