@@ -209,6 +209,7 @@ fn conditioner_decisions_match_the_spec() {
     let min = *delays.iter().min().unwrap();
     let max = *delays.iter().max().unwrap();
     let mean = delays.iter().sum::<Duration>() / delays.len() as u32;
+    eprintln!("conditioner decisions: loss {loss:.4}, duplication {dup:.4}, delay {min:?}..{max:?}, mean {mean:?}");
     assert!(min >= Duration::from_millis(20) && max <= Duration::from_millis(40), "delays {min:?}..{max:?}");
     assert!(mean >= Duration::from_millis(29) && mean <= Duration::from_millis(31), "mean delay {mean:?}");
 }
@@ -255,6 +256,12 @@ async fn conditioned_datagrams_arrive_late_and_reordered() {
     // Nothing arrives before latency - jitter.
     assert!(*min >= Duration::from_millis(20), "min delay {min:?}");
     let reordered = arrivals.windows(2).filter(|w| w[1].0 < w[0].0).count();
+    let mean = delays.iter().sum::<Duration>() / delays.len() as u32;
+    eprintln!(
+        "loopback: {} of {DATAGRAMS} arrived ({} copies), delay min {min:?} mean {mean:?}, {reordered} reordered",
+        distinct.len(),
+        arrivals.len()
+    );
     assert!(reordered > 0, "20 ms of jitter reorders some datagrams");
 }
 
