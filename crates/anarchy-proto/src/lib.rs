@@ -30,6 +30,7 @@ pub mod event;
 pub mod identity;
 pub mod membership;
 pub mod peer;
+pub mod proof;
 pub mod quorum;
 pub mod replica;
 pub mod shards;

@@ -8,8 +8,10 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
+use std::sync::Arc;
 
 use crate::identity::PeerId;
+use crate::proof::BatchProof;
 use crate::wire::{Op, Update};
 
 /// A shard version: the authority epoch, then the sequence number.
@@ -39,6 +41,9 @@ pub struct LogEntry {
     pub update: Update,
     /// The short state checksum right after this update.
     pub checksum: u64,
+    /// The signed run this update came in, shared by every entry of the run
+    /// (`None` for a czar's own writes until they are sent).
+    pub proof: Option<Arc<BatchProof>>,
 }
 
 /// Content checksum: XOR of a keyed BLAKE3 hash of every (key, value) pair.
@@ -92,7 +97,7 @@ pub struct Replica {
     /// (seq, short checksum) of the state the log starts from.
     log_base: (u64, u64),
     log: VecDeque<LogEntry>,
-    early: BTreeMap<u64, (u32, Update)>,
+    early: BTreeMap<u64, (u32, Update, Option<Arc<BatchProof>>)>,
 }
 
 /// What applying a remote run of updates did.
@@ -205,18 +210,32 @@ impl Replica {
         debug_assert_eq!(epoch, self.epoch, "a czar writes in the current epoch");
         self.seq += 1;
         self.apply_to_state(&update);
-        let entry = LogEntry { seq: self.seq, epoch, update, checksum: self.checksum.short() };
+        let entry = LogEntry { seq: self.seq, epoch, update, checksum: self.checksum.short(), proof: None };
         self.push_log(entry.clone(), log_capacity);
         entry
     }
 
+    /// Records the signed run covering a czar's own logged writes, so they
+    /// can be resent to others exactly as they were first sent.
+    pub fn attach_proof(&mut self, proof: &Arc<BatchProof>) {
+        let Some(first) = self.log.front().map(|e| e.seq) else { return };
+        for seq in proof.first_seq..=proof.last_seq() {
+            let Some(e) = seq.checked_sub(first).and_then(|i| self.log.get_mut(i as usize)) else { continue };
+            if e.epoch == proof.epoch {
+                e.proof = Some(Arc::clone(proof));
+            }
+        }
+    }
+
     /// Applies a run of updates received from the czar, in order, buffering
-    /// early ones (at most `max_early`) and skipping duplicates.
+    /// early ones (at most `max_early`) and skipping duplicates. `proof` is
+    /// the run's signed header, kept with every entry for repairing others.
     pub fn apply_remote(
         &mut self,
         epoch: u32,
         first_seq: u64,
         updates: Vec<Update>,
+        proof: Option<Arc<BatchProof>>,
         log_capacity: usize,
         max_early: usize,
     ) -> ApplyOutcome {
@@ -228,13 +247,13 @@ impl Replica {
             } else if seq == self.seq + 1 {
                 self.apply_to_state(&update);
                 self.seq = seq;
-                let entry = LogEntry { seq, epoch, update, checksum: self.checksum.short() };
+                let entry = LogEntry { seq, epoch, update, checksum: self.checksum.short(), proof: proof.clone() };
                 self.push_log(entry.clone(), log_capacity);
                 out.applied.push(entry);
             } else if self.early.contains_key(&seq) {
                 out.duplicates += 1;
             } else if self.early.len() < max_early {
-                self.early.insert(seq, (epoch, update));
+                self.early.insert(seq, (epoch, update, proof.clone()));
                 out.buffered += 1;
             } else {
                 out.overflow += 1;
@@ -250,10 +269,10 @@ impl Replica {
             if seq != self.seq + 1 {
                 break;
             }
-            let (epoch, update) = entry.remove();
+            let (epoch, update, proof) = entry.remove();
             self.apply_to_state(&update);
             self.seq = seq;
-            let e = LogEntry { seq, epoch, update, checksum: self.checksum.short() };
+            let e = LogEntry { seq, epoch, update, checksum: self.checksum.short(), proof };
             self.push_log(e.clone(), log_capacity);
             out.applied.push(e);
         }
@@ -281,6 +300,62 @@ impl Replica {
         }
         let start = (from_seq - first) as usize;
         Some(self.log.iter().skip(start).take(max).cloned().collect())
+    }
+
+    /// Whole signed runs from the one holding `from_seq` on, as first sent
+    /// (at most about `max` updates, at least one run), or `None` if the log
+    /// no longer holds the start of that run (the asker needs a snapshot).
+    /// Stops at the first entry not yet sent (no proof yet).
+    pub fn signed_runs_from(&self, from_seq: u64, max: usize) -> Option<Vec<(Arc<BatchProof>, Vec<Update>)>> {
+        if from_seq == 0 || from_seq > self.seq.saturating_add(1) {
+            return None;
+        }
+        if from_seq == self.seq + 1 {
+            return Some(Vec::new());
+        }
+        let first = self.log.front()?.seq;
+        if from_seq < first {
+            return None;
+        }
+        // Each run is resent whole, with the updates our log holds at its
+        // seqs (the same ones it carried, on one history; the receiver checks).
+        let mut runs: Vec<(Arc<BatchProof>, Vec<Update>)> = Vec::new();
+        let mut taken = 0;
+        let mut seq = from_seq;
+        while let Some(e) = seq.checked_sub(first).and_then(|i| self.log.get(i as usize)) {
+            let Some(p) = &e.proof else { break };
+            if p.first_seq < first {
+                // The log starts inside this run: it cannot be resent whole.
+                if runs.is_empty() {
+                    return None;
+                }
+                break;
+            }
+            let n = p.count as usize;
+            if p.last_seq() > self.seq || (!runs.is_empty() && taken + n > max) {
+                break;
+            }
+            let start = (p.first_seq - first) as usize;
+            let run: Vec<Update> = self.log.range(start..start + n).map(|e| e.update.clone()).collect();
+            runs.push((Arc::clone(p), run));
+            taken += n;
+            seq = p.last_seq() + 1;
+        }
+        Some(runs)
+    }
+
+    /// The log's shape for debugging: base, then each entry's seq, epoch and
+    /// the first seq of its signed run (`-` if not yet signed).
+    pub fn debug_log(&self) -> String {
+        let entries: Vec<String> = self
+            .log
+            .iter()
+            .map(|e| match &e.proof {
+                Some(p) => format!("{}@{}[{}..{}]", e.seq, e.epoch, p.first_seq, p.last_seq()),
+                None => format!("{}@{}[-]", e.seq, e.epoch),
+            })
+            .collect();
+        format!("base {} early {:?} [{}]", self.log_base.0, self.early.keys().collect::<Vec<_>>(), entries.join(" "))
     }
 
     /// Replaces the whole state with a snapshot at `seq`. The log restarts.
@@ -341,14 +416,14 @@ mod tests {
     #[test]
     fn remote_updates_apply_in_order_with_gaps_buffered() {
         let mut r = Replica::default();
-        let out = r.apply_remote(1, 3, vec![put("c", "3")], 16, 16);
+        let out = r.apply_remote(1, 3, vec![put("c", "3")], None, 16, 16);
         assert!(out.applied.is_empty());
         assert_eq!(out.buffered, 1);
         assert!(out.gap);
-        let out = r.apply_remote(1, 1, vec![put("a", "1"), put("b", "2")], 16, 16);
+        let out = r.apply_remote(1, 1, vec![put("a", "1"), put("b", "2")], None, 16, 16);
         assert_eq!(out.applied.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
         assert!(!out.gap);
-        let out = r.apply_remote(1, 2, vec![put("b", "2")], 16, 16);
+        let out = r.apply_remote(1, 2, vec![put("b", "2")], None, 16, 16);
         assert_eq!(out.duplicates, 1);
         assert_eq!(r.seq(), 3);
     }
@@ -356,7 +431,7 @@ mod tests {
     #[test]
     fn early_buffer_is_bounded() {
         let mut r = Replica::default();
-        let out = r.apply_remote(1, 10, vec![put("a", "1"), put("b", "1"), put("c", "1")], 16, 2);
+        let out = r.apply_remote(1, 10, vec![put("a", "1"), put("b", "1"), put("c", "1")], None, 16, 2);
         assert_eq!(out.buffered, 2);
         assert_eq!(out.overflow, 1);
     }

@@ -52,11 +52,15 @@ pub enum DropReason {
     EventQueueFull,
     /// A delta building on a state other than ours (we resync instead).
     OffHistory,
+    /// A delta or snapshot whose signature does not verify.
+    BadSignature,
+    /// A delta that did not end at the checksum its author signed (we resync).
+    BadChecksum,
 }
 
 impl DropReason {
     /// Every reason, for tables.
-    pub const ALL: [DropReason; 23] = [
+    pub const ALL: [DropReason; 25] = [
         DropReason::Oversized,
         DropReason::Truncated,
         DropReason::BadMagic,
@@ -80,6 +84,8 @@ impl DropReason {
         DropReason::ForwardRefused,
         DropReason::EventQueueFull,
         DropReason::OffHistory,
+        DropReason::BadSignature,
+        DropReason::BadChecksum,
     ];
 
     /// A stable snake_case name for metrics.
@@ -108,6 +114,8 @@ impl DropReason {
             DropReason::ForwardRefused => "forward_refused",
             DropReason::EventQueueFull => "event_queue_full",
             DropReason::OffHistory => "off_history",
+            DropReason::BadSignature => "bad_signature",
+            DropReason::BadChecksum => "bad_checksum",
         }
     }
 }

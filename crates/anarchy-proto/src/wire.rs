@@ -9,6 +9,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::identity::{PeerId, PublicKey, PEER_ID_BYTES, PUBLIC_KEY_BYTES};
+use crate::proof::Signature;
 use crate::replica::Version;
 use crate::shards::ShardId;
 
@@ -25,8 +26,10 @@ pub const MAX_FRAME_BYTES: usize = MAX_DATAGRAM_BYTES - HEADER_BYTES;
 /// Longest key a shard accepts.
 pub const MAX_KEY_BYTES: usize = 64;
 /// Longest value a shard accepts (until fragmentation lands, one update must
-/// fit in one datagram with room for its frame header).
-pub const MAX_VALUE_BYTES: usize = 1024;
+/// fit in one datagram with room for its frame header, including a signed
+/// delta's 96 bytes of signature, author and end checksum, and room for the
+/// datagram's authentication tag).
+pub const MAX_VALUE_BYTES: usize = 896;
 /// Longest shard name.
 pub const MAX_SHARD_NAME_BYTES: usize = 64;
 /// Largest epoch or incarnation a datagram may carry. Far above anything a
@@ -188,6 +191,13 @@ pub enum Frame {
         /// run builds on. A receiver whose state there differs is off the
         /// sender's history and resyncs instead of applying.
         base: u64,
+        /// The author's short state checksum after the last update: a
+        /// receiver that ends elsewhere has diverged and resyncs.
+        after: u64,
+        /// The czar that wrote the run and signed it.
+        author: PeerId,
+        /// The author's signature (see `proof::delta_message`); relays pass it on unchanged.
+        sig: Signature,
         /// The updates, in order.
         updates: Vec<Update>,
     },
@@ -241,6 +251,10 @@ pub enum Frame {
         /// Sent because the asker's history is not a prefix of the sender's:
         /// installing it discards updates (reported as `Event::Diverged`).
         resync: bool,
+        /// The peer that signed the snapshot (its sender).
+        signer: PeerId,
+        /// `signer`'s signature over the whole snapshot (see `proof::snapshot_message`).
+        sig: Signature,
     },
     /// `czar` holds the shard from `epoch` on, starting at sequence `seq`.
     /// Sent by a claimant, or by an old czar handing over.
@@ -437,11 +451,14 @@ impl Frame {
                 }
             }
             Frame::Leave { incarnation } => put_varint(out, u64::from(*incarnation)),
-            Frame::Delta { shard, epoch, first_seq, base, updates } => {
+            Frame::Delta { shard, epoch, first_seq, base, after, author, sig, updates } => {
                 out.extend_from_slice(&shard.0.to_le_bytes());
                 put_varint(out, u64::from(*epoch));
                 put_varint(out, *first_seq);
                 out.extend_from_slice(&base.to_le_bytes());
+                out.extend_from_slice(&after.to_le_bytes());
+                out.extend_from_slice(&author.0);
+                out.extend_from_slice(sig);
                 put_varint(out, updates.len() as u64);
                 for u in updates {
                     put_update(out, u);
@@ -463,12 +480,14 @@ impl Frame {
                 put_varint(out, *from_seq);
                 out.extend_from_slice(&checksum.to_le_bytes());
             }
-            Frame::Snapshot { shard, version, czar, checksum, chunk, chunks, entries, resync } => {
+            Frame::Snapshot { shard, version, czar, checksum, chunk, chunks, entries, resync, signer, sig } => {
                 out.push(u8::from(*resync));
                 out.extend_from_slice(&shard.0.to_le_bytes());
                 put_version(out, *version);
                 out.extend_from_slice(&czar.0);
                 out.extend_from_slice(checksum);
+                out.extend_from_slice(&signer.0);
+                out.extend_from_slice(sig);
                 put_varint(out, u64::from(*chunk));
                 put_varint(out, u64::from(*chunks));
                 put_varint(out, entries.len() as u64);
@@ -773,6 +792,9 @@ fn decode_frame(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
             let epoch = r.epoch()?;
             let first_seq = r.seq()?;
             let base = r.u64_le()?;
+            let after = r.u64_le()?;
+            let author = r.peer_id()?;
+            let sig: Signature = r.array()?;
             let n = r.count(2)?;
             if n == 0 {
                 return Err(DecodeError::Invalid("empty delta"));
@@ -784,7 +806,7 @@ fn decode_frame(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
             for _ in 0..n {
                 updates.push(r.update()?);
             }
-            Frame::Delta { shard, epoch, first_seq, base, updates }
+            Frame::Delta { shard, epoch, first_seq, base, after, author, sig, updates }
         }
         8 => Frame::Forward { write_id: r.varint()?, origin: r.peer_id()?, shard: r.shard()?, update: r.update()? },
         9 => Frame::ForwardAck { write_id: r.varint()?, shard: r.shard()?, version: r.version()? },
@@ -795,6 +817,8 @@ fn decode_frame(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
             let version = r.version()?;
             let czar = r.peer_id()?;
             let checksum: [u8; 16] = r.array()?;
+            let signer = r.peer_id()?;
+            let sig: Signature = r.array()?;
             let chunk = r.varint_u16()?;
             let chunks = r.varint_u16()?;
             if chunks == 0 || chunk >= chunks {
@@ -807,7 +831,7 @@ fn decode_frame(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
                 let v = r.bytes(MAX_VALUE_BYTES, "value")?.to_vec();
                 entries.push((k, v));
             }
-            Frame::Snapshot { shard, version, czar, checksum, chunk, chunks, entries, resync }
+            Frame::Snapshot { shard, version, czar, checksum, chunk, chunks, entries, resync, signer, sig }
         }
         12 => Frame::Authority {
             shard: r.shard()?,
@@ -919,7 +943,8 @@ fn put_version(out: &mut Vec<u8>, v: Version) {
     put_varint(out, v.seq);
 }
 
-fn put_update(out: &mut Vec<u8>, u: &Update) {
+/// Appends `u` as it is encoded inside a delta.
+pub(crate) fn put_update(out: &mut Vec<u8>, u: &Update) {
     match &u.op {
         Op::Put(value) => {
             out.push(0);
@@ -1140,6 +1165,9 @@ mod tests {
                 epoch: 1,
                 first_seq: 10,
                 base: 99,
+                after: 98,
+                author: id,
+                sig: [3; 64],
                 updates: vec![
                     Update { key: b"x".to_vec(), op: Op::Put(vec![1, 2, 3]) },
                     Update { key: b"y".to_vec(), op: Op::Delete },
@@ -1162,6 +1190,8 @@ mod tests {
                 chunks: 2,
                 entries: vec![(b"a".to_vec(), b"b".to_vec())],
                 resync: true,
+                signer: id,
+                sig: [4; 64],
             },
             Frame::Authority { shard: ShardId(3), epoch: 5, czar: id, seq: 99, checksum: 12, backed: false },
             Frame::SyncReq,

@@ -6,6 +6,7 @@ mod support;
 use std::time::Duration;
 
 use anarchy_proto::wire::{self, Frame};
+use anarchy_proto::{proof, Keypair};
 use anarchy_proto::{Config, DropReason, Event, Instant, LeaveReason, Version, WriteError, WriteOutcome};
 use support::Net;
 
@@ -384,6 +385,9 @@ fn bad_input_is_counted_never_a_panic() {
             epoch: 1,
             first_seq: 1,
             base: 0,
+            after: 0,
+            author: net.peers[1].id(),
+            sig: [0; 64],
             updates: vec![wire::Update { key: b"k".to_vec(), op: wire::Op::Delete }],
         }],
     );
@@ -396,9 +400,27 @@ fn bad_input_is_counted_never_a_panic() {
     assert_eq!(err.to_string(), format!("shard {} is not declared", anarchy_proto::ShardId::from_name("nope")));
     assert_eq!(p.write(now, world, b"", b"v").unwrap_err(), WriteError::EmptyKey);
     assert_eq!(p.write(now, world, &[1; 65], b"v").unwrap_err(), WriteError::KeyTooLong(65));
-    assert_eq!(p.write(now, world, b"k", &[1; 1025]).unwrap_err(), WriteError::ValueTooLarge(1025));
+    assert_eq!(p.write(now, world, b"k", &[1; 897]).unwrap_err(), WriteError::ValueTooLarge(897));
     // Still works afterwards.
     assert!(matches!(p.write(now, world, b"k", b"v").unwrap(), WriteOutcome::Applied(Version { .. })));
+}
+
+/// A run of updates for `world` that would apply next at peer `at`, signed
+/// by peer `signer` (with `signer`'s real key, or with junk).
+fn next_run(net: &Net, world: anarchy_proto::ShardId, at: usize, signer: usize, real_sig: bool) -> Frame {
+    let version = net.peers[at].version_of(world).unwrap();
+    let base = net.peers[at].checksum_of(world).unwrap().short();
+    let updates = vec![wire::Update { key: b"gold".to_vec(), op: wire::Op::Put(b"999".to_vec()) }];
+    let author = net.peers[signer].id();
+    let (epoch, first_seq, after) = (version.epoch, version.seq + 1, base ^ 1);
+    let sig = if real_sig {
+        let message =
+            proof::delta_message(&proof::session_tag(&[]), world, epoch, first_seq, base, after, &author, &updates);
+        Keypair::from_seed(signer as u64 + 100).sign(&message)
+    } else {
+        [7; 64]
+    };
+    Frame::Delta { shard: world, epoch, first_seq, base, after, author, sig, updates }
 }
 
 #[test]
@@ -408,20 +430,73 @@ fn a_forged_delta_from_a_non_czar_is_dropped() {
     net.start_all();
     settle(&mut net);
     let now = net.now;
-    let forged = wire::encode_frames(
-        &net.peers[1].id(),
-        &[Frame::Delta {
-            shard: world,
-            epoch: net.peers[2].version_of(world).unwrap().epoch,
-            first_seq: 1,
-            base: 0,
-            updates: vec![wire::Update { key: b"gold".to_vec(), op: wire::Op::Put(b"999".to_vec()) }],
-        }],
-    );
+    // Peer 1 signs a run with its own key and sends it as itself.
+    let forged = wire::encode_frames(&net.peers[1].id(), &[next_run(&net, world, 2, 1, true)]);
     let from = net.addrs[1];
     net.peers[2].handle_datagram(now, from, &forged);
     assert_eq!(net.peers[2].stats().drops(DropReason::NotCzar), 1);
     assert_eq!(net.peers[2].get(world, b"gold"), None);
+}
+
+#[test]
+fn a_delta_must_carry_its_czars_signature_whoever_sends_it() {
+    let mut net = session(3);
+    let world = net.declare_everywhere("world", Some(0));
+    net.start_all();
+    settle(&mut net);
+    let now = net.now;
+    let before = net.peers[2].version_of(world).unwrap();
+    // Peer 1 pretends to be the czar: the czar's id as sender and author, no key.
+    let forged = wire::encode_frames(&net.peers[0].id(), &[next_run(&net, world, 2, 0, false)]);
+    net.peers[2].handle_datagram(now, net.addrs[0], &forged);
+    assert_eq!(net.peers[2].stats().drops(DropReason::BadSignature), 1);
+    // The czar's run signed for the czar, but its content changed on the way.
+    let Frame::Delta { shard, epoch, first_seq, base, after, author, sig, .. } = next_run(&net, world, 2, 0, true)
+    else {
+        unreachable!()
+    };
+    let swapped = vec![wire::Update { key: b"gold".to_vec(), op: wire::Op::Put(b"1000".to_vec()) }];
+    let tampered = Frame::Delta { shard, epoch, first_seq, base, after, author, sig, updates: swapped };
+    let tampered = wire::encode_frames(&net.peers[0].id(), &[tampered]);
+    net.peers[2].handle_datagram(now, net.addrs[0], &tampered);
+    assert_eq!(net.peers[2].stats().drops(DropReason::BadSignature), 2);
+    // Signed for another shard: the signature does not carry over.
+    let other = net.declare_everywhere("other", Some(0));
+    settle(&mut net);
+    let Frame::Delta { epoch, first_seq, base, after, author, sig, updates, .. } = next_run(&net, world, 2, 0, true)
+    else {
+        unreachable!()
+    };
+    let moved = Frame::Delta { shard: other, epoch, first_seq, base, after, author, sig, updates };
+    let (now, bytes) = (net.now, wire::encode_frames(&net.peers[0].id(), &[moved]));
+    net.peers[2].handle_datagram(now, net.addrs[0], &bytes);
+    assert!(net.peers[2].stats().drops(DropReason::BadSignature) >= 3);
+    assert_eq!(net.peers[2].get(world, b"gold"), None);
+    assert_eq!(net.peers[2].get(other, b"gold"), None);
+    assert_eq!(net.peers[2].version_of(world).unwrap(), before);
+}
+
+#[test]
+fn a_signed_run_that_ends_at_another_checksum_is_a_divergence_and_resyncs() {
+    let mut net = session(3);
+    let world = net.declare_everywhere("world", Some(0));
+    net.start_all();
+    settle(&mut net);
+    net.peers[0].write(net.now, world, b"a", b"1").unwrap();
+    settle(&mut net);
+    // A correctly signed run whose stated end checksum is not what its updates
+    // produce: the receiver applies, sees it is off, and resyncs from the czar.
+    let run = next_run(&net, world, 2, 0, true);
+    let (now, bytes) = (net.now, wire::encode_frames(&net.peers[0].id(), &[run]));
+    net.peers[2].handle_datagram(now, net.addrs[0], &bytes);
+    assert_eq!(net.peers[2].stats().drops(DropReason::BadChecksum), 1);
+    // The czar's next write shows the divergence in its adverts: the peer takes its state whole.
+    net.peers[0].write(net.now, world, b"b", b"2").unwrap();
+    settle(&mut net);
+    assert!(net.converged(world), "the resync brings the peer back to the czar's state");
+    assert_eq!(net.peers[2].get(world, b"gold"), None);
+    assert_eq!(net.peers[2].get(world, b"a"), Some(&b"1"[..]));
+    assert_eq!(net.peers[2].get(world, b"b"), Some(&b"2"[..]));
 }
 
 #[test]

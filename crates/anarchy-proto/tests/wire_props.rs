@@ -15,7 +15,7 @@ use anarchy_proto::wire::{
     RecoverVote, ShardDecl, ShardVersion, Update, HEADER_BYTES, MAX_EPOCH, MAX_FRAME_BYTES, MAX_KEY_BYTES, MAX_SEQ,
     MAX_SHARD_NAME_BYTES, MAX_VALUE_BYTES,
 };
-use anarchy_proto::{Config, Keypair, Peer, Version, MAX_DATAGRAM_BYTES};
+use anarchy_proto::{proof, Config, Keypair, Peer, Version, MAX_DATAGRAM_BYTES};
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 
@@ -173,13 +173,18 @@ fn delta() -> impl Strategy<Value = Frame> {
     (shard_id(), edgy_epoch(), prop::collection::vec(update(), 1..=6)).prop_flat_map(|(shard, epoch, updates)| {
         let max_first = MAX_SEQ - updates.len() as u64;
         let first = prop_oneof![Just(1u64), Just(max_first), 1..=max_first];
-        (Just(shard), Just(epoch), first, Just(updates)).prop_map(|(shard, epoch, first_seq, updates)| Frame::Delta {
-            base: first_seq.wrapping_mul(31),
-            shard,
-            epoch,
-            first_seq,
-            updates,
-        })
+        (Just(shard), Just(epoch), first, Just(updates), peer_id(), any::<u8>()).prop_map(
+            |(shard, epoch, first_seq, updates, author, s)| Frame::Delta {
+                base: first_seq.wrapping_mul(31),
+                after: first_seq.wrapping_mul(37),
+                author,
+                sig: [s; 64],
+                shard,
+                epoch,
+                first_seq,
+                updates,
+            },
+        )
     })
 }
 
@@ -189,6 +194,8 @@ fn snapshot() -> impl Strategy<Value = Frame> {
     (shard_id(), version(), peer_id(), any::<[u8; 16]>(), 1u16..=u16::MAX, prop::collection::vec(entry, 0..=4))
         .prop_flat_map(|(shard, version, czar, checksum, chunks, entries)| {
             (0..chunks).prop_map(move |chunk| Frame::Snapshot {
+                signer: czar,
+                sig: [chunk as u8; 64],
                 shard,
                 version,
                 czar,
@@ -488,6 +495,33 @@ fn other() -> Keypair {
     Keypair::from_seed(2)
 }
 
+/// A delta from [`other`], signed with its key (based on the empty state).
+fn signed_delta(shard: ShardId, epoch: u32, first_seq: u64, updates: Vec<Update>) -> Frame {
+    let author = other().peer_id();
+    let (base, after) = (0, 0);
+    let message =
+        proof::delta_message(&proof::session_tag(&[]), shard, epoch, first_seq, base, after, &author, &updates);
+    Frame::Delta { shard, epoch, first_seq, base, after, author, sig: other().sign(&message), updates }
+}
+
+/// An empty snapshot sent and signed by [`other`], naming `czar`.
+fn empty_snapshot(shard: ShardId, version: Version, czar: PeerId, resync: bool) -> Frame {
+    let digest = proof::snapshot_digest(std::iter::empty());
+    let message = proof::snapshot_message(&proof::session_tag(&[]), shard, version, &czar, &[0; 16], 1, &digest);
+    Frame::Snapshot {
+        shard,
+        version,
+        czar,
+        checksum: [0; 16],
+        chunk: 0,
+        chunks: 1,
+        entries: Vec::new(),
+        resync,
+        signer: other().peer_id(),
+        sig: other().sign(&message),
+    }
+}
+
 fn other_addr() -> SocketAddr {
     "127.0.0.1:7002".parse().unwrap()
 }
@@ -552,7 +586,7 @@ fn frame_for_peer() -> impl Strategy<Value = Frame> {
             Frame::Authority { shard, epoch, czar, seq, checksum, backed: checksum % 2 == 0 }
         }),
         (shard(), peer_epoch(), 1u64..=5, prop::collection::vec(update(), 1..=3))
-            .prop_map(|(shard, epoch, first_seq, updates)| Frame::Delta { shard, epoch, first_seq, base: 0, updates }),
+            .prop_map(|(shard, epoch, first_seq, updates)| signed_delta(shard, epoch, first_seq, updates)),
         (shard(), edgy_u64()).prop_map(|(shard, from_seq)| Frame::RepairReq {
             shard,
             from_seq,
@@ -569,16 +603,12 @@ fn frame_for_peer() -> impl Strategy<Value = Frame> {
             }
         }),
         // An empty snapshot's checksum is all zeros: these can actually install.
-        (shard(), peer_epoch(), peer_seq(), czar()).prop_map(|(shard, epoch, seq, czar)| Frame::Snapshot {
+        (shard(), peer_epoch(), peer_seq(), czar()).prop_map(|(shard, epoch, seq, czar)| empty_snapshot(
             shard,
-            version: Version { epoch, seq },
+            Version { epoch, seq },
             czar,
-            checksum: [0; 16],
-            chunk: 0,
-            chunks: 1,
-            entries: Vec::new(),
-            resync: seq % 2 == 0,
-        }),
+            seq % 2 == 0
+        )),
         (shard(), edgy_u64(), edgy_epoch()).prop_map(|(shard, write_id, epoch)| Frame::ForwardAck {
             write_id,
             shard,
@@ -684,11 +714,11 @@ fn claiming_after_a_claim_at_the_last_epoch_does_not_overflow() {
     let world = ShardId::from_name(SHARD_NAMES[0]);
     let update = Update { key: vec![0], op: Op::Put(Vec::new()) };
     let before = peer.stats().total_drops();
-    let delta = Frame::Delta { shard: world, epoch: u32::MAX, first_seq: 1, base: 0, updates: vec![update.clone()] };
+    let delta = signed_delta(world, u32::MAX, 1, vec![update.clone()]);
     peer.handle_datagram(now, other_addr(), &encode_frames(&them, &[delta]));
     assert_eq!(peer.stats().total_drops(), before + 1);
     // At the limit itself it is accepted, and the claim after it does not overflow.
-    let delta = Frame::Delta { shard: world, epoch: MAX_EPOCH, first_seq: 1, base: 0, updates: vec![update] };
+    let delta = signed_delta(world, MAX_EPOCH, 1, vec![update]);
     peer.handle_datagram(now, other_addr(), &encode_frames(&them, &[delta]));
     drain(&mut peer);
     peer.handle_datagram(now, other_addr(), &encode_frames(&them, &[Frame::Leave { incarnation: 0 }]));
@@ -705,16 +735,7 @@ fn a_snapshot_at_the_last_seq_does_not_overflow() {
     let world = ShardId::from_name(SHARD_NAMES[0]);
     let claim = Frame::Authority { shard: world, epoch: 100, czar: them, seq: 1, checksum: 0, backed: true };
     for seq in [u64::MAX, MAX_SEQ] {
-        let snapshot = Frame::Snapshot {
-            shard: world,
-            version: Version { epoch: 100, seq },
-            czar: them,
-            checksum: [0; 16],
-            chunk: 0,
-            chunks: 1,
-            entries: Vec::new(),
-            resync: false,
-        };
+        let snapshot = empty_snapshot(world, Version { epoch: 100, seq }, them, false);
         peer.handle_datagram(now, other_addr(), &encode_frames(&them, &[claim.clone(), snapshot]));
         drain(&mut peer);
         let repair = Frame::RepairReq { shard: world, from_seq: 5, checksum: 0 };

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
@@ -18,6 +19,7 @@ use crate::config::Config;
 use crate::event::{Event, WriteFailure, WriteId};
 use crate::identity::{Keypair, PeerId, PublicKey};
 use crate::membership::{LeaveReason, Member, Membership, MergeOutcome};
+use crate::proof::{self, BatchProof, Signature};
 use crate::replica::{Checksum, LogEntry, Replica, Version};
 use crate::shards::{claim_strength, ranking, ShardError, ShardId, ShardInfo, ShardMap};
 use crate::stats::{DropReason, Stats};
@@ -45,9 +47,9 @@ const MAX_REPAIR_UPDATES: usize = 256;
 /// Most chunks in one snapshot (bounds reassembly memory to about 4.5 MiB).
 const MAX_SNAPSHOT_CHUNKS: u16 = 4096;
 /// Bytes a snapshot frame spends on everything but its entries (upper bound).
-const SNAPSHOT_FRAME_OVERHEAD: usize = 1 + 8 + 15 + 16 + 16 + 3 + 3 + 3;
+const SNAPSHOT_FRAME_OVERHEAD: usize = 1 + 1 + 8 + 15 + 16 + 16 + 16 + 64 + 3 + 3 + 3;
 /// Bytes a delta frame spends on everything but its updates (upper bound).
-const DELTA_FRAME_OVERHEAD: usize = 1 + 8 + 5 + 10 + 3;
+const DELTA_FRAME_OVERHEAD: usize = 1 + 8 + 5 + 10 + 8 + 8 + 16 + 64 + 3;
 /// Members per gossiped member-list frame.
 const MEMBERS_PER_FRAME: usize = 12;
 /// Shard declarations per gossiped shard-list frame.
@@ -118,11 +120,25 @@ struct PendingWrite {
 /// A (key, value) pair of a snapshot.
 type Entry = (Vec<u8>, Vec<u8>);
 
+/// The fields every chunk of one snapshot repeats.
+struct SnapshotHeader {
+    shard: ShardId,
+    version: Version,
+    czar: PeerId,
+    checksum: [u8; 16],
+    chunks: u16,
+    resync: bool,
+    signer: PeerId,
+    sig: Signature,
+}
+
 #[derive(Debug)]
 struct Assembly {
     version: Version,
     czar: PeerId,
     checksum: [u8; 16],
+    signer: PeerId,
+    sig: Signature,
     chunks: Vec<Option<Vec<Entry>>>,
     received: usize,
     started: Instant,
@@ -145,6 +161,9 @@ struct ShardState {
     /// The czar's last advertised (seq, checksum).
     czar_advert: Option<(u32, u64, u64)>,
     last_repair: Option<Instant>,
+    /// Where we asked last, and our seq then: a catching-up czar whose last
+    /// request brought nothing asks someone else next.
+    last_repair_asked: Option<(PeerId, u64)>,
     assembly: Option<Assembly>,
     /// Forwarded writes applied as czar: (origin, write id) → version.
     applied_forwards: BTreeMap<(PeerId, u64), Version>,
@@ -175,6 +194,8 @@ pub struct Peer {
     config: Config,
     keypair: Keypair,
     id: PeerId,
+    /// What every signature is bound to, so none can be replayed in another session.
+    session_tag: [u8; 32],
     rng: ChaCha8Rng,
     phase: Phase,
     bootstraps: Vec<SocketAddr>,
@@ -258,10 +279,12 @@ impl Peer {
         // Spread first ticks so peers started together do not beat in lockstep.
         let interval = config.heartbeat_interval.as_micros().max(1) as u64;
         let next_tick = now + Duration::from_micros(rng.gen_range(0..interval));
+        let session_tag = proof::session_tag(&[]);
         Peer {
             config,
             keypair,
             id,
+            session_tag,
             rng,
             phase: Phase::Idle,
             bootstraps: Vec::new(),
@@ -389,7 +412,7 @@ impl Peer {
     pub fn debug_shard(&self, shard: ShardId) -> String {
         let Some(st) = self.states.get(&shard) else { return "unknown shard".into() };
         format!(
-            "czar {:?} prev {:?} epoch {} backed {} start {} seq {} want_snapshot {} catch_up {:?} source {:?} advert {:?} since {:?} gap {} last_repair {:?}",
+            "czar {:?} prev {:?} epoch {} backed {} start {} seq {} want_snapshot {} catch_up {:?} source {:?} advert {:?} since {:?} gap {} last_repair {:?} log {}",
             st.replica.czar,
             st.replica.prev_czar,
             st.replica.epoch,
@@ -403,6 +426,7 @@ impl Peer {
             st.out_of_sync_since,
             st.replica.has_gap(),
             st.last_repair,
+            st.replica.debug_log(),
         )
     }
 
@@ -710,16 +734,18 @@ impl Peer {
                 self.handle_members(now, from, records)
             }
             Frame::Shards(decls) if known_alive || joining || asked => self.handle_shards(now, decls),
-            Frame::Snapshot { shard, version, czar, checksum, chunk, chunks, entries, resync }
+            Frame::Snapshot { shard, version, czar, checksum, chunk, chunks, entries, resync, signer, sig }
                 if known_alive || joining =>
             {
-                self.handle_snapshot(now, shard, version, czar, checksum, chunk, chunks, entries, resync)
+                let header = SnapshotHeader { shard, version, czar, checksum, chunks, resync, signer, sig };
+                self.handle_snapshot(now, header, chunk, entries, joining)
             }
             _ if !known_alive => self.stats.drop(DropReason::UnknownSender),
             Frame::Welcome | Frame::Members(_) | Frame::Shards(_) | Frame::Snapshot { .. } => {}
             Frame::Leave { incarnation } => self.handle_leave(now, sender, incarnation),
-            Frame::Delta { shard, epoch, first_seq, base, updates } => {
-                self.handle_delta(now, sender, shard, epoch, first_seq, base, updates)
+            Frame::Delta { shard, epoch, first_seq, base, after, author, sig, updates } => {
+                let proof = BatchProof { author, epoch, first_seq, count: updates.len() as u32, base, after, sig };
+                self.handle_delta(now, sender, shard, proof, updates)
             }
             Frame::Forward { write_id, origin, shard, update } => {
                 self.handle_forward(now, from, sender, write_id, origin, shard, update)
@@ -1330,21 +1356,37 @@ impl Peer {
         // History before this epoch may still be with the previous czar.
         let me = self.id;
         let usable = |p: &PeerId| *p != me && self.members.get(p).is_some_and(|m| m.is_alive() && !m.suspected);
-        if hint.is_some_and(|h| usable(&h)) && st.catch_up_to.is_some() {
+        // A source that did not move us on since we last asked it may not hold
+        // the history at all (it relayed the claim, say): try another.
+        let fruitless = st.catch_up_to.is_some()
+            && st
+                .last_repair_asked
+                .is_some_and(|(asked, seq)| seq == st.replica.seq() && Some(asked) == st.catch_up_source);
+        if fruitless {
+            st.catch_up_source = None;
+        }
+        if hint.is_some_and(|h| usable(&h)) && st.catch_up_to.is_some() && !fruitless {
             st.catch_up_source = hint;
         }
-        let hint = hint.filter(usable).or(st.catch_up_source.filter(usable));
+        let hint = hint.filter(|h| usable(h) && !fruitless).or(st.catch_up_source.filter(usable));
         // Followers repair from the czar they follow: it is the only one whose
         // updates they take. A czar catching up asks whoever holds its
         // agreed starting state.
         let target = if st.replica.czar == Some(me) {
-            hint.or(st.replica.prev_czar.filter(usable))
+            let asked_last = st.last_repair_asked.map(|(p, _)| p);
+            let others: Vec<PeerId> = self.members.others().map(|m| m.id).filter(|p| usable(p)).collect();
+            let fallback = st.replica.prev_czar.filter(|p| usable(p) && Some(*p) != asked_last).or_else(|| {
+                let fresh: Vec<PeerId> = others.iter().copied().filter(|p| Some(*p) != asked_last).collect();
+                (!fresh.is_empty()).then(|| fresh[self.rng.gen_range(0..fresh.len())])
+            });
+            hint.or(fallback)
         } else {
             st.replica.czar.filter(usable).or(hint)
         };
         let Some(target) = target.filter(|t| *t != self.id) else { return };
         let Some(addr) = self.members.get(&target).filter(|m| m.is_alive()).map(|m| m.addr) else { return };
         st.last_repair = Some(now);
+        st.last_repair_asked = Some((target, st.replica.seq()));
         self.stats.repairs_requested += 1;
         let checksum = if from_seq == 0 { 0 } else { st.replica.checksum_at(from_seq - 1).unwrap_or(0) };
         self.queue_frame(addr, &Frame::RepairReq { shard, from_seq, checksum });
@@ -1356,11 +1398,10 @@ impl Peer {
         now: Instant,
         sender: PeerId,
         shard: ShardId,
-        epoch: u32,
-        first_seq: u64,
-        base: u64,
+        proof: BatchProof,
         mut updates: Vec<Update>,
     ) {
+        let (epoch, first_seq, base) = (proof.epoch, proof.first_seq, proof.base);
         let Some(st) = self.states.get(&shard) else {
             self.stats.drop(DropReason::UnknownShard);
             return;
@@ -1369,7 +1410,27 @@ impl Peer {
             self.stats.drop(DropReason::TooLong);
             return;
         }
-        if epoch > st.replica.epoch {
+        // Signed by someone who cannot have written it: no further work.
+        let plausible_author = match epoch.cmp(&st.replica.epoch) {
+            std::cmp::Ordering::Equal => st.replica.czar == Some(proof.author),
+            // A newer epoch: an implicit claim, by its sender only.
+            std::cmp::Ordering::Greater => proof.author == sender,
+            // Older history, relayed by the czar we follow (or to a czar
+            // catching up): signed by whoever held that epoch on its lineage.
+            // Claims may have raced for that epoch, so we do not insist on
+            // the one we happened to see; the signature is checked below.
+            std::cmp::Ordering::Less => true,
+        };
+        if !plausible_author {
+            self.stats.drop(DropReason::NotCzar);
+            return;
+        }
+        let newer = epoch > st.replica.epoch;
+        if newer {
+            if !self.verify_run(shard, &proof, &updates) {
+                self.stats.drop(DropReason::BadSignature);
+                return;
+            }
             // A delta from a newer epoch is an implicit claim by its sender.
             if self.offer_authority(now, shard, epoch, sender, None, None, Some(sender)) != Verdict::Accepted {
                 self.stats.drop(DropReason::StaleEpoch);
@@ -1384,14 +1445,7 @@ impl Peer {
         // A czar catching up takes history from any member: the checksum at the
         // agreed starting point vouches for it (see `check_catch_up`).
         let for_catch_up = st.catch_up_to.is_some_and(|(target, _)| first_seq <= target) && epoch < st.replica.epoch;
-        if for_catch_up && !from_czar {
-            let limit = st.catch_up_to.map_or(0, |(t, _)| t);
-            let keep = limit.saturating_sub(first_seq - 1).min(updates.len() as u64) as usize;
-            updates.truncate(keep);
-            if updates.is_empty() {
-                return;
-            }
-        } else if !from_czar {
+        if !from_czar && !for_catch_up {
             if epoch < st.replica.epoch {
                 self.stats.drop(DropReason::StaleEpoch);
                 if let Some(addr) = self.members.get(&sender).map(|m| m.addr) {
@@ -1402,6 +1456,20 @@ impl Peer {
             }
             return;
         }
+        // Whoever relays it, the run must carry its author's signature.
+        if !newer && !self.verify_run(shard, &proof, &updates) {
+            self.stats.drop(DropReason::BadSignature);
+            return;
+        }
+        if for_catch_up && !from_czar {
+            let limit = st.catch_up_to.map_or(0, |(t, _)| t);
+            let keep = limit.saturating_sub(first_seq - 1).min(updates.len() as u64) as usize;
+            updates.truncate(keep);
+            if updates.is_empty() {
+                return;
+            }
+        }
+        let st = self.states.get(&shard).expect("known shard");
         // Our state is off the czar's history: building on it only adds to the
         // mess. Wait for the snapshot; anything newer is repaired after it.
         if st.want_snapshot && st.catch_up_to.is_none() {
@@ -1430,9 +1498,18 @@ impl Peer {
             };
             updates[0] = Update { key, op };
         }
+        let last_seq = first_seq + updates.len() as u64 - 1;
+        let whole = last_seq == proof.last_seq();
+        let after = proof.after;
         let st = self.states.get_mut(&shard).expect("known shard");
-        let outcome =
-            st.replica.apply_remote(epoch, first_seq, updates, self.config.log_capacity, self.config.max_early_updates);
+        let outcome = st.replica.apply_remote(
+            epoch,
+            first_seq,
+            updates,
+            Some(Arc::new(proof)),
+            self.config.log_capacity,
+            self.config.max_early_updates,
+        );
         for _ in 0..outcome.duplicates {
             self.stats.drop(DropReason::Duplicate);
         }
@@ -1441,6 +1518,8 @@ impl Peer {
         }
         let catching_up = st.catch_up_to.is_some();
         let gap = outcome.gap;
+        // The run ends at the author's checksum, or we have diverged from it.
+        let diverged = whole && st.replica.checksum_at(last_seq).is_some_and(|ours| ours != after);
         self.stats.updates_applied += outcome.applied.len() as u64;
         for e in &outcome.applied {
             self.note_shard_update(shard, e.update.encoded_len());
@@ -1459,6 +1538,13 @@ impl Peer {
                 });
             }
         }
+        if diverged && !catching_up {
+            self.stats.drop(DropReason::BadChecksum);
+            let st = self.states.get_mut(&shard).expect("known shard");
+            st.want_snapshot = true;
+            self.request_repair(now, shard, 0, Some(sender), true);
+            return;
+        }
         if gap {
             let from = self.states[&shard].replica.seq() + 1;
             self.request_repair(now, shard, from, Some(sender), false);
@@ -1468,6 +1554,22 @@ impl Peer {
         } else {
             self.check_sync(now, shard);
         }
+    }
+
+    /// Checks a run's signature by its author (see [`proof`]).
+    fn verify_run(&self, shard: ShardId, proof: &BatchProof, updates: &[Update]) -> bool {
+        let Some(key) = self.members.get(&proof.author).map(|m| m.public_key) else { return false };
+        let message = proof::delta_message(
+            &self.session_tag,
+            shard,
+            proof.epoch,
+            proof.first_seq,
+            proof.base,
+            proof.after,
+            &proof.author,
+            updates,
+        );
+        proof::verify(&key, &message, &proof.sig)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1590,11 +1692,11 @@ impl Peer {
         let prefix = from_seq > 0 && st.replica.checksum_at(from_seq - 1) == Some(checksum);
         // Off our history for sure only if we have passed their seq and remember it.
         let st_seq = st.replica.checksum_at(from_seq.saturating_sub(1)).map_or(0, |_| st.replica.seq() + 1);
-        match st.replica.log_from(from_seq, MAX_REPAIR_UPDATES).filter(|_| prefix) {
-            Some(entries) => {
-                let base = st.replica.checksum_at(from_seq - 1).unwrap_or(checksum);
-                for frame in delta_frames(shard, base, &entries) {
-                    self.queue_frame(to, &frame);
+        match st.replica.signed_runs_from(from_seq, MAX_REPAIR_UPDATES).filter(|_| prefix) {
+            Some(runs) => {
+                // Resent exactly as their author signed them.
+                for (proof, updates) in runs {
+                    self.queue_frame(to, &delta_frame(shard, &proof, updates));
                 }
             }
             // Asked for a snapshot, or off our history: either way their state goes.
@@ -1622,26 +1724,39 @@ impl Peer {
         if count > MAX_SNAPSHOT_CHUNKS {
             return;
         }
+        let digest = proof::snapshot_digest(st.replica.entries());
+        let message = proof::snapshot_message(&self.session_tag, shard, version, &czar, &checksum, count, &digest);
+        let sig = proof::sign(&self.keypair, &message);
         for (i, entries) in chunks.into_iter().enumerate() {
-            let frame =
-                Frame::Snapshot { shard, version, czar, checksum, chunk: i as u16, chunks: count, entries, resync };
+            let chunk = i as u16;
+            let frame = Frame::Snapshot {
+                shard,
+                version,
+                czar,
+                checksum,
+                chunk,
+                chunks: count,
+                entries,
+                resync,
+                signer: self.id,
+                sig,
+            };
             self.queue_frame(to, &frame);
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// One chunk of a snapshot. `any_signer`: we are joining and take the
+    /// state our welcomer signed; otherwise only the czar the snapshot names
+    /// may sign it, but for a czar catching up or restarting (see below).
     fn handle_snapshot(
         &mut self,
         now: Instant,
-        shard: ShardId,
-        version: Version,
-        czar: PeerId,
-        checksum: [u8; 16],
+        header: SnapshotHeader,
         chunk: u16,
-        chunks: u16,
         entries: Vec<(Vec<u8>, Vec<u8>)>,
-        resync: bool,
+        any_signer: bool,
     ) {
+        let SnapshotHeader { shard, version, czar, checksum, chunks, resync, signer, sig } = header;
         if !self.states.contains_key(&shard) {
             self.stats.drop(DropReason::UnknownShard);
             return;
@@ -1650,8 +1765,6 @@ impl Peer {
             self.stats.drop(DropReason::TooLong);
             return;
         }
-        // A czar catching up takes any snapshot of exactly the agreed starting
-        // state, whoever sends it: the checksum vouches for the content.
         let st = &self.states[&shard];
         // A catching-up czar takes any snapshot (its entries are checked against
         // its checksum below): the exact starting state if it can get it, the
@@ -1661,6 +1774,13 @@ impl Peer {
         // restarted blank, say): we may act as czar only from exactly that state.
         let names_us = (czar == self.id && st.replica.czar != Some(self.id))
             .then(|| (version.seq, u64::from_le_bytes(checksum[..8].try_into().expect("8 bytes"))));
+        // The content is checked against a signature before it is installed:
+        // the named czar's, or (while joining, catching up, or restarting as
+        // czar, when the state is vouched for by a checksum we hold) a member's.
+        if signer != czar && !(any_signer || catch_up_match || names_us.is_some()) {
+            self.stats.drop(DropReason::NotCzar);
+            return;
+        }
         if !catch_up_match
             && self.offer_authority(now, shard, version.epoch, czar, None, names_us, None) == Verdict::Stale
         {
@@ -1683,7 +1803,13 @@ impl Peer {
             return;
         }
         let fresh = match &st.assembly {
-            Some(a) => a.version != version || a.checksum != checksum || a.chunks.len() != chunks as usize,
+            Some(a) => {
+                a.version != version
+                    || a.checksum != checksum
+                    || a.chunks.len() != chunks as usize
+                    || a.signer != signer
+                    || a.sig != sig
+            }
             None => true,
         };
         if fresh {
@@ -1691,6 +1817,8 @@ impl Peer {
                 version,
                 czar,
                 checksum,
+                signer,
+                sig,
                 chunks: vec![None; chunks as usize],
                 received: 0,
                 started: now,
@@ -1712,6 +1840,14 @@ impl Peer {
         let sum = Replica::checksum_of(all.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
         if sum.0 != a.checksum {
             self.stats.drop(DropReason::BadSnapshot);
+            return;
+        }
+        let digest = proof::snapshot_digest(all.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
+        let message =
+            proof::snapshot_message(&self.session_tag, shard, a.version, &a.czar, &a.checksum, chunks, &digest);
+        let key = self.members.get(&a.signer).map(|m| m.public_key);
+        if !key.is_some_and(|key| proof::verify(&key, &message, &a.sig)) {
+            self.stats.drop(DropReason::BadSignature);
             return;
         }
         debug_assert_eq!(a.czar, czar);
@@ -1826,7 +1962,7 @@ impl Peer {
         }
     }
 
-    /// Turns applied-but-unsent updates into delta frames for every member.
+    /// Turns applied-but-unsent updates into signed delta frames for every member.
     fn flush_outgoing(&mut self) {
         let mut frames = Vec::new();
         for (shard, st) in self.states.iter_mut() {
@@ -1835,7 +1971,29 @@ impl Peer {
             }
             let entries = std::mem::take(&mut st.outgoing);
             let base = entries.first().and_then(|e| st.replica.checksum_at(e.seq - 1)).unwrap_or(0);
-            frames.extend(delta_frames(*shard, base, &entries));
+            for run in runs_of(base, &entries) {
+                let message = proof::delta_message(
+                    &self.session_tag,
+                    *shard,
+                    run.epoch,
+                    run.first_seq,
+                    run.base,
+                    run.after,
+                    &self.id,
+                    &run.updates,
+                );
+                let proof = Arc::new(BatchProof {
+                    author: self.id,
+                    epoch: run.epoch,
+                    first_seq: run.first_seq,
+                    count: run.updates.len() as u32,
+                    base: run.base,
+                    after: run.after,
+                    sig: proof::sign(&self.keypair, &message),
+                });
+                st.replica.attach_proof(&proof);
+                frames.push(delta_frame(*shard, &proof, run.updates));
+            }
         }
         for frame in frames {
             self.broadcast(&frame);
@@ -1919,44 +2077,53 @@ enum Verdict {
     Unknown,
 }
 
-/// Packs consecutive log entries into delta frames: one frame per run of one
-/// epoch, split so each fits in a datagram.
+/// One run of consecutive updates of one epoch, as one delta frame carries it.
+struct Run {
+    epoch: u32,
+    first_seq: u64,
+    base: u64,
+    after: u64,
+    updates: Vec<Update>,
+}
+
+/// Packs consecutive log entries into runs: one run per stretch of one epoch,
+/// split so each fits in a datagram's delta frame.
 /// `base` is the short checksum before the first entry; each later run builds
 /// on the checksum after the entry before it.
-fn delta_frames(shard: ShardId, base: u64, entries: &[LogEntry]) -> Vec<Frame> {
-    let mut frames = Vec::new();
-    let mut run: Vec<Update> = Vec::new();
-    let mut run_epoch = 0;
-    let mut run_first = 0;
-    let mut run_base = base;
+fn runs_of(base: u64, entries: &[LogEntry]) -> Vec<Run> {
+    let mut runs: Vec<Run> = Vec::new();
     let mut before = base;
     let mut used = 0;
     for e in entries {
         let len = e.update.encoded_len();
-        let contiguous = run_first + run.len() as u64 == e.seq;
-        if !run.is_empty()
-            && (e.epoch != run_epoch || !contiguous || used + len > MAX_FRAME_BYTES - DELTA_FRAME_OVERHEAD)
-        {
-            frames.push(Frame::Delta {
-                shard,
-                epoch: run_epoch,
-                first_seq: run_first,
-                base: run_base,
-                updates: std::mem::take(&mut run),
-            });
+        let fits = runs.last().is_some_and(|r| {
+            r.epoch == e.epoch
+                && r.first_seq + r.updates.len() as u64 == e.seq
+                && used + len <= MAX_FRAME_BYTES - DELTA_FRAME_OVERHEAD
+        });
+        if !fits {
+            runs.push(Run { epoch: e.epoch, first_seq: e.seq, base: before, after: before, updates: Vec::new() });
             used = 0;
         }
-        if run.is_empty() {
-            run_epoch = e.epoch;
-            run_first = e.seq;
-            run_base = before;
-        }
+        let run = runs.last_mut().expect("just pushed");
         used += len;
-        run.push(e.update.clone());
+        run.updates.push(e.update.clone());
+        run.after = e.checksum;
         before = e.checksum;
     }
-    if !run.is_empty() {
-        frames.push(Frame::Delta { shard, epoch: run_epoch, first_seq: run_first, base: run_base, updates: run });
+    runs
+}
+
+/// The delta frame carrying one signed run.
+fn delta_frame(shard: ShardId, proof: &BatchProof, updates: Vec<Update>) -> Frame {
+    Frame::Delta {
+        shard,
+        epoch: proof.epoch,
+        first_seq: proof.first_seq,
+        base: proof.base,
+        after: proof.after,
+        author: proof.author,
+        sig: proof.sig,
+        updates,
     }
-    frames
 }

@@ -1,0 +1,225 @@
+//! Proofs: what a czar signs, and how a receiver checks it.
+//!
+//! A czar signs each run of updates it sends (one [`crate::wire::Frame::Delta`])
+//! once, over the session, the shard, the epoch, the sequence range, the
+//! state checksum the run builds on and the one it produces, and a hash of
+//! the updates themselves. The signature travels with the run wherever it
+//! goes: peers keep it in their log and resend it unchanged when they repair
+//! others, so every peer can check that the czar of that epoch wrote what it
+//! applies, whoever relayed it. Snapshots are signed by the peer that sends
+//! them, over a collision-resistant hash of their whole content.
+//!
+//! Verification is strict Ed25519 (`verify_strict`), one signature at a time.
+//! Results are memoised per thread by a hash of (key, message, signature):
+//! the answer never depends on the cache, and a simulator running many peers
+//! in one thread checks each broadcast signature once instead of once per
+//! receiver.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+
+use crate::identity::{Keypair, PeerId, PublicKey, SIGNATURE_BYTES};
+use crate::replica::Version;
+use crate::shards::ShardId;
+use crate::wire::{put_update, Update};
+
+const DELTA_CONTEXT: &str = "anarchy 2026 signed delta v1";
+const SNAPSHOT_CONTEXT: &str = "anarchy 2026 signed snapshot v1";
+const SNAPSHOT_DIGEST_CONTEXT: &str = "anarchy 2026 snapshot digest v1";
+const VERIFIED_CONTEXT: &str = "anarchy 2026 verified signature cache v1";
+
+const SESSION_TAG_CONTEXT: &str = "anarchy 2026 session signing tag v1";
+
+/// The 32 bytes every signature of a session is bound to, derived from the
+/// session's secret material (empty for an open session).
+pub fn session_tag(secret: &[u8]) -> [u8; 32] {
+    blake3::derive_key(SESSION_TAG_CONTEXT, secret)
+}
+
+/// An Ed25519 signature as carried on the wire.
+pub type Signature = [u8; SIGNATURE_BYTES];
+
+/// The signed header of one run of updates: everything a receiver needs to
+/// check the run, and to pass it on unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BatchProof {
+    /// The czar that wrote the run (and signed it).
+    pub author: PeerId,
+    /// The epoch the run was written in.
+    pub epoch: u32,
+    /// Sequence number of the first update.
+    pub first_seq: u64,
+    /// How many updates the run holds.
+    pub count: u32,
+    /// Short state checksum before the first update.
+    pub base: u64,
+    /// Short state checksum after the last update.
+    pub after: u64,
+    /// The author's signature over [`delta_message`].
+    pub sig: Signature,
+}
+
+impl BatchProof {
+    /// The last sequence number the run covers.
+    pub fn last_seq(&self) -> u64 {
+        self.first_seq + u64::from(self.count).saturating_sub(1)
+    }
+}
+
+/// The 32 bytes a czar signs for a run of updates. Every field that gives the
+/// run its meaning is in it, so a signature cannot be replayed for another
+/// session, shard, epoch, position in the history, or content.
+#[allow(clippy::too_many_arguments)]
+pub fn delta_message(
+    session: &[u8; 32],
+    shard: ShardId,
+    epoch: u32,
+    first_seq: u64,
+    base: u64,
+    after: u64,
+    author: &PeerId,
+    updates: &[Update],
+) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key(DELTA_CONTEXT);
+    h.update(session);
+    h.update(&shard.0.to_le_bytes());
+    h.update(&epoch.to_le_bytes());
+    h.update(&first_seq.to_le_bytes());
+    h.update(&(updates.len() as u64).to_le_bytes());
+    h.update(&base.to_le_bytes());
+    h.update(&after.to_le_bytes());
+    h.update(&author.0);
+    let mut buf = Vec::with_capacity(64);
+    for u in updates {
+        buf.clear();
+        put_update(&mut buf, u);
+        h.update(&buf);
+    }
+    *h.finalize().as_bytes()
+}
+
+/// A collision-resistant digest of a shard's complete state, entries in key
+/// order (as a snapshot carries them).
+pub fn snapshot_digest<'a>(entries: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key(SNAPSHOT_DIGEST_CONTEXT);
+    for (k, v) in entries {
+        h.update(&(k.len() as u64).to_le_bytes());
+        h.update(k);
+        h.update(&(v.len() as u64).to_le_bytes());
+        h.update(v);
+    }
+    *h.finalize().as_bytes()
+}
+
+/// The 32 bytes the sender of a snapshot signs.
+pub fn snapshot_message(
+    session: &[u8; 32],
+    shard: ShardId,
+    version: Version,
+    czar: &PeerId,
+    checksum: &[u8; 16],
+    chunks: u16,
+    digest: &[u8; 32],
+) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key(SNAPSHOT_CONTEXT);
+    h.update(session);
+    h.update(&shard.0.to_le_bytes());
+    h.update(&version.epoch.to_le_bytes());
+    h.update(&version.seq.to_le_bytes());
+    h.update(&czar.0);
+    h.update(checksum);
+    h.update(&chunks.to_le_bytes());
+    h.update(digest);
+    *h.finalize().as_bytes()
+}
+
+/// Signs a message built by [`delta_message`] or [`snapshot_message`].
+pub fn sign(keypair: &Keypair, message: &[u8; 32]) -> Signature {
+    keypair.sign(message)
+}
+
+/// Checks `sig` over `message` by `key`, strictly. Memoised per thread (see
+/// the module docs); only successes are remembered, so a forgery costs its
+/// sender a full verification every time.
+pub fn verify(key: &PublicKey, message: &[u8; 32], sig: &Signature) -> bool {
+    thread_local! {
+        static VERIFIED: RefCell<HashSet<[u8; 32]>> = RefCell::new(HashSet::new());
+    }
+    const MAX_CACHED: usize = 1 << 16;
+    let mut h = blake3::Hasher::new_derive_key(VERIFIED_CONTEXT);
+    h.update(&key.0).update(message).update(sig);
+    let fingerprint = *h.finalize().as_bytes();
+    if VERIFIED.with(|v| v.borrow().contains(&fingerprint)) {
+        return true;
+    }
+    if !key.verify(message, sig) {
+        return false;
+    }
+    VERIFIED.with(|v| {
+        let mut v = v.borrow_mut();
+        if v.len() >= MAX_CACHED {
+            v.clear();
+        }
+        v.insert(fingerprint);
+    });
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Op;
+
+    fn updates() -> Vec<Update> {
+        vec![Update { key: b"hp".to_vec(), op: Op::Put(vec![9]) }, Update { key: b"x".to_vec(), op: Op::Delete }]
+    }
+
+    #[test]
+    fn a_delta_signature_binds_every_field() {
+        let kp = Keypair::from_seed(1);
+        let me = kp.peer_id();
+        let s = [7u8; 32];
+        let m = delta_message(&s, ShardId(1), 2, 10, 5, 6, &me, &updates());
+        let sig = sign(&kp, &m);
+        assert!(verify(&kp.public_key(), &m, &sig));
+        let other = Keypair::from_seed(2).peer_id();
+        let mut changed_update = updates();
+        changed_update[0].op = Op::Put(vec![10]);
+        let variants = [
+            delta_message(&[8u8; 32], ShardId(1), 2, 10, 5, 6, &me, &updates()),
+            delta_message(&s, ShardId(2), 2, 10, 5, 6, &me, &updates()),
+            delta_message(&s, ShardId(1), 3, 10, 5, 6, &me, &updates()),
+            delta_message(&s, ShardId(1), 2, 11, 5, 6, &me, &updates()),
+            delta_message(&s, ShardId(1), 2, 10, 4, 6, &me, &updates()),
+            delta_message(&s, ShardId(1), 2, 10, 5, 7, &me, &updates()),
+            delta_message(&s, ShardId(1), 2, 10, 5, 6, &other, &updates()),
+            delta_message(&s, ShardId(1), 2, 10, 5, 6, &me, &changed_update),
+            delta_message(&s, ShardId(1), 2, 10, 5, 6, &me, &updates()[..1]),
+        ];
+        for v in variants {
+            assert_ne!(v, m);
+            assert!(!verify(&kp.public_key(), &v, &sig));
+        }
+        assert!(!verify(&Keypair::from_seed(2).public_key(), &m, &sig));
+    }
+
+    #[test]
+    fn a_cached_success_never_vouches_for_another_signature() {
+        let kp = Keypair::from_seed(3);
+        let m = [1u8; 32];
+        let sig = sign(&kp, &m);
+        assert!(verify(&kp.public_key(), &m, &sig));
+        assert!(verify(&kp.public_key(), &m, &sig), "cached answer is the same");
+        let mut bad = sig;
+        bad[5] ^= 1;
+        assert!(!verify(&kp.public_key(), &m, &bad));
+        assert!(!verify(&kp.public_key(), &[2u8; 32], &sig));
+    }
+
+    #[test]
+    fn snapshot_digest_depends_on_entry_boundaries() {
+        let a = snapshot_digest([(&b"ab"[..], &b"c"[..])]);
+        let b = snapshot_digest([(&b"a"[..], &b"bc"[..])]);
+        assert_ne!(a, b);
+    }
+}
