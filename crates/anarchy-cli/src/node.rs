@@ -149,7 +149,7 @@ fn log_event(session: &Session, event: &Event) {
             let mine = *new == session.id();
             tracing::info!(%shard, old = ?old, %new, epoch, mine, "czar changed");
         }
-        Event::Updated { shard, version, key, value } => tracing::debug!(
+        Event::Updated { shard, version, key, value, .. } => tracing::debug!(
             %shard, %version, key = %String::from_utf8_lossy(key),
             bytes = value.as_ref().map_or(0, Vec::len), deleted = value.is_none(), "update applied"
         ),

@@ -72,6 +72,9 @@ pub enum Event {
         shard: ShardId,
         /// The version it produced.
         version: Version,
+        /// The czar that wrote the update and signed the run it came in
+        /// (checked before it was applied).
+        author: PeerId,
         /// The key.
         key: Vec<u8>,
         /// The new value, `None` if deleted.

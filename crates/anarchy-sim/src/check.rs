@@ -28,6 +28,11 @@
 //!   same key and value, by a peer that announced or accepted a claim for that
 //!   epoch (`CzarChanged` with that epoch and that peer as `new`), no later
 //!   than it was applied.
+//! - `signed-by-czar`: every update a peer applies names the czar that signed
+//!   the run it came in (`Updated::author`, whose signature the peer checked
+//!   before applying); that peer was named czar of the update's epoch by some
+//!   claim, and authored exactly that content at that shard and version.
+//!   The sim report's `forged_accepted` counts this checker's violations.
 //!
 //! - `epochs-never-go-backwards`: per peer process and shard, the epoch of
 //!   `version_of`, sampled every check step, never decreases (a snapshot may
@@ -126,6 +131,7 @@ pub fn registry() -> Vec<Box<dyn Checker>> {
         Box::new(MonotonicVersions::default()),
         Box::new(OneCzarPerEpoch::default()),
         Box::new(CzarAuthored::default()),
+        Box::new(SignedByCzar::default()),
         Box::new(EpochsNeverGoBackwards::default()),
         Box::new(CriticalNeverLost::default()),
     ]
@@ -239,11 +245,36 @@ impl Checker for OneCzarPerEpoch {
     }
 }
 
+/// Who any peer named czar of each (shard, epoch), by a claim or hand-over
+/// it announced or accepted (`CzarChanged`).
+#[derive(Debug, Default)]
+pub struct ClaimBook {
+    claims: HashMap<(ShardId, u32), Vec<usize>>,
+}
+
+impl ClaimBook {
+    /// Records the claim an event announces, if it is a `CzarChanged`.
+    pub fn note(&mut self, world: &World, event: &Event) {
+        if let Event::CzarChanged { shard, new, epoch, .. } = event {
+            if let Some(idx) = world.index_of(new) {
+                let c = self.claims.entry((*shard, *epoch)).or_default();
+                if !c.contains(&idx) {
+                    c.push(idx);
+                }
+            }
+        }
+    }
+
+    /// Whether some claim made peer `idx` czar of `shard` in `epoch`.
+    pub fn claimed(&self, shard: ShardId, epoch: u32, idx: usize) -> bool {
+        self.claims.get(&(shard, epoch)).is_some_and(|c| c.contains(&idx))
+    }
+}
+
 /// See the module docs: every applied update was authored by that epoch's czar.
 #[derive(Debug, Default)]
 pub struct CzarAuthored {
-    /// (shard, epoch) → peers named czar for it by some claim or hand-over.
-    claims: HashMap<(ShardId, u32), Vec<usize>>,
+    claims: ClaimBook,
 }
 
 impl Checker for CzarAuthored {
@@ -252,56 +283,82 @@ impl Checker for CzarAuthored {
     }
 
     fn on_event(&mut self, world: &World, ev: &PeerEvent<'_>, out: &mut Findings) {
-        match ev.event {
-            Event::CzarChanged { shard, new, epoch, .. } => {
-                if let Some(idx) = world.index_of(new) {
-                    let c = self.claims.entry((*shard, *epoch)).or_default();
-                    if !c.contains(&idx) {
-                        c.push(idx);
-                    }
-                }
-            }
-            Event::Updated { shard, version, .. } => {
-                let records = world.authored(*shard, *version);
-                let matching =
-                    records.iter().find(|r| r.content.is_none_or(|c| c == ev.content) && r.at_us <= ev.at_us);
-                let Some(rec) = matching else {
-                    let detail = if records.is_empty() {
-                        format!(
-                            "p{} applied {} of {} that no peer authored",
-                            ev.peer,
-                            version,
-                            world.shard_name(*shard)
-                        )
-                    } else {
-                        format!(
-                            "p{} applied {} of {} with content no author of that version wrote (authors: {})",
-                            ev.peer,
-                            version,
-                            world.shard_name(*shard),
-                            records.iter().map(|r| format!("p{}", r.author)).collect::<Vec<_>>().join(", ")
-                        )
-                    };
-                    out.violation(self.name(), ev.at_us, detail);
-                    return;
-                };
-                let claimed = self.claims.get(&(*shard, version.epoch)).is_some_and(|c| c.contains(&rec.author));
-                if !claimed {
-                    out.violation(
-                        self.name(),
-                        ev.at_us,
-                        format!(
-                            "p{} applied {} of {} authored by p{}, which no claim made czar of epoch {}",
-                            ev.peer,
-                            version,
-                            world.shard_name(*shard),
-                            rec.author,
-                            version.epoch
-                        ),
-                    );
-                }
-            }
-            _ => {}
+        self.claims.note(world, ev.event);
+        let Event::Updated { shard, version, .. } = ev.event else { return };
+        let records = world.authored(*shard, *version);
+        let matching = records.iter().find(|r| r.content.is_none_or(|c| c == ev.content) && r.at_us <= ev.at_us);
+        let Some(rec) = matching else {
+            let detail = if records.is_empty() {
+                format!("p{} applied {} of {} that no peer authored", ev.peer, version, world.shard_name(*shard))
+            } else {
+                format!(
+                    "p{} applied {} of {} with content no author of that version wrote (authors: {})",
+                    ev.peer,
+                    version,
+                    world.shard_name(*shard),
+                    records.iter().map(|r| format!("p{}", r.author)).collect::<Vec<_>>().join(", ")
+                )
+            };
+            out.violation(self.name(), ev.at_us, detail);
+            return;
+        };
+        if !self.claims.claimed(*shard, version.epoch, rec.author) {
+            out.violation(
+                self.name(),
+                ev.at_us,
+                format!(
+                    "p{} applied {} of {} authored by p{}, which no claim made czar of epoch {}",
+                    ev.peer,
+                    version,
+                    world.shard_name(*shard),
+                    rec.author,
+                    version.epoch
+                ),
+            );
+        }
+    }
+}
+
+/// See the module docs: every applied update was signed by a czar of its
+/// epoch, and that czar authored exactly that content.
+#[derive(Debug, Default)]
+pub struct SignedByCzar {
+    claims: ClaimBook,
+}
+
+impl Checker for SignedByCzar {
+    fn name(&self) -> &'static str {
+        "signed-by-czar"
+    }
+
+    fn on_event(&mut self, world: &World, ev: &PeerEvent<'_>, out: &mut Findings) {
+        self.claims.note(world, ev.event);
+        let Event::Updated { shard, version, author, .. } = ev.event else { return };
+        let name = world.shard_name(*shard);
+        let Some(signer) = world.index_of(author) else {
+            let detail =
+                format!("p{} applied {version} of {name} signed by {author:?}, not a peer of the run", ev.peer);
+            out.violation(self.name(), ev.at_us, detail);
+            return;
+        };
+        if !self.claims.claimed(*shard, version.epoch, signer) {
+            let detail = format!(
+                "p{} applied {version} of {name} signed by p{signer}, which no claim made czar of epoch {}",
+                ev.peer, version.epoch
+            );
+            out.violation(self.name(), ev.at_us, detail);
+            return;
+        }
+        let wrote_it = world
+            .authored(*shard, *version)
+            .iter()
+            .any(|r| r.author == signer && r.content.is_none_or(|c| c == ev.content) && r.at_us <= ev.at_us);
+        if !wrote_it {
+            let detail = format!(
+                "p{} applied {version} of {name} signed by p{signer}, which did not author that content",
+                ev.peer
+            );
+            out.violation(self.name(), ev.at_us, detail);
         }
     }
 }

@@ -70,6 +70,10 @@ pub struct SimArgs {
     /// Largest per-peer clock drift, parts per million.
     #[arg(long, value_name = "PPM")]
     pub drift_ppm: Option<f64>,
+    /// Hostile members among the peers (the last K slots): they forge, replay,
+    /// impersonate, send garbage and flood (see `anarchy_sim::hostile`).
+    #[arg(long, value_name = "K")]
+    pub byzantine: Option<usize>,
     /// A TOML fault schedule (see the `scenarios/` folder).
     #[arg(long, value_name = "FILE.toml")]
     pub scenario: Option<PathBuf>,
@@ -153,8 +157,15 @@ impl SimArgs {
         cfg.link.uplink_kbps = self.uplink_kbps.unwrap_or(cfg.link.uplink_kbps);
         cfg.clock_offset_ms = self.clock_offset_ms.unwrap_or(cfg.clock_offset_ms);
         cfg.clock_drift_ppm = self.drift_ppm.unwrap_or(cfg.clock_drift_ppm);
+        cfg.byzantine = self.byzantine.unwrap_or(cfg.byzantine);
         if cfg.peers == 0 || cfg.peers > 1 << 20 {
             return Err(format!("--peers {}: expected 1 to {}", cfg.peers, 1 << 20));
+        }
+        if cfg.byzantine >= cfg.peers.max(1) {
+            return Err(format!(
+                "--byzantine {}: expected fewer hostile members than peers ({})",
+                cfg.byzantine, cfg.peers
+            ));
         }
         if cfg.shards == 0 || cfg.shards > 4096 {
             return Err(format!("--shards {}: expected 1 to 4096", cfg.shards));
@@ -211,6 +222,7 @@ impl SimArgs {
         add("critical-rate", self.critical_rate.map(|v| v.to_string()));
         add("clock-offset-ms", self.clock_offset_ms.map(|v| v.to_string()));
         add("drift-ppm", self.drift_ppm.map(|v| v.to_string()));
+        add("byzantine", self.byzantine.map(|v| v.to_string()));
         add("seed", Some(seed.to_string()));
         c
     }

@@ -19,6 +19,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod hostile;
 pub mod net;
 pub mod report;
 pub mod scenario;

@@ -1,6 +1,9 @@
 //! The run report: one JSON object (`--json`) or a short human summary.
 //! Built from an [`Outcome`]; it computes rates and percentiles, nothing else.
 
+use std::collections::BTreeMap;
+
+use anarchy_proto::DropReason;
 use serde::Serialize;
 
 use crate::check::Violation;
@@ -65,6 +68,56 @@ pub struct Critical {
     pub lost_after_commit: u64,
 }
 
+/// What the honest peers rejected, by kind, summed over those running at the
+/// end (see [`DropReason`] for each kind; legitimate traffic adds to some,
+/// e.g. `stale_epoch` after a failover).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Rejected {
+    /// Datagrams whose authentication tag did not verify.
+    pub bad_tag: u64,
+    /// Deltas and snapshots whose signature did not verify.
+    pub bad_signature: u64,
+    /// Datagrams seen before.
+    pub replay: u64,
+    /// Updates from a peer that is not the shard's czar.
+    pub not_czar: u64,
+    /// Updates and claims from an older epoch.
+    pub stale_epoch: u64,
+    /// Runs whose checksums did not match our history (`off_history`, `bad_checksum`).
+    pub bad_checksum: u64,
+    /// Datagrams that did not decode.
+    pub malformed: u64,
+    /// Datagrams over a source's rate limit.
+    pub rate_limited: u64,
+}
+
+impl Rejected {
+    fn from_drops(drops: &BTreeMap<DropReason, u64>) -> Self {
+        let mut r = Rejected::default();
+        for (reason, n) in drops {
+            let bucket = match reason {
+                DropReason::BadSignature => &mut r.bad_signature,
+                DropReason::NotCzar => &mut r.not_czar,
+                DropReason::StaleEpoch => &mut r.stale_epoch,
+                DropReason::BadChecksum | DropReason::OffHistory => &mut r.bad_checksum,
+                DropReason::Oversized
+                | DropReason::Truncated
+                | DropReason::BadMagic
+                | DropReason::UnsupportedVersion
+                | DropReason::UnknownFlags
+                | DropReason::UnknownFrame
+                | DropReason::Empty
+                | DropReason::BadVarint
+                | DropReason::TooLong
+                | DropReason::Invalid => &mut r.malformed,
+                _ => continue,
+            };
+            *bucket += n;
+        }
+        r
+    }
+}
+
 /// Everything a run reports.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Report {
@@ -110,6 +163,15 @@ pub struct Report {
     pub false_evictions: u64,
     /// Critical updates.
     pub critical: Critical,
+    /// Hostile members (`--byzantine`).
+    pub byzantine: usize,
+    /// Datagrams the hostile members crafted.
+    pub attack_datagrams: u64,
+    /// What the honest peers rejected.
+    pub rejected: Rejected,
+    /// Updates an honest peer applied that the shard's czar did not sign
+    /// (`signed-by-czar` violations); must be 0.
+    pub forged_accepted: u64,
     /// Violations (at most [`crate::check::MAX_KEPT_PER_INVARIANT`] per invariant).
     pub violations: Vec<Violation>,
     /// Violation counts per invariant, including those not kept.
@@ -168,6 +230,10 @@ impl Report {
             failover_ms,
             false_evictions: outcome.false_evictions,
             critical,
+            byzantine: cfg.byzantine,
+            attack_datagrams: outcome.totals.attack_datagrams,
+            rejected: Rejected::from_drops(&outcome.honest_drops),
+            forged_accepted: outcome.findings.counts.get("signed-by-czar").copied().unwrap_or(0),
             converged: outcome.converged,
             converged_after_ms: outcome.converged_after_ms,
             violations: outcome.findings.kept.clone(),
@@ -228,6 +294,26 @@ impl Report {
             "  critical: {} proposed, {} committed, {} rejected, {} timed out, {} lost after commit\n",
             c.proposed, c.committed, c.rejected, c.failed, c.lost_after_commit
         );
+        if self.byzantine > 0 {
+            let r = &self.rejected;
+            s += &format!(
+                "  hostile: {} members sent {} crafted datagrams; {} forged updates accepted
+",
+                self.byzantine, self.attack_datagrams, self.forged_accepted
+            );
+            s += &format!(
+                "  rejected by honest peers: bad_tag {}, bad_signature {}, replay {}, not_czar {}, stale_epoch {}, \
+                 bad_checksum {}, malformed {}, rate_limited {}\n",
+                r.bad_tag,
+                r.bad_signature,
+                r.replay,
+                r.not_czar,
+                r.stale_epoch,
+                r.bad_checksum,
+                r.malformed,
+                r.rate_limited
+            );
+        }
         match (self.converged, self.converged_after_ms) {
             (true, Some(ms)) => {
                 s += &format!(

@@ -8,12 +8,15 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use anarchy_proto::wire::Op;
-use anarchy_proto::{Config, Event, Instant, Keypair, LeaveReason, Peer, PeerId, ShardId, Version, WriteOutcome};
+use anarchy_proto::{
+    Config, DropReason, Event, Instant, Keypair, LeaveReason, Peer, PeerId, ShardId, Version, WriteOutcome,
+};
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::check::{registry, Checker, Findings};
+use crate::hostile::Attacker;
 use crate::net::{hash_bytes, mix64, Fate, LinkParams, Network};
 use crate::scenario::{Action, PeerSel, Scheduled};
 
@@ -68,6 +71,10 @@ pub struct SimConfig {
     pub schedule: Vec<Scheduled>,
     /// The protocol settings every peer uses (`update_events` is forced on).
     pub proto: Config,
+    /// Hostile members (the last `byzantine` slots; see [`crate::hostile`]).
+    pub byzantine: usize,
+    /// How often each hostile member attacks, simulated ms.
+    pub attack_interval_ms: u64,
 }
 
 impl Default for SimConfig {
@@ -90,6 +97,8 @@ impl Default for SimConfig {
             check_interval_ms: 100,
             schedule: Vec::new(),
             proto: Config::default(),
+            byzantine: 0,
+            attack_interval_ms: 20,
         }
     }
 }
@@ -152,6 +161,8 @@ pub struct Slot {
     /// Last time this peer's ability to exchange datagrams changed.
     last_change_us: u64,
     writes: u64,
+    /// The attacks of a hostile member.
+    hostile: Option<Attacker>,
 }
 
 /// One update a czar authored, as the ledger remembers it.
@@ -448,6 +459,7 @@ enum Job {
     Churn,
     Critical,
     Step,
+    Attack { peer: u32 },
 }
 
 #[derive(Debug)]
@@ -496,6 +508,8 @@ pub struct Totals {
     pub events: u64,
     /// Digest of every delivery (time, destination, bytes): equal digests, equal runs.
     pub trace_digest: u64,
+    /// Datagrams hostile members crafted (also counted in `datagrams_sent`).
+    pub attack_datagrams: u64,
 }
 
 /// What a finished run found.
@@ -533,6 +547,8 @@ pub struct Outcome {
     pub false_eviction_notes: Vec<String>,
     /// Critical-write counters.
     pub critical: CriticalTotals,
+    /// Drops counted by the honest peers running at the end, by reason.
+    pub honest_drops: BTreeMap<DropReason, u64>,
 }
 
 /// A running simulation.
@@ -546,6 +562,8 @@ pub struct Sim {
     rng: ChaCha8Rng,
     /// The critical workload's own stream, so it leaves the rest of the workload as it was.
     crit_rng: ChaCha8Rng,
+    /// The hostile members' own stream, likewise.
+    hostile_rng: ChaCha8Rng,
     events: Vec<Event>,
     totals: Totals,
     writes_stopped: bool,
@@ -602,6 +620,7 @@ impl Sim {
                 timer_at: u64::MAX,
                 last_change_us: 0,
                 writes: 0,
+                hostile: (i >= n.saturating_sub(cfg.byzantine)).then(|| Attacker::new(Keypair::from_seed(key_seed), i)),
             });
         }
         let names = shard_names(cfg.shards);
@@ -611,6 +630,7 @@ impl Sim {
         let end_us = (cfg.seconds * 1e6) as u64;
         let net_rng = ChaCha8Rng::seed_from_u64(mix64(cfg.seed ^ 0x5eed));
         let crit_rng = ChaCha8Rng::seed_from_u64(mix64(cfg.seed ^ 0x00c2_1714_ca15));
+        let cfg_seed = cfg.seed;
         let schedule = cfg.schedule.clone();
         let churn = cfg.churn_per_min;
         let world = World {
@@ -644,6 +664,7 @@ impl Sim {
             net_rng,
             rng,
             crit_rng,
+            hostile_rng: ChaCha8Rng::seed_from_u64(mix64(cfg_seed ^ 0x0b12_a471)),
             events: Vec::new(),
             totals: Totals::default(),
             writes_stopped: false,
@@ -669,6 +690,11 @@ impl Sim {
             sim.push(spread_us + first, Job::Critical);
         }
         sim.push(sim.world.cfg.check_interval_ms * 1000, Job::Step);
+        for i in 0..n {
+            if sim.world.slots[i].hostile.is_some() {
+                sim.push(spread_us + 1_000_000 + i as u64, Job::Attack { peer: i as u32 });
+            }
+        }
         sim
     }
 
@@ -833,7 +859,16 @@ impl Sim {
                 )
             })
             .collect();
+        let mut honest_drops: BTreeMap<DropReason, u64> = BTreeMap::new();
+        for (i, p) in w.running_peers() {
+            if w.slots[i].hostile.is_none() {
+                for (reason, n) in p.stats().drop_counts() {
+                    *honest_drops.entry(reason).or_default() += n;
+                }
+            }
+        }
         Outcome {
+            honest_drops,
             failover_us,
             failovers_unfinished: w.failovers.iter().filter(|f| f.done_us.is_none()).count() as u64,
             failover_notes,
@@ -874,6 +909,9 @@ impl Sim {
                     mix64(self.totals.trace_digest ^ hash_bytes(now ^ (to as u64) << 48, &bytes));
                 let slot = &mut self.world.slots[to];
                 let local = slot.clock.local(now);
+                if let Some(a) = slot.hostile.as_mut() {
+                    a.capture(from as usize, &bytes);
+                }
                 if let Some(p) = slot.peer.as_mut() {
                     p.handle_datagram(local, addr_of(from as usize), &bytes);
                 }
@@ -924,6 +962,12 @@ impl Sim {
                     self.critical_write();
                     let gap = self.critical_gap();
                     self.push(now + gap, Job::Critical);
+                }
+            }
+            Job::Attack { peer } => {
+                if !self.writes_stopped {
+                    self.attack(peer as usize);
+                    self.push(now + self.world.cfg.attack_interval_ms.max(1) * 1000, Job::Attack { peer });
                 }
             }
             Job::Step => {
@@ -1046,57 +1090,34 @@ impl Sim {
     /// Drains a peer's transmits and events after an input; reschedules its timer.
     fn after_input(&mut self, i: usize) {
         let now = self.world.now_us;
-        let World { slots, net, .. } = &mut self.world;
-        let n = slots.len();
-        let slot = &mut slots[i];
+        let n = self.world.slots.len();
+        let slot = &mut self.world.slots[i];
         let Some(peer) = slot.peer.as_mut() else { return };
+        let mut out = Vec::new();
         while let Some(t) = peer.poll_transmit() {
-            self.totals.datagrams_sent += 1;
-            self.totals.bytes_sent += t.payload.len() as u64;
-            let Some(to) = index_of_addr(&t.destination).filter(|to| *to < n) else {
-                self.totals.dropped_other += 1;
-                continue;
-            };
-            match net.route(&mut self.net_rng, now, i, to, t.payload.len()) {
-                Fate::Once(d) => {
-                    self.seq += 1;
-                    self.queue.push(Item {
-                        at: now + d,
-                        seq: self.seq,
-                        job: Job::Deliver { from: i as u32, to: to as u32, bytes: t.payload },
-                    });
-                }
-                Fate::Twice(d1, d2) => {
-                    self.seq += 1;
-                    self.queue.push(Item {
-                        at: now + d1,
-                        seq: self.seq,
-                        job: Job::Deliver { from: i as u32, to: to as u32, bytes: t.payload.clone() },
-                    });
-                    self.seq += 1;
-                    self.queue.push(Item {
-                        at: now + d2,
-                        seq: self.seq,
-                        job: Job::Deliver { from: i as u32, to: to as u32, bytes: t.payload },
-                    });
-                }
-                Fate::Partitioned => self.totals.dropped_partition += 1,
-                Fate::Lost => self.totals.dropped_loss += 1,
-                Fate::QueueFull => self.totals.dropped_other += 1,
-            }
+            out.push(t);
         }
         let mut events = std::mem::take(&mut self.events);
         while let Some(e) = peer.poll_event() {
             events.push(e);
         }
-        if let Some(deadline) = peer.poll_timeout() {
-            let g = slot.clock.global(deadline, now);
-            if g != slot.timer_at {
-                slot.timer_at = g;
-                let gen = slot.gen;
-                self.seq += 1;
-                self.queue.push(Item { at: g, seq: self.seq, job: Job::Timer { peer: i as u32, gen } });
+        let timer = peer.poll_timeout().map(|deadline| slot.clock.global(deadline, now));
+        for t in out {
+            match index_of_addr(&t.destination).filter(|to| *to < n) {
+                Some(to) => self.send(i, to, t.payload),
+                None => {
+                    self.totals.datagrams_sent += 1;
+                    self.totals.bytes_sent += t.payload.len() as u64;
+                    self.totals.dropped_other += 1;
+                }
             }
+        }
+        let slot = &mut self.world.slots[i];
+        if let Some(g) = timer.filter(|g| *g != slot.timer_at) {
+            slot.timer_at = g;
+            let gen = slot.gen;
+            self.seq += 1;
+            self.queue.push(Item { at: g, seq: self.seq, job: Job::Timer { peer: i as u32, gen } });
         }
         for e in events.drain(..) {
             self.totals.events += 1;
@@ -1107,6 +1128,52 @@ impl Sim {
             }
         }
         self.events = events;
+    }
+
+    /// Hands a datagram from slot `from` to the network, towards slot `to`.
+    fn send(&mut self, from: usize, to: usize, payload: Vec<u8>) {
+        let now = self.world.now_us;
+        self.totals.datagrams_sent += 1;
+        self.totals.bytes_sent += payload.len() as u64;
+        match self.world.net.route(&mut self.net_rng, now, from, to, payload.len()) {
+            Fate::Once(d) => {
+                self.seq += 1;
+                let job = Job::Deliver { from: from as u32, to: to as u32, bytes: payload };
+                self.queue.push(Item { at: now + d, seq: self.seq, job });
+            }
+            Fate::Twice(d1, d2) => {
+                self.seq += 1;
+                let job = Job::Deliver { from: from as u32, to: to as u32, bytes: payload.clone() };
+                self.queue.push(Item { at: now + d1, seq: self.seq, job });
+                self.seq += 1;
+                let job = Job::Deliver { from: from as u32, to: to as u32, bytes: payload };
+                self.queue.push(Item { at: now + d2, seq: self.seq, job });
+            }
+            Fate::Partitioned => self.totals.dropped_partition += 1,
+            Fate::Lost => self.totals.dropped_loss += 1,
+            Fate::QueueFull => self.totals.dropped_other += 1,
+        }
+    }
+
+    /// One attack by the hostile member in slot `i` on a random honest peer.
+    fn attack(&mut self, i: usize) {
+        if self.world.slots[i].state != SlotState::Up {
+            return;
+        }
+        let honest: Vec<usize> =
+            self.world.live_peers().map(|(j, _)| j).filter(|j| self.world.slots[*j].hostile.is_none()).collect();
+        if honest.is_empty() {
+            return;
+        }
+        let target = honest[self.hostile_rng.gen_range(0..honest.len())];
+        let World { slots, ids, .. } = &mut self.world;
+        let slot = &mut slots[i];
+        let (Some(own), Some(attacker)) = (slot.peer.as_ref(), slot.hostile.as_mut()) else { return };
+        let crafted = attacker.attack(&mut self.hostile_rng, own, target, |id| ids.get(id).copied());
+        self.totals.attack_datagrams += crafted.len() as u64;
+        for c in crafted {
+            self.send(c.from, target, c.bytes);
+        }
     }
 
     /// World bookkeeping for one event: the ledger, propagation times. Returns
@@ -1163,7 +1230,7 @@ impl Sim {
                 });
                 0
             }
-            Event::Updated { shard, version, key, value } => {
+            Event::Updated { shard, version, key, value, .. } => {
                 self.world.updates_applied += 1;
                 self.note_epoch(i, *shard, version.epoch);
                 let content = fingerprint(key, value.as_deref());

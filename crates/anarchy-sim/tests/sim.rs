@@ -79,6 +79,40 @@ fn a_peer_that_skips_a_delta_is_caught() {
 }
 
 #[test]
+fn hostile_members_are_rejected_and_honest_peers_converge() {
+    for seed in [1, 2] {
+        let r = run(None, seed, |a| {
+            a.peers = Some(8);
+            a.seconds = Some(5.0);
+            a.byzantine = Some(2);
+            a.loss = Some(0.01);
+        });
+        assert_passes(&r);
+        assert_eq!(r.forged_accepted, 0, "{}", r.human());
+        assert!(r.attack_datagrams > 1000, "{}", r.human());
+        let j = &r.rejected;
+        assert!(j.bad_signature > 0 && j.not_czar > 0 && j.stale_epoch > 0 && j.malformed > 0, "{}", r.human());
+        let json = r.to_json();
+        for field in ["\"forged_accepted\"", "\"rejected\"", "\"bad_signature\"", "\"rate_limited\""] {
+            assert!(json.contains(field), "{field} missing from {json}");
+        }
+    }
+}
+
+#[test]
+fn a_peer_that_takes_any_signature_is_caught() {
+    let cfg = SimConfig { peers: 8, shards: 3, seconds: 4.0, seed: 4, byzantine: 1, ..SimConfig::default() };
+    let mut sim = Sim::new(cfg);
+    sim.run_until(1_500_000);
+    for i in 0..7 {
+        sim.peer_mut(i).expect("started").inject_fault(Fault::AcceptAnySignature);
+    }
+    let outcome = sim.run(|_, _| {});
+    let forged = outcome.findings.counts.get("signed-by-czar").copied().unwrap_or(0);
+    assert!(forged > 0, "forged updates went unnoticed: {:?}", outcome.findings.counts);
+}
+
+#[test]
 fn failover_and_critical_updates_are_measured() {
     let r = run(Some("failover-32.toml"), 2, |a| {
         a.peers = Some(12);

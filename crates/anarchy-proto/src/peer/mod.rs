@@ -250,6 +250,8 @@ pub enum Fault {
     /// Skip the next remote update (its sequence number still advances) and
     /// never repair the divergence that follows.
     SkipDeltaSilently,
+    /// Take every run's signature as valid (proves the simulator catches forgeries).
+    AcceptAnySignature,
 }
 
 impl std::fmt::Debug for Peer {
@@ -1530,9 +1532,11 @@ impl Peer {
                     Op::Put(v) => Some(v),
                     Op::Delete => None,
                 };
+                let Some(author) = e.proof.as_ref().map(|p| p.author) else { continue };
                 self.push_event(Event::Updated {
                     shard,
                     version: Version { epoch: e.epoch, seq: e.seq },
+                    author,
                     key: e.update.key,
                     value,
                 });
@@ -1558,6 +1562,10 @@ impl Peer {
 
     /// Checks a run's signature by its author (see [`proof`]).
     fn verify_run(&self, shard: ShardId, proof: &BatchProof, updates: &[Update]) -> bool {
+        #[cfg(feature = "faults")]
+        if self.fault == Some(Fault::AcceptAnySignature) {
+            return true;
+        }
         let Some(key) = self.members.get(&proof.author).map(|m| m.public_key) else { return false };
         let message = proof::delta_message(
             &self.session_tag,

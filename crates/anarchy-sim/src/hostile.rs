@@ -1,0 +1,223 @@
+//! Hostile members (`anarchy sim --byzantine K`): insiders that hold the
+//! session's secret and a valid identity, run an honest core (so they stay
+//! members and play), and on top of it attack the honest peers with crafted
+//! datagrams: forged updates for shards they do not own, updates posing as
+//! the czar without its key, replays of captured datagrams and of old signed
+//! runs with altered checksums or stale epochs, garbage, and floods.
+//!
+//! Every attack is built from what the attacker could really know: its own
+//! key, its own core's view of the session, and datagrams sent to it. What the
+//! honest peers reject is counted in their drop statistics (the report's
+//! `rejected`); anything they accept that its czar did not sign is a
+//! `signed-by-czar` violation (the report's `forged_accepted`, which must be 0).
+
+use std::collections::VecDeque;
+
+use anarchy_proto::identity::PeerId;
+use anarchy_proto::wire::{self, Frame, Op, Update};
+use anarchy_proto::{proof, Keypair, Peer, ShardId};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+/// Datagrams an attacker keeps for replaying.
+const CAPTURED: usize = 64;
+/// Datagrams in one flood.
+const FLOOD: usize = 200;
+
+/// One kind of attack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attack {
+    /// A run for a shard we are not czar of, signed with our own key.
+    Forge,
+    /// A run posing as the shard's czar (its id as sender and author), without its key.
+    Impersonate,
+    /// A datagram sent to us, replayed to someone else as its sender.
+    Replay,
+    /// A captured signed run sent again, its checksums altered.
+    AlteredChecksum,
+    /// A run of an older epoch than the shard's, signed with our own key.
+    StaleEpoch,
+    /// Random bytes.
+    Garbage,
+    /// Many datagrams at once to one peer.
+    Flood,
+}
+
+impl Attack {
+    /// Every attack, in the order the attacker cycles through them.
+    pub const ALL: [Attack; 7] = [
+        Attack::Forge,
+        Attack::Impersonate,
+        Attack::Replay,
+        Attack::AlteredChecksum,
+        Attack::StaleEpoch,
+        Attack::Garbage,
+        Attack::Flood,
+    ];
+}
+
+/// A crafted datagram: who it claims to come from (a slot index) and its bytes.
+pub struct Crafted {
+    /// The slot whose address the datagram comes from.
+    pub from: usize,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// The hostile half of a byzantine slot.
+pub struct Attacker {
+    keypair: Keypair,
+    me: usize,
+    captured: VecDeque<(usize, Vec<u8>)>,
+    next: usize,
+    /// Attacks made, by kind.
+    pub made: [u64; Attack::ALL.len()],
+}
+
+impl Attacker {
+    /// The attacker in slot `me`, holding that slot's key.
+    pub fn new(keypair: Keypair, me: usize) -> Self {
+        Attacker { keypair, me, captured: VecDeque::new(), next: 0, made: [0; Attack::ALL.len()] }
+    }
+
+    /// Keeps a datagram sent to us (from slot `from`) for later replays.
+    pub fn capture(&mut self, from: usize, bytes: &[u8]) {
+        if self.captured.len() >= CAPTURED {
+            self.captured.pop_front();
+        }
+        self.captured.push_back((from, bytes.to_vec()));
+    }
+
+    /// The next attack on the peer `target` (another slot's core, as our own
+    /// core sees the session): the datagrams to send, each with the slot it
+    /// claims to come from. `slot_of` maps a peer id to its slot.
+    pub fn attack(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        own: &Peer,
+        target: usize,
+        slot_of: impl Fn(&PeerId) -> Option<usize>,
+    ) -> Vec<Crafted> {
+        let kind = Attack::ALL[self.next % Attack::ALL.len()];
+        self.next += 1;
+        let out = self.craft(kind, rng, own, target, &slot_of);
+        if !out.is_empty() {
+            self.made[kind as usize] += 1;
+        }
+        out
+    }
+
+    fn craft(
+        &mut self,
+        kind: Attack,
+        rng: &mut ChaCha8Rng,
+        own: &Peer,
+        target: usize,
+        slot_of: &impl Fn(&PeerId) -> Option<usize>,
+    ) -> Vec<Crafted> {
+        let me = own.id();
+        // A shard someone else rules, as our core sees it.
+        let shards: Vec<(ShardId, PeerId)> =
+            own.shards().filter_map(|s| own.czar_of(s.id).map(|c| (s.id, c))).filter(|(_, c)| *c != me).collect();
+        let pick = |rng: &mut ChaCha8Rng| (!shards.is_empty()).then(|| shards[rng.gen_range(0..shards.len())]);
+        match kind {
+            Attack::Forge | Attack::StaleEpoch => {
+                let Some((shard, _)) = pick(rng) else { return Vec::new() };
+                let Some(version) = own.version_of(shard) else { return Vec::new() };
+                let epoch = if kind == Attack::StaleEpoch { version.epoch.saturating_sub(1) } else { version.epoch };
+                let base = own.checksum_of(shard).map_or(0, |c| c.short());
+                let updates = vec![Update { key: b"gold".to_vec(), op: Op::Put(b"forged".to_vec()) }];
+                let frame = self.signed_run(shard, epoch, version.seq + 1, base, base ^ 1, updates);
+                vec![Crafted { from: self.me, bytes: wire::encode_frames(&me, &[frame]) }]
+            }
+            Attack::Impersonate => {
+                let Some((shard, czar)) = pick(rng) else { return Vec::new() };
+                let Some(from) = slot_of(&czar) else { return Vec::new() };
+                let Some(version) = own.version_of(shard) else { return Vec::new() };
+                let base = own.checksum_of(shard).map_or(0, |c| c.short());
+                let mut sig = [0u8; 64];
+                rng.fill(&mut sig[..]);
+                let frame = Frame::Delta {
+                    shard,
+                    epoch: version.epoch,
+                    first_seq: version.seq + 1,
+                    base,
+                    after: base ^ 1,
+                    author: czar,
+                    sig,
+                    updates: vec![Update { key: b"gold".to_vec(), op: Op::Put(b"stolen".to_vec()) }],
+                };
+                vec![Crafted { from, bytes: wire::encode_frames(&czar, &[frame]) }]
+            }
+            Attack::Replay => {
+                let pool: Vec<&(usize, Vec<u8>)> = self.captured.iter().filter(|(from, _)| *from != target).collect();
+                if pool.is_empty() {
+                    return Vec::new();
+                }
+                let (from, bytes) = pool[rng.gen_range(0..pool.len())];
+                vec![Crafted { from: *from, bytes: bytes.clone() }]
+            }
+            Attack::AlteredChecksum => {
+                // A real signed run from a captured datagram, its checksums changed.
+                let runs: Vec<(usize, Frame)> = self
+                    .captured
+                    .iter()
+                    .filter_map(|(from, bytes)| wire::decode_datagram(bytes).ok().map(|d| (*from, d)))
+                    .flat_map(|(from, d)| d.frames.into_iter().map(move |f| (from, f)))
+                    .filter(|(from, f)| matches!(f, Frame::Delta { .. }) && *from != target)
+                    .collect();
+                if runs.is_empty() {
+                    return Vec::new();
+                }
+                let (from, frame) = runs[rng.gen_range(0..runs.len())].clone();
+                let Frame::Delta { shard, epoch, first_seq, base, after, author, sig, updates } = frame else {
+                    return Vec::new();
+                };
+                let altered = Frame::Delta {
+                    shard,
+                    epoch,
+                    first_seq,
+                    base: base ^ 0xff,
+                    after: after ^ 0xff,
+                    author,
+                    sig,
+                    updates,
+                };
+                let sender = slot_of(&author).map_or(from, |s| s);
+                vec![Crafted { from: sender, bytes: wire::encode_frames(&author, &[altered]) }]
+            }
+            Attack::Garbage => {
+                let len = rng.gen_range(1..wire::MAX_DATAGRAM_BYTES);
+                let mut bytes = vec![0u8; len];
+                rng.fill(&mut bytes[..]);
+                if rng.gen_bool(0.5) {
+                    // Our header, then junk: gets past the first checks.
+                    let mut framed = wire::encode_frames(&me, &[Frame::SyncReq]);
+                    framed.truncate(wire::HEADER_BYTES);
+                    framed.extend_from_slice(&bytes[..len.min(wire::MAX_DATAGRAM_BYTES - wire::HEADER_BYTES)]);
+                    bytes = framed;
+                }
+                vec![Crafted { from: self.me, bytes }]
+            }
+            Attack::Flood => {
+                let bytes = wire::encode_frames(&me, &[Frame::SyncReq]);
+                (0..FLOOD).map(|_| Crafted { from: self.me, bytes: bytes.clone() }).collect()
+            }
+        }
+    }
+
+    fn signed_run(
+        &self,
+        shard: ShardId,
+        epoch: u32,
+        first_seq: u64,
+        base: u64,
+        after: u64,
+        updates: Vec<Update>,
+    ) -> Frame {
+        let author = self.keypair.peer_id();
+        let message =
+            proof::delta_message(&proof::session_tag(&[]), shard, epoch, first_seq, base, after, &author, &updates);
+        Frame::Delta { shard, epoch, first_seq, base, after, author, sig: self.keypair.sign(&message), updates }
+    }
+}
