@@ -1715,6 +1715,13 @@ impl Peer {
     fn send_snapshot(&mut self, to: SocketAddr, shard: ShardId, resync: bool) {
         let st = &self.states[&shard];
         let Some(czar) = st.replica.czar else { return };
+        // A snapshot is labelled with the epoch we follow: only a state on that
+        // epoch's history may carry it. Behind the epoch's start (or catching
+        // up to it as its czar) we would hand out an older state under a newer
+        // label; the asker gets its state from someone else.
+        if st.replica.seq() < st.replica.epoch_start_seq || st.catch_up_to.is_some() {
+            return;
+        }
         let version = st.replica.version();
         let checksum = st.replica.checksum().0;
         let mut chunks: Vec<Vec<(Vec<u8>, Vec<u8>)>> = vec![Vec::new()];
