@@ -93,6 +93,10 @@ pub struct Replica {
     /// Whether a majority stands behind the current czar's claim (see
     /// `Frame::Authority`); provisional claims lose to backed ones.
     pub backed: bool,
+    /// The epoch whose history our state is on: the current epoch once our
+    /// state is at (or a prefix of) its start, an older one while we follow a
+    /// czar whose history ours is off (until its snapshot arrives).
+    lineage: u32,
     seq: u64,
     /// (seq, short checksum) of the state the log starts from.
     log_base: (u64, u64),
@@ -116,9 +120,20 @@ pub struct ApplyOutcome {
 }
 
 impl Replica {
-    /// The current version.
+    /// The version of our state: the epoch whose history it is on (see
+    /// [`Replica::set_lineage`]), then the last applied sequence number.
     pub fn version(&self) -> Version {
-        Version { epoch: self.epoch, seq: self.seq }
+        Version { epoch: self.lineage, seq: self.seq }
+    }
+
+    /// Records that our state is on the history of `epoch` (never lowers it).
+    pub fn set_lineage(&mut self, epoch: u32) {
+        self.lineage = self.lineage.max(epoch);
+    }
+
+    /// Whether our state is on the current epoch's history.
+    pub fn on_current_lineage(&self) -> bool {
+        self.lineage == self.epoch
     }
 
     /// The last applied sequence number.
@@ -210,6 +225,7 @@ impl Replica {
         debug_assert_eq!(epoch, self.epoch, "a czar writes in the current epoch");
         self.seq += 1;
         self.apply_to_state(&update);
+        self.set_lineage(epoch);
         let entry = LogEntry { seq: self.seq, epoch, update, checksum: self.checksum.short(), proof: None };
         self.push_log(entry.clone(), log_capacity);
         entry
@@ -247,6 +263,7 @@ impl Replica {
             } else if seq == self.seq + 1 {
                 self.apply_to_state(&update);
                 self.seq = seq;
+                self.set_lineage(epoch);
                 let entry = LogEntry { seq, epoch, update, checksum: self.checksum.short(), proof: proof.clone() };
                 self.push_log(entry.clone(), log_capacity);
                 out.applied.push(entry);
@@ -272,6 +289,7 @@ impl Replica {
             let (epoch, update, proof) = entry.remove();
             self.apply_to_state(&update);
             self.seq = seq;
+            self.set_lineage(epoch);
             let e = LogEntry { seq, epoch, update, checksum: self.checksum.short(), proof };
             self.push_log(e.clone(), log_capacity);
             out.applied.push(e);
@@ -300,6 +318,18 @@ impl Replica {
         }
         let start = (from_seq - first) as usize;
         Some(self.log.iter().skip(start).take(max).cloned().collect())
+    }
+
+    /// Whether an update we applied after `seq` was written by someone other
+    /// than `czar` (or is an unsent write of our own): then our state past
+    /// `seq` is not on `czar`'s history. `false` when the log no longer
+    /// reaches back to `seq` (we cannot tell).
+    pub fn foreign_after(&self, seq: u64, czar: PeerId) -> bool {
+        let Some(first) = self.log.front().map(|e| e.seq) else { return false };
+        if seq + 1 < first {
+            return false;
+        }
+        self.log.iter().skip((seq + 1 - first) as usize).any(|e| e.proof.as_ref().is_none_or(|p| p.author != czar))
     }
 
     /// Whole signed runs from the one holding `from_seq` on, as first sent
@@ -358,8 +388,11 @@ impl Replica {
         format!("base {} early {:?} [{}]", self.log_base.0, self.early.keys().collect::<Vec<_>>(), entries.join(" "))
     }
 
-    /// Replaces the whole state with a snapshot at `seq`. The log restarts.
-    pub fn install(&mut self, seq: u64, entries: Vec<(Vec<u8>, Vec<u8>)>) {
+    /// Replaces the whole state with a snapshot at `version` (its epoch is
+    /// the lineage it is on). The log restarts.
+    pub fn install(&mut self, version: Version, entries: Vec<(Vec<u8>, Vec<u8>)>) {
+        let seq = version.seq;
+        self.lineage = version.epoch;
         self.state.clear();
         self.checksum = Checksum::default();
         self.bytes = 0;

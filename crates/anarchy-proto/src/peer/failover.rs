@@ -382,6 +382,9 @@ impl Peer {
         // Behind the most advanced member: fetch what we miss. Off its history:
         // take its state whole.
         st.want_snapshot = !at_start && mine >= best_seq;
+        if at_start {
+            st.replica.set_lineage(epoch);
+        }
         st.catch_up_to = (!at_start).then_some((best_seq, best_sum));
         self.adopt_own_prepared(shard);
         self.push_event(Event::CzarChanged { shard, old, new: me, epoch });

@@ -757,7 +757,12 @@ impl Peer {
                 self.handle_repair_request(from, shard, from_seq, checksum)
             }
             Frame::Authority { shard, epoch, czar, seq, checksum, backed } => {
-                match self.offer_authority(now, shard, epoch, czar, Some(backed), Some((seq, checksum)), Some(sender)) {
+                // The stated start is the claimant's own (or, in a hand-over, the
+                // old czar's); a hint relayed by anyone else may carry only what
+                // its sender assumed when it learned of the claim.
+                let from_source = sender == czar || self.czar_of(shard) == Some(sender);
+                let start = Start { seq, checksum, trusted: from_source };
+                match self.offer_authority(now, shard, epoch, czar, Some(backed), Some(start), Some(sender)) {
                     Verdict::Stale => self.send_authority_hint(now, shard, from),
                     Verdict::Unknown => self.stats.drop(DropReason::UnknownShard),
                     _ => {}
@@ -1079,6 +1084,8 @@ impl Peer {
         st.replica.prev_czar = old;
         st.replica.epoch += 1;
         st.replica.czar = Some(self.id);
+        let epoch = st.replica.epoch;
+        st.replica.set_lineage(epoch);
         st.replica.epoch_start_seq = st.replica.seq();
         st.replica.epoch_start_checksum = st.replica.checksum().short();
         st.catch_up_to = None;
@@ -1100,6 +1107,8 @@ impl Peer {
         st.replica.prev_czar = Some(self.id);
         st.replica.epoch += 1;
         st.replica.czar = Some(to);
+        let epoch = st.replica.epoch;
+        st.replica.set_lineage(epoch);
         st.replica.epoch_start_seq = st.replica.seq();
         st.replica.epoch_start_checksum = st.replica.checksum().short();
         let (epoch, seq, checksum) = (st.replica.epoch, st.replica.seq(), st.replica.checksum().short());
@@ -1119,7 +1128,7 @@ impl Peer {
         epoch: u32,
         czar: PeerId,
         backed: Option<bool>,
-        start: Option<(u64, u64)>,
+        start: Option<Start>,
         source: Option<PeerId>,
     ) -> Verdict {
         // `None`: a frame that implies a claim without stating its standing (a
@@ -1182,7 +1191,7 @@ impl Peer {
         st.czar_since = now;
         let (seq, sum) = (st.replica.seq(), st.replica.checksum().short());
         // Without a stated start we only trust the old czar for what we already have.
-        let (start_seq, start_sum) = start.unwrap_or((seq, sum));
+        let (start_seq, start_sum) = start.map_or((seq, sum), |s| (s.seq, s.checksum));
         st.replica.epoch_start_seq = start_seq;
         st.replica.epoch_start_checksum = start_sum;
         st.outgoing.clear();
@@ -1192,6 +1201,12 @@ impl Peer {
         let at_start = seq == start_seq && sum == start_sum;
         let behind = seq < start_seq;
         let off = start.is_some() && !at_start && !behind;
+        // Our state is on the new epoch's history if it is the stated start or a
+        // prefix of it; with no stated start we cannot tell yet (the czar's
+        // adverts, deltas or snapshot will say).
+        if start.is_some_and(|s| s.trusted) && !off {
+            st.replica.set_lineage(epoch);
+        }
         st.want_snapshot = off;
         st.catch_up_to = if czar == me && !at_start { Some((start_seq, start_sum)) } else { None };
         let needs_repair = st.catch_up_to.is_some() || off || (start.is_some() && behind);
@@ -1221,6 +1236,8 @@ impl Peer {
         if at_target {
             st.catch_up_to = None;
             st.want_snapshot = false;
+            let epoch = st.replica.epoch;
+            st.replica.set_lineage(epoch);
         } else if after_snapshot {
             // Even a whole snapshot did not bring the agreed starting state (its
             // holders moved on): start from the freshest state we could get and
@@ -1253,6 +1270,7 @@ impl Peer {
         st.last_reassert = Some(now);
         st.replica.prev_czar = Some(self.id);
         st.replica.epoch = epoch;
+        st.replica.set_lineage(epoch);
         st.replica.epoch_start_seq = st.replica.seq();
         st.replica.epoch_start_checksum = st.replica.checksum().short();
         let (seq, checksum) = (st.replica.seq(), st.replica.checksum().short());
@@ -1326,12 +1344,19 @@ impl Peer {
             st.out_of_sync_since = None;
             return;
         }
-        let Some((_, seq, checksum)) = st.czar_advert else { return };
+        let Some((advert_epoch, seq, checksum)) = st.czar_advert else { return };
         let mine = st.replica.seq();
+        if mine == seq && st.replica.checksum().short() == checksum && advert_epoch == st.replica.epoch {
+            // Exactly the czar's state: on its epoch's history.
+            st.replica.set_lineage(advert_epoch);
+        }
         // Compare like with like: our checksum at the advertised seq, if we
         // have passed it and still remember it.
         let ours_there = st.replica.checksum_at(seq);
-        let diverged = mine >= seq && ours_there.is_some_and(|c| c != checksum);
+        // Ahead of the advert is in sync only if the czar wrote what we applied since.
+        let czar = st.replica.czar;
+        let foreign = mine > seq && czar.is_some_and(|c| st.replica.foreign_after(seq, c));
+        let diverged = mine >= seq && (ours_there.is_some_and(|c| c != checksum) || foreign);
         let behind = mine < seq;
         if !diverged && !behind && !st.want_snapshot && !st.replica.has_gap() {
             st.out_of_sync_since = None;
@@ -1719,7 +1744,8 @@ impl Peer {
         // epoch's history may carry it. Behind the epoch's start (or catching
         // up to it as its czar) we would hand out an older state under a newer
         // label; the asker gets its state from someone else.
-        if st.replica.seq() < st.replica.epoch_start_seq || st.catch_up_to.is_some() {
+        let on_lineage = st.replica.on_current_lineage() && !st.want_snapshot;
+        if st.replica.seq() < st.replica.epoch_start_seq || st.catch_up_to.is_some() || !on_lineage {
             return;
         }
         let version = st.replica.version();
@@ -1787,8 +1813,11 @@ impl Peer {
         let catch_up_match = st.catch_up_to.is_some_and(|(target, _)| version.seq >= target);
         // A snapshot that names us as czar, of an epoch we do not remember (we
         // restarted blank, say): we may act as czar only from exactly that state.
-        let names_us = (czar == self.id && st.replica.czar != Some(self.id))
-            .then(|| (version.seq, u64::from_le_bytes(checksum[..8].try_into().expect("8 bytes"))));
+        let names_us = (czar == self.id && st.replica.czar != Some(self.id)).then(|| Start {
+            seq: version.seq,
+            checksum: u64::from_le_bytes(checksum[..8].try_into().expect("8 bytes")),
+            trusted: true,
+        });
         // The content is checked against a signature before it is installed:
         // the named czar's, or (while joining, catching up, or restarting as
         // czar, when the state is vouched for by a checksum we hold) a member's.
@@ -1806,8 +1835,16 @@ impl Peer {
         // We already hold exactly this state (a late answer to an old request):
         // installing it would only roll back what we applied since.
         let short = u64::from_le_bytes(checksum[..8].try_into().expect("8 bytes"));
-        if !catch_up_match && st.replica.checksum_at(version.seq) == Some(short) {
+        // (Unless what we applied since was written by someone else than this
+        // snapshot's czar: a lineage that lost a race at an equal epoch.)
+        if !catch_up_match
+            && st.replica.checksum_at(version.seq) == Some(short)
+            && !st.replica.foreign_after(version.seq, czar)
+        {
             st.want_snapshot = false;
+            if st.replica.seq() == version.seq && st.replica.czar == Some(czar) && st.replica.epoch == version.epoch {
+                st.replica.set_lineage(version.epoch);
+            }
             self.stats.drop(DropReason::StaleSnapshot);
             return;
         }
@@ -1868,7 +1905,7 @@ impl Peer {
         debug_assert_eq!(a.czar, czar);
         let ours = st.replica.version();
         let had_own_history = st.replica.seq() > 0 && (ours.seq > a.version.seq || st.want_snapshot || resync);
-        st.replica.install(a.version.seq, all);
+        st.replica.install(a.version, all);
         st.want_snapshot = false;
         st.out_of_sync_since = None;
         self.stats.snapshots_installed += 1;
@@ -2082,6 +2119,17 @@ impl Peer {
             }
         }
     }
+}
+
+/// Where a claimed epoch's history starts, as a frame states it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Start {
+    /// The last sequence number of the history the epoch builds on.
+    seq: u64,
+    /// The short checksum of the state there.
+    checksum: u64,
+    /// Stated by the claimant (or the old czar handing over), not relayed.
+    trusted: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
