@@ -90,6 +90,9 @@ pub struct Replica {
     pub epoch_start_seq: u64,
     /// The short checksum of the state at `epoch_start_seq`.
     pub epoch_start_checksum: u64,
+    /// Whether the start was stated by the claimant itself (or found by its
+    /// recovery round), rather than assumed from our own state or a relay.
+    pub epoch_start_trusted: bool,
     /// Whether a majority stands behind the current czar's claim (see
     /// `Frame::Authority`); provisional claims lose to backed ones.
     pub backed: bool,
@@ -129,6 +132,17 @@ impl Replica {
     /// Records that our state is on the history of `epoch` (never lowers it).
     pub fn set_lineage(&mut self, epoch: u32) {
         self.lineage = self.lineage.max(epoch);
+    }
+
+    /// Marks our state as on the current epoch's history once it is exactly
+    /// that epoch's (trusted) starting state.
+    pub fn note_start_reached(&mut self) {
+        if self.epoch_start_trusted
+            && self.seq == self.epoch_start_seq
+            && self.checksum.short() == self.epoch_start_checksum
+        {
+            self.set_lineage(self.epoch);
+        }
     }
 
     /// Whether our state is on the current epoch's history.

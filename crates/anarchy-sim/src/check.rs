@@ -14,8 +14,12 @@
 //!   (`Updated`, `Authored`) strictly increase in (epoch, seq) order, and a
 //!   snapshot (`ShardResynced`) never installs a version lower than the last
 //!   one applied. A snapshot may lower seq, but only together with a higher
-//!   epoch. In addition, `version_of` sampled every check step never goes
-//!   backwards. A blank restart starts a new process, with a fresh history.
+//!   epoch. The first update applied after a snapshot must continue it (a
+//!   higher seq); its epoch is the one it was written in, which may be older
+//!   than the snapshot's label (a newer epoch's history includes updates
+//!   written before it began). In addition, `version_of` sampled every check
+//!   step never goes backwards. A blank restart starts a new process, with a
+//!   fresh history.
 //! - `one-czar-per-epoch`: no two distinct peers author updates of one shard
 //!   in one epoch while they can hear each other. "Can hear each other" means
 //!   both were running and the network carried datagrams both ways between
@@ -156,8 +160,9 @@ impl Checker for Convergence {
 /// See the module docs: applied versions and `version_of` never go backwards.
 #[derive(Debug, Default)]
 pub struct MonotonicVersions {
-    /// (peer, process life, shard) → last applied version.
-    applied: HashMap<(usize, u32, ShardId), Version>,
+    /// (peer, process life, shard) → last applied version, and whether it
+    /// was a snapshot's.
+    applied: HashMap<(usize, u32, ShardId), (Version, bool)>,
     /// (peer, process life, shard) → last sampled `version_of`.
     sampled: BTreeMap<(usize, u32, ShardId), Version>,
 }
@@ -175,8 +180,12 @@ impl Checker for MonotonicVersions {
             _ => return,
         };
         let key = (ev.peer, world.life(ev.peer), shard);
-        if let Some(last) = self.applied.get(&key) {
-            let backwards = if strict { version <= *last } else { version < *last };
+        if let Some(&(last, after_snapshot)) = self.applied.get(&key) {
+            let backwards = match (strict, after_snapshot) {
+                (true, true) => version.seq <= last.seq,
+                (true, false) => version <= last,
+                (false, _) => version < last,
+            };
             if backwards {
                 out.violation(
                     self.name(),
@@ -185,7 +194,7 @@ impl Checker for MonotonicVersions {
                 );
             }
         }
-        self.applied.insert(key, version);
+        self.applied.insert(key, (version, !strict));
     }
 
     fn on_step(&mut self, world: &World, out: &mut Findings) {

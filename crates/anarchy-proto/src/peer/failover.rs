@@ -376,6 +376,7 @@ impl Peer {
         st.replica.czar = Some(me);
         st.replica.epoch_start_seq = best_seq;
         st.replica.epoch_start_checksum = best_sum;
+        st.replica.epoch_start_trusted = true;
         st.out_of_sync_since = None;
         st.czar_advert = None;
         let at_start = mine == best_seq && my_sum == best_sum;

@@ -1088,6 +1088,7 @@ impl Peer {
         st.replica.set_lineage(epoch);
         st.replica.epoch_start_seq = st.replica.seq();
         st.replica.epoch_start_checksum = st.replica.checksum().short();
+        st.replica.epoch_start_trusted = true;
         st.catch_up_to = None;
         st.want_snapshot = false;
         let (epoch, seq, checksum) = (st.replica.epoch, st.replica.seq(), st.replica.checksum().short());
@@ -1111,6 +1112,7 @@ impl Peer {
         st.replica.set_lineage(epoch);
         st.replica.epoch_start_seq = st.replica.seq();
         st.replica.epoch_start_checksum = st.replica.checksum().short();
+        st.replica.epoch_start_trusted = true;
         let (epoch, seq, checksum) = (st.replica.epoch, st.replica.seq(), st.replica.checksum().short());
         // A hand-over keeps the standing of the claim it continues.
         let backed = st.replica.backed;
@@ -1194,6 +1196,7 @@ impl Peer {
         let (start_seq, start_sum) = start.map_or((seq, sum), |s| (s.seq, s.checksum));
         st.replica.epoch_start_seq = start_seq;
         st.replica.epoch_start_checksum = start_sum;
+        st.replica.epoch_start_trusted = start.is_some_and(|s| s.trusted);
         st.outgoing.clear();
         st.out_of_sync_since = None;
         st.czar_advert = None;
@@ -1201,12 +1204,10 @@ impl Peer {
         let at_start = seq == start_seq && sum == start_sum;
         let behind = seq < start_seq;
         let off = start.is_some() && !at_start && !behind;
-        // Our state is on the new epoch's history if it is the stated start or a
-        // prefix of it; with no stated start we cannot tell yet (the czar's
-        // adverts, deltas or snapshot will say).
-        if start.is_some_and(|s| s.trusted) && !off {
-            st.replica.set_lineage(epoch);
-        }
+        // Our state is on the new epoch's history once it is the stated start
+        // (a prefix gets there by repair); with no trusted start we cannot tell
+        // yet (the czar's adverts, deltas or snapshot will say).
+        st.replica.note_start_reached();
         st.want_snapshot = off;
         st.catch_up_to = if czar == me && !at_start { Some((start_seq, start_sum)) } else { None };
         let needs_repair = st.catch_up_to.is_some() || off || (start.is_some() && behind);
@@ -1273,6 +1274,7 @@ impl Peer {
         st.replica.set_lineage(epoch);
         st.replica.epoch_start_seq = st.replica.seq();
         st.replica.epoch_start_checksum = st.replica.checksum().short();
+        st.replica.epoch_start_trusted = true;
         let (seq, checksum) = (st.replica.seq(), st.replica.checksum().short());
         self.flush_outgoing();
         self.push_event(Event::CzarChanged { shard, old: Some(self.id), new: self.id, epoch });
@@ -1547,6 +1549,7 @@ impl Peer {
         let gap = outcome.gap;
         // The run ends at the author's checksum, or we have diverged from it.
         let diverged = whole && st.replica.checksum_at(last_seq).is_some_and(|ours| ours != after);
+        st.replica.note_start_reached();
         self.stats.updates_applied += outcome.applied.len() as u64;
         for e in &outcome.applied {
             self.note_shard_update(shard, e.update.encoded_len());
