@@ -1,7 +1,8 @@
 //! Wire format: every message that crosses the network and its encoding.
 //!
-//! A datagram is a fixed header (magic, protocol version, sender id) followed
-//! by one or more frames. Decoding is bounded by the datagram's length: every
+//! A plain datagram is a fixed header (magic, protocol version, sender id)
+//! followed by one or more frames; on the network it always travels sealed
+//! (`seal`), so what is decoded here has already been authenticated. Decoding is bounded by the datagram's length: every
 //! count is checked against the bytes left before anything is allocated, and
 //! any malformed input is an error, never a panic. The layout is documented
 //! frame by frame in `docs/PROTOCOL.md`; keep the two in step.
@@ -14,14 +15,17 @@ use crate::shards::ShardId;
 
 /// The two bytes every datagram starts with.
 pub const MAGIC: [u8; 2] = *b"AY";
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// The protocol version this build speaks (2: every datagram is sealed, see `seal`).
+pub const PROTOCOL_VERSION: u8 = 2;
 /// No datagram is ever larger than this: safe for IPv6 and most tunnels.
 pub const MAX_DATAGRAM_BYTES: usize = 1200;
 /// Bytes in the datagram header: magic, version, flags, sender id.
 pub const HEADER_BYTES: usize = 2 + 1 + 1 + PEER_ID_BYTES;
-/// Largest encoded frame; a frame must fit in one datagram with its header.
-pub const MAX_FRAME_BYTES: usize = MAX_DATAGRAM_BYTES - HEADER_BYTES;
+/// Largest plain datagram (header + frames region): what sealing adds
+/// ([`crate::seal::SEAL_OVERHEAD_BYTES`]) still fits in [`MAX_DATAGRAM_BYTES`].
+pub const MAX_PLAIN_DATAGRAM_BYTES: usize = MAX_DATAGRAM_BYTES - crate::seal::SEAL_OVERHEAD_BYTES;
+/// Largest encoded frame; a frame must fit in one sealed datagram with its header.
+pub const MAX_FRAME_BYTES: usize = MAX_PLAIN_DATAGRAM_BYTES - HEADER_BYTES;
 /// Longest key a shard accepts.
 pub const MAX_KEY_BYTES: usize = 64;
 /// Longest value a shard accepts (until fragmentation lands, one update must
@@ -659,7 +663,7 @@ pub fn encode_datagram(sender: &PeerId, frames: &[&[u8]]) -> Vec<u8> {
     for f in frames {
         out.extend_from_slice(f);
     }
-    debug_assert!(out.len() <= MAX_DATAGRAM_BYTES, "datagram of {} bytes", out.len());
+    debug_assert!(out.len() <= MAX_PLAIN_DATAGRAM_BYTES, "plain datagram of {} bytes", out.len());
     out
 }
 

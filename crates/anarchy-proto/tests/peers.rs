@@ -94,7 +94,7 @@ fn writes_between_two_flushes_leave_as_one_datagram_per_peer() {
     net.drain(1);
     let sent: Vec<_> = net.log[before..].iter().filter(|(_, from, _, _)| *from == 1).collect();
     assert_eq!(sent.len(), 2, "one datagram to each of the two other peers");
-    let d = wire::decode_datagram(&sent[0].3).unwrap();
+    let d = support::decode(&sent[0].3).unwrap();
     let deltas: Vec<_> = d.frames.iter().filter(|f| matches!(f, Frame::Delta { .. })).collect();
     assert_eq!(deltas.len(), 1);
     let Frame::Delta { updates, .. } = deltas[0] else { unreachable!() };
@@ -187,8 +187,7 @@ fn a_lost_last_update_is_repaired_from_the_heartbeat_advert() {
     // Drop only the datagram carrying the delta.
     net.drop_filter = Some(Box::new(|d| {
         d.from == 0
-            && wire::decode_datagram(&d.payload)
-                .is_ok_and(|dg| dg.frames.iter().any(|f| matches!(f, Frame::Delta { .. })))
+            && support::decode(&d.payload).is_some_and(|dg| dg.frames.iter().any(|f| matches!(f, Frame::Delta { .. })))
     }));
     let now = net.now;
     net.peers[0].write(now, avatar, b"pos", b"last").unwrap();
@@ -364,7 +363,7 @@ fn bad_input_is_counted_never_a_panic() {
     let before = p.stats().total_drops();
     p.handle_datagram(now, from, b"garbage garbage garbage");
     assert_eq!(p.stats().drops(DropReason::BadMagic), 1);
-    let good = wire::encode_frames(&net.peers[1].id(), &[Frame::SyncReq]);
+    let good = support::seal(&wire::encode_frames(&net.peers[1].id(), &[Frame::SyncReq]));
     let p = &mut net.peers[0];
     p.handle_datagram(now, from, &good[..7]);
     assert_eq!(p.stats().drops(DropReason::Truncated), 1);
@@ -377,7 +376,7 @@ fn bad_input_is_counted_never_a_panic() {
     p.handle_datagram(now, from, &[]);
     assert_eq!(p.stats().total_drops(), before + 5);
     // A delta for a shard nobody declared.
-    let bogus = wire::encode_frames(
+    let bogus = support::seal(&wire::encode_frames(
         &net.peers[1].id(),
         &[Frame::Delta {
             shard: anarchy_proto::ShardId(12345),
@@ -386,7 +385,7 @@ fn bad_input_is_counted_never_a_panic() {
             base: 0,
             updates: vec![wire::Update { key: b"k".to_vec(), op: wire::Op::Delete }],
         }],
-    );
+    ));
     let p = &mut net.peers[0];
     p.handle_datagram(now, from, &bogus);
     assert_eq!(p.stats().drops(DropReason::UnknownShard), 1);
@@ -408,7 +407,7 @@ fn a_forged_delta_from_a_non_czar_is_dropped() {
     net.start_all();
     settle(&mut net);
     let now = net.now;
-    let forged = wire::encode_frames(
+    let forged = support::seal(&wire::encode_frames(
         &net.peers[1].id(),
         &[Frame::Delta {
             shard: world,
@@ -417,7 +416,7 @@ fn a_forged_delta_from_a_non_czar_is_dropped() {
             base: 0,
             updates: vec![wire::Update { key: b"gold".to_vec(), op: wire::Op::Put(b"999".to_vec()) }],
         }],
-    );
+    ));
     let from = net.addrs[1];
     net.peers[2].handle_datagram(now, from, &forged);
     assert_eq!(net.peers[2].stats().drops(DropReason::NotCzar), 1);

@@ -5,6 +5,8 @@
 //! mutated, makes the decoder or a joined peer panic; and every datagram that
 //! fails to decode is counted as a drop.
 
+mod support;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use anarchy_proto::identity::{PeerId, PublicKey};
@@ -506,7 +508,7 @@ fn joined_peer() -> Peer {
     peer.write(now, world, b"door", b"open").unwrap();
     let kp = other();
     let join = encode_frames(&kp.peer_id(), &[Frame::Join { public_key: kp.public_key(), incarnation: 0 }]);
-    peer.handle_datagram(now, other_addr(), &join);
+    peer.handle_datagram(now, other_addr(), &support::seal(&join));
     drain(&mut peer);
     assert!(peer.is_joined());
     assert_eq!(peer.live_members().count(), 2);
@@ -518,7 +520,7 @@ fn joined_peer() -> Peer {
 fn drain(peer: &mut Peer) {
     while let Some(t) = peer.poll_transmit() {
         assert!(t.payload.len() <= MAX_DATAGRAM_BYTES, "peer sent {} bytes", t.payload.len());
-        let d = decode_datagram(&t.payload).expect("the peer sends only valid datagrams");
+        let d = support::decode(&t.payload).expect("the peer sends only valid sealed datagrams");
         assert_eq!(d.sender, peer.id());
     }
     while peer.poll_event().is_some() {}
@@ -598,6 +600,8 @@ enum Input {
     FromMember(Vec<Frame>, Vec<Damage>, SocketAddr),
     /// Frames from an arbitrary sender id, maybe damaged.
     FromStranger(PeerId, Vec<Frame>, Vec<Damage>, SocketAddr),
+    /// Frames from `other()`, damaged after sealing.
+    DamagedSeal(Vec<Frame>, Vec<Damage>, SocketAddr),
     /// Time passes by this many milliseconds.
     Wait(u64),
 }
@@ -613,8 +617,19 @@ fn input() -> impl Strategy<Value = Input> {
         2 => (prop::collection::vec(any::<u8>(), 0..1500), from_addr()).prop_map(|(b, a)| Input::Noise(b, a)),
         5 => (frames(), damages(), from_addr()).prop_map(|(f, d, a)| Input::FromMember(f, d, a)),
         1 => (peer_id(), frames(), damages(), from_addr()).prop_map(|(s, f, d, a)| Input::FromStranger(s, f, d, a)),
+        1 => (frames(), prop::collection::vec(damage(), 1..=3), from_addr())
+            .prop_map(|(f, d, a)| Input::DamagedSeal(f, d, a)),
         1 => (0u64..400).prop_map(Input::Wait),
     ]
+}
+
+/// Seals a (maybe damaged) plain datagram as a member would; one too short
+/// to have a header goes out as it is.
+fn sealed(plain: Vec<u8>, from: SocketAddr) -> (Vec<u8>, Option<Vec<u8>>, SocketAddr) {
+    if plain.len() < HEADER_BYTES {
+        return (plain, None, from);
+    }
+    (support::seal(&plain), Some(plain), from)
 }
 
 fn datagram_bytes(sender: &PeerId, frames: &[Frame], damages: &[Damage]) -> Vec<u8> {
@@ -638,7 +653,8 @@ proptest! {
         let mut now = Instant::from_millis(BOOT_MS);
         let them = other().peer_id();
         for input in inputs {
-            let (bytes, from) = match input {
+            // `plain`: what the peer should find after opening, if the seal holds.
+            let (bytes, plain, from) = match input {
                 Input::Wait(ms) => {
                     now = Instant::from_millis(now.as_micros() / 1000 + ms);
                     if peer.poll_timeout().is_some_and(|t| t <= now) {
@@ -647,19 +663,31 @@ proptest! {
                     drain(&mut peer);
                     continue;
                 }
-                Input::Noise(bytes, from) => (bytes, from),
-                Input::FromMember(frames, damages, from) => (datagram_bytes(&them, &frames, &damages), from),
-                Input::FromStranger(sender, frames, damages, from) => (datagram_bytes(&sender, &frames, &damages), from),
+                Input::Noise(bytes, from) => (bytes, None, from),
+                Input::FromMember(frames, damages, from) => sealed(datagram_bytes(&them, &frames, &damages), from),
+                Input::FromStranger(sender, frames, damages, from) => {
+                    sealed(datagram_bytes(&sender, &frames, &damages), from)
+                }
+                Input::DamagedSeal(frames, damages, from) => {
+                    let (mut bytes, _, from) = sealed(datagram_bytes(&them, &frames, &[]), from);
+                    for d in &damages {
+                        apply_damage(&mut bytes, d);
+                    }
+                    (bytes, None, from)
+                }
             };
             let before = peer.stats().total_drops();
             let datagrams_before = peer.stats().datagrams_in;
             peer.handle_datagram(now, from, &bytes);
             prop_assert_eq!(peer.stats().datagrams_in, datagrams_before + 1);
-            if let Err(e) = decode_datagram(&bytes) {
-                prop_assert!(
+            match plain.map(|p| decode_datagram(&p)) {
+                Some(Err(e)) => prop_assert!(
                     peer.stats().total_drops() > before,
                     "undecodable datagram ({e}) was not counted as a drop"
-                );
+                ),
+                // Noise and damaged seals never open (2^-128 aside).
+                None => prop_assert!(peer.stats().total_drops() > before, "unsealed datagram was not counted as a drop"),
+                Some(Ok(_)) => {}
             }
             drain(&mut peer);
         }
@@ -685,13 +713,13 @@ fn claiming_after_a_claim_at_the_last_epoch_does_not_overflow() {
     let update = Update { key: vec![0], op: Op::Put(Vec::new()) };
     let before = peer.stats().total_drops();
     let delta = Frame::Delta { shard: world, epoch: u32::MAX, first_seq: 1, base: 0, updates: vec![update.clone()] };
-    peer.handle_datagram(now, other_addr(), &encode_frames(&them, &[delta]));
+    peer.handle_datagram(now, other_addr(), &support::seal(&encode_frames(&them, &[delta])));
     assert_eq!(peer.stats().total_drops(), before + 1);
     // At the limit itself it is accepted, and the claim after it does not overflow.
     let delta = Frame::Delta { shard: world, epoch: MAX_EPOCH, first_seq: 1, base: 0, updates: vec![update] };
-    peer.handle_datagram(now, other_addr(), &encode_frames(&them, &[delta]));
+    peer.handle_datagram(now, other_addr(), &support::seal(&encode_frames(&them, &[delta])));
     drain(&mut peer);
-    peer.handle_datagram(now, other_addr(), &encode_frames(&them, &[Frame::Leave { incarnation: 0 }]));
+    peer.handle_datagram(now, other_addr(), &support::seal(&encode_frames(&them, &[Frame::Leave { incarnation: 0 }])));
     drain(&mut peer);
 }
 
@@ -715,10 +743,10 @@ fn a_snapshot_at_the_last_seq_does_not_overflow() {
             entries: Vec::new(),
             resync: false,
         };
-        peer.handle_datagram(now, other_addr(), &encode_frames(&them, &[claim.clone(), snapshot]));
+        peer.handle_datagram(now, other_addr(), &support::seal(&encode_frames(&them, &[claim.clone(), snapshot])));
         drain(&mut peer);
         let repair = Frame::RepairReq { shard: world, from_seq: 5, checksum: 0 };
-        peer.handle_datagram(now, other_addr(), &encode_frames(&them, &[repair]));
+        peer.handle_datagram(now, other_addr(), &support::seal(&encode_frames(&them, &[repair])));
         drain(&mut peer);
     }
     assert!(peer.version_of(world).unwrap().seq <= MAX_SEQ);

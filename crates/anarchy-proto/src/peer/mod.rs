@@ -17,11 +17,14 @@ use rand_chacha::ChaCha8Rng;
 use crate::config::Config;
 use crate::event::{Event, WriteFailure, WriteId};
 use crate::identity::{Keypair, PeerId, PublicKey};
+use crate::limits::SourceLimits;
 use crate::membership::{LeaveReason, Member, Membership, MergeOutcome};
 use crate::replica::{Checksum, LogEntry, Replica, Version};
+use crate::seal::{Opener, Sealer};
 use crate::shards::{claim_strength, ranking, ShardError, ShardId, ShardInfo, ShardMap};
 use crate::stats::{DropReason, Stats};
 use crate::time::Instant;
+mod admission;
 mod critical;
 mod failover;
 mod status;
@@ -30,8 +33,8 @@ pub use critical::{Proposal, Validator};
 pub use status::{LatencyView, MemberView, PeerStatus, ShardView};
 
 use crate::wire::{
-    self, Frame, MemberRecord, MemberStatus, Op, ShardDecl, ShardVersion, Update, HEADER_BYTES, MAX_DATAGRAM_BYTES,
-    MAX_EPOCH, MAX_FRAME_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES,
+    self, Frame, MemberRecord, MemberStatus, Op, ShardDecl, ShardVersion, Update, HEADER_BYTES, MAX_EPOCH,
+    MAX_FRAME_BYTES, MAX_KEY_BYTES, MAX_PLAIN_DATAGRAM_BYTES, MAX_VALUE_BYTES,
 };
 
 /// Sequence numbers a peer accepts from others stay this far below the wire
@@ -46,8 +49,9 @@ const MAX_REPAIR_UPDATES: usize = 256;
 const MAX_SNAPSHOT_CHUNKS: u16 = 4096;
 /// Bytes a snapshot frame spends on everything but its entries (upper bound).
 const SNAPSHOT_FRAME_OVERHEAD: usize = 1 + 8 + 15 + 16 + 16 + 3 + 3 + 3;
-/// Bytes a delta frame spends on everything but its updates (upper bound).
-const DELTA_FRAME_OVERHEAD: usize = 1 + 8 + 5 + 10 + 3;
+/// Bytes a delta frame spends on everything but its updates (upper bound:
+/// type, shard, epoch, first seq, base, count).
+const DELTA_FRAME_OVERHEAD: usize = 1 + 8 + 5 + 9 + 8 + 3;
 /// Members per gossiped member-list frame.
 const MEMBERS_PER_FRAME: usize = 12;
 /// Shard declarations per gossiped shard-list frame.
@@ -60,7 +64,7 @@ const MAX_REMEMBERED_FORWARDS: usize = 4096;
 pub struct Transmit {
     /// Where to.
     pub destination: SocketAddr,
-    /// The bytes; never more than [`MAX_DATAGRAM_BYTES`].
+    /// The bytes, sealed; never more than [`crate::MAX_DATAGRAM_BYTES`].
     pub payload: Vec<u8>,
 }
 
@@ -216,6 +220,12 @@ pub struct Peer {
     /// Link measurements, rates and recent events for the status snapshot.
     telemetry: status::Telemetry,
     stats: Stats,
+    /// Seals what we send (our boot and counter).
+    sealer: Sealer,
+    /// Opens what we receive (replay windows per sender).
+    opener: Opener,
+    /// Rate limits and blocks per source address.
+    limits: SourceLimits,
     #[cfg(feature = "faults")]
     fault: Option<Fault>,
     #[cfg(feature = "faults")]
@@ -255,6 +265,13 @@ impl Peer {
             soft_left: false,
         };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        // The boot comes from the seed's second stream, so the main stream (and
+        // every run replayed from a seed) is the same as without it.
+        let mut boot_rng = ChaCha8Rng::seed_from_u64(seed);
+        boot_rng.set_stream(1);
+        let sealer = Sealer::new(&config.session_secret, &id, boot_rng.gen());
+        let opener = Opener::new(config.session_secret.clone());
+        let limits = SourceLimits::new(config.limit_settings());
         // Spread first ticks so peers started together do not beat in lockstep.
         let interval = config.heartbeat_interval.as_micros().max(1) as u64;
         let next_tick = now + Duration::from_micros(rng.gen_range(0..interval));
@@ -289,6 +306,9 @@ impl Peer {
             clock: now,
             telemetry: status::Telemetry::default(),
             stats: Stats::default(),
+            sealer,
+            opener,
+            limits,
             #[cfg(feature = "faults")]
             fault: None,
             #[cfg(feature = "faults")]
@@ -631,13 +651,8 @@ impl Peer {
             self.stats.drop(DropReason::NotInSession);
             return;
         }
-        let datagram = match wire::decode_datagram(bytes) {
-            Ok(d) => d,
-            Err(e) => {
-                self.stats.drop(e.into());
-                return;
-            }
-        };
+        // Limits, tag, replay window and decoding: nothing else is done for a datagram that fails them.
+        let Some((opened, datagram)) = self.admit(now, from, bytes) else { return };
         let sender = datagram.sender;
         if sender == self.id {
             self.stats.drop(DropReason::Invalid);
@@ -649,7 +664,11 @@ impl Peer {
         if let Some(m) = self.members.get_mut(&sender) {
             if m.is_alive() {
                 m.last_heard = now;
-                m.addr = from;
+                // Only the newest authenticated datagram moves an address: a
+                // delayed one from an old address does not move it back.
+                if opened.newest {
+                    m.addr = from;
+                }
                 if m.suspected {
                     self.heard_from(sender);
                 }
@@ -1860,7 +1879,8 @@ impl Peer {
         let shards_hash = self.shards.digest();
         let incarnation = self.members.myself().incarnation;
         // Split long advert lists so every heartbeat frame fits a datagram.
-        const ADVERTS_PER_FRAME: usize = 40;
+        // 36 adverts of at most 31 bytes each, plus the frame's own fields, stay under MAX_FRAME_BYTES.
+        const ADVERTS_PER_FRAME: usize = 36;
         let mut frames = Vec::new();
         for part in czar_of.chunks(ADVERTS_PER_FRAME) {
             frames.push(Frame::Heartbeat { incarnation, members_hash, shards_hash, czar_of: part.to_vec() }.to_bytes());
@@ -1894,8 +1914,8 @@ impl Peer {
             let mut current: Vec<&[u8]> = Vec::new();
             let mut len = HEADER_BYTES;
             for f in &frames {
-                if len + f.len() > MAX_DATAGRAM_BYTES && !current.is_empty() {
-                    let payload = wire::encode_datagram(&self.id, &current);
+                if len + f.len() > MAX_PLAIN_DATAGRAM_BYTES && !current.is_empty() {
+                    let payload = self.seal(&wire::encode_datagram(&self.id, &current));
                     self.transmits.push_back(Transmit { destination: to, payload });
                     current.clear();
                     len = HEADER_BYTES;
@@ -1904,7 +1924,7 @@ impl Peer {
                 len += f.len();
             }
             if !current.is_empty() {
-                let payload = wire::encode_datagram(&self.id, &current);
+                let payload = self.seal(&wire::encode_datagram(&self.id, &current));
                 self.transmits.push_back(Transmit { destination: to, payload });
             }
         }
