@@ -115,9 +115,14 @@ impl Net {
 
     /// Adds a peer (not yet joined) with a deterministic identity.
     pub fn add(&mut self) -> usize {
+        self.add_with(self.config.clone())
+    }
+
+    /// Adds a peer with its own settings (another session secret, say).
+    pub fn add_with(&mut self, config: Config) -> usize {
         let i = self.peers.len();
         let kp = Keypair::from_seed(i as u64 + 100);
-        self.peers.push(Peer::new(self.config.clone(), kp, addr(i), i as u64, self.now));
+        self.peers.push(Peer::new(config, kp, addr(i), i as u64, self.now));
         self.addrs.push(addr(i));
         self.up.push(true);
         self.events.push(Vec::new());
