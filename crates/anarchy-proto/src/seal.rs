@@ -32,6 +32,22 @@ pub const DATAGRAM_KEY_CONTEXT: &str = "anarchy 2026 datagram key v1";
 /// local tests; real games set their own secret.
 pub const OPEN_SESSION_PASSPHRASE: &str = "anarchy open session";
 
+/// Domain of the signature a member gives over an address check
+/// ([`addr_proof_message`]).
+pub const ADDR_PROOF_CONTEXT: &[u8] = b"anarchy 2026 address proof v1";
+
+/// What `member` signs to prove to `checker` that the address `checker` sent
+/// the challenge `nonce` to is its own: the context, both ids and the nonce.
+/// Bound to the checker, so a proof is no use to anyone else.
+pub fn addr_proof_message(member: &PeerId, checker: &PeerId, nonce: u64) -> Vec<u8> {
+    let mut m = Vec::with_capacity(ADDR_PROOF_CONTEXT.len() + 2 * PEER_ID_BYTES + 8);
+    m.extend_from_slice(ADDR_PROOF_CONTEXT);
+    m.extend_from_slice(&member.0);
+    m.extend_from_slice(&checker.0);
+    m.extend_from_slice(&nonce.to_le_bytes());
+    m
+}
+
 /// Bytes of the sender's boot in the sealed header.
 pub const BOOT_BYTES: usize = 4;
 /// Bytes of the sender's datagram counter in the sealed header.
@@ -399,8 +415,8 @@ pub struct Opened {
     /// Its cleartext header.
     pub header: SealHeader,
     /// Whether it is the newest datagram of its sender: from its latest boot,
-    /// with a counter above every other accepted. Only such a datagram may
-    /// move the sender's address (a reordered or delayed one may not).
+    /// with a counter above every other accepted. Only such a datagram from a
+    /// new address starts an address check (a reordered or delayed one does not).
     pub newest: bool,
     /// The plain datagram (`wire` header + frames region) to decode.
     pub plain: Vec<u8>,

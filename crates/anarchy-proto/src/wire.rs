@@ -9,7 +9,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::identity::{PeerId, PublicKey, PEER_ID_BYTES, PUBLIC_KEY_BYTES};
+use crate::identity::{PeerId, PublicKey, PEER_ID_BYTES, PUBLIC_KEY_BYTES, SIGNATURE_BYTES};
 use crate::replica::Version;
 use crate::shards::ShardId;
 
@@ -362,6 +362,20 @@ pub enum Frame {
         /// One answer per claimed shard.
         votes: Vec<RecoverVote>,
     },
+    /// "A datagram of yours came from this address: prove it is yours." Sent
+    /// to a member's new address; its address moves only on the signed answer.
+    AddrCheck {
+        /// A fresh random challenge.
+        nonce: u64,
+    },
+    /// The answer to [`Frame::AddrCheck`]: the member's Ed25519 signature over
+    /// `seal::addr_proof_message(member, checker, nonce)`.
+    AddrProof {
+        /// The challenge answered.
+        nonce: u64,
+        /// The signature.
+        signature: [u8; SIGNATURE_BYTES],
+    },
 }
 
 impl Frame {
@@ -390,6 +404,8 @@ impl Frame {
             Frame::Prepared { .. } => FrameKind::Prepared,
             Frame::Ping { .. } => FrameKind::Ping,
             Frame::Pong { .. } => FrameKind::Pong,
+            Frame::AddrCheck { .. } => FrameKind::AddrCheck,
+            Frame::AddrProof { .. } => FrameKind::AddrProof,
         }
     }
 
@@ -531,6 +547,11 @@ impl Frame {
                 }
             }
             Frame::Ping { stamp } | Frame::Pong { stamp } => put_varint(out, *stamp),
+            Frame::AddrCheck { nonce } => out.extend_from_slice(&nonce.to_le_bytes()),
+            Frame::AddrProof { nonce, signature } => {
+                out.extend_from_slice(&nonce.to_le_bytes());
+                out.extend_from_slice(signature);
+            }
             Frame::ForwardCritical { write_id, origin, shard, update } => {
                 put_varint(out, *write_id);
                 out.extend_from_slice(&origin.0);
@@ -609,6 +630,10 @@ pub enum FrameKind {
     Ping = 21,
     /// [`Frame::Pong`]
     Pong = 22,
+    /// [`Frame::AddrCheck`]
+    AddrCheck = 23,
+    /// [`Frame::AddrProof`]
+    AddrProof = 24,
 }
 
 /// A decoded datagram: who sent it and what it says.
@@ -883,6 +908,8 @@ fn decode_frame(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
         }
         21 => Frame::Ping { stamp: r.varint()? },
         22 => Frame::Pong { stamp: r.varint()? },
+        23 => Frame::AddrCheck { nonce: r.u64_le()? },
+        24 => Frame::AddrProof { nonce: r.u64_le()?, signature: r.array()? },
         19 => Frame::ForwardCritical {
             write_id: r.varint()?,
             origin: r.peer_id()?,

@@ -7,11 +7,12 @@
 mod support;
 
 use std::cell::RefCell;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
 use anarchy_proto::wire::{encode_frames, Frame};
-use anarchy_proto::{Config, DropReason, Event, SessionSecret};
+use anarchy_proto::{Config, DropReason, Event, Keypair, SessionSecret};
 use support::Net;
 
 fn session(n: usize) -> Net {
@@ -138,12 +139,8 @@ fn a_replayed_datagram_is_dropped_and_counted() {
     assert!(net.peers[1].poll_transmit().is_none(), "a replay is never answered");
 }
 
-#[test]
-fn a_members_address_moves_only_with_its_newest_authenticated_datagram() {
-    let mut net = session(2);
-    net.start_all();
-    net.run_for(Duration::from_secs(1));
-    // Hold back peer 1's next datagrams to peer 0, to deliver them by hand.
+/// Holds back peer 1's datagrams to peer 0 for a while and returns them, in send order.
+fn hold_back_from_1_to_0(net: &mut Net, how_long: Duration) -> Vec<Vec<u8>> {
     let held: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
     let sink = held.clone();
     net.drop_filter = Some(Box::new(move |d| {
@@ -153,32 +150,140 @@ fn a_members_address_moves_only_with_its_newest_authenticated_datagram() {
         }
         false
     }));
-    net.run_for(Duration::from_millis(120));
+    net.run_for(how_long);
     net.drop_filter = None;
     let held = held.borrow().clone();
     assert!(held.len() >= 2, "heartbeats were held back");
-    let them = net.id(1);
-    let addr_of = |net: &Net| net.peers[0].members().find(|m| m.id == them).unwrap().addr;
-    let old = net.addrs[1];
-    let moved: std::net::SocketAddr = "10.9.9.9:7000".parse().unwrap();
+    held
+}
+
+/// Takes what peer `i` sends to `to` right now, dropping the rest.
+fn sent_to(net: &mut Net, i: usize, to: SocketAddr) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(t) = net.peers[i].poll_transmit() {
+        if t.destination == to {
+            out.push(t.payload);
+        }
+    }
+    out
+}
+
+fn addr_of(net: &Net, at: usize, member: usize) -> SocketAddr {
+    let id = net.id(member);
+    net.peers[at].members().find(|m| m.id == id).unwrap().addr
+}
+
+#[test]
+fn a_members_address_moves_only_once_it_proves_the_new_one_with_its_key() {
+    let mut net = session(2);
+    net.start_all();
+    net.run_for(Duration::from_secs(1));
+    let held = hold_back_from_1_to_0(&mut net, Duration::from_millis(120));
+    let (old, moved): (SocketAddr, SocketAddr) = (net.addrs[1], "10.9.9.9:7000".parse().unwrap());
     let now = net.now;
 
-    // Forged from the new address without the secret: no move.
+    // Forged from the new address without the secret: no move, no check.
     let mut forged = held[1].clone();
     let last = forged.len() - 1;
     forged[last] ^= 1;
     net.peers[0].handle_datagram(now, moved, &forged);
-    assert_eq!(addr_of(&net), old);
-    // The newest authenticated datagram from the new address: NAT rebinding.
-    net.peers[0].handle_datagram(now, moved, &held[1]);
-    assert_eq!(addr_of(&net), moved);
-    // An older one arriving late from the old address does not move it back.
+    assert!(sent_to(&mut net, 0, moved).is_empty(), "nothing goes to an address that has not proved the secret");
+    // Its newest authenticated datagrams from the new address (a NAT rebinding):
+    // the frames are handled, the address waits for a proof.
+    for d in &held {
+        net.peers[0].handle_datagram(now, moved, d);
+    }
+    assert_eq!(addr_of(&net, 0, 1), old);
+    let checks = sent_to(&mut net, 0, moved);
+    assert_eq!(checks.len(), 1, "one address check to the new address per heartbeat interval");
+    assert!(checks[0].len() <= held.iter().map(Vec::len).max().unwrap(), "no larger than what arrived");
+    assert!(support::decode(&checks[0]).unwrap().frames.iter().any(|f| matches!(f, Frame::AddrCheck { .. })));
+    // An older datagram from the old address and a replay change nothing either.
     net.peers[0].handle_datagram(now, old, &held[0]);
-    assert_eq!(addr_of(&net), moved);
-    // Nor does a replay of the newest one.
     net.peers[0].handle_datagram(now, old, &held[1]);
-    assert_eq!(addr_of(&net), moved);
-    while net.peers[0].poll_transmit().is_some() {}
+    assert_eq!(addr_of(&net, 0, 1), old);
+    // The member answers the check (it came from the checker's own address) and signs.
+    net.peers[1].handle_datagram(now, net.addrs[0], &checks[0]);
+    let checker = net.addrs[0];
+    let proofs = sent_to(&mut net, 1, checker);
+    assert!(proofs.iter().any(|p| support::decode(p)
+        .unwrap()
+        .frames
+        .iter()
+        .any(|f| matches!(f, Frame::AddrProof { .. }))));
+    // A proof from anywhere but the checked address does not count; from it, it does.
+    for p in &proofs {
+        net.peers[0].handle_datagram(now, old, p);
+    }
+    assert_eq!(addr_of(&net, 0, 1), old);
+    let replayed = net.peers[0].stats().drops(DropReason::Replay);
+    for p in &proofs {
+        net.peers[0].handle_datagram(now, moved, p);
+    }
+    assert_eq!(net.peers[0].stats().drops(DropReason::Replay), replayed + proofs.len() as u64);
+    assert_eq!(addr_of(&net, 0, 1), old, "and a replayed proof is refused by the window");
+}
+
+#[test]
+fn a_proof_delivered_from_the_checked_address_moves_it() {
+    let mut net = session(2);
+    net.start_all();
+    net.run_for(Duration::from_secs(1));
+    let held = hold_back_from_1_to_0(&mut net, Duration::from_millis(120));
+    let moved: SocketAddr = "10.9.9.9:7000".parse().unwrap();
+    let now = net.now;
+    for d in &held {
+        net.peers[0].handle_datagram(now, moved, d);
+    }
+    let checks = sent_to(&mut net, 0, moved);
+    net.peers[1].handle_datagram(now, net.addrs[0], &checks[0]);
+    let checker = net.addrs[0];
+    for p in sent_to(&mut net, 1, checker) {
+        net.peers[0].handle_datagram(now, moved, &p);
+    }
+    assert_eq!(addr_of(&net, 0, 1), moved, "proved with the member's key: the address moves");
+}
+
+#[test]
+fn an_insider_cannot_move_another_members_address() {
+    let mut net = session(3);
+    net.start_all();
+    net.run_for(Duration::from_secs(1));
+    let victim = net.id(1);
+    let insider_addr = net.addrs[2];
+    let now = net.now;
+    // Sealing under the victim's id works for any holder of the secret ...
+    let pings = [Frame::Ping { stamp: u64::MAX }, Frame::Ping { stamp: u64::MAX - 1 }];
+    let ping = support::seal(&encode_frames(&victim, &pings));
+    net.peers[0].handle_datagram(now, insider_addr, &ping);
+    assert_eq!(addr_of(&net, 0, 1), net.addrs[1]);
+    let checks = sent_to(&mut net, 0, insider_addr);
+    let nonce = checks
+        .iter()
+        .flat_map(|c| support::decode(c).unwrap().frames)
+        .find_map(|f| match f {
+            Frame::AddrCheck { nonce } => Some(nonce),
+            _ => None,
+        })
+        .expect("the insider's address is checked");
+    // ... but the proof needs the victim's key: the insider's own signature fails,
+    let mine = Keypair::from_seed(102).sign(&anarchy_proto::seal::addr_proof_message(&victim, &net.id(0), nonce));
+    let fake = support::seal(&encode_frames(&victim, &[Frame::AddrProof { nonce, signature: mine }]));
+    net.peers[0].handle_datagram(now, insider_addr, &fake);
+    assert_eq!(addr_of(&net, 0, 1), net.addrs[1]);
+    // and the victim will not sign a check forged under the checker's id from elsewhere.
+    let relayed = support::seal(&encode_frames(&net.id(0), &[Frame::AddrCheck { nonce }]));
+    net.peers[1].handle_datagram(now, insider_addr, &relayed);
+    let answers = sent_to(&mut net, 1, insider_addr);
+    let proofs = answers.iter().flat_map(|a| support::decode(a).unwrap().frames);
+    assert_eq!(proofs.filter(|f| matches!(f, Frame::AddrProof { .. })).count(), 0, "no signature for the insider");
+    // A forged Join carrying the victim's public key does not move it either.
+    let join = Frame::Join { public_key: net.peers[1].public_key(), incarnation: 5 };
+    net.peers[0].handle_datagram(now, insider_addr, &support::seal(&encode_frames(&victim, &[join])));
+    assert_eq!(addr_of(&net, 0, 1), net.addrs[1]);
+    net.drain_all();
+    net.run_for(Duration::from_millis(500));
+    assert!(net.member_counts().values().all(|n| *n == 3));
 }
 
 #[test]

@@ -275,6 +275,13 @@ fn frame() -> impl Strategy<Value = Frame> {
         }),
         edgy_u64().prop_map(|stamp| Frame::Ping { stamp }),
         edgy_u64().prop_map(|stamp| Frame::Pong { stamp }),
+        edgy_u64().prop_map(|nonce| Frame::AddrCheck { nonce }),
+        (edgy_u64(), any::<[u8; 32]>(), any::<[u8; 32]>()).prop_map(|(nonce, a, b)| {
+            let mut signature = [0u8; 64];
+            signature[..32].copy_from_slice(&a);
+            signature[32..].copy_from_slice(&b);
+            Frame::AddrProof { nonce, signature }
+        }),
     ]
 }
 

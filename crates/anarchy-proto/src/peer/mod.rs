@@ -226,6 +226,8 @@ pub struct Peer {
     opener: Opener,
     /// Rate limits and blocks per source address.
     limits: SourceLimits,
+    /// Address checks in flight, by member.
+    addr_checks: BTreeMap<PeerId, admission::AddrCheck>,
     #[cfg(feature = "faults")]
     fault: Option<Fault>,
     #[cfg(feature = "faults")]
@@ -309,6 +311,7 @@ impl Peer {
             sealer,
             opener,
             limits,
+            addr_checks: BTreeMap::new(),
             #[cfg(feature = "faults")]
             fault: None,
             #[cfg(feature = "faults")]
@@ -661,18 +664,20 @@ impl Peer {
         if self.members.get(&sender).is_some() {
             self.note_bytes_in(sender, bytes.len());
         }
+        let mut moved = false;
         if let Some(m) = self.members.get_mut(&sender) {
             if m.is_alive() {
                 m.last_heard = now;
-                // Only the newest authenticated datagram moves an address: a
-                // delayed one from an old address does not move it back.
-                if opened.newest {
-                    m.addr = from;
-                }
+                // Its newest datagram from elsewhere: the address moves only once
+                // the member proves it with its key (a delayed one proves nothing).
+                moved = opened.newest && m.addr != from;
                 if m.suspected {
                     self.heard_from(sender);
                 }
             }
+        }
+        if moved {
+            self.check_address(now, sender, from, bytes.len());
         }
         let mut adverts = Vec::new();
         let mut heartbeat = false;
@@ -770,6 +775,8 @@ impl Peer {
                 self.handle_forward_critical(now, sender, write_id, origin, shard, update)
             }
             Frame::Ping { stamp } => self.queue_frame(from, &Frame::Pong { stamp }),
+            Frame::AddrCheck { nonce } => self.handle_addr_check(from, sender, nonce),
+            Frame::AddrProof { nonce, signature } => self.handle_addr_proof(from, sender, nonce, signature),
             Frame::Pong { stamp } => self.handle_pong(now, sender, stamp),
             Frame::Prepared { shard, origin, write_id, epoch, update } => {
                 self.handle_prepared(now, sender, shard, origin, write_id, epoch, update)
@@ -825,10 +832,16 @@ impl Peer {
             Some(m) if m.is_alive() => m.incarnation.max(incarnation),
             _ => incarnation,
         };
-        let record = MemberRecord { id: sender, public_key, addr: from, incarnation, status: MemberStatus::Alive };
+        // A live member's address moves only once it proves the new one with its
+        // key (the `Join` itself is not signed and its public key is public).
+        let addr = match self.members.get(&sender) {
+            Some(m) if m.is_alive() => m.addr,
+            _ => from,
+        };
+        let record = MemberRecord { id: sender, public_key, addr, incarnation, status: MemberStatus::Alive };
         let outcome = self.members.merge(&record, now);
         if let Some(m) = self.members.get_mut(&sender) {
-            m.addr = from;
+            m.addr = addr;
             m.last_heard = now;
         }
         // Lists and state first, the welcome last: the joiner accepts them while
