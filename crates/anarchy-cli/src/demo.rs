@@ -11,13 +11,14 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anarchy::{Event, Session, ShardId, Version, WriteOutcome};
+use anarchy::{Event, Session, SessionSecret, ShardId, Version, WriteOutcome};
 use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::logging;
+use crate::secret::SecretArgs;
 
 /// How long the players get to find each other and settle their czars.
 const SETUP_DEADLINE: Duration = Duration::from_secs(20);
@@ -61,6 +62,8 @@ pub struct DemoArgs {
     /// Log filter (e.g. info, debug). Default: RUST_LOG, else warn.
     #[arg(long, value_name = "LEVEL")]
     log: Option<String>,
+    #[command(flatten)]
+    secret: SecretArgs,
 }
 
 impl DemoArgs {
@@ -275,7 +278,8 @@ impl Latency {
 async fn play(args: &DemoArgs) -> Result<Report, String> {
     let peers = usize::from(args.peers);
     let started = Instant::now();
-    let sessions = start_players(peers).await?;
+    let secret = args.secret.resolve()?;
+    let sessions = start_players(peers, &secret).await?;
     let _dashboard = args
         .tui()
         .then(|| crate::monitor::LiveView::start("demo", sessions.iter().map(|s| s.status_handle()).collect()));
@@ -386,11 +390,12 @@ fn shard_names(peers: usize) -> Vec<String> {
 }
 
 /// Starts player 0 alone and the others joining through it.
-async fn start_players(peers: usize) -> Result<Vec<Arc<Session>>, String> {
+async fn start_players(peers: usize, secret: &SessionSecret) -> Result<Vec<Arc<Session>>, String> {
     let mut sessions: Vec<Arc<Session>> = Vec::with_capacity(peers);
     for i in 0..peers {
         let mut builder = Session::builder()
             .bind("127.0.0.1:0".parse().expect("literal address"))
+            .secret(secret.clone())
             .shard(WORLD)
             .own_shard(format!("avatar-{i}"));
         if let Some(first) = sessions.first() {

@@ -10,6 +10,7 @@ mod keygen;
 mod logging;
 mod monitor;
 mod node;
+mod secret;
 
 /// Serverless game-state sync over UDP.
 #[derive(Debug, Parser)]

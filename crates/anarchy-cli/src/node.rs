@@ -9,6 +9,7 @@ use anarchy::{AdminExposure, Event, Session};
 
 use crate::keygen::load_keypair;
 use crate::logging;
+use crate::secret::SecretArgs;
 
 /// How often the node logs a status line.
 const STATUS_INTERVAL: Duration = Duration::from_secs(5);
@@ -47,6 +48,8 @@ pub struct NodeArgs {
     /// "latency=40ms,jitter=10ms,loss=2%,dup=1%[,seed=N]".
     #[arg(long, value_name = "SPEC")]
     conditioner: Option<anarchy::Conditioner>,
+    #[command(flatten)]
+    secret: SecretArgs,
 }
 
 /// Runs `anarchy node`.
@@ -63,7 +66,20 @@ pub fn run(args: NodeArgs) -> ExitCode {
 }
 
 async fn serve(args: NodeArgs) -> ExitCode {
-    let mut builder = Session::builder().bind(args.bind);
+    let secret = match args.secret.resolve() {
+        Ok(secret) => secret,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if secret.is_open() {
+        tracing::warn!(
+            "no session secret given: the session is open to anyone (--secret, --passphrase or ANARCHY_SECRET)"
+        );
+    }
+    let fingerprint = secret.fingerprint();
+    let mut builder = Session::builder().bind(args.bind).secret(secret);
     if let Some(key) = &args.key {
         match load_keypair(key) {
             Ok(keypair) => builder = builder.keypair(keypair),
@@ -113,6 +129,7 @@ async fn serve(args: NodeArgs) -> ExitCode {
         bound = %session.local_addr(),
         advertised = %session.advertised_addr(),
         joining = ?args.join,
+        secret = %fingerprint,
         "node started; Ctrl-C to leave"
     );
 

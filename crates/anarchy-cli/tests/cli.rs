@@ -56,3 +56,18 @@ fn a_bad_flag_fails_with_a_message() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not-a-key"));
 }
+
+#[test]
+fn a_demo_with_a_passphrase_converges_and_a_malformed_secret_is_refused() {
+    let out = anarchy(&["demo", "--peers", "3", "--seconds", "1", "--json", "--passphrase", "our game"]);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(report["converged"], serde_json::Value::Bool(true), "{report}");
+
+    let out = anarchy(&["node", "--bind", "127.0.0.1:0", "--secret", "abc"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("64 hex digits"));
+
+    let out = anarchy(&["demo", "--secret", &"ab".repeat(32), "--passphrase", "x"]);
+    assert!(!out.status.success(), "a secret and a passphrase together are refused");
+}

@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use crate::limits::LimitSettings;
+use crate::seal::SessionSecret;
+
 /// Protocol settings. Every peer in a session should use the same values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -67,6 +70,45 @@ pub struct Config {
     pub max_queued_events: usize,
     /// Whether every applied update is reported as an [`crate::Event::Updated`]. Default true.
     pub update_events: bool,
+    /// The session's secret: every datagram is sealed with keys derived from
+    /// it, and a datagram sealed with another secret is dropped unread, so only
+    /// holders of the secret can join or read the traffic. Default: the public
+    /// open-session secret ([`SessionSecret::open`], passphrase
+    /// `"anarchy open session"`), which admits anyone: set your own for a real game.
+    pub session_secret: SessionSecret,
+    /// Sustained datagrams per second one source address may send us; more
+    /// are dropped unopened (`RateLimited`). Default 5000 (a 60 Hz game sends
+    /// each peer well under 200).
+    pub source_datagrams_per_sec: u32,
+    /// Datagrams one source address may send in a burst above the sustained
+    /// rate (a welcomer's lists and snapshots to a joiner come in one burst). Default 10000.
+    pub source_burst_datagrams: u32,
+    /// Invalid datagrams (bad tag, malformed after opening) after which a
+    /// source address is blocked. Replays are not counted: networks duplicate.
+    /// Bad tags from a live member's address are not counted either, since
+    /// anyone can forge that source address. Default 32.
+    pub source_max_strikes: u32,
+    /// One strike is forgiven per this much time. Default 250 ms.
+    pub source_strike_decay: Duration,
+    /// How long a blocked source address is ignored (`Blocked`). Default 10 s.
+    pub source_block_duration: Duration,
+    /// Source addresses whose limits are tracked at most; the least recently
+    /// seen are forgotten first. Default 4096.
+    pub max_tracked_sources: usize,
+}
+
+impl Config {
+    /// The abuse-limit settings, for [`crate::limits::SourceLimits`].
+    pub fn limit_settings(&self) -> LimitSettings {
+        LimitSettings {
+            datagrams_per_sec: self.source_datagrams_per_sec,
+            burst_datagrams: self.source_burst_datagrams,
+            max_strikes: self.source_max_strikes,
+            strike_decay: self.source_strike_decay,
+            block_duration: self.source_block_duration,
+            max_tracked_sources: self.max_tracked_sources,
+        }
+    }
 }
 
 impl Default for Config {
@@ -96,6 +138,13 @@ impl Default for Config {
             prepared_ttl: Duration::from_secs(10),
             max_queued_events: 65536,
             update_events: true,
+            session_secret: SessionSecret::open(),
+            source_datagrams_per_sec: 5000,
+            source_burst_datagrams: 10_000,
+            source_max_strikes: 32,
+            source_strike_decay: Duration::from_millis(250),
+            source_block_duration: Duration::from_secs(10),
+            max_tracked_sources: 4096,
         }
     }
 }

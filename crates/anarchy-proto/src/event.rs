@@ -145,4 +145,13 @@ pub enum Event {
         /// The version installed.
         version: Version,
     },
+    /// A source address kept sending invalid data (datagrams that failed the
+    /// session's tag, or authenticated but malformed ones) and is ignored for
+    /// `duration`: its datagrams are dropped unopened (`DropReason::Blocked`).
+    SourceBlocked {
+        /// The address.
+        addr: SocketAddr,
+        /// How long it is ignored.
+        duration: std::time::Duration,
+    },
 }

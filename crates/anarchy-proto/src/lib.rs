@@ -28,11 +28,13 @@
 pub mod config;
 pub mod event;
 pub mod identity;
+pub mod limits;
 pub mod membership;
 pub mod peer;
 pub mod proof;
 pub mod quorum;
 pub mod replica;
+pub mod seal;
 pub mod shards;
 pub mod stats;
 pub mod time;
@@ -48,6 +50,7 @@ pub use peer::{
     LatencyView, MemberView, Peer, PeerStatus, Proposal, ShardView, Transmit, Validator, WriteError, WriteOutcome,
 };
 pub use replica::{Checksum, Replica, Version};
+pub use seal::{SealError, SessionSecret, SEAL_OVERHEAD_BYTES};
 pub use shards::{ShardError, ShardId, ShardInfo};
 pub use stats::{DropReason, Histogram, Stats};
 pub use time::Instant;

@@ -20,6 +20,7 @@ use std::collections::HashSet;
 
 use crate::identity::{Keypair, PeerId, PublicKey, SIGNATURE_BYTES};
 use crate::replica::Version;
+use crate::seal::SessionSecret;
 use crate::shards::ShardId;
 use crate::wire::{put_update, Update};
 
@@ -31,9 +32,9 @@ const VERIFIED_CONTEXT: &str = "anarchy 2026 verified signature cache v1";
 const SESSION_TAG_CONTEXT: &str = "anarchy 2026 session signing tag v1";
 
 /// The 32 bytes every signature of a session is bound to, derived from the
-/// session's secret material (empty for an open session).
-pub fn session_tag(secret: &[u8]) -> [u8; 32] {
-    blake3::derive_key(SESSION_TAG_CONTEXT, secret)
+/// session's secret: a signature made in one session means nothing in another.
+pub fn session_tag(secret: &SessionSecret) -> [u8; 32] {
+    blake3::derive_key(SESSION_TAG_CONTEXT, &secret.to_bytes())
 }
 
 /// An Ed25519 signature as carried on the wire.

@@ -1,6 +1,7 @@
 //! Stats: counters the tools read. Every dropped datagram or frame is counted
 //! under its cause, so nothing is rejected silently.
 
+use crate::seal::SealError;
 use crate::wire::DecodeError;
 
 /// Why a datagram or frame was dropped.
@@ -56,11 +57,20 @@ pub enum DropReason {
     BadSignature,
     /// A delta that did not end at the checksum its author signed (we resync).
     BadChecksum,
+    /// A datagram whose authentication tag failed: not sealed with this
+    /// session's secret, forged or damaged. Dropped before any other work.
+    BadTag,
+    /// A datagram whose counter was already accepted, or is too far behind.
+    Replay,
+    /// Over its source address's rate limit (checked before the tag).
+    RateLimited,
+    /// From a source address that sent too much invalid data and is ignored for a while.
+    Blocked,
 }
 
 impl DropReason {
     /// Every reason, for tables.
-    pub const ALL: [DropReason; 25] = [
+    pub const ALL: [DropReason; 29] = [
         DropReason::Oversized,
         DropReason::Truncated,
         DropReason::BadMagic,
@@ -86,6 +96,10 @@ impl DropReason {
         DropReason::OffHistory,
         DropReason::BadSignature,
         DropReason::BadChecksum,
+        DropReason::BadTag,
+        DropReason::Replay,
+        DropReason::RateLimited,
+        DropReason::Blocked,
     ];
 
     /// A stable snake_case name for metrics.
@@ -116,6 +130,10 @@ impl DropReason {
             DropReason::OffHistory => "off_history",
             DropReason::BadSignature => "bad_signature",
             DropReason::BadChecksum => "bad_checksum",
+            DropReason::BadTag => "bad_tag",
+            DropReason::Replay => "replay",
+            DropReason::RateLimited => "rate_limited",
+            DropReason::Blocked => "blocked",
         }
     }
 }
@@ -133,6 +151,19 @@ impl From<DecodeError> for DropReason {
             DecodeError::BadVarint => DropReason::BadVarint,
             DecodeError::TooLong(_) => DropReason::TooLong,
             DecodeError::Invalid(_) => DropReason::Invalid,
+        }
+    }
+}
+
+impl From<SealError> for DropReason {
+    fn from(e: SealError) -> Self {
+        match e {
+            SealError::Oversized => DropReason::Oversized,
+            SealError::Truncated => DropReason::Truncated,
+            SealError::BadMagic => DropReason::BadMagic,
+            SealError::UnsupportedVersion(_) => DropReason::UnsupportedVersion,
+            SealError::BadTag => DropReason::BadTag,
+            SealError::Replay => DropReason::Replay,
         }
     }
 }

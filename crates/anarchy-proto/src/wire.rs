@@ -1,28 +1,32 @@
 //! Wire format: every message that crosses the network and its encoding.
 //!
-//! A datagram is a fixed header (magic, protocol version, sender id) followed
-//! by one or more frames. Decoding is bounded by the datagram's length: every
+//! A plain datagram is a fixed header (magic, protocol version, sender id)
+//! followed by one or more frames; on the network it always travels sealed
+//! (`seal`), so what is decoded here has already been authenticated. Decoding is bounded by the datagram's length: every
 //! count is checked against the bytes left before anything is allocated, and
 //! any malformed input is an error, never a panic. The layout is documented
 //! frame by frame in `docs/PROTOCOL.md`; keep the two in step.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::identity::{PeerId, PublicKey, PEER_ID_BYTES, PUBLIC_KEY_BYTES};
+use crate::identity::{PeerId, PublicKey, PEER_ID_BYTES, PUBLIC_KEY_BYTES, SIGNATURE_BYTES};
 use crate::proof::Signature;
 use crate::replica::Version;
 use crate::shards::ShardId;
 
 /// The two bytes every datagram starts with.
 pub const MAGIC: [u8; 2] = *b"AY";
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// The protocol version this build speaks (2: every datagram is sealed, see `seal`).
+pub const PROTOCOL_VERSION: u8 = 2;
 /// No datagram is ever larger than this: safe for IPv6 and most tunnels.
 pub const MAX_DATAGRAM_BYTES: usize = 1200;
 /// Bytes in the datagram header: magic, version, flags, sender id.
 pub const HEADER_BYTES: usize = 2 + 1 + 1 + PEER_ID_BYTES;
-/// Largest encoded frame; a frame must fit in one datagram with its header.
-pub const MAX_FRAME_BYTES: usize = MAX_DATAGRAM_BYTES - HEADER_BYTES;
+/// Largest plain datagram (header + frames region): what sealing adds
+/// ([`crate::seal::SEAL_OVERHEAD_BYTES`]) still fits in [`MAX_DATAGRAM_BYTES`].
+pub const MAX_PLAIN_DATAGRAM_BYTES: usize = MAX_DATAGRAM_BYTES - crate::seal::SEAL_OVERHEAD_BYTES;
+/// Largest encoded frame; a frame must fit in one sealed datagram with its header.
+pub const MAX_FRAME_BYTES: usize = MAX_PLAIN_DATAGRAM_BYTES - HEADER_BYTES;
 /// Longest key a shard accepts.
 pub const MAX_KEY_BYTES: usize = 64;
 /// Longest value a shard accepts (until fragmentation lands, one update must
@@ -372,6 +376,20 @@ pub enum Frame {
         /// One answer per claimed shard.
         votes: Vec<RecoverVote>,
     },
+    /// "A datagram of yours came from this address: prove it is yours." Sent
+    /// to a member's new address; its address moves only on the signed answer.
+    AddrCheck {
+        /// A fresh random challenge.
+        nonce: u64,
+    },
+    /// The answer to [`Frame::AddrCheck`]: the member's Ed25519 signature over
+    /// `seal::addr_proof_message(member, checker, nonce)`.
+    AddrProof {
+        /// The challenge answered.
+        nonce: u64,
+        /// The signature.
+        signature: [u8; SIGNATURE_BYTES],
+    },
 }
 
 impl Frame {
@@ -400,6 +418,8 @@ impl Frame {
             Frame::Prepared { .. } => FrameKind::Prepared,
             Frame::Ping { .. } => FrameKind::Ping,
             Frame::Pong { .. } => FrameKind::Pong,
+            Frame::AddrCheck { .. } => FrameKind::AddrCheck,
+            Frame::AddrProof { .. } => FrameKind::AddrProof,
         }
     }
 
@@ -546,6 +566,11 @@ impl Frame {
                 }
             }
             Frame::Ping { stamp } | Frame::Pong { stamp } => put_varint(out, *stamp),
+            Frame::AddrCheck { nonce } => out.extend_from_slice(&nonce.to_le_bytes()),
+            Frame::AddrProof { nonce, signature } => {
+                out.extend_from_slice(&nonce.to_le_bytes());
+                out.extend_from_slice(signature);
+            }
             Frame::ForwardCritical { write_id, origin, shard, update } => {
                 put_varint(out, *write_id);
                 out.extend_from_slice(&origin.0);
@@ -624,6 +649,10 @@ pub enum FrameKind {
     Ping = 21,
     /// [`Frame::Pong`]
     Pong = 22,
+    /// [`Frame::AddrCheck`]
+    AddrCheck = 23,
+    /// [`Frame::AddrProof`]
+    AddrProof = 24,
 }
 
 /// A decoded datagram: who sent it and what it says.
@@ -678,7 +707,7 @@ pub fn encode_datagram(sender: &PeerId, frames: &[&[u8]]) -> Vec<u8> {
     for f in frames {
         out.extend_from_slice(f);
     }
-    debug_assert!(out.len() <= MAX_DATAGRAM_BYTES, "datagram of {} bytes", out.len());
+    debug_assert!(out.len() <= MAX_PLAIN_DATAGRAM_BYTES, "plain datagram of {} bytes", out.len());
     out
 }
 
@@ -903,6 +932,8 @@ fn decode_frame(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
         }
         21 => Frame::Ping { stamp: r.varint()? },
         22 => Frame::Pong { stamp: r.varint()? },
+        23 => Frame::AddrCheck { nonce: r.u64_le()? },
+        24 => Frame::AddrProof { nonce: r.u64_le()?, signature: r.array()? },
         19 => Frame::ForwardCritical {
             write_id: r.varint()?,
             origin: r.peer_id()?,

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use anarchy_proto::wire::{self, Frame};
+use anarchy_proto::wire::Frame;
 use anarchy_proto::{Config, Event, WriteFailure, WriteId};
 use support::Net;
 
@@ -152,8 +152,7 @@ fn a_new_czar_finishes_a_proposal_the_old_one_never_decided() {
     // Votes never reach the czar: members prepare the proposal, nobody decides.
     net.drop_filter = Some(Box::new(move |d| {
         d.to == czar
-            && wire::decode_datagram(&d.payload)
-                .is_ok_and(|dg| dg.frames.iter().any(|f| matches!(f, Frame::Vote { .. })))
+            && support::decode(&d.payload).is_some_and(|dg| dg.frames.iter().any(|f| matches!(f, Frame::Vote { .. })))
     }));
     let now = net.now;
     net.peers[czar].write_critical(now, world, b"loot", Some(b"epic")).unwrap();

@@ -95,7 +95,7 @@ fn writes_between_two_flushes_leave_as_one_datagram_per_peer() {
     net.drain(1);
     let sent: Vec<_> = net.log[before..].iter().filter(|(_, from, _, _)| *from == 1).collect();
     assert_eq!(sent.len(), 2, "one datagram to each of the two other peers");
-    let d = wire::decode_datagram(&sent[0].3).unwrap();
+    let d = support::decode(&sent[0].3).unwrap();
     let deltas: Vec<_> = d.frames.iter().filter(|f| matches!(f, Frame::Delta { .. })).collect();
     assert_eq!(deltas.len(), 1);
     let Frame::Delta { updates, .. } = deltas[0] else { unreachable!() };
@@ -188,8 +188,7 @@ fn a_lost_last_update_is_repaired_from_the_heartbeat_advert() {
     // Drop only the datagram carrying the delta.
     net.drop_filter = Some(Box::new(|d| {
         d.from == 0
-            && wire::decode_datagram(&d.payload)
-                .is_ok_and(|dg| dg.frames.iter().any(|f| matches!(f, Frame::Delta { .. })))
+            && support::decode(&d.payload).is_some_and(|dg| dg.frames.iter().any(|f| matches!(f, Frame::Delta { .. })))
     }));
     let now = net.now;
     net.peers[0].write(now, avatar, b"pos", b"last").unwrap();
@@ -365,7 +364,7 @@ fn bad_input_is_counted_never_a_panic() {
     let before = p.stats().total_drops();
     p.handle_datagram(now, from, b"garbage garbage garbage");
     assert_eq!(p.stats().drops(DropReason::BadMagic), 1);
-    let good = wire::encode_frames(&net.peers[1].id(), &[Frame::SyncReq]);
+    let good = support::seal(&wire::encode_frames(&net.peers[1].id(), &[Frame::SyncReq]));
     let p = &mut net.peers[0];
     p.handle_datagram(now, from, &good[..7]);
     assert_eq!(p.stats().drops(DropReason::Truncated), 1);
@@ -378,7 +377,7 @@ fn bad_input_is_counted_never_a_panic() {
     p.handle_datagram(now, from, &[]);
     assert_eq!(p.stats().total_drops(), before + 5);
     // A delta for a shard nobody declared.
-    let bogus = wire::encode_frames(
+    let bogus = support::seal(&wire::encode_frames(
         &net.peers[1].id(),
         &[Frame::Delta {
             shard: anarchy_proto::ShardId(12345),
@@ -390,7 +389,7 @@ fn bad_input_is_counted_never_a_panic() {
             sig: [0; 64],
             updates: vec![wire::Update { key: b"k".to_vec(), op: wire::Op::Delete }],
         }],
-    );
+    ));
     let p = &mut net.peers[0];
     p.handle_datagram(now, from, &bogus);
     assert_eq!(p.stats().drops(DropReason::UnknownShard), 1);
@@ -414,8 +413,16 @@ fn next_run(net: &Net, world: anarchy_proto::ShardId, at: usize, signer: usize, 
     let author = net.peers[signer].id();
     let (epoch, first_seq, after) = (version.epoch, version.seq + 1, base ^ 1);
     let sig = if real_sig {
-        let message =
-            proof::delta_message(&proof::session_tag(&[]), world, epoch, first_seq, base, after, &author, &updates);
+        let message = proof::delta_message(
+            &proof::session_tag(&Config::default().session_secret),
+            world,
+            epoch,
+            first_seq,
+            base,
+            after,
+            &author,
+            &updates,
+        );
         Keypair::from_seed(signer as u64 + 100).sign(&message)
     } else {
         [7; 64]
@@ -431,7 +438,7 @@ fn a_forged_delta_from_a_non_czar_is_dropped() {
     settle(&mut net);
     let now = net.now;
     // Peer 1 signs a run with its own key and sends it as itself.
-    let forged = wire::encode_frames(&net.peers[1].id(), &[next_run(&net, world, 2, 1, true)]);
+    let forged = support::seal(&wire::encode_frames(&net.peers[1].id(), &[next_run(&net, world, 2, 1, true)]));
     let from = net.addrs[1];
     net.peers[2].handle_datagram(now, from, &forged);
     assert_eq!(net.peers[2].stats().drops(DropReason::NotCzar), 1);
@@ -447,7 +454,7 @@ fn a_delta_must_carry_its_czars_signature_whoever_sends_it() {
     let now = net.now;
     let before = net.peers[2].version_of(world).unwrap();
     // Peer 1 pretends to be the czar: the czar's id as sender and author, no key.
-    let forged = wire::encode_frames(&net.peers[0].id(), &[next_run(&net, world, 2, 0, false)]);
+    let forged = support::seal(&wire::encode_frames(&net.peers[0].id(), &[next_run(&net, world, 2, 0, false)]));
     net.peers[2].handle_datagram(now, net.addrs[0], &forged);
     assert_eq!(net.peers[2].stats().drops(DropReason::BadSignature), 1);
     // The czar's run signed for the czar, but its content changed on the way.
@@ -457,7 +464,7 @@ fn a_delta_must_carry_its_czars_signature_whoever_sends_it() {
     };
     let swapped = vec![wire::Update { key: b"gold".to_vec(), op: wire::Op::Put(b"1000".to_vec()) }];
     let tampered = Frame::Delta { shard, epoch, first_seq, base, after, author, sig, updates: swapped };
-    let tampered = wire::encode_frames(&net.peers[0].id(), &[tampered]);
+    let tampered = support::seal(&wire::encode_frames(&net.peers[0].id(), &[tampered]));
     net.peers[2].handle_datagram(now, net.addrs[0], &tampered);
     assert_eq!(net.peers[2].stats().drops(DropReason::BadSignature), 2);
     // Signed for another shard: the signature does not carry over.
@@ -468,7 +475,7 @@ fn a_delta_must_carry_its_czars_signature_whoever_sends_it() {
         unreachable!()
     };
     let moved = Frame::Delta { shard: other, epoch, first_seq, base, after, author, sig, updates };
-    let (now, bytes) = (net.now, wire::encode_frames(&net.peers[0].id(), &[moved]));
+    let (now, bytes) = (net.now, support::seal(&wire::encode_frames(&net.peers[0].id(), &[moved])));
     net.peers[2].handle_datagram(now, net.addrs[0], &bytes);
     assert!(net.peers[2].stats().drops(DropReason::BadSignature) >= 3);
     assert_eq!(net.peers[2].get(world, b"gold"), None);
@@ -487,7 +494,7 @@ fn a_signed_run_that_ends_at_another_checksum_is_a_divergence_and_resyncs() {
     // A correctly signed run whose stated end checksum is not what its updates
     // produce: the receiver applies, sees it is off, and resyncs from the czar.
     let run = next_run(&net, world, 2, 0, true);
-    let (now, bytes) = (net.now, wire::encode_frames(&net.peers[0].id(), &[run]));
+    let (now, bytes) = (net.now, support::seal(&wire::encode_frames(&net.peers[0].id(), &[run])));
     net.peers[2].handle_datagram(now, net.addrs[0], &bytes);
     assert_eq!(net.peers[2].stats().drops(DropReason::BadChecksum), 1);
     // The czar's next write shows the divergence in its adverts: the peer takes its state whole.

@@ -5,6 +5,8 @@
 //! mutated, makes the decoder or a joined peer panic; and every datagram that
 //! fails to decode is counted as a drop.
 
+mod support;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use anarchy_proto::identity::{PeerId, PublicKey};
@@ -280,6 +282,13 @@ fn frame() -> impl Strategy<Value = Frame> {
         }),
         edgy_u64().prop_map(|stamp| Frame::Ping { stamp }),
         edgy_u64().prop_map(|stamp| Frame::Pong { stamp }),
+        edgy_u64().prop_map(|nonce| Frame::AddrCheck { nonce }),
+        (edgy_u64(), any::<[u8; 32]>(), any::<[u8; 32]>()).prop_map(|(nonce, a, b)| {
+            let mut signature = [0u8; 64];
+            signature[..32].copy_from_slice(&a);
+            signature[32..].copy_from_slice(&b);
+            Frame::AddrProof { nonce, signature }
+        }),
     ]
 }
 
@@ -499,15 +508,31 @@ fn other() -> Keypair {
 fn signed_delta(shard: ShardId, epoch: u32, first_seq: u64, updates: Vec<Update>) -> Frame {
     let author = other().peer_id();
     let (base, after) = (0, 0);
-    let message =
-        proof::delta_message(&proof::session_tag(&[]), shard, epoch, first_seq, base, after, &author, &updates);
+    let message = proof::delta_message(
+        &proof::session_tag(&Config::default().session_secret),
+        shard,
+        epoch,
+        first_seq,
+        base,
+        after,
+        &author,
+        &updates,
+    );
     Frame::Delta { shard, epoch, first_seq, base, after, author, sig: other().sign(&message), updates }
 }
 
 /// An empty snapshot sent and signed by [`other`], naming `czar`.
 fn empty_snapshot(shard: ShardId, version: Version, czar: PeerId, resync: bool) -> Frame {
     let digest = proof::snapshot_digest(std::iter::empty());
-    let message = proof::snapshot_message(&proof::session_tag(&[]), shard, version, &czar, &[0; 16], 1, &digest);
+    let message = proof::snapshot_message(
+        &proof::session_tag(&Config::default().session_secret),
+        shard,
+        version,
+        &czar,
+        &[0; 16],
+        1,
+        &digest,
+    );
     Frame::Snapshot {
         shard,
         version,
@@ -540,7 +565,7 @@ fn joined_peer() -> Peer {
     peer.write(now, world, b"door", b"open").unwrap();
     let kp = other();
     let join = encode_frames(&kp.peer_id(), &[Frame::Join { public_key: kp.public_key(), incarnation: 0 }]);
-    peer.handle_datagram(now, other_addr(), &join);
+    peer.handle_datagram(now, other_addr(), &support::seal(&join));
     drain(&mut peer);
     assert!(peer.is_joined());
     assert_eq!(peer.live_members().count(), 2);
@@ -552,7 +577,7 @@ fn joined_peer() -> Peer {
 fn drain(peer: &mut Peer) {
     while let Some(t) = peer.poll_transmit() {
         assert!(t.payload.len() <= MAX_DATAGRAM_BYTES, "peer sent {} bytes", t.payload.len());
-        let d = decode_datagram(&t.payload).expect("the peer sends only valid datagrams");
+        let d = support::decode(&t.payload).expect("the peer sends only valid sealed datagrams");
         assert_eq!(d.sender, peer.id());
     }
     while peer.poll_event().is_some() {}
@@ -628,6 +653,8 @@ enum Input {
     FromMember(Vec<Frame>, Vec<Damage>, SocketAddr),
     /// Frames from an arbitrary sender id, maybe damaged.
     FromStranger(PeerId, Vec<Frame>, Vec<Damage>, SocketAddr),
+    /// Frames from `other()`, damaged after sealing.
+    DamagedSeal(Vec<Frame>, Vec<Damage>, SocketAddr),
     /// Time passes by this many milliseconds.
     Wait(u64),
 }
@@ -643,8 +670,19 @@ fn input() -> impl Strategy<Value = Input> {
         2 => (prop::collection::vec(any::<u8>(), 0..1500), from_addr()).prop_map(|(b, a)| Input::Noise(b, a)),
         5 => (frames(), damages(), from_addr()).prop_map(|(f, d, a)| Input::FromMember(f, d, a)),
         1 => (peer_id(), frames(), damages(), from_addr()).prop_map(|(s, f, d, a)| Input::FromStranger(s, f, d, a)),
+        1 => (frames(), prop::collection::vec(damage(), 1..=3), from_addr())
+            .prop_map(|(f, d, a)| Input::DamagedSeal(f, d, a)),
         1 => (0u64..400).prop_map(Input::Wait),
     ]
+}
+
+/// Seals a (maybe damaged) plain datagram as a member would; one too short
+/// to have a header goes out as it is.
+fn sealed(plain: Vec<u8>, from: SocketAddr) -> (Vec<u8>, Option<Vec<u8>>, SocketAddr) {
+    if plain.len() < HEADER_BYTES {
+        return (plain, None, from);
+    }
+    (support::seal(&plain), Some(plain), from)
 }
 
 fn datagram_bytes(sender: &PeerId, frames: &[Frame], damages: &[Damage]) -> Vec<u8> {
@@ -668,7 +706,8 @@ proptest! {
         let mut now = Instant::from_millis(BOOT_MS);
         let them = other().peer_id();
         for input in inputs {
-            let (bytes, from) = match input {
+            // `plain`: what the peer should find after opening, if the seal holds.
+            let (bytes, plain, from) = match input {
                 Input::Wait(ms) => {
                     now = Instant::from_millis(now.as_micros() / 1000 + ms);
                     if peer.poll_timeout().is_some_and(|t| t <= now) {
@@ -677,19 +716,35 @@ proptest! {
                     drain(&mut peer);
                     continue;
                 }
-                Input::Noise(bytes, from) => (bytes, from),
-                Input::FromMember(frames, damages, from) => (datagram_bytes(&them, &frames, &damages), from),
-                Input::FromStranger(sender, frames, damages, from) => (datagram_bytes(&sender, &frames, &damages), from),
+                Input::Noise(bytes, from) => (bytes, None, from),
+                Input::FromMember(frames, damages, from) => sealed(datagram_bytes(&them, &frames, &damages), from),
+                Input::FromStranger(sender, frames, damages, from) => {
+                    sealed(datagram_bytes(&sender, &frames, &damages), from)
+                }
+                Input::DamagedSeal(frames, damages, from) => {
+                    let (mut bytes, plain, from) = sealed(datagram_bytes(&them, &frames, &[]), from);
+                    let intact = bytes.clone();
+                    for d in &damages {
+                        apply_damage(&mut bytes, d);
+                    }
+                    // Some damage leaves the bytes as they were (a truncation at
+                    // the end, a flip by zero): then the seal holds.
+                    let plain = if bytes == intact { plain } else { None };
+                    (bytes, plain, from)
+                }
             };
             let before = peer.stats().total_drops();
             let datagrams_before = peer.stats().datagrams_in;
             peer.handle_datagram(now, from, &bytes);
             prop_assert_eq!(peer.stats().datagrams_in, datagrams_before + 1);
-            if let Err(e) = decode_datagram(&bytes) {
-                prop_assert!(
+            match plain.map(|p| decode_datagram(&p)) {
+                Some(Err(e)) => prop_assert!(
                     peer.stats().total_drops() > before,
                     "undecodable datagram ({e}) was not counted as a drop"
-                );
+                ),
+                // Noise and damaged seals never open (2^-128 aside).
+                None => prop_assert!(peer.stats().total_drops() > before, "unsealed datagram was not counted as a drop"),
+                Some(Ok(_)) => {}
             }
             drain(&mut peer);
         }
@@ -715,13 +770,13 @@ fn claiming_after_a_claim_at_the_last_epoch_does_not_overflow() {
     let update = Update { key: vec![0], op: Op::Put(Vec::new()) };
     let before = peer.stats().total_drops();
     let delta = signed_delta(world, u32::MAX, 1, vec![update.clone()]);
-    peer.handle_datagram(now, other_addr(), &encode_frames(&them, &[delta]));
+    peer.handle_datagram(now, other_addr(), &support::seal(&encode_frames(&them, &[delta])));
     assert_eq!(peer.stats().total_drops(), before + 1);
     // At the limit itself it is accepted, and the claim after it does not overflow.
     let delta = signed_delta(world, MAX_EPOCH, 1, vec![update]);
-    peer.handle_datagram(now, other_addr(), &encode_frames(&them, &[delta]));
+    peer.handle_datagram(now, other_addr(), &support::seal(&encode_frames(&them, &[delta])));
     drain(&mut peer);
-    peer.handle_datagram(now, other_addr(), &encode_frames(&them, &[Frame::Leave { incarnation: 0 }]));
+    peer.handle_datagram(now, other_addr(), &support::seal(&encode_frames(&them, &[Frame::Leave { incarnation: 0 }])));
     drain(&mut peer);
 }
 
@@ -736,10 +791,10 @@ fn a_snapshot_at_the_last_seq_does_not_overflow() {
     let claim = Frame::Authority { shard: world, epoch: 100, czar: them, seq: 1, checksum: 0, backed: true };
     for seq in [u64::MAX, MAX_SEQ] {
         let snapshot = empty_snapshot(world, Version { epoch: 100, seq }, them, false);
-        peer.handle_datagram(now, other_addr(), &encode_frames(&them, &[claim.clone(), snapshot]));
+        peer.handle_datagram(now, other_addr(), &support::seal(&encode_frames(&them, &[claim.clone(), snapshot])));
         drain(&mut peer);
         let repair = Frame::RepairReq { shard: world, from_seq: 5, checksum: 0 };
-        peer.handle_datagram(now, other_addr(), &encode_frames(&them, &[repair]));
+        peer.handle_datagram(now, other_addr(), &support::seal(&encode_frames(&them, &[repair])));
         drain(&mut peer);
     }
     assert!(peer.version_of(world).unwrap().seq <= MAX_SEQ);

@@ -14,6 +14,7 @@
 use std::collections::VecDeque;
 
 use anarchy_proto::identity::PeerId;
+use anarchy_proto::seal::{open_datagram, seal_datagram, SessionSecret, SEAL_OVERHEAD_BYTES};
 use anarchy_proto::wire::{self, Frame, Op, Update};
 use anarchy_proto::{proof, Keypair, Peer, ShardId};
 use rand::Rng;
@@ -21,8 +22,8 @@ use rand_chacha::ChaCha8Rng;
 
 /// Datagrams an attacker keeps for replaying.
 const CAPTURED: usize = 64;
-/// Datagrams in one flood.
-const FLOOD: usize = 200;
+/// Datagrams in one flood (well over a source's rate limit).
+const FLOOD: usize = 3000;
 
 /// One kind of attack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +68,10 @@ pub struct Crafted {
 /// The hostile half of a byzantine slot.
 pub struct Attacker {
     keypair: Keypair,
+    secret: SessionSecret,
+    session_tag: [u8; 32],
+    boot: u32,
+    counter: u64,
     me: usize,
     captured: VecDeque<(usize, Vec<u8>)>,
     next: usize,
@@ -75,9 +80,27 @@ pub struct Attacker {
 }
 
 impl Attacker {
-    /// The attacker in slot `me`, holding that slot's key.
-    pub fn new(keypair: Keypair, me: usize) -> Self {
-        Attacker { keypair, me, captured: VecDeque::new(), next: 0, made: [0; Attack::ALL.len()] }
+    /// The attacker in slot `me`, holding that slot's key and the session's
+    /// secret (it is a member). `boot` is the life it seals its datagrams in.
+    pub fn new(keypair: Keypair, secret: SessionSecret, boot: u32, me: usize) -> Self {
+        let session_tag = proof::session_tag(&secret);
+        Attacker {
+            keypair,
+            secret,
+            session_tag,
+            boot,
+            counter: 0,
+            me,
+            captured: VecDeque::new(),
+            next: 0,
+            made: [0; Attack::ALL.len()],
+        }
+    }
+
+    /// Seals `plain` as the secret's holder may, whatever sender it names.
+    fn seal(&mut self, plain: &[u8]) -> Vec<u8> {
+        self.counter += 1;
+        seal_datagram(&self.secret, self.boot, self.counter, plain)
     }
 
     /// Keeps a datagram sent to us (from slot `from`) for later replays.
@@ -128,7 +151,8 @@ impl Attacker {
                 let base = own.checksum_of(shard).map_or(0, |c| c.short());
                 let updates = vec![Update { key: b"gold".to_vec(), op: Op::Put(b"forged".to_vec()) }];
                 let frame = self.signed_run(shard, epoch, version.seq + 1, base, base ^ 1, updates);
-                vec![Crafted { from: self.me, bytes: wire::encode_frames(&me, &[frame]) }]
+                let bytes = self.seal(&wire::encode_frames(&me, &[frame]));
+                vec![Crafted { from: self.me, bytes }]
             }
             Attack::Impersonate => {
                 let Some((shard, czar)) = pick(rng) else { return Vec::new() };
@@ -147,7 +171,7 @@ impl Attacker {
                     sig,
                     updates: vec![Update { key: b"gold".to_vec(), op: Op::Put(b"stolen".to_vec()) }],
                 };
-                vec![Crafted { from, bytes: wire::encode_frames(&czar, &[frame]) }]
+                vec![Crafted { from, bytes: self.seal(&wire::encode_frames(&czar, &[frame])) }]
             }
             Attack::Replay => {
                 let pool: Vec<&(usize, Vec<u8>)> = self.captured.iter().filter(|(from, _)| *from != target).collect();
@@ -162,7 +186,10 @@ impl Attacker {
                 let runs: Vec<(usize, Frame)> = self
                     .captured
                     .iter()
-                    .filter_map(|(from, bytes)| wire::decode_datagram(bytes).ok().map(|d| (*from, d)))
+                    .filter_map(|(from, bytes)| {
+                        open_datagram(&self.secret, bytes).ok().map(|(_, plain)| (*from, plain))
+                    })
+                    .filter_map(|(from, plain)| wire::decode_datagram(&plain).ok().map(|d| (from, d)))
                     .flat_map(|(from, d)| d.frames.into_iter().map(move |f| (from, f)))
                     .filter(|(from, f)| matches!(f, Frame::Delta { .. }) && *from != target)
                     .collect();
@@ -184,24 +211,33 @@ impl Attacker {
                     updates,
                 };
                 let sender = slot_of(&author).map_or(from, |s| s);
-                vec![Crafted { from: sender, bytes: wire::encode_frames(&author, &[altered]) }]
+                vec![Crafted { from: sender, bytes: self.seal(&wire::encode_frames(&author, &[altered])) }]
             }
             Attack::Garbage => {
                 let len = rng.gen_range(1..wire::MAX_DATAGRAM_BYTES);
                 let mut bytes = vec![0u8; len];
                 rng.fill(&mut bytes[..]);
-                if rng.gen_bool(0.5) {
-                    // Our header, then junk: gets past the first checks.
+                let variant = rng.gen_range(0..3);
+                if variant == 2 {
+                    // A well-formed sealed datagram, one bit flipped on the way.
+                    let mut sealed = self.seal(&wire::encode_frames(&me, &[Frame::SyncReq]));
+                    let at = rng.gen_range(wire::HEADER_BYTES..sealed.len());
+                    sealed[at] ^= 1 << rng.gen_range(0..8);
+                    bytes = sealed;
+                } else if variant == 1 {
+                    // Our header, then junk, sealed as a member may: past the
+                    // tag, it must fail to decode.
+                    let room = wire::MAX_DATAGRAM_BYTES - wire::HEADER_BYTES - SEAL_OVERHEAD_BYTES;
                     let mut framed = wire::encode_frames(&me, &[Frame::SyncReq]);
                     framed.truncate(wire::HEADER_BYTES);
-                    framed.extend_from_slice(&bytes[..len.min(wire::MAX_DATAGRAM_BYTES - wire::HEADER_BYTES)]);
-                    bytes = framed;
+                    framed.extend_from_slice(&bytes[..len.min(room)]);
+                    bytes = self.seal(&framed);
                 }
                 vec![Crafted { from: self.me, bytes }]
             }
             Attack::Flood => {
-                let bytes = wire::encode_frames(&me, &[Frame::SyncReq]);
-                (0..FLOOD).map(|_| Crafted { from: self.me, bytes: bytes.clone() }).collect()
+                let plain = wire::encode_frames(&me, &[Frame::SyncReq]);
+                (0..FLOOD).map(|_| Crafted { from: self.me, bytes: self.seal(&plain) }).collect()
             }
         }
     }
@@ -216,8 +252,7 @@ impl Attacker {
         updates: Vec<Update>,
     ) -> Frame {
         let author = self.keypair.peer_id();
-        let message =
-            proof::delta_message(&proof::session_tag(&[]), shard, epoch, first_seq, base, after, &author, &updates);
+        let message = proof::delta_message(&self.session_tag, shard, epoch, first_seq, base, after, &author, &updates);
         Frame::Delta { shard, epoch, first_seq, base, after, author, sig: self.keypair.sign(&message), updates }
     }
 }

@@ -96,6 +96,9 @@ impl Rejected {
         let mut r = Rejected::default();
         for (reason, n) in drops {
             let bucket = match reason {
+                DropReason::BadTag => &mut r.bad_tag,
+                DropReason::Replay => &mut r.replay,
+                DropReason::RateLimited | DropReason::Blocked => &mut r.rate_limited,
                 DropReason::BadSignature => &mut r.bad_signature,
                 DropReason::NotCzar => &mut r.not_czar,
                 DropReason::StaleEpoch => &mut r.stale_epoch,

@@ -620,7 +620,10 @@ impl Sim {
                 timer_at: u64::MAX,
                 last_change_us: 0,
                 writes: 0,
-                hostile: (i >= n.saturating_sub(cfg.byzantine)).then(|| Attacker::new(Keypair::from_seed(key_seed), i)),
+                hostile: (i >= n.saturating_sub(cfg.byzantine)).then(|| {
+                    let boot = mix64(key_seed ^ 0xb007) as u32;
+                    Attacker::new(Keypair::from_seed(key_seed), cfg.proto.session_secret.clone(), boot, i)
+                }),
             });
         }
         let names = shard_names(cfg.shards);

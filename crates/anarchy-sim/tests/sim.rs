@@ -92,6 +92,7 @@ fn hostile_members_are_rejected_and_honest_peers_converge() {
         assert!(r.attack_datagrams > 1000, "{}", r.human());
         let j = &r.rejected;
         assert!(j.bad_signature > 0 && j.not_czar > 0 && j.stale_epoch > 0 && j.malformed > 0, "{}", r.human());
+        assert!(j.bad_tag > 0 && j.replay > 0 && j.rate_limited > 0, "{}", r.human());
         let json = r.to_json();
         for field in ["\"forged_accepted\"", "\"rejected\"", "\"bad_signature\"", "\"rate_limited\""] {
             assert!(json.contains(field), "{field} missing from {json}");

@@ -1,11 +1,11 @@
 //! Builder: everything a [`Session`] needs before it starts (socket address,
-//! bootstrap peers, shards, identity, protocol settings, seed), and the
+//! bootstrap peers, shards, identity, session secret, protocol settings, seed), and the
 //! start-up sequence that binds, declares, joins and spawns the driver.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
-use anarchy_proto::{Config, Keypair, Peer, PeerId};
+use anarchy_proto::{Config, Keypair, Peer, PeerId, SessionSecret};
 use rand::RngCore;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
@@ -102,13 +102,29 @@ impl SessionBuilder {
         self
     }
 
-    /// Protocol settings; every member should use the same. Default [`Config::default`].
+    /// Protocol settings; every member should use the same. Default
+    /// [`Config::default`]. Replaces a secret set before it (set the secret after).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
         self
     }
 
+    /// The session secret: only sessions started with the same secret can
+    /// join each other or read each other's traffic. Default: the public
+    /// open-session secret, which admits anyone ([`SessionSecret::open`]).
+    pub fn secret(mut self, secret: SessionSecret) -> Self {
+        self.config.session_secret = secret;
+        self
+    }
+
+    /// The session secret derived from a passphrase (see [`SessionBuilder::secret`]).
+    pub fn passphrase(self, passphrase: &str) -> Self {
+        self.secret(SessionSecret::from_passphrase(passphrase))
+    }
+
     /// Seed of the core's RNG (jitter, gossip targets). Default: from OS entropy.
+    /// The seal's boot is drawn from OS entropy whatever the seed, so two runs
+    /// with one seed and one identity never reuse a key and nonce.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self
@@ -144,6 +160,7 @@ impl SessionBuilder {
         let clock = Clock::start();
         let now = clock.now();
         let mut peer = Peer::new(self.config, keypair, advertised, seed, now);
+        peer.set_boot(rand::rngs::OsRng.next_u32());
         for (name, czar) in &self.shards {
             let preferred = match czar {
                 PreferredCzar::Anyone => None,

@@ -50,8 +50,8 @@ pub use status::{
 /// The protocol core, for types not re-exported here.
 pub use anarchy_proto as proto;
 pub use anarchy_proto::{
-    Checksum, Config, DropReason, Event, Keypair, LeaveReason, PeerId, Proposal, ShardId, ShardInfo, Stats, Version,
-    WriteFailure, WriteId, WriteOutcome, MAX_DATAGRAM_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES,
+    Checksum, Config, DropReason, Event, Keypair, LeaveReason, PeerId, Proposal, SessionSecret, ShardId, ShardInfo,
+    Stats, Version, WriteFailure, WriteId, WriteOutcome, MAX_DATAGRAM_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES,
 };
 
 /// The README's code, compiled as a doctest so the quickstart stays true.

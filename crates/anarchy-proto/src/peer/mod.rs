@@ -18,12 +18,15 @@ use rand_chacha::ChaCha8Rng;
 use crate::config::Config;
 use crate::event::{Event, WriteFailure, WriteId};
 use crate::identity::{Keypair, PeerId, PublicKey};
+use crate::limits::SourceLimits;
 use crate::membership::{LeaveReason, Member, Membership, MergeOutcome};
 use crate::proof::{self, BatchProof, Signature};
 use crate::replica::{Checksum, LogEntry, Replica, Version};
+use crate::seal::{Opener, Sealer};
 use crate::shards::{claim_strength, ranking, ShardError, ShardId, ShardInfo, ShardMap};
 use crate::stats::{DropReason, Stats};
 use crate::time::Instant;
+mod admission;
 mod critical;
 mod failover;
 mod status;
@@ -32,8 +35,8 @@ pub use critical::{Proposal, Validator};
 pub use status::{LatencyView, MemberView, PeerStatus, ShardView};
 
 use crate::wire::{
-    self, Frame, MemberRecord, MemberStatus, Op, ShardDecl, ShardVersion, Update, HEADER_BYTES, MAX_DATAGRAM_BYTES,
-    MAX_EPOCH, MAX_FRAME_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES,
+    self, Frame, MemberRecord, MemberStatus, Op, ShardDecl, ShardVersion, Update, HEADER_BYTES, MAX_EPOCH,
+    MAX_FRAME_BYTES, MAX_KEY_BYTES, MAX_PLAIN_DATAGRAM_BYTES, MAX_VALUE_BYTES,
 };
 
 /// Sequence numbers a peer accepts from others stay this far below the wire
@@ -48,7 +51,8 @@ const MAX_REPAIR_UPDATES: usize = 256;
 const MAX_SNAPSHOT_CHUNKS: u16 = 4096;
 /// Bytes a snapshot frame spends on everything but its entries (upper bound).
 const SNAPSHOT_FRAME_OVERHEAD: usize = 1 + 1 + 8 + 15 + 16 + 16 + 16 + 64 + 3 + 3 + 3;
-/// Bytes a delta frame spends on everything but its updates (upper bound).
+/// Bytes a delta frame spends on everything but its updates (upper bound:
+/// type, shard, epoch, first seq, base, after, author, signature, count).
 const DELTA_FRAME_OVERHEAD: usize = 1 + 8 + 5 + 10 + 8 + 8 + 16 + 64 + 3;
 /// Members per gossiped member-list frame.
 const MEMBERS_PER_FRAME: usize = 12;
@@ -62,7 +66,7 @@ const MAX_REMEMBERED_FORWARDS: usize = 4096;
 pub struct Transmit {
     /// Where to.
     pub destination: SocketAddr,
-    /// The bytes; never more than [`MAX_DATAGRAM_BYTES`].
+    /// The bytes, sealed; never more than [`crate::MAX_DATAGRAM_BYTES`].
     pub payload: Vec<u8>,
 }
 
@@ -237,6 +241,14 @@ pub struct Peer {
     /// Link measurements, rates and recent events for the status snapshot.
     telemetry: status::Telemetry,
     stats: Stats,
+    /// Seals what we send (our boot and counter).
+    sealer: Sealer,
+    /// Opens what we receive (replay windows per sender).
+    opener: Opener,
+    /// Rate limits and blocks per source address.
+    limits: SourceLimits,
+    /// Address checks in flight, by member.
+    addr_checks: BTreeMap<PeerId, admission::AddrCheck>,
     #[cfg(feature = "faults")]
     fault: Option<Fault>,
     #[cfg(feature = "faults")]
@@ -278,10 +290,17 @@ impl Peer {
             soft_left: false,
         };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        // The boot comes from the seed's second stream, so the main stream (and
+        // every run replayed from a seed) is the same as without it.
+        let mut boot_rng = ChaCha8Rng::seed_from_u64(seed);
+        boot_rng.set_stream(1);
+        let sealer = Sealer::new(&config.session_secret, &id, boot_rng.gen());
+        let opener = Opener::new(config.session_secret.clone());
+        let limits = SourceLimits::new(config.limit_settings());
         // Spread first ticks so peers started together do not beat in lockstep.
         let interval = config.heartbeat_interval.as_micros().max(1) as u64;
         let next_tick = now + Duration::from_micros(rng.gen_range(0..interval));
-        let session_tag = proof::session_tag(&[]);
+        let session_tag = proof::session_tag(&config.session_secret);
         Peer {
             config,
             keypair,
@@ -314,6 +333,10 @@ impl Peer {
             clock: now,
             telemetry: status::Telemetry::default(),
             stats: Stats::default(),
+            sealer,
+            opener,
+            limits,
+            addr_checks: BTreeMap::new(),
             #[cfg(feature = "faults")]
             fault: None,
             #[cfg(feature = "faults")]
@@ -657,13 +680,8 @@ impl Peer {
             self.stats.drop(DropReason::NotInSession);
             return;
         }
-        let datagram = match wire::decode_datagram(bytes) {
-            Ok(d) => d,
-            Err(e) => {
-                self.stats.drop(e.into());
-                return;
-            }
-        };
+        // Limits, tag, replay window and decoding: nothing else is done for a datagram that fails them.
+        let Some((opened, datagram)) = self.admit(now, from, bytes) else { return };
         let sender = datagram.sender;
         if sender == self.id {
             self.stats.drop(DropReason::Invalid);
@@ -672,14 +690,20 @@ impl Peer {
         if self.members.get(&sender).is_some() {
             self.note_bytes_in(sender, bytes.len());
         }
+        let mut moved = false;
         if let Some(m) = self.members.get_mut(&sender) {
             if m.is_alive() {
                 m.last_heard = now;
-                m.addr = from;
+                // Its newest datagram from elsewhere: the address moves only once
+                // the member proves it with its key (a delayed one proves nothing).
+                moved = opened.newest && m.addr != from;
                 if m.suspected {
                     self.heard_from(sender);
                 }
             }
+        }
+        if moved {
+            self.check_address(now, sender, from, bytes.len());
         }
         let mut adverts = Vec::new();
         let mut heartbeat = false;
@@ -784,6 +808,8 @@ impl Peer {
                 self.handle_forward_critical(now, sender, write_id, origin, shard, update)
             }
             Frame::Ping { stamp } => self.queue_frame(from, &Frame::Pong { stamp }),
+            Frame::AddrCheck { nonce } => self.handle_addr_check(from, sender, nonce),
+            Frame::AddrProof { nonce, signature } => self.handle_addr_proof(from, sender, nonce, signature),
             Frame::Pong { stamp } => self.handle_pong(now, sender, stamp),
             Frame::Prepared { shard, origin, write_id, epoch, update } => {
                 self.handle_prepared(now, sender, shard, origin, write_id, epoch, update)
@@ -839,10 +865,16 @@ impl Peer {
             Some(m) if m.is_alive() => m.incarnation.max(incarnation),
             _ => incarnation,
         };
-        let record = MemberRecord { id: sender, public_key, addr: from, incarnation, status: MemberStatus::Alive };
+        // A live member's address moves only once it proves the new one with its
+        // key (the `Join` itself is not signed and its public key is public).
+        let addr = match self.members.get(&sender) {
+            Some(m) if m.is_alive() => m.addr,
+            _ => from,
+        };
+        let record = MemberRecord { id: sender, public_key, addr, incarnation, status: MemberStatus::Alive };
         let outcome = self.members.merge(&record, now);
         if let Some(m) = self.members.get_mut(&sender) {
-            m.addr = from;
+            m.addr = addr;
             m.last_heard = now;
         }
         // Lists and state first, the welcome last: the joiner accepts them while
@@ -2073,7 +2105,8 @@ impl Peer {
         let shards_hash = self.shards.digest();
         let incarnation = self.members.myself().incarnation;
         // Split long advert lists so every heartbeat frame fits a datagram.
-        const ADVERTS_PER_FRAME: usize = 40;
+        // 36 adverts of at most 31 bytes each, plus the frame's own fields, stay under MAX_FRAME_BYTES.
+        const ADVERTS_PER_FRAME: usize = 36;
         let mut frames = Vec::new();
         for part in czar_of.chunks(ADVERTS_PER_FRAME) {
             frames.push(Frame::Heartbeat { incarnation, members_hash, shards_hash, czar_of: part.to_vec() }.to_bytes());
@@ -2107,8 +2140,8 @@ impl Peer {
             let mut current: Vec<&[u8]> = Vec::new();
             let mut len = HEADER_BYTES;
             for f in &frames {
-                if len + f.len() > MAX_DATAGRAM_BYTES && !current.is_empty() {
-                    let payload = wire::encode_datagram(&self.id, &current);
+                if len + f.len() > MAX_PLAIN_DATAGRAM_BYTES && !current.is_empty() {
+                    let payload = self.seal(&wire::encode_datagram(&self.id, &current));
                     self.transmits.push_back(Transmit { destination: to, payload });
                     current.clear();
                     len = HEADER_BYTES;
@@ -2117,7 +2150,7 @@ impl Peer {
                 len += f.len();
             }
             if !current.is_empty() {
-                let payload = wire::encode_datagram(&self.id, &current);
+                let payload = self.seal(&wire::encode_datagram(&self.id, &current));
                 self.transmits.push_back(Transmit { destination: to, payload });
             }
         }

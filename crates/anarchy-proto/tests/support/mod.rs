@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anarchy_proto::{Config, Event, Instant, Keypair, Peer, PeerId, ShardId, Transmit};
+use anarchy_proto::seal::{open_datagram, seal_datagram};
+use anarchy_proto::wire::Datagram;
+use anarchy_proto::{Config, Event, Instant, Keypair, Peer, PeerId, SessionSecret, ShardId, Transmit};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -53,6 +55,38 @@ pub struct Net {
     pub config: Config,
 }
 
+/// Opens and decodes a datagram the peers sent (all tests use the default,
+/// open session secret unless they say otherwise).
+pub fn decode(payload: &[u8]) -> Option<Datagram> {
+    let (_, plain) = open_datagram(&SessionSecret::default(), payload).ok()?;
+    anarchy_proto::wire::decode_datagram(&plain).ok()
+}
+
+/// The boot under which [`seal`] forges datagrams: unlike any peer's.
+pub const TEST_BOOT: u32 = 0x7e57_b007;
+
+thread_local! {
+    static NEXT_COUNTER: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Seals a plain datagram (`wire::encode_frames`) with the default secret,
+/// as a member of the session would: tests inject hand-made datagrams this
+/// way. Each call takes the next counter of the calling test's thread, so no
+/// two are replays of each other.
+pub fn seal(plain: &[u8]) -> Vec<u8> {
+    seal_with_secret(&SessionSecret::default(), plain)
+}
+
+/// [`seal`] with another secret (an outsider's).
+pub fn seal_with_secret(secret: &SessionSecret, plain: &[u8]) -> Vec<u8> {
+    let counter = NEXT_COUNTER.with(|c| {
+        let n = c.get();
+        c.set(n + 1);
+        n
+    });
+    seal_datagram(secret, TEST_BOOT, counter, plain)
+}
+
 pub fn addr(i: usize) -> SocketAddr {
     format!("10.0.{}.{}:7000", i / 256, i % 256).parse().unwrap()
 }
@@ -81,9 +115,14 @@ impl Net {
 
     /// Adds a peer (not yet joined) with a deterministic identity.
     pub fn add(&mut self) -> usize {
+        self.add_with(self.config.clone())
+    }
+
+    /// Adds a peer with its own settings (another session secret, say).
+    pub fn add_with(&mut self, config: Config) -> usize {
         let i = self.peers.len();
         let kp = Keypair::from_seed(i as u64 + 100);
-        self.peers.push(Peer::new(self.config.clone(), kp, addr(i), i as u64, self.now));
+        self.peers.push(Peer::new(config, kp, addr(i), i as u64, self.now));
         self.addrs.push(addr(i));
         self.up.push(true);
         self.events.push(Vec::new());
@@ -141,11 +180,16 @@ impl Net {
                 None => false,
             };
             if let (false, Some(f)) = (drop, self.frame_filter.as_mut()) {
-                if let Ok(dg) = anarchy_proto::wire::decode_datagram(&d.payload) {
+                let secret = &self.config.session_secret;
+                if let Ok((header, plain)) = open_datagram(secret, &d.payload) {
+                    let dg = anarchy_proto::wire::decode_datagram(&plain).expect("peers send valid datagrams");
                     let kept: Vec<Vec<u8>> = dg.frames.iter().filter(|fr| !f(&d, fr)).map(|fr| fr.to_bytes()).collect();
                     if kept.len() < dg.frames.len() {
                         let refs: Vec<&[u8]> = kept.iter().map(Vec::as_slice).collect();
-                        d.payload = anarchy_proto::wire::encode_datagram(&dg.sender, &refs);
+                        let plain = anarchy_proto::wire::encode_datagram(&dg.sender, &refs);
+                        // The network re-seals what it kept under the original
+                        // nonce: only the test network holds the secret and does this.
+                        d.payload = seal_datagram(secret, header.boot, header.counter, &plain);
                         drop = kept.is_empty();
                     }
                 }
