@@ -1,7 +1,10 @@
-//! Any byte string: `decode_datagram` returns `Ok` or a `DecodeError`, never panics,
-//! and anything over the datagram limit is `Oversized`.
+//! Any byte string: `decode_datagram` and `decode_received` (decompression
+//! first) return `Ok` or a `DecodeError`, never panic, and anything over the
+//! datagram limit is `Oversized`; decompression never yields more than a
+//! datagram's worth of bytes.
 #![no_main]
 
+use anarchy_proto::compress::{decode_received, decompress_datagram};
 use anarchy_proto::wire::{decode_datagram, DecodeError};
 use anarchy_proto::MAX_DATAGRAM_BYTES;
 use libfuzzer_sys::fuzz_target;
@@ -10,5 +13,12 @@ fuzz_target!(|data: &[u8]| {
     let result = decode_datagram(data);
     if data.len() > MAX_DATAGRAM_BYTES {
         assert_eq!(result, Err(DecodeError::Oversized));
+    }
+    if let Ok(plain) = decompress_datagram(data) {
+        assert!(plain.len() <= MAX_DATAGRAM_BYTES.max(data.len()));
+    }
+    let received = decode_received(data);
+    if data.len() > MAX_DATAGRAM_BYTES {
+        assert_eq!(received, Err(DecodeError::Oversized));
     }
 });

@@ -18,7 +18,7 @@
 use std::net::SocketAddr;
 
 use anarchy_proto::seal::{open_datagram, seal_datagram, SessionSecret};
-use anarchy_proto::wire::{decode_datagram, encode_frames, put_header, Frame, HEADER_BYTES};
+use anarchy_proto::wire::{encode_frames, put_header, Frame, HEADER_BYTES};
 use anarchy_proto::{Config, Instant, Keypair, Peer, MAX_DATAGRAM_BYTES};
 use libfuzzer_sys::fuzz_target;
 
@@ -28,7 +28,7 @@ fn drain(peer: &mut Peer) {
     while let Some(t) = peer.poll_transmit() {
         assert!(t.payload.len() <= MAX_DATAGRAM_BYTES, "peer sent {} bytes", t.payload.len());
         let (_, plain) = open_datagram(&SessionSecret::default(), &t.payload).expect("the peer seals what it sends");
-        let d = decode_datagram(&plain).expect("the peer sends only valid datagrams");
+        let d = anarchy_proto::compress::decode_received(&plain).expect("the peer sends only valid datagrams");
         assert_eq!(d.sender, peer.id());
     }
     while peer.poll_event().is_some() {}
@@ -82,7 +82,7 @@ fuzz_target!(|data: &[u8]| {
         };
         let before = peer.stats().total_drops();
         peer.handle_datagram(now, from, &bytes);
-        let opens_and_decodes = plain.is_some_and(|p| bytes.len() <= MAX_DATAGRAM_BYTES && decode_datagram(&p).is_ok());
+        let opens_and_decodes = plain.is_some_and(|p| bytes.len() <= MAX_DATAGRAM_BYTES && anarchy_proto::compress::decode_received(&p).is_ok());
         if !opens_and_decodes {
             assert!(peer.stats().total_drops() > before, "a datagram that cannot be used was not counted");
         }

@@ -66,11 +66,14 @@ pub enum DropReason {
     RateLimited,
     /// From a source address that sent too much invalid data and is ignored for a while.
     Blocked,
+    /// A compressed frames region that is malformed or would decompress past
+    /// its bound (a decompression bomb).
+    BadCompression,
 }
 
 impl DropReason {
     /// Every reason, for tables.
-    pub const ALL: [DropReason; 29] = [
+    pub const ALL: [DropReason; 30] = [
         DropReason::Oversized,
         DropReason::Truncated,
         DropReason::BadMagic,
@@ -100,6 +103,7 @@ impl DropReason {
         DropReason::Replay,
         DropReason::RateLimited,
         DropReason::Blocked,
+        DropReason::BadCompression,
     ];
 
     /// A stable snake_case name for metrics.
@@ -134,6 +138,7 @@ impl DropReason {
             DropReason::Replay => "replay",
             DropReason::RateLimited => "rate_limited",
             DropReason::Blocked => "blocked",
+            DropReason::BadCompression => "bad_compression",
         }
     }
 }
@@ -146,6 +151,7 @@ impl From<DecodeError> for DropReason {
             DecodeError::BadMagic => DropReason::BadMagic,
             DecodeError::UnsupportedVersion(_) => DropReason::UnsupportedVersion,
             DecodeError::UnknownFlags(_) => DropReason::UnknownFlags,
+            DecodeError::BadCompression => DropReason::BadCompression,
             DecodeError::UnknownFrame(_) => DropReason::UnknownFrame,
             DecodeError::Empty => DropReason::Empty,
             DecodeError::BadVarint => DropReason::BadVarint,

@@ -697,6 +697,9 @@ pub enum DecodeError {
     /// A field holds a value outside its domain.
     #[error("invalid {0}")]
     Invalid(&'static str),
+    /// A compressed frames region that is malformed or expands past its bound.
+    #[error("bad compressed frames region")]
+    BadCompression,
 }
 
 /// Encodes a datagram header followed by already-encoded frames.

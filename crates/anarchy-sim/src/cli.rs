@@ -74,6 +74,24 @@ pub struct SimArgs {
     /// impersonate, send garbage and flood (see `anarchy_sim::hostile`).
     #[arg(long, value_name = "K")]
     pub byzantine: Option<usize>,
+    /// What players write: `game` (one avatar key per tick, some world keys,
+    /// bursts, critical writes) or `standard` (the bandwidth workload: 32
+    /// players, each the czar of its own avatar shard of 16 entities of 12
+    /// quantized bytes, about half moving, 20 Hz, 1% loss; flags still override).
+    #[arg(long, value_name = "NAME")]
+    pub workload: Option<String>,
+    /// Entity workload: entities per player.
+    #[arg(long, value_name = "N")]
+    pub entities: Option<usize>,
+    /// Entity workload: bytes per entity value.
+    #[arg(long, value_name = "B")]
+    pub value_bytes: Option<usize>,
+    /// Entity workload: share of entities moving at any time.
+    #[arg(long, value_name = "P")]
+    pub moving: Option<f64>,
+    /// Cap one peer's uplink: `N:KBPS` (e.g. `3:256`); its propagation is reported apart.
+    #[arg(long, value_name = "N:KBPS")]
+    pub cap_peer: Option<String>,
     /// A TOML fault schedule (see the `scenarios/` folder).
     #[arg(long, value_name = "FILE.toml")]
     pub scenario: Option<PathBuf>,
@@ -130,6 +148,24 @@ impl SimArgs {
             None => None,
         };
         let mut cfg = SimConfig::default();
+        let workload = self
+            .workload
+            .clone()
+            .or_else(|| scenario.as_ref().and_then(|sc| sc.run.workload.clone()))
+            .unwrap_or_else(|| "game".into());
+        match workload.as_str() {
+            "game" => {}
+            "standard" => {
+                cfg.peers = 32;
+                cfg.rate_hz = 20.0;
+                cfg.link.loss = 0.01;
+                cfg.critical_rate_hz = 0.0;
+                cfg.world_write_prob = 0.0;
+                cfg.burst_prob = 0.0;
+                cfg.entities = Some(crate::workload::STANDARD);
+            }
+            other => return Err(format!("--workload {other:?}: expected game or standard")),
+        }
         if let Some(sc) = &scenario {
             let r = &sc.run;
             cfg.peers = r.peers.unwrap_or(cfg.peers);
@@ -158,6 +194,42 @@ impl SimArgs {
         cfg.clock_offset_ms = self.clock_offset_ms.unwrap_or(cfg.clock_offset_ms);
         cfg.clock_drift_ppm = self.drift_ppm.unwrap_or(cfg.clock_drift_ppm);
         cfg.byzantine = self.byzantine.unwrap_or(cfg.byzantine);
+        let run = scenario.as_ref().map(|sc| sc.run.clone()).unwrap_or_default();
+        let entities = self.entities.or(run.entities);
+        let value_bytes = self.value_bytes.or(run.value_bytes);
+        let moving = self.moving.or(run.moving);
+        if entities.is_some() || value_bytes.is_some() || moving.is_some() {
+            let base = cfg.entities.get_or_insert(crate::workload::STANDARD);
+            base.entities = entities.unwrap_or(base.entities);
+            base.value_bytes = value_bytes.unwrap_or(base.value_bytes);
+            base.moving = probability("moving", moving.unwrap_or(base.moving))?;
+        }
+        if let Some(spec) = &self.cap_peer {
+            let bad = || format!("--cap-peer {spec:?}: expected N:KBPS with N a peer slot and KBPS > 0");
+            let (n, kbps) = spec.split_once(':').ok_or_else(bad)?;
+            let n: usize = n.trim().parse().map_err(|_| bad())?;
+            let kbps: u64 = kbps.trim().parse().map_err(|_| bad())?;
+            if n >= cfg.peers || kbps == 0 {
+                return Err(bad());
+            }
+            cfg.capped_peer = Some((n, kbps));
+        }
+        if let Some(w) = cfg.entities {
+            if w.entities == 0 || w.entities > 4096 {
+                return Err(format!("--entities {}: expected 1 to 4096", w.entities));
+            }
+            if w.value_bytes == 0 || w.value_bytes > anarchy_proto::wire::MAX_VALUE_BYTES {
+                return Err(format!(
+                    "--value-bytes {}: expected 1 to {}",
+                    w.value_bytes,
+                    anarchy_proto::wire::MAX_VALUE_BYTES
+                ));
+            }
+            // One avatar shard per player unless told otherwise.
+            if self.shards.is_none() && run.shards.is_none() {
+                cfg.shards = cfg.peers + 1;
+            }
+        }
         if cfg.peers == 0 || cfg.peers > 1 << 20 {
             return Err(format!("--peers {}: expected 1 to {}", cfg.peers, 1 << 20));
         }
@@ -223,6 +295,11 @@ impl SimArgs {
         add("clock-offset-ms", self.clock_offset_ms.map(|v| v.to_string()));
         add("drift-ppm", self.drift_ppm.map(|v| v.to_string()));
         add("byzantine", self.byzantine.map(|v| v.to_string()));
+        add("workload", self.workload.clone());
+        add("entities", self.entities.map(|v| v.to_string()));
+        add("value-bytes", self.value_bytes.map(|v| v.to_string()));
+        add("moving", self.moving.map(|v| v.to_string()));
+        add("cap-peer", self.cap_peer.clone());
         add("seed", Some(seed.to_string()));
         c
     }

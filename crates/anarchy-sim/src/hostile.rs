@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use anarchy_proto::identity::PeerId;
 use anarchy_proto::seal::{open_datagram, seal_datagram, SessionSecret, SEAL_OVERHEAD_BYTES};
 use anarchy_proto::wire::{self, Frame, Op, Update};
-use anarchy_proto::{proof, Keypair, Peer, ShardId};
+use anarchy_proto::{compress, proof, Keypair, Peer, ShardId};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -189,7 +189,7 @@ impl Attacker {
                     .filter_map(|(from, bytes)| {
                         open_datagram(&self.secret, bytes).ok().map(|(_, plain)| (*from, plain))
                     })
-                    .filter_map(|(from, plain)| wire::decode_datagram(&plain).ok().map(|d| (from, d)))
+                    .filter_map(|(from, plain)| compress::decode_received(&plain).ok().map(|d| (from, d)))
                     .flat_map(|(from, d)| d.frames.into_iter().map(move |f| (from, f)))
                     .filter(|(from, f)| matches!(f, Frame::Delta { .. }) && *from != target)
                     .collect();

@@ -24,6 +24,7 @@ pub mod net;
 pub mod report;
 pub mod scenario;
 pub mod sim;
+pub mod workload;
 
 pub use check::{Checker, Findings, Violation};
 pub use net::LinkParams;

@@ -162,6 +162,9 @@ pub struct Network {
     link_salt: u64,
     burst_bad: Vec<bool>,
     uplink_free_at: Vec<u64>,
+    /// One peer whose uplink is capped at this many kbit/s whatever `params`
+    /// says (its queue bound is `params.uplink_queue_ms`).
+    pub capped: Option<(usize, u64)>,
 }
 
 impl Network {
@@ -174,6 +177,7 @@ impl Network {
             link_salt,
             burst_bad: Vec::new(),
             uplink_free_at: vec![0; n],
+            capped: None,
         }
     }
 
@@ -209,13 +213,17 @@ impl Network {
             }
         }
         let mut queue_us = 0;
-        if p.uplink_kbps > 0 {
+        let uplink_kbps = match self.capped {
+            Some((peer, kbps)) if peer == from => kbps,
+            _ => p.uplink_kbps,
+        };
+        if uplink_kbps > 0 {
             let free = self.uplink_free_at[from].max(now_us);
             let wait = free - now_us;
             if wait > p.uplink_queue_ms * 1000 {
                 return Fate::QueueFull;
             }
-            let tx_us = (len as u64 * 8 * 1000).div_ceil(p.uplink_kbps);
+            let tx_us = (len as u64 * 8 * 1000).div_ceil(uplink_kbps);
             self.uplink_free_at[from] = free + tx_us;
             queue_us = wait + tx_us;
         }

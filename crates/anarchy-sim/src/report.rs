@@ -146,6 +146,25 @@ pub struct Report {
     pub propagation_ms: Percentiles,
     /// Bytes every peer slot sent per simulated second, on average.
     pub bytes_sent_per_peer_per_sec: f64,
+    /// Steady-state window (from `warmup_seconds` after the last peer started
+    /// until writes stop): every byte on the wire, per peer slot per second.
+    pub wire_bytes_per_peer_per_sec: f64,
+    /// Same window: the key and value bytes of every write that changed a
+    /// value, times the live peers other than the writer, per peer slot per second.
+    pub payload_bytes_per_peer_per_sec: f64,
+    /// `wire_bytes_per_peer_per_sec / payload_bytes_per_peer_per_sec` (0 when
+    /// nothing was written): the wire cost of one byte of game state delivered.
+    pub wire_overhead_ratio: f64,
+    /// Length of the steady-state window, simulated seconds.
+    pub window_seconds: f64,
+    /// The peer slot whose uplink alone was capped, and the cap in kbit/s.
+    pub capped_peer: Option<(usize, u64)>,
+    /// Propagation of the updates the capped peer authored (when one is capped).
+    pub capped_author_propagation_ms: Option<Percentiles>,
+    /// Propagation of the updates the capped peer applied (when one is capped).
+    pub capped_receiver_propagation_ms: Option<Percentiles>,
+    /// Datagrams dropped at a full uplink queue.
+    pub datagrams_dropped_at_full_uplinks: u64,
     /// Datagrams sent.
     pub datagrams_sent: u64,
     /// Datagrams lost (random and bursty loss).
@@ -194,18 +213,26 @@ impl Report {
         wall_seconds: f64,
         command: String,
     ) -> Self {
-        let h = &outcome.propagation_us;
         let ms = |us: u64| (us as f64 / 1000.0 * 1000.0).round() / 1000.0;
-        let propagation_ms = if h.is_empty() {
-            Percentiles { p50: 0.0, p99: 0.0, max: 0.0 }
-        } else {
-            Percentiles { p50: ms(h.value_at_quantile(0.5)), p99: ms(h.value_at_quantile(0.99)), max: ms(h.max()) }
+        let percentiles = |h: &hdrhistogram::Histogram<u64>| {
+            if h.is_empty() {
+                Percentiles { p50: 0.0, p99: 0.0, max: 0.0 }
+            } else {
+                Percentiles { p50: ms(h.value_at_quantile(0.5)), p99: ms(h.value_at_quantile(0.99)), max: ms(h.max()) }
+            }
         };
+        let propagation_ms = percentiles(&outcome.propagation_us);
+        let capped = cfg
+            .capped_peer
+            .map(|_| (percentiles(&outcome.capped_propagation_us.0), percentiles(&outcome.capped_propagation_us.1)));
         let sim = outcome.sim_seconds.max(1e-9);
         let failover_ms = Failover::from_samples(
             outcome.failover_us.iter().map(|us| ms(*us)).collect(),
             outcome.failovers_unfinished,
         );
+        let per_peer_window = cfg.peers.max(1) as f64 * outcome.window_seconds.max(1e-9);
+        let wire = outcome.totals.window_bytes_sent as f64 / per_peer_window;
+        let payload = outcome.totals.payload_bytes as f64 / per_peer_window;
         let c = &outcome.critical;
         let critical = Critical {
             proposed: c.proposed,
@@ -226,6 +253,14 @@ impl Report {
             updates_applied: outcome.updates_applied,
             propagation_ms,
             bytes_sent_per_peer_per_sec: outcome.totals.bytes_sent as f64 / cfg.peers.max(1) as f64 / sim,
+            wire_bytes_per_peer_per_sec: wire,
+            payload_bytes_per_peer_per_sec: payload,
+            wire_overhead_ratio: if payload > 0.0 { wire / payload } else { 0.0 },
+            window_seconds: outcome.window_seconds,
+            capped_peer: cfg.capped_peer,
+            capped_author_propagation_ms: capped.map(|c| c.0),
+            capped_receiver_propagation_ms: capped.map(|c| c.1),
+            datagrams_dropped_at_full_uplinks: outcome.totals.dropped_queue_full,
             datagrams_sent: outcome.totals.datagrams_sent,
             datagrams_lost: outcome.totals.dropped_loss,
             datagrams_partitioned: outcome.totals.dropped_partition,
@@ -282,6 +317,21 @@ impl Report {
             "  network: {} datagrams, {:.0} B/peer/s sent, {} lost, {} cut by partitions\n",
             self.datagrams_sent, self.bytes_sent_per_peer_per_sec, self.datagrams_lost, self.datagrams_partitioned
         );
+        s += &format!(
+            "  bandwidth (steady {:.1} s): {:.0} B/peer/s on the wire for {:.0} B/peer/s of payload, overhead ratio {:.3}\n",
+            self.window_seconds,
+            self.wire_bytes_per_peer_per_sec,
+            self.payload_bytes_per_peer_per_sec,
+            self.wire_overhead_ratio
+        );
+        if let (Some((peer, kbps)), Some(a), Some(r)) =
+            (self.capped_peer, self.capped_author_propagation_ms, self.capped_receiver_propagation_ms)
+        {
+            s += &format!(
+                "  capped p{peer} at {kbps} kbit/s: its updates p50 {:.1} ms, p99 {:.1} ms; updates to it p50 {:.1} ms, p99 {:.1} ms; {} datagrams dropped at full uplinks\n",
+                a.p50, a.p99, r.p50, r.p99, self.datagrams_dropped_at_full_uplinks
+            );
+        }
         let f = &self.failover_ms;
         s += &format!(
             "  failover: {} czar crashes timed, p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms{}; false evictions: {}\n",

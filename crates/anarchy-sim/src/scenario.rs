@@ -195,6 +195,14 @@ pub struct RunDefaults {
     pub critical_rate: Option<f64>,
     /// `--settle`.
     pub settle: Option<f64>,
+    /// `--workload` (`game` or `standard`).
+    pub workload: Option<String>,
+    /// `--entities`.
+    pub entities: Option<usize>,
+    /// `--value-bytes`.
+    pub value_bytes: Option<usize>,
+    /// `--moving`.
+    pub moving: Option<f64>,
 }
 
 /// A parsed scenario file.

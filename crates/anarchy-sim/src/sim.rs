@@ -9,7 +9,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use anarchy_proto::wire::Op;
 use anarchy_proto::{
-    Config, DropReason, Event, Instant, Keypair, LeaveReason, Peer, PeerId, ShardId, Version, WriteOutcome,
+    Config, DropReason, Event, Instant, Keypair, LeaveReason, Peer, PeerId, ShardId, Version, WriteError, WriteOutcome,
 };
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
@@ -19,6 +19,7 @@ use crate::check::{registry, Checker, Findings};
 use crate::hostile::Attacker;
 use crate::net::{hash_bytes, mix64, Fate, LinkParams, Network};
 use crate::scenario::{Action, PeerSel, Scheduled};
+use crate::workload::{Avatar, EntityWorkload};
 
 /// Port every simulated peer listens on.
 const SIM_PORT: u16 = 7000;
@@ -75,6 +76,16 @@ pub struct SimConfig {
     pub byzantine: usize,
     /// How often each hostile member attacks, simulated ms.
     pub attack_interval_ms: u64,
+    /// `Some`: the entity workload instead of the game-like one. Each player
+    /// is the preferred czar of its own avatar shard and writes every entity
+    /// each tick (no world keys, no bursts); `shards` should be `peers + 1`.
+    pub entities: Option<EntityWorkload>,
+    /// Bandwidth is measured from this many simulated seconds after the last
+    /// peer started until writes stop (joins and catch-up excluded).
+    pub warmup_seconds: f64,
+    /// One peer slot whose uplink is capped at this many kbit/s (the others
+    /// keep `link.uplink_kbps`); its propagation is reported apart.
+    pub capped_peer: Option<(usize, u64)>,
 }
 
 impl Default for SimConfig {
@@ -99,6 +110,9 @@ impl Default for SimConfig {
             proto: Config::default(),
             byzantine: 0,
             attack_interval_ms: 20,
+            entities: None,
+            warmup_seconds: 1.0,
+            capped_peer: None,
         }
     }
 }
@@ -246,6 +260,8 @@ pub struct World {
     shard_names: HashMap<ShardId, String>,
     ledger: HashMap<(ShardId, u32, u64), Vec<AuthoredRecord>>,
     propagation: Histogram<u64>,
+    /// Propagation of updates the capped peer authored, and of updates it applied.
+    capped_propagation: (Histogram<u64>, Histogram<u64>),
     updates_written: u64,
     updates_applied: u64,
     /// (shard, epoch, seq) → critical updates authored there.
@@ -262,6 +278,10 @@ pub struct World {
     max_epoch: HashMap<(usize, ShardId), u32>,
     false_evictions: u64,
     false_eviction_notes: Vec<String>,
+    /// Entity workload: each slot's entities.
+    avatars: Vec<Avatar>,
+    /// Entity workload: slot `i` is the preferred czar of `shard_ids[1 + i]`.
+    preferred: Vec<PeerId>,
 }
 
 impl World {
@@ -502,10 +522,17 @@ pub struct Totals {
     pub dropped_loss: u64,
     /// Datagrams dropped at full uplinks or at crashed peers.
     pub dropped_other: u64,
+    /// Of those, dropped at a full uplink queue.
+    pub dropped_queue_full: u64,
     /// Writes the game refused (e.g. too many pending).
     pub writes_refused: u64,
     /// Peer-events processed.
     pub events: u64,
+    /// Bytes handed to the network inside the measurement window.
+    pub window_bytes_sent: u64,
+    /// Inside the measurement window: key and value bytes of every write that
+    /// changed a value, times the live peers other than the writer.
+    pub payload_bytes: u64,
     /// Digest of every delivery (time, destination, bytes): equal digests, equal runs.
     pub trace_digest: u64,
     /// Datagrams hostile members crafted (also counted in `datagrams_sent`).
@@ -529,6 +556,8 @@ pub struct Outcome {
     pub updates_applied: u64,
     /// Czar write → apply latency, µs of simulated time.
     pub propagation_us: Histogram<u64>,
+    /// The same, for updates the capped peer authored and for updates it applied.
+    pub capped_propagation_us: (Histogram<u64>, Histogram<u64>),
     /// Counters.
     pub totals: Totals,
     /// Peers live at the end.
@@ -549,6 +578,8 @@ pub struct Outcome {
     pub critical: CriticalTotals,
     /// Drops counted by the honest peers running at the end, by reason.
     pub honest_drops: BTreeMap<DropReason, u64>,
+    /// Simulated seconds of the bandwidth measurement window.
+    pub window_seconds: f64,
 }
 
 /// A running simulation.
@@ -571,6 +602,10 @@ pub struct Sim {
     last_crashed: Option<usize>,
     /// Shard whose events are printed to stderr (`ANARCHY_SIM_TRACE=name`), for debugging.
     trace: Option<ShardId>,
+    /// The entity workload's own stream, so the other streams stay as they were.
+    work_rng: ChaCha8Rng,
+    /// Start of the bandwidth measurement window, simulated µs.
+    window_from_us: u64,
 }
 
 fn addr_of(i: usize) -> SocketAddr {
@@ -629,13 +664,23 @@ impl Sim {
         let names = shard_names(cfg.shards);
         let shard_ids: Vec<ShardId> = names.iter().map(|n| ShardId::from_name(n)).collect();
         let shard_names = shard_ids.iter().copied().zip(names).collect();
-        let net = Network::new(n, cfg.link.clone(), mix64(cfg.seed ^ 0x006e_6574_776f_726b));
+        let mut net = Network::new(n, cfg.link.clone(), mix64(cfg.seed ^ 0x006e_6574_776f_726b));
+        net.capped = cfg.capped_peer;
         let end_us = (cfg.seconds * 1e6) as u64;
         let net_rng = ChaCha8Rng::seed_from_u64(mix64(cfg.seed ^ 0x5eed));
         let crit_rng = ChaCha8Rng::seed_from_u64(mix64(cfg.seed ^ 0x00c2_1714_ca15));
         let cfg_seed = cfg.seed;
         let schedule = cfg.schedule.clone();
         let churn = cfg.churn_per_min;
+        let mut work_rng = ChaCha8Rng::seed_from_u64(mix64(cfg.seed ^ 0x0e47_1717));
+        let avatars = match cfg.entities {
+            Some(w) => (0..n).map(|_| w.avatar(&mut work_rng)).collect(),
+            None => Vec::new(),
+        };
+        let preferred = slots.iter().map(|s| Keypair::from_seed(s.key_seed).peer_id()).collect();
+        // Staggered joins: the whole session forms within a few seconds.
+        let spread_us = (n as u64 * 10_000).min(3_000_000);
+        let window_from_us = (spread_us + (cfg.warmup_seconds * 1e6) as u64).min(end_us / 2);
         let world = World {
             cfg,
             now_us: 0,
@@ -646,6 +691,10 @@ impl Sim {
             shard_names,
             ledger: HashMap::new(),
             propagation: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
+            capped_propagation: (
+                Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
+                Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
+            ),
             updates_written: 0,
             updates_applied: 0,
             critical_ledger: HashMap::new(),
@@ -657,6 +706,8 @@ impl Sim {
             max_epoch: HashMap::new(),
             false_evictions: 0,
             false_eviction_notes: Vec::new(),
+            avatars,
+            preferred,
         };
         let mut sim = Sim {
             world,
@@ -674,9 +725,9 @@ impl Sim {
             end_us,
             last_crashed: None,
             trace: std::env::var("ANARCHY_SIM_TRACE").ok().map(|n| ShardId::from_name(&n)),
+            work_rng,
+            window_from_us,
         };
-        // Staggered joins: the whole session forms within a few seconds.
-        let spread_us = (n as u64 * 10_000).min(3_000_000);
         for i in 0..n {
             let at = if i == 0 { 0 } else { spread_us * i as u64 / n as u64 };
             sim.push(at, Job::Start { peer: i as u32 });
@@ -878,6 +929,7 @@ impl Sim {
             false_evictions: w.false_evictions,
             false_eviction_notes: w.false_eviction_notes.clone(),
             critical,
+            window_seconds: self.end_us.saturating_sub(self.window_from_us) as f64 / 1e6,
             sim_seconds: w.now_us as f64 / 1e6,
             converged: w.divergence().is_none(),
             converged_after_ms,
@@ -885,6 +937,7 @@ impl Sim {
             updates_written: w.updates_written,
             updates_applied: w.updates_applied,
             propagation_us: w.propagation.clone(),
+            capped_propagation_us: w.capped_propagation.clone(),
             totals: self.totals,
             live_peers: w.live_peers().count(),
         }
@@ -1016,8 +1069,11 @@ impl Sim {
         let peer_seed = mix64(slot.key_seed ^ u64::from(slot.life));
         let mut peer =
             Peer::new(self.world.cfg.proto.clone(), Keypair::from_seed(slot.key_seed), addr_of(i), peer_seed, local);
-        for name in &names {
-            peer.declare_shard(local, name, None).expect("valid shard name");
+        let entities = self.world.cfg.entities.is_some();
+        for (k, name) in names.iter().enumerate() {
+            // Entity workload: every player is the czar of its own avatar shard.
+            let preferred = if entities && k > 0 { self.world.preferred.get(k - 1).copied() } else { None };
+            peer.declare_shard(local, name, preferred).expect("valid shard name");
         }
         peer.set_validator(Box::new(validate_critical));
         peer.join(local, &bootstraps);
@@ -1057,6 +1113,28 @@ impl Sim {
         }
         let shards = self.world.shard_ids.len();
         let avatar = self.world.shard_ids[if shards > 1 { 1 + i % (shards - 1) } else { 0 }];
+        let in_window = now >= self.window_from_us;
+        let receivers = self.world.live_peers().count().saturating_sub(1) as u64;
+        if let Some(w) = self.world.cfg.entities {
+            let writes = w.tick(&mut self.world.avatars[i], &mut self.work_rng);
+            let slot = &mut self.world.slots[i];
+            slot.writes += 1;
+            let local = slot.clock.local(now);
+            let peer = slot.peer.as_mut().expect("joined implies a process");
+            for (key, value) in writes {
+                match peer.write(local, avatar, &key, &value) {
+                    Ok(WriteOutcome::Unchanged(_)) => {}
+                    Ok(_) => {
+                        if in_window {
+                            self.totals.payload_bytes += (key.len() + value.len()) as u64 * receivers;
+                        }
+                    }
+                    Err(_) => self.totals.writes_refused += 1,
+                }
+            }
+            self.after_input(i);
+            return;
+        }
         let world_shard = self.world.shard_ids[0];
         let world_write = self.rng.gen::<f64>() < self.world.cfg.world_write_prob;
         let burst = self.rng.gen::<f64>() < self.world.cfg.burst_prob;
@@ -1071,22 +1149,27 @@ impl Sim {
         value[8..16].copy_from_slice(&now.to_le_bytes());
         value[16..].copy_from_slice(&(i as u64).to_le_bytes());
         let key = format!("p{i}");
-        let mut refused = 0;
-        refused += u64::from(peer.write(local, avatar, key.as_bytes(), &value).is_err());
+        let (mut refused, mut payload) = (0, 0);
+        let mut tally = |outcome: Result<WriteOutcome, WriteError>, len: usize, unchanged_refused: bool| match outcome {
+            Ok(WriteOutcome::Unchanged(_)) => refused += u64::from(unchanged_refused),
+            Ok(_) => payload += len as u64,
+            Err(_) => refused += 1,
+        };
+        tally(peer.write(local, avatar, key.as_bytes(), &value), key.len() + value.len(), false);
         if world_write {
             let k = format!("w{world_key}");
-            refused += u64::from(peer.write(local, world_shard, k.as_bytes(), &value).is_err());
+            tally(peer.write(local, world_shard, k.as_bytes(), &value), k.len() + value.len(), false);
         }
         if burst {
             for b in 0..BURST_KEYS {
                 let k = format!("p{i}/b{b}");
-                refused += u64::from(matches!(
-                    peer.write(local, avatar, k.as_bytes(), &value),
-                    Err(_) | Ok(WriteOutcome::Unchanged(_))
-                ));
+                tally(peer.write(local, avatar, k.as_bytes(), &value), k.len() + value.len(), true);
             }
         }
         self.totals.writes_refused += refused;
+        if in_window {
+            self.totals.payload_bytes += payload * receivers;
+        }
         self.after_input(i);
     }
 
@@ -1138,6 +1221,9 @@ impl Sim {
         let now = self.world.now_us;
         self.totals.datagrams_sent += 1;
         self.totals.bytes_sent += payload.len() as u64;
+        if now >= self.window_from_us && !self.writes_stopped {
+            self.totals.window_bytes_sent += payload.len() as u64;
+        }
         match self.world.net.route(&mut self.net_rng, now, from, to, payload.len()) {
             Fate::Once(d) => {
                 self.seq += 1;
@@ -1154,7 +1240,10 @@ impl Sim {
             }
             Fate::Partitioned => self.totals.dropped_partition += 1,
             Fate::Lost => self.totals.dropped_loss += 1,
-            Fate::QueueFull => self.totals.dropped_other += 1,
+            Fate::QueueFull => {
+                self.totals.dropped_other += 1;
+                self.totals.dropped_queue_full += 1;
+            }
         }
     }
 
@@ -1239,7 +1328,16 @@ impl Sim {
                 let content = fingerprint(key, value.as_deref());
                 if let Some(rec) = self.world.ledger.get(&(*shard, version.epoch, version.seq)).and_then(|r| r.first())
                 {
-                    let _ = self.world.propagation.record(now.saturating_sub(rec.at_us).max(1));
+                    let took = now.saturating_sub(rec.at_us).max(1);
+                    let _ = self.world.propagation.record(took);
+                    if let Some((capped, _)) = self.world.cfg.capped_peer {
+                        if rec.author == capped {
+                            let _ = self.world.capped_propagation.0.record(took);
+                        }
+                        if i == capped {
+                            let _ = self.world.capped_propagation.1.record(took);
+                        }
+                    }
                 }
                 content
             }

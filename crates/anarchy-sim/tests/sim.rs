@@ -212,6 +212,23 @@ fn ci_sweep_over_shipped_scenarios() {
 // ----- protocol bugs found by the simulator, kept with their seeds -----------------
 
 #[test]
+fn the_standard_workload_measures_its_wire_overhead() {
+    let r = run(Some("bandwidth-standard.toml"), 1, |a| {
+        a.peers = Some(8);
+        a.seconds = Some(3.0);
+    });
+    assert_passes(&r);
+    assert_eq!(r.shards, 9, "one avatar shard per player, plus the world");
+    assert!(r.payload_bytes_per_peer_per_sec > 0.0);
+    let ratio = r.wire_bytes_per_peer_per_sec / r.payload_bytes_per_peer_per_sec;
+    assert!((r.wire_overhead_ratio - ratio).abs() < 1e-9);
+    let json = r.to_json();
+    for field in ["\"payload_bytes_per_peer_per_sec\"", "\"wire_overhead_ratio\"", "\"bytes_sent_per_peer_per_sec\""] {
+        assert!(json.contains(field), "{field} missing from {json}");
+    }
+}
+
+#[test]
 fn regression_hand_over_to_a_joining_peer_is_lost() {
     // 16 peers, default network, seed 2: the others follow p14 at epoch 4
     // (version 4.2 of avatars-4) while p14 itself still follows the old czar

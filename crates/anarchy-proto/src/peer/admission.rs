@@ -55,7 +55,7 @@ impl Peer {
                 return None;
             }
         };
-        match wire::decode_datagram(&opened.plain) {
+        match crate::compress::decode_received(&opened.plain) {
             Ok(datagram) => Some((opened, datagram)),
             Err(e) => {
                 // Authenticated garbage: only a holder of the secret can send it.

@@ -15,6 +15,7 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::compress;
 use crate::config::Config;
 use crate::event::{Event, WriteFailure, WriteId};
 use crate::identity::{Keypair, PeerId, PublicKey};
@@ -2141,7 +2142,7 @@ impl Peer {
             let mut len = HEADER_BYTES;
             for f in &frames {
                 if len + f.len() > MAX_PLAIN_DATAGRAM_BYTES && !current.is_empty() {
-                    let payload = self.seal(&wire::encode_datagram(&self.id, &current));
+                    let payload = self.seal(&compress::compress_datagram(wire::encode_datagram(&self.id, &current)));
                     self.transmits.push_back(Transmit { destination: to, payload });
                     current.clear();
                     len = HEADER_BYTES;
@@ -2150,7 +2151,7 @@ impl Peer {
                 len += f.len();
             }
             if !current.is_empty() {
-                let payload = self.seal(&wire::encode_datagram(&self.id, &current));
+                let payload = self.seal(&compress::compress_datagram(wire::encode_datagram(&self.id, &current)));
                 self.transmits.push_back(Transmit { destination: to, payload });
             }
         }

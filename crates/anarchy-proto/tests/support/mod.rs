@@ -59,7 +59,7 @@ pub struct Net {
 /// open session secret unless they say otherwise).
 pub fn decode(payload: &[u8]) -> Option<Datagram> {
     let (_, plain) = open_datagram(&SessionSecret::default(), payload).ok()?;
-    anarchy_proto::wire::decode_datagram(&plain).ok()
+    anarchy_proto::compress::decode_received(&plain).ok()
 }
 
 /// The boot under which [`seal`] forges datagrams: unlike any peer's.
@@ -182,7 +182,7 @@ impl Net {
             if let (false, Some(f)) = (drop, self.frame_filter.as_mut()) {
                 let secret = &self.config.session_secret;
                 if let Ok((header, plain)) = open_datagram(secret, &d.payload) {
-                    let dg = anarchy_proto::wire::decode_datagram(&plain).expect("peers send valid datagrams");
+                    let dg = anarchy_proto::compress::decode_received(&plain).expect("peers send valid datagrams");
                     let kept: Vec<Vec<u8>> = dg.frames.iter().filter(|fr| !f(&d, fr)).map(|fr| fr.to_bytes()).collect();
                     if kept.len() < dg.frames.len() {
                         let refs: Vec<&[u8]> = kept.iter().map(Vec::as_slice).collect();

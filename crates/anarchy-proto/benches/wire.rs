@@ -1,0 +1,188 @@
+//! Encode and decode of standard-workload datagrams (issue 6): one czar's tick
+//! of 16 entities with 12-byte quantized values, about half moving, as one
+//! datagram to one member with a heartbeat: the run signed by its czar, the
+//! frames compressed when that pays, the datagram sealed. `encode` is what
+//! the sender does per tick (sign, encode, compress, seal), `decode` what a
+//! receiver does (open, decompress, decode, verify the signature, uncached).
+//! `sign_run` / `verify_run` isolate the signature's share.
+//! Throughput is in updates; bytes per update are printed before the runs.
+//!
+//! `cargo bench -p anarchy-proto --bench wire`
+
+use std::hint::black_box;
+
+use anarchy_proto::compress::{compress_datagram, decompress_datagram};
+use anarchy_proto::seal::{open_datagram, seal_datagram, SessionSecret};
+use anarchy_proto::wire::{decode_datagram, encode_datagram, Frame, Op, ShardVersion, Update};
+use anarchy_proto::{proof, Keypair, ShardId, Version};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const ENTITIES: usize = 16;
+const TICKS: usize = 64;
+
+/// One entity's change in a tick: key, old value, new value.
+type Change = (Vec<u8>, Vec<u8>, Vec<u8>);
+
+/// `TICKS` consecutive ticks of one avatar shard: per tick, the changes of
+/// every entity whose value changed.
+fn ticks() -> Vec<Vec<Change>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let speed = [32i32, 32, 4, 8, 2, 0];
+    let mut coords: Vec<[u16; 6]> = (0..ENTITIES).map(|_| rng.gen()).collect();
+    let mut velocity: Vec<[i32; 6]> =
+        (0..ENTITIES).map(|_| std::array::from_fn(|c| rng.gen_range(-speed[c]..=speed[c]))).collect();
+    let mut moving: Vec<bool> = (0..ENTITIES).map(|_| rng.gen()).collect();
+    let value = |c: &[u16; 6]| c.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    (0..TICKS)
+        .map(|_| {
+            let mut changed = Vec::new();
+            for e in 0..ENTITIES {
+                if rng.gen::<f64>() < 1.0 / 40.0 {
+                    moving[e] = !moving[e];
+                }
+                if !moving[e] {
+                    continue;
+                }
+                let old = value(&coords[e]);
+                for c in 0..6 {
+                    coords[e][c] = coords[e][c].wrapping_add_signed(velocity[e][c] as i16);
+                    velocity[e][c] = (velocity[e][c] + rng.gen_range(-1..=1)).clamp(-speed[c], speed[c]);
+                }
+                let new = value(&coords[e]);
+                if new != old {
+                    changed.push((format!("e{e}").into_bytes(), old, new));
+                }
+            }
+            changed
+        })
+        .collect()
+}
+
+fn heartbeat(shard: ShardId, seq: u64) -> Frame {
+    Frame::Heartbeat {
+        incarnation: 1,
+        members_hash: 0x1234_5678_9abc_def0,
+        shards_hash: 0x0fed_cba9_8765_4321,
+        czar_of: vec![ShardVersion { shard, version: Version { epoch: 1, seq }, checksum: seq * 31, backed: true }],
+    }
+}
+
+/// One tick's run: (first seq, updates).
+fn runs() -> Vec<(u64, Vec<Update>)> {
+    let mut seq = 1_000;
+    ticks()
+        .into_iter()
+        .filter(|t| !t.is_empty())
+        .map(|tick| {
+            let first = seq + 1;
+            seq += tick.len() as u64;
+            (first, tick.into_iter().map(|(key, _, new)| Update { key, op: Op::Put(new) }).collect())
+        })
+        .collect()
+}
+
+struct Sender {
+    keypair: Keypair,
+    tag: [u8; 32],
+    secret: SessionSecret,
+    shard: ShardId,
+    counter: u64,
+}
+
+impl Sender {
+    fn new() -> Self {
+        let secret = SessionSecret::from_passphrase("bench");
+        Sender {
+            keypair: Keypair::from_seed(3),
+            tag: proof::session_tag(&secret),
+            secret,
+            shard: ShardId::from_name("avatars-1"),
+            counter: 0,
+        }
+    }
+
+    /// Everything the sender does for one tick's datagram to one member.
+    fn datagram(&mut self, first_seq: u64, updates: &[Update]) -> Vec<u8> {
+        let author = self.keypair.peer_id();
+        let (base, after) = (first_seq.wrapping_mul(7), first_seq.wrapping_mul(11));
+        let message = proof::delta_message(&self.tag, self.shard, 1, first_seq, base, after, &author, updates);
+        let sig = proof::sign(&self.keypair, &message);
+        let delta = Frame::Delta {
+            shard: self.shard,
+            epoch: 1,
+            first_seq,
+            base,
+            after,
+            author,
+            sig,
+            updates: updates.to_vec(),
+        };
+        let frames = [delta.to_bytes(), heartbeat(self.shard, first_seq).to_bytes()];
+        let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        self.counter += 1;
+        seal_datagram(&self.secret, 1, self.counter, &compress_datagram(encode_datagram(&author, &refs)))
+    }
+}
+
+/// Everything a receiver does with one datagram before applying it.
+fn receive(secret: &SessionSecret, tag: &[u8; 32], key: &anarchy_proto::PublicKey, bytes: &[u8]) -> usize {
+    let (_, plain) = open_datagram(secret, bytes).expect("ours");
+    let plain = decompress_datagram(&plain).expect("ours");
+    let datagram = decode_datagram(&plain).expect("ours");
+    let mut n = 0;
+    for f in datagram.frames {
+        if let Frame::Delta { shard, epoch, first_seq, base, after, author, sig, updates } = f {
+            let message = proof::delta_message(tag, shard, epoch, first_seq, base, after, &author, &updates);
+            assert!(key.verify(&message, &sig));
+            n += updates.len();
+        }
+    }
+    n
+}
+
+fn bench(c: &mut Criterion) {
+    let runs = runs();
+    let updates: usize = runs.iter().map(|r| r.1.len()).sum();
+    let mut sender = Sender::new();
+    let encoded: Vec<Vec<u8>> = runs.iter().map(|(first, u)| sender.datagram(*first, u)).collect();
+    let bytes: usize = encoded.iter().map(Vec::len).sum();
+    let payload: usize = ticks().iter().flatten().map(|(k, _, v)| k.len() + v.len()).sum();
+    println!(
+        "standard: {} datagrams, {updates} updates, {:.2} wire bytes/update (header, heartbeat, signature and \
+         seal included), {:.2} payload bytes/update",
+        encoded.len(),
+        bytes as f64 / updates as f64,
+        payload as f64 / updates as f64
+    );
+    let key = sender.keypair.public_key();
+    let (secret, tag) = (sender.secret.clone(), sender.tag);
+    let mut g = c.benchmark_group("standard");
+    g.throughput(Throughput::Elements(updates as u64));
+    g.bench_function("encode", |b| {
+        b.iter(|| {
+            for (first, u) in &runs {
+                black_box(sender.datagram(*first, black_box(u)));
+            }
+        })
+    });
+    g.bench_function("decode", |b| {
+        b.iter(|| {
+            for bytes in &encoded {
+                black_box(receive(&secret, &tag, &key, black_box(bytes)));
+            }
+        })
+    });
+    g.finish();
+    let mut g = c.benchmark_group("signature");
+    g.throughput(Throughput::Elements(1));
+    let message = [5u8; 32];
+    let sig = proof::sign(&sender.keypair, &message);
+    g.bench_function("sign_run", |b| b.iter(|| black_box(proof::sign(&sender.keypair, black_box(&message)))));
+    g.bench_function("verify_run", |b| b.iter(|| black_box(key.verify(black_box(&message), &sig))));
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
