@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use ed25519_dalek::{Signer, Verifier};
+use ed25519_dalek::Signer;
 
 /// Bytes in a [`PeerId`].
 pub const PEER_ID_BYTES: usize = 16;
@@ -76,11 +76,32 @@ impl PublicKey {
     /// Checks `signature` over `message` with strict verification (rejects
     /// small-order keys and non-canonical signatures).
     pub fn verify(&self, message: &[u8], signature: &[u8; SIGNATURE_BYTES]) -> bool {
-        let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&self.0) else {
-            return false;
-        };
+        let Some(key) = self.verifying_key() else { return false };
         let sig = ed25519_dalek::Signature::from_bytes(signature);
-        key.verify_strict(message, &sig).is_ok() && key.verify(message, &sig).is_ok()
+        key.verify_strict(message, &sig).is_ok()
+    }
+
+    /// The decompressed key. Decompressing a point costs about as much as a
+    /// third of a verification and a session has few keys, so they are kept
+    /// per thread (bounded; the answer never depends on the cache).
+    fn verifying_key(&self) -> Option<ed25519_dalek::VerifyingKey> {
+        thread_local! {
+            static KEYS: std::cell::RefCell<std::collections::HashMap<[u8; PUBLIC_KEY_BYTES], ed25519_dalek::VerifyingKey>> =
+                std::cell::RefCell::new(std::collections::HashMap::new());
+        }
+        const MAX_CACHED_KEYS: usize = 4096;
+        if let Some(key) = KEYS.with(|k| k.borrow().get(&self.0).copied()) {
+            return Some(key);
+        }
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&self.0).ok()?;
+        KEYS.with(|k| {
+            let mut k = k.borrow_mut();
+            if k.len() >= MAX_CACHED_KEYS {
+                k.clear();
+            }
+            k.insert(self.0, key);
+        });
+        Some(key)
     }
 }
 
