@@ -22,8 +22,11 @@ use rand_chacha::ChaCha8Rng;
 
 /// Datagrams an attacker keeps for replaying.
 const CAPTURED: usize = 64;
-/// Datagrams in one flood (well over a source's rate limit).
-const FLOOD: usize = 3000;
+/// Datagrams in one flood: more than a source's whole burst allowance
+/// (`Config::source_burst_datagrams`, 10 000 by default).
+const FLOOD: usize = 12_000;
+/// Only every this many turns of the flood attack floods (the others pass).
+const FLOOD_EVERY: u64 = 10;
 
 /// One kind of attack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,6 +239,9 @@ impl Attacker {
                 vec![Crafted { from: self.me, bytes }]
             }
             Attack::Flood => {
+                if self.made[Attack::Flood as usize] * FLOOD_EVERY > self.next as u64 / Attack::ALL.len() as u64 {
+                    return Vec::new();
+                }
                 let plain = wire::encode_frames(&me, &[Frame::SyncReq]);
                 (0..FLOOD).map(|_| Crafted { from: self.me, bytes: self.seal(&plain) }).collect()
             }
