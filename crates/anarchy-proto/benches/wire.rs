@@ -105,20 +105,10 @@ impl Sender {
 
     /// Everything the sender does for one tick's datagram to one member.
     fn datagram(&mut self, first_seq: u64, updates: &[Update]) -> Vec<u8> {
-        let author = self.keypair.peer_id();
         let (base, after) = (first_seq.wrapping_mul(7), first_seq.wrapping_mul(11));
-        let message = proof::delta_message(&self.tag, self.shard, 1, first_seq, base, after, &author, updates);
-        let sig = proof::sign(&self.keypair, &message);
-        let delta = Frame::Delta {
-            shard: self.shard,
-            epoch: 1,
-            first_seq,
-            base,
-            after,
-            author,
-            sig,
-            updates: updates.to_vec(),
-        };
+        let run = proof::BatchProof::sign(&self.keypair, &self.tag, self.shard, 1, first_seq, base, after, updates);
+        let delta = run.frame(self.shard, updates.to_vec());
+        let author = run.author;
         let frames = [delta.to_bytes(), heartbeat(self.shard, first_seq).to_bytes()];
         let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
         self.counter += 1;

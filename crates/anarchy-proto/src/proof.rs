@@ -22,7 +22,7 @@ use crate::identity::{Keypair, PeerId, PublicKey, SIGNATURE_BYTES};
 use crate::replica::Version;
 use crate::seal::SessionSecret;
 use crate::shards::ShardId;
-use crate::wire::{put_update, Update};
+use crate::wire::{put_update, Frame, Update};
 
 const DELTA_CONTEXT: &str = "anarchy 2026 signed delta v1";
 const SNAPSHOT_CONTEXT: &str = "anarchy 2026 signed snapshot v1";
@@ -61,6 +61,38 @@ pub struct BatchProof {
 }
 
 impl BatchProof {
+    /// Signs a run of `updates` of `shard` as its author `keypair` would:
+    /// the header a czar sends and every peer keeps.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sign(
+        keypair: &Keypair,
+        session: &[u8; 32],
+        shard: ShardId,
+        epoch: u32,
+        first_seq: u64,
+        base: u64,
+        after: u64,
+        updates: &[Update],
+    ) -> Self {
+        let author = keypair.peer_id();
+        let message = delta_message(session, shard, epoch, first_seq, base, after, &author, updates);
+        BatchProof { author, epoch, first_seq, count: updates.len() as u32, base, after, sig: sign(keypair, &message) }
+    }
+
+    /// The delta frame carrying this run.
+    pub fn frame(&self, shard: ShardId, updates: Vec<Update>) -> Frame {
+        Frame::Delta {
+            shard,
+            epoch: self.epoch,
+            first_seq: self.first_seq,
+            base: self.base,
+            after: self.after,
+            author: self.author,
+            sig: self.sig,
+            updates,
+        }
+    }
+
     /// The last sequence number the run covers.
     pub fn last_seq(&self) -> u64 {
         self.first_seq + u64::from(self.count).saturating_sub(1)

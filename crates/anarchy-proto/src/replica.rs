@@ -317,21 +317,28 @@ impl Replica {
         !self.early.is_empty()
     }
 
-    /// Logged updates from `from_seq` on (at most `max`), or `None` if the log
-    /// no longer reaches back that far (the asker needs a snapshot).
-    pub fn log_from(&self, from_seq: u64, max: usize) -> Option<Vec<LogEntry>> {
+    /// Where the log holds `from_seq`: `None` if it no longer reaches back
+    /// that far (or `from_seq` is 0 or past our next seq: the asker needs a
+    /// snapshot), `Some(None)` if there is nothing after our seq to send,
+    /// else the index of `from_seq` in the log.
+    fn log_index(&self, from_seq: u64) -> Option<Option<usize>> {
         if from_seq == 0 || from_seq > self.seq.saturating_add(1) {
             return None;
         }
         if from_seq == self.seq + 1 {
-            return Some(Vec::new());
+            return Some(None);
         }
         let first = self.log.front()?.seq;
-        if from_seq < first {
-            return None;
-        }
-        let start = (from_seq - first) as usize;
-        Some(self.log.iter().skip(start).take(max).cloned().collect())
+        (from_seq >= first).then(|| Some((from_seq - first) as usize))
+    }
+
+    /// Logged updates from `from_seq` on (at most `max`), or `None` if the log
+    /// no longer reaches back that far (the asker needs a snapshot).
+    pub fn log_from(&self, from_seq: u64, max: usize) -> Option<Vec<LogEntry>> {
+        Some(match self.log_index(from_seq)? {
+            None => Vec::new(),
+            Some(start) => self.log.iter().skip(start).take(max).cloned().collect(),
+        })
     }
 
     /// Whether an update we applied after `seq` was written by someone other
@@ -351,16 +358,10 @@ impl Replica {
     /// no longer holds the start of that run (the asker needs a snapshot).
     /// Stops at the first entry not yet sent (no proof yet).
     pub fn signed_runs_from(&self, from_seq: u64, max: usize) -> Option<Vec<(Arc<BatchProof>, Vec<Update>)>> {
-        if from_seq == 0 || from_seq > self.seq.saturating_add(1) {
-            return None;
-        }
-        if from_seq == self.seq + 1 {
+        if self.log_index(from_seq)?.is_none() {
             return Some(Vec::new());
         }
         let first = self.log.front()?.seq;
-        if from_seq < first {
-            return None;
-        }
         // Each run is resent whole, with the updates our log holds at its
         // seqs (the same ones it carried, on one history; the receiver checks).
         let mut runs: Vec<(Arc<BatchProof>, Vec<Update>)> = Vec::new();

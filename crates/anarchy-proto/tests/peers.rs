@@ -412,21 +412,13 @@ fn next_run(net: &Net, world: anarchy_proto::ShardId, at: usize, signer: usize, 
     let updates = vec![wire::Update { key: b"gold".to_vec(), op: wire::Op::Put(b"999".to_vec()) }];
     let author = net.peers[signer].id();
     let (epoch, first_seq, after) = (version.epoch, version.seq + 1, base ^ 1);
-    let sig = if real_sig {
-        let message = proof::delta_message(
-            &proof::session_tag(&Config::default().session_secret),
-            world,
-            epoch,
-            first_seq,
-            base,
-            after,
-            &author,
-            &updates,
-        );
-        Keypair::from_seed(signer as u64 + 100).sign(&message)
-    } else {
-        [7; 64]
-    };
+    if real_sig {
+        let keypair = Keypair::from_seed(signer as u64 + 100);
+        let tag = proof::session_tag(&Config::default().session_secret);
+        return proof::BatchProof::sign(&keypair, &tag, world, epoch, first_seq, base, after, &updates)
+            .frame(world, updates);
+    }
+    let sig = [7; 64];
     Frame::Delta { shard: world, epoch, first_seq, base, after, author, sig, updates }
 }
 

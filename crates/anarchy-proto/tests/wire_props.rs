@@ -506,19 +506,8 @@ fn other() -> Keypair {
 
 /// A delta from [`other`], signed with its key (based on the empty state).
 fn signed_delta(shard: ShardId, epoch: u32, first_seq: u64, updates: Vec<Update>) -> Frame {
-    let author = other().peer_id();
-    let (base, after) = (0, 0);
-    let message = proof::delta_message(
-        &proof::session_tag(&Config::default().session_secret),
-        shard,
-        epoch,
-        first_seq,
-        base,
-        after,
-        &author,
-        &updates,
-    );
-    Frame::Delta { shard, epoch, first_seq, base, after, author, sig: other().sign(&message), updates }
+    let tag = proof::session_tag(&Config::default().session_secret);
+    proof::BatchProof::sign(&other(), &tag, shard, epoch, first_seq, 0, 0, &updates).frame(shard, updates)
 }
 
 /// An empty snapshot sent and signed by [`other`], naming `czar`.

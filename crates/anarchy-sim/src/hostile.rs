@@ -257,8 +257,7 @@ impl Attacker {
         after: u64,
         updates: Vec<Update>,
     ) -> Frame {
-        let author = self.keypair.peer_id();
-        let message = proof::delta_message(&self.session_tag, shard, epoch, first_seq, base, after, &author, &updates);
-        Frame::Delta { shard, epoch, first_seq, base, after, author, sig: self.keypair.sign(&message), updates }
+        proof::BatchProof::sign(&self.keypair, &self.session_tag, shard, epoch, first_seq, base, after, &updates)
+            .frame(shard, updates)
     }
 }

@@ -1765,7 +1765,7 @@ impl Peer {
             Some(runs) => {
                 // Resent exactly as their author signed them.
                 for (proof, updates) in runs {
-                    self.queue_frame(to, &delta_frame(shard, &proof, updates));
+                    self.queue_frame(to, &proof.frame(shard, updates));
                 }
             }
             // Asked for a snapshot, or off our history: either way their state goes.
@@ -2060,27 +2060,18 @@ impl Peer {
             let entries = std::mem::take(&mut st.outgoing);
             let base = entries.first().and_then(|e| st.replica.checksum_at(e.seq - 1)).unwrap_or(0);
             for run in runs_of(base, &entries) {
-                let message = proof::delta_message(
+                let proof = Arc::new(BatchProof::sign(
+                    &self.keypair,
                     &self.session_tag,
                     *shard,
                     run.epoch,
                     run.first_seq,
                     run.base,
                     run.after,
-                    &self.id,
                     &run.updates,
-                );
-                let proof = Arc::new(BatchProof {
-                    author: self.id,
-                    epoch: run.epoch,
-                    first_seq: run.first_seq,
-                    count: run.updates.len() as u32,
-                    base: run.base,
-                    after: run.after,
-                    sig: proof::sign(&self.keypair, &message),
-                });
+                ));
                 st.replica.attach_proof(&proof);
-                frames.push(delta_frame(*shard, &proof, run.updates));
+                frames.push(proof.frame(*shard, run.updates));
             }
         }
         for frame in frames {
@@ -2212,18 +2203,4 @@ fn runs_of(base: u64, entries: &[LogEntry]) -> Vec<Run> {
         before = e.checksum;
     }
     runs
-}
-
-/// The delta frame carrying one signed run.
-fn delta_frame(shard: ShardId, proof: &BatchProof, updates: Vec<Update>) -> Frame {
-    Frame::Delta {
-        shard,
-        epoch: proof.epoch,
-        first_seq: proof.first_seq,
-        base: proof.base,
-        after: proof.after,
-        author: proof.author,
-        sig: proof.sig,
-        updates,
-    }
 }
