@@ -61,6 +61,8 @@ async fn a_node_with_the_wrong_secret_cannot_join_and_changes_nothing() {
         host.get("world", b"mark").as_deref() == Some(&b"after"[..])
     })
     .await;
+    // The friend's own copy follows when the czar's delta comes back.
+    wait_until("both hold the same world", || host.shard_checksum("world") == friend.shard_checksum("world")).await;
 
     assert!(!intruder.is_joined(), "the intruder is never welcomed");
     assert_eq!(intruder.stats().datagrams_in, 0, "nothing is ever sent back to it");

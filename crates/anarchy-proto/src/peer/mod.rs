@@ -2112,11 +2112,14 @@ impl Peer {
                 self.queue(addr, f.clone());
             }
         }
-        // Probe one peer that left only by our own timeout: after a partition
-        // heals or a stalled process resumes, this is how the sides find each other.
-        let soft: Vec<SocketAddr> = self.members.soft_left().map(|m| m.addr).collect();
-        if !soft.is_empty() {
-            let addr = soft[self.rng.gen_range(0..soft.len())];
+        // Probe one peer we count as gone, whoever decided it (our own timeout,
+        // a majority, gossip): after a partition heals or a stalled process
+        // resumes, this is how the sides find each other. Two cut-off peers that
+        // each learned by gossip that the other left would otherwise never talk
+        // again. A probed peer that counts us as gone tells us so, and we refute.
+        let gone: Vec<SocketAddr> = self.members.iter().filter(|m| !m.is_alive()).map(|m| m.addr).collect();
+        if !gone.is_empty() {
+            let addr = gone[self.rng.gen_range(0..gone.len())];
             self.queue(addr, frames[0].clone());
         }
     }
