@@ -118,6 +118,10 @@ pub struct ApplyOutcome {
     pub buffered: usize,
     /// Updates dropped because the early-arrival buffer is full.
     pub overflow: usize,
+    /// Updates dropped because they do not continue our state: their run
+    /// builds on another state, or its earlier updates are not the ones we
+    /// applied (buffered updates of a lineage we have since left).
+    pub off_history: usize,
     /// Whether a gap remains (a repair is needed).
     pub gap: bool,
 }
@@ -275,12 +279,11 @@ impl Replica {
             if seq <= self.seq {
                 out.duplicates += 1;
             } else if seq == self.seq + 1 {
-                self.apply_to_state(&update);
-                self.seq = seq;
-                self.set_lineage(epoch);
-                let entry = LogEntry { seq, epoch, update, checksum: self.checksum.short(), proof: proof.clone() };
-                self.push_log(entry.clone(), log_capacity);
-                out.applied.push(entry);
+                if !self.continues(seq, proof.as_deref()) {
+                    out.off_history += 1;
+                    break;
+                }
+                self.apply_in_order(seq, epoch, update, proof.clone(), log_capacity, &mut out);
             } else if self.early.contains_key(&seq) {
                 out.duplicates += 1;
             } else if self.early.len() < max_early {
@@ -301,15 +304,49 @@ impl Replica {
                 break;
             }
             let (epoch, update, proof) = entry.remove();
-            self.apply_to_state(&update);
-            self.seq = seq;
-            self.set_lineage(epoch);
-            let e = LogEntry { seq, epoch, update, checksum: self.checksum.short(), proof };
-            self.push_log(e.clone(), log_capacity);
-            out.applied.push(e);
+            if !self.continues(seq, proof.as_deref()) {
+                // Buffered from a lineage we have left: none of it is ours.
+                out.off_history += 1 + self.early.len();
+                self.early.clear();
+                break;
+            }
+            self.apply_in_order(seq, epoch, update, proof, log_capacity, &mut out);
         }
         out.gap = !self.early.is_empty();
         out
+    }
+
+    /// Whether the update at `seq` (next after ours) of the run `proof`
+    /// continues our state: the run's first update must build on our
+    /// checksum, a later one must follow the update of the same run we
+    /// applied just before. Unverifiable (no proof, or our log restarted
+    /// right there at a snapshot) counts as continuing.
+    fn continues(&self, seq: u64, proof: Option<&BatchProof>) -> bool {
+        let Some(p) = proof else { return true };
+        if p.first_seq == seq {
+            return p.base == self.checksum.short();
+        }
+        match self.log.back() {
+            Some(last) => last.seq + 1 == seq && last.proof.as_deref() == Some(p),
+            None => self.log_base.0 + 1 == seq,
+        }
+    }
+
+    fn apply_in_order(
+        &mut self,
+        seq: u64,
+        epoch: u32,
+        update: Update,
+        proof: Option<Arc<BatchProof>>,
+        log_capacity: usize,
+        out: &mut ApplyOutcome,
+    ) {
+        self.apply_to_state(&update);
+        self.seq = seq;
+        self.set_lineage(epoch);
+        let entry = LogEntry { seq, epoch, update, checksum: self.checksum.short(), proof };
+        self.push_log(entry.clone(), log_capacity);
+        out.applied.push(entry);
     }
 
     /// Whether updates are buffered behind a gap.

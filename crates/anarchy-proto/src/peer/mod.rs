@@ -1578,8 +1578,12 @@ impl Peer {
         for _ in 0..outcome.overflow {
             self.stats.drop(DropReason::BufferFull);
         }
+        for _ in 0..outcome.off_history {
+            self.stats.drop(DropReason::OffHistory);
+        }
         let catching_up = st.catch_up_to.is_some();
         let gap = outcome.gap;
+        let off_history = outcome.off_history > 0;
         // The run ends at the author's checksum, or we have diverged from it.
         let diverged = whole && st.replica.checksum_at(last_seq).is_some_and(|ours| ours != after);
         st.replica.note_start_reached();
@@ -1602,6 +1606,15 @@ impl Peer {
                     value,
                 });
             }
+        }
+        if off_history {
+            // Updates that do not continue our state (buffered from a lineage
+            // we left, or a run whose earlier part is not what we applied): our
+            // history and the sender's part ways here. Take the state whole.
+            let st = self.states.get_mut(&shard).expect("known shard");
+            st.want_snapshot = true;
+            self.request_repair(now, shard, 0, Some(sender), true);
+            return;
         }
         if diverged && !catching_up {
             self.stats.drop(DropReason::BadChecksum);
