@@ -280,6 +280,10 @@ pub enum Frame {
         /// provisional: it loses to any backed claim when the sides meet again,
         /// so nothing committed on the majority side is ever undone.
         backed: bool,
+        /// Whether `seq` and `checksum` are the epoch's start as its claimant
+        /// (or the old czar handing over) stated it. A hint relayed by anyone
+        /// else clears it when the relay only assumed the start.
+        start_known: bool,
     },
     /// "Send me your member and shard lists."
     SyncReq,
@@ -516,13 +520,13 @@ impl Frame {
                     put_bytes(out, v);
                 }
             }
-            Frame::Authority { shard, epoch, czar, seq, checksum, backed } => {
+            Frame::Authority { shard, epoch, czar, seq, checksum, backed, start_known } => {
                 out.extend_from_slice(&shard.0.to_le_bytes());
                 put_varint(out, u64::from(*epoch));
                 out.extend_from_slice(&czar.0);
                 put_varint(out, *seq);
                 out.extend_from_slice(&checksum.to_le_bytes());
-                out.push(u8::from(*backed));
+                out.push(u8::from(*backed) | u8::from(*start_known) << 1);
             }
             Frame::Recover { gone, incarnation, claims } => {
                 out.extend_from_slice(&gone.0);
@@ -865,14 +869,14 @@ fn decode_frame(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
             }
             Frame::Snapshot { shard, version, czar, checksum, chunk, chunks, entries, resync, signer, sig }
         }
-        12 => Frame::Authority {
-            shard: r.shard()?,
-            epoch: r.epoch()?,
-            czar: r.peer_id()?,
-            seq: r.seq()?,
-            checksum: r.u64_le()?,
-            backed: r.bool()?,
-        },
+        12 => {
+            let (shard, epoch, czar, seq, checksum) = (r.shard()?, r.epoch()?, r.peer_id()?, r.seq()?, r.u64_le()?);
+            let flags = r.u8()?;
+            if flags > 3 {
+                return Err(DecodeError::Invalid("authority flags"));
+            }
+            Frame::Authority { shard, epoch, czar, seq, checksum, backed: flags & 1 != 0, start_known: flags & 2 != 0 }
+        }
         13 => Frame::SyncReq,
         14 => {
             let gone = r.peer_id()?;
@@ -1227,7 +1231,15 @@ mod tests {
                 signer: id,
                 sig: [4; 64],
             },
-            Frame::Authority { shard: ShardId(3), epoch: 5, czar: id, seq: 99, checksum: 12, backed: false },
+            Frame::Authority {
+                shard: ShardId(3),
+                epoch: 5,
+                czar: id,
+                seq: 99,
+                checksum: 12,
+                backed: false,
+                start_known: true,
+            },
             Frame::SyncReq,
             Frame::Recover { gone: id, incarnation: 2, claims: vec![(ShardId(1), 4), (ShardId(2), 9)] },
             Frame::Propose {

@@ -252,6 +252,7 @@ fn frame() -> impl Strategy<Value = Frame> {
                 seq,
                 checksum,
                 backed: checksum % 2 == 0,
+                start_known: seq % 3 == 0,
             }
         ),
         Just(Frame::SyncReq),
@@ -597,7 +598,7 @@ fn frame_for_peer() -> impl Strategy<Value = Frame> {
     prop_oneof![
         frame(),
         (shard(), peer_epoch(), czar(), peer_seq(), any::<u64>()).prop_map(|(shard, epoch, czar, seq, checksum)| {
-            Frame::Authority { shard, epoch, czar, seq, checksum, backed: checksum % 2 == 0 }
+            Frame::Authority { shard, epoch, czar, seq, checksum, backed: checksum % 2 == 0, start_known: seq % 2 == 0 }
         }),
         (shard(), peer_epoch(), 1u64..=5, prop::collection::vec(update(), 1..=3))
             .prop_map(|(shard, epoch, first_seq, updates)| signed_delta(shard, epoch, first_seq, updates)),
@@ -777,7 +778,8 @@ fn a_snapshot_at_the_last_seq_does_not_overflow() {
     let now = Instant::from_millis(BOOT_MS);
     let them = other().peer_id();
     let world = ShardId::from_name(SHARD_NAMES[0]);
-    let claim = Frame::Authority { shard: world, epoch: 100, czar: them, seq: 1, checksum: 0, backed: true };
+    let claim =
+        Frame::Authority { shard: world, epoch: 100, czar: them, seq: 1, checksum: 0, backed: true, start_known: true };
     for seq in [u64::MAX, MAX_SEQ] {
         let snapshot = empty_snapshot(world, Version { epoch: 100, seq }, them, false);
         peer.handle_datagram(now, other_addr(), &support::seal(&encode_frames(&them, &[claim.clone(), snapshot])));

@@ -390,7 +390,15 @@ impl Peer {
         self.adopt_own_prepared(shard);
         self.push_event(Event::CzarChanged { shard, old, new: me, epoch });
         st_backed(self, shard);
-        self.broadcast(&Frame::Authority { shard, epoch, czar: me, seq: best_seq, checksum: best_sum, backed: true });
+        self.broadcast(&Frame::Authority {
+            shard,
+            epoch,
+            czar: me,
+            seq: best_seq,
+            checksum: best_sum,
+            backed: true,
+            start_known: true,
+        });
         if !at_start {
             let from = if mine >= best_seq { 0 } else { mine + 1 };
             self.request_repair(now, shard, from, Some(best_peer), true);

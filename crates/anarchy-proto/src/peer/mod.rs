@@ -781,12 +781,12 @@ impl Peer {
             Frame::RepairReq { shard, from_seq, checksum } => {
                 self.handle_repair_request(from, shard, from_seq, checksum)
             }
-            Frame::Authority { shard, epoch, czar, seq, checksum, backed } => {
-                // The stated start is the claimant's own (or, in a hand-over, the
-                // old czar's); a hint relayed by anyone else may carry only what
-                // its sender assumed when it learned of the claim.
-                let from_source = sender == czar || self.czar_of(shard) == Some(sender);
-                let start = Start { seq, checksum, trusted: from_source };
+            Frame::Authority { shard, epoch, czar, seq, checksum, backed, start_known } => {
+                // The stated start is trusted from the claimant itself, or from a
+                // sender that says it knows it (the old czar handing over, a
+                // relay that learned it from the claimant); a hint whose sender
+                // only assumed the start says so.
+                let start = Start { seq, checksum, trusted: sender == czar || start_known };
                 match self.offer_authority(now, shard, epoch, czar, Some(backed), Some(start), Some(sender)) {
                     Verdict::Stale => self.send_authority_hint(now, shard, from),
                     Verdict::Unknown => self.stats.drop(DropReason::UnknownShard),
@@ -1127,7 +1127,7 @@ impl Peer {
         let (epoch, seq, checksum) = (st.replica.epoch, st.replica.seq(), st.replica.checksum().short());
         self.adopt_own_prepared(shard);
         self.push_event(Event::CzarChanged { shard, old, new: self.id, epoch });
-        self.broadcast(&Frame::Authority { shard, epoch, czar: self.id, seq, checksum, backed });
+        self.broadcast(&Frame::Authority { shard, epoch, czar: self.id, seq, checksum, backed, start_known: true });
     }
 
     fn hand_over(&mut self, shard: ShardId, to: PeerId) {
@@ -1150,7 +1150,7 @@ impl Peer {
         // A hand-over keeps the standing of the claim it continues.
         let backed = st.replica.backed;
         self.push_event(Event::CzarChanged { shard, old: Some(self.id), new: to, epoch });
-        self.broadcast(&Frame::Authority { shard, epoch, czar: to, seq, checksum, backed });
+        self.broadcast(&Frame::Authority { shard, epoch, czar: to, seq, checksum, backed, start_known: true });
     }
 
     /// Considers `czar` holding `shard` from `epoch` on. The stronger claim wins:
@@ -1311,7 +1311,15 @@ impl Peer {
         let (seq, checksum) = (st.replica.seq(), st.replica.checksum().short());
         self.flush_outgoing();
         self.push_event(Event::CzarChanged { shard, old: Some(self.id), new: self.id, epoch });
-        self.broadcast(&Frame::Authority { shard, epoch, czar: self.id, seq, checksum, backed: true });
+        self.broadcast(&Frame::Authority {
+            shard,
+            epoch,
+            czar: self.id,
+            seq,
+            checksum,
+            backed: true,
+            start_known: true,
+        });
     }
 
     fn send_authority_hint(&mut self, now: Instant, shard: ShardId, to: SocketAddr) {
@@ -1334,6 +1342,7 @@ impl Peer {
             seq: st.replica.epoch_start_seq,
             checksum: st.replica.epoch_start_checksum,
             backed: st.replica.backed,
+            start_known: st.replica.epoch_start_trusted,
         };
         self.queue_frame(to, &frame);
     }
