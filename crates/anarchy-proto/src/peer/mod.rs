@@ -1606,6 +1606,7 @@ impl Peer {
                     Op::Put(v) => Some(v),
                     Op::Delete => None,
                 };
+                // Every remotely applied update came in a signed run.
                 let Some(author) = e.proof.as_ref().map(|p| p.author) else { continue };
                 self.push_event(Event::Updated {
                     shard,
