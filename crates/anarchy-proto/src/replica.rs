@@ -418,6 +418,14 @@ impl Replica {
                 break;
             }
             let start = (p.first_seq - first) as usize;
+            // The whole run must be in our log as it came (a catch-up may have
+            // kept only its first part, then written on top).
+            if self.log.range(start..start + n).any(|e| e.proof.as_deref() != Some(p)) {
+                if runs.is_empty() {
+                    return None;
+                }
+                break;
+            }
             let run: Vec<Update> = self.log.range(start..start + n).map(|e| e.update.clone()).collect();
             runs.push((Arc::clone(p), run));
             taken += n;

@@ -534,3 +534,34 @@ fn the_status_snapshot_shows_owners_links_rates_and_events() {
     assert!(s.forward_latency.p50_ms.unwrap() <= 50);
     assert!(s.rtt.count >= 2);
 }
+
+#[test]
+fn an_unverified_snapshot_chunk_moves_no_claim() {
+    let mut net = session(3);
+    let world = net.declare_everywhere("world", Some(0));
+    net.start_all();
+    settle(&mut net);
+    let before = net.peers[2].replica(world).unwrap().epoch;
+    let czar = net.peers[0].id();
+    // The first of two chunks, naming the real czar at a far epoch, with a made-up signature:
+    // nothing in it counts until the whole snapshot is there and verified.
+    let chunk = Frame::Snapshot {
+        shard: world,
+        version: Version { epoch: 1000, seq: 1 },
+        czar,
+        checksum: [0; 16],
+        chunk: 0,
+        chunks: 2,
+        entries: vec![(b"gold".to_vec(), b"999".to_vec())],
+        resync: true,
+        signer: czar,
+        sig: [5; 64],
+    };
+    let (now, bytes) = (net.now, support::seal(&wire::encode_frames(&net.peers[1].id(), &[chunk])));
+    net.peers[2].handle_datagram(now, net.addrs[1], &bytes);
+    assert_eq!(net.peers[2].replica(world).unwrap().epoch, before, "the epoch followed did not move");
+    assert_eq!(net.peers[2].czar_of(world), Some(czar));
+    settle(&mut net);
+    assert!(net.converged(world));
+    assert_eq!(net.peers[2].get(world, b"gold"), None);
+}

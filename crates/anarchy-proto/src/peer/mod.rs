@@ -1866,53 +1866,30 @@ impl Peer {
             return;
         }
         let st = &self.states[&shard];
-        // A catching-up czar takes any snapshot (its entries are checked against
-        // its checksum below): the exact starting state if it can get it, the
-        // freshest state of the lineage otherwise (it then re-asserts with it).
-        let catch_up_match = st.catch_up_to.is_some_and(|(target, _)| version.seq >= target);
-        // A snapshot that names us as czar, of an epoch we do not remember (we
-        // restarted blank, say): we may act as czar only from exactly that state.
-        let names_us = (czar == self.id && st.replica.czar != Some(self.id)).then(|| Start {
-            seq: version.seq,
-            checksum: u64::from_le_bytes(checksum[..8].try_into().expect("8 bytes")),
-            trusted: true,
-        });
-        // The content is checked against a signature before it is installed:
-        // the named czar's, or (while joining, catching up, or restarting as
-        // czar, when the state is vouched for by a checksum we hold) a member's.
-        if signer != czar && !(any_signer || catch_up_match || names_us.is_some()) {
+        let short = u64::from_le_bytes(checksum[..8].try_into().expect("8 bytes"));
+        // Who may sign: the czar the snapshot names, always. Anyone else only
+        // where the content is vouched for otherwise: while we are joining (our
+        // welcomer), when it is exactly the starting state our catch-up agreed
+        // on (seq and checksum), or, from our previous czar, the freshest state
+        // of the lineage for a catch-up that could not get that (we then
+        // re-assert with it). A snapshot naming us czar is taken only by a
+        // blank replica (we restarted and forgot our own shard).
+        let exact_target = st.catch_up_to.is_some_and(|(target, sum)| version.seq == target && short == sum);
+        let catch_up_match = st.catch_up_to.is_some_and(|(target, _)| version.seq >= target)
+            && (exact_target || signer == czar || Some(signer) == st.replica.prev_czar);
+        let blank = st.replica.seq() == 0;
+        let names_us = czar == self.id && st.replica.czar != Some(self.id) && blank;
+        if signer != czar && !(any_signer || catch_up_match || names_us) {
             self.stats.drop(DropReason::NotCzar);
             return;
         }
-        if !catch_up_match
-            && self.offer_authority(now, shard, version.epoch, czar, None, names_us, None) == Verdict::Stale
-        {
+        // Nothing in the header is acted on before the whole snapshot is
+        // verified; only a claim that cannot win is refused early.
+        if !catch_up_match && version.epoch < st.replica.epoch {
             self.stats.drop(DropReason::StaleSnapshot);
             return;
         }
         let st = self.states.get_mut(&shard).expect("known shard");
-        // We already hold exactly this state (a late answer to an old request):
-        // installing it would only roll back what we applied since.
-        let short = u64::from_le_bytes(checksum[..8].try_into().expect("8 bytes"));
-        // (Unless what we applied since was written by someone else than this
-        // snapshot's czar: a lineage that lost a race at an equal epoch.)
-        if !catch_up_match
-            && st.replica.checksum_at(version.seq) == Some(short)
-            && !st.replica.foreign_after(version.seq, czar)
-        {
-            st.want_snapshot = false;
-            if st.replica.seq() == version.seq && st.replica.czar == Some(czar) && st.replica.epoch == version.epoch {
-                st.replica.set_lineage(version.epoch);
-            }
-            self.stats.drop(DropReason::StaleSnapshot);
-            return;
-        }
-        let current = st.replica.czar == Some(czar) && st.replica.epoch == version.epoch;
-        let wanted = version.seq > st.replica.seq() || st.want_snapshot || resync;
-        if !catch_up_match && (!current || !wanted || st.is_ready_czar(self.id)) {
-            self.stats.drop(DropReason::StaleSnapshot);
-            return;
-        }
         let fresh = match &st.assembly {
             Some(a) => {
                 a.version != version
@@ -1962,6 +1939,38 @@ impl Peer {
             return;
         }
         debug_assert_eq!(a.czar, czar);
+        // Verified: now the claim it implies, and whether we want it.
+        let names_us = names_us.then_some(Start { seq: version.seq, checksum: short, trusted: true });
+        if !catch_up_match
+            && self.offer_authority(now, shard, version.epoch, czar, None, names_us, None) == Verdict::Stale
+        {
+            self.stats.drop(DropReason::StaleSnapshot);
+            return;
+        }
+        let st = self.states.get_mut(&shard).expect("known shard");
+        // We already hold exactly this state (a late answer to an old request):
+        // installing it would only roll back what we applied since (unless what
+        // we applied since was written by someone else than this snapshot's
+        // czar: a lineage that lost a race at an equal epoch).
+        if !catch_up_match
+            && st.replica.checksum_at(version.seq) == Some(short)
+            && !st.replica.foreign_after(version.seq, czar)
+        {
+            st.want_snapshot = false;
+            if st.replica.seq() == version.seq && st.replica.czar == Some(czar) && st.replica.epoch == version.epoch {
+                st.replica.set_lineage(version.epoch);
+            }
+            self.stats.drop(DropReason::StaleSnapshot);
+            return;
+        }
+        // Not ahead of us: only if we asked for our state whole (the unsigned
+        // `resync` flag alone does not make us roll back).
+        let current = st.replica.czar == Some(czar) && st.replica.epoch == version.epoch;
+        let wanted = version.seq > st.replica.seq() || st.want_snapshot;
+        if !catch_up_match && (!current || !wanted || st.is_ready_czar(self.id)) {
+            self.stats.drop(DropReason::StaleSnapshot);
+            return;
+        }
         let ours = st.replica.version();
         let had_own_history = st.replica.seq() > 0 && (ours.seq > a.version.seq || st.want_snapshot || resync);
         st.replica.install(a.version, all);
