@@ -3,7 +3,8 @@
 //! members and play), and on top of it attack the honest peers with crafted
 //! datagrams: forged updates for shards they do not own, updates posing as
 //! the czar without its key, replays of captured datagrams and of old signed
-//! runs with altered checksums or stale epochs, garbage, and floods.
+//! runs with altered checksums or stale epochs, forged snapshots, garbage,
+//! and floods.
 //!
 //! Every attack is built from what the attacker could really know: its own
 //! key, its own core's view of the session, and datagrams sent to it. What the
@@ -45,11 +46,14 @@ pub enum Attack {
     Garbage,
     /// Many datagrams at once to one peer.
     Flood,
+    /// A snapshot of a shard we do not rule, posing as its czar (unsigned)
+    /// or signed with our own key, with forged content.
+    ForgedSnapshot,
 }
 
 impl Attack {
     /// Every attack, in the order the attacker cycles through them.
-    pub const ALL: [Attack; 7] = [
+    pub const ALL: [Attack; 8] = [
         Attack::Forge,
         Attack::Impersonate,
         Attack::Replay,
@@ -57,6 +61,7 @@ impl Attack {
         Attack::StaleEpoch,
         Attack::Garbage,
         Attack::Flood,
+        Attack::ForgedSnapshot,
     ];
 }
 
@@ -237,6 +242,32 @@ impl Attacker {
                     bytes = self.seal(&framed);
                 }
                 vec![Crafted { from: self.me, bytes }]
+            }
+            Attack::ForgedSnapshot => {
+                let Some((shard, czar)) = pick(rng) else { return Vec::new() };
+                let Some(version) = own.version_of(shard) else { return Vec::new() };
+                let entries = vec![(b"gold".to_vec(), b"forged".to_vec())];
+                let checksum =
+                    anarchy_proto::Replica::checksum_of(entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).0;
+                let version = anarchy_proto::Version { epoch: version.epoch, seq: version.seq + 5 };
+                let as_czar = rng.gen_bool(0.5);
+                let (sender, from) = if as_czar { (czar, slot_of(&czar)) } else { (me, Some(self.me)) };
+                let Some(from) = from else { return Vec::new() };
+                let mut sig = [0u8; 64];
+                rng.fill(&mut sig[..]);
+                let frame = Frame::Snapshot {
+                    shard,
+                    version,
+                    czar,
+                    checksum,
+                    chunk: 0,
+                    chunks: 1,
+                    entries,
+                    resync: true,
+                    signer: sender,
+                    sig,
+                };
+                vec![Crafted { from, bytes: self.seal(&wire::encode_frames(&sender, &[frame])) }]
             }
             Attack::Flood => {
                 if self.made[Attack::Flood as usize] * FLOOD_EVERY > self.next as u64 / Attack::ALL.len() as u64 {
