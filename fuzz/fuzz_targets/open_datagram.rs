@@ -19,18 +19,11 @@ use anarchy_proto::wire::put_header;
 use anarchy_proto::MAX_DATAGRAM_BYTES;
 use libfuzzer_sys::fuzz_target;
 
-const SEPARATOR: &[u8] = b"\xffAY\xff";
+#[path = "../common/split.rs"]
+mod split;
+use split::split;
 
-fn split(data: &[u8]) -> Vec<&[u8]> {
-    let mut parts = Vec::new();
-    let mut rest = data;
-    while let Some(i) = rest.windows(SEPARATOR.len()).position(|w| w == SEPARATOR) {
-        parts.push(&rest[..i]);
-        rest = &rest[i + SEPARATOR.len()..];
-    }
-    parts.push(rest);
-    parts
-}
+
 
 fuzz_target!(|data: &[u8]| {
     let secret = SessionSecret::from_passphrase("fuzz");

@@ -22,7 +22,10 @@ use anarchy_proto::wire::{encode_frames, put_header, Frame, HEADER_BYTES};
 use anarchy_proto::{Config, Instant, Keypair, Peer, MAX_DATAGRAM_BYTES};
 use libfuzzer_sys::fuzz_target;
 
-const SEPARATOR: &[u8] = b"\xffAY\xff";
+#[path = "../common/split.rs"]
+mod split;
+use split::split;
+
 
 fn drain(peer: &mut Peer) {
     while let Some(t) = peer.poll_transmit() {
@@ -34,16 +37,6 @@ fn drain(peer: &mut Peer) {
     while peer.poll_event().is_some() {}
 }
 
-fn split(data: &[u8]) -> Vec<&[u8]> {
-    let mut parts = Vec::new();
-    let mut rest = data;
-    while let Some(i) = rest.windows(SEPARATOR.len()).position(|w| w == SEPARATOR) {
-        parts.push(&rest[..i]);
-        rest = &rest[i + SEPARATOR.len()..];
-    }
-    parts.push(rest);
-    parts
-}
 
 fuzz_target!(|data: &[u8]| {
     let mut now = Instant::from_millis(1_000);
