@@ -75,8 +75,10 @@ impl BatchProof {
         updates: &[Update],
     ) -> Self {
         let author = keypair.peer_id();
-        let message = delta_message(session, shard, epoch, first_seq, base, after, &author, updates);
-        BatchProof { author, epoch, first_seq, count: updates.len() as u32, base, after, sig: sign(keypair, &message) }
+        let count = updates.len() as u32;
+        let mut run = BatchProof { author, epoch, first_seq, count, base, after, sig: [0; SIGNATURE_BYTES] };
+        run.sig = sign(keypair, &run.message(session, shard, updates));
+        run
     }
 
     /// The delta frame carrying this run.
@@ -91,6 +93,11 @@ impl BatchProof {
             sig: self.sig,
             updates,
         }
+    }
+
+    /// The message this run's signature covers (see [`delta_message`]).
+    pub fn message(&self, session: &[u8; 32], shard: ShardId, updates: &[Update]) -> [u8; 32] {
+        delta_message(session, shard, self.epoch, self.first_seq, self.base, self.after, &self.author, updates)
     }
 
     /// The last sequence number the run covers.

@@ -203,35 +203,7 @@ fn both_sides_of_a_partition_play_on_and_converge_after_the_heal() {
     net.drop_filter = None;
     net.run_for(Duration::from_secs(4));
     assert_eq!(net.czars(world).len(), 1, "{:?}", net.czars(world));
-    if !net.converged(world) {
-        for i in 0..6 {
-            eprintln!(
-                "peer {i} {:?} czar {:?} v {:?} sum {:?} small {}",
-                net.id(i),
-                net.peers[i].czar_of(world),
-                net.peers[i].version_of(world),
-                net.peers[i].checksum_of(world).map(|c| c.short()),
-                small.contains(&i)
-            );
-            let st = net.peers[i].stats();
-            eprintln!(
-                "   repairs {} snaps {} drops {:?}",
-                st.repairs_requested,
-                st.snapshots_installed,
-                st.drop_counts().collect::<Vec<_>>()
-            );
-            eprintln!(
-                "   events {:?}",
-                net.events[i]
-                    .iter()
-                    .filter(|e| !matches!(e, Event::Updated { .. } | Event::Authored { .. }))
-                    .rev()
-                    .take(10)
-                    .collect::<Vec<_>>()
-            );
-        }
-    }
-    assert!(net.converged(world));
+    assert!(net.converged(world), "{}", net.describe(world));
     for i in 0..6 {
         assert_eq!(net.peers[i].live_members().count(), 6, "peer {i} after heal");
     }

@@ -1651,16 +1651,7 @@ impl Peer {
             return true;
         }
         let Some(key) = self.members.get(&proof.author).map(|m| m.public_key) else { return false };
-        let message = proof::delta_message(
-            &self.session_tag,
-            shard,
-            proof.epoch,
-            proof.first_seq,
-            proof.base,
-            proof.after,
-            &proof.author,
-            updates,
-        );
+        let message = proof.message(&self.session_tag, shard, updates);
         proof::verify(&key, &message, &proof.sig)
     }
 

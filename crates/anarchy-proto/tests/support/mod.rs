@@ -283,6 +283,32 @@ impl Net {
     }
 
     /// Whether every live peer holds the same version and checksum of `shard`.
+    /// Each peer's view of `shard` and its recent non-update events, for
+    /// assertion messages: what a failing multi-peer test needs to be read.
+    pub fn describe(&self, shard: ShardId) -> String {
+        let mut out = String::new();
+        for (i, p) in self.peers.iter().enumerate() {
+            let st = p.stats();
+            let events: Vec<&Event> = self.events[i]
+                .iter()
+                .filter(|e| !matches!(e, Event::Updated { .. } | Event::Authored { .. } | Event::WriteApplied { .. }))
+                .rev()
+                .take(10)
+                .collect();
+            out += &format!(
+                "\npeer {i} {:?}: czar {:?} v {:?} sum {:?}; repairs {} snapshots {} drops {:?}\n   events {events:?}",
+                p.id(),
+                p.czar_of(shard),
+                p.version_of(shard),
+                p.checksum_of(shard).map(|c| c.short()),
+                st.repairs_requested,
+                st.snapshots_installed,
+                st.drop_counts().collect::<Vec<_>>()
+            );
+        }
+        out
+    }
+
     pub fn converged(&self, shard: ShardId) -> bool {
         let live = self.live();
         let first = &self.peers[live[0]];
