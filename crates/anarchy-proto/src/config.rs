@@ -9,8 +9,26 @@ use crate::seal::SessionSecret;
 /// Protocol settings. Every peer in a session should use the same values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// How often each peer sends a heartbeat to every other member. Default 50 ms.
+    /// How often a czar sends a heartbeat to every other member, and how often
+    /// every peer runs its periodic work. Default 50 ms.
     pub heartbeat_interval: Duration,
+    /// How often a peer that is czar of no shard sends a heartbeat to each other
+    /// member, in small sessions. Only a czar's silence must be noticed within a
+    /// few heartbeats (it starts a takeover); other members are watched more
+    /// loosely, which keeps heartbeat traffic from growing with the square of the
+    /// session. Default 250 ms. Set it to `heartbeat_interval` to beat at full
+    /// rate everywhere. See [`Config::idle_heartbeat_period`].
+    pub idle_heartbeat_interval: Duration,
+    /// In large sessions the idle period stretches so that a peer that is czar
+    /// of nothing sends at most this many heartbeats per `heartbeat_interval`.
+    /// Default 16 (at 50 ms: 320 heartbeats a second, whatever the session size).
+    pub idle_heartbeat_fanout: usize,
+    /// How long a czar holds the deltas of writes forwarded to it (and their
+    /// acknowledgements), so that writes arriving close together share
+    /// datagrams and one signature. A write of the czar's own game releases
+    /// them at once, as does the next heartbeat. Zero sends each forwarded write
+    /// at once. Default 10 ms.
+    pub delta_batch_delay: Duration,
     /// A member silent for this long is suspected: the first backups of its
     /// shards start a recovery round. Default 75 ms (one and a half heartbeats;
     /// a suspicion alone evicts nobody).
@@ -98,6 +116,44 @@ pub struct Config {
 }
 
 impl Config {
+    /// How many ticks (`heartbeat_interval`s) apart a peer that is czar of no
+    /// shard heartbeats one member, in a session of `members` live members:
+    /// `max(idle_heartbeat_interval, heartbeat_interval × ⌈(members − 1) / idle_heartbeat_fanout⌉)`,
+    /// in whole ticks, at least 1.
+    pub fn idle_heartbeat_ticks(&self, members: usize) -> u64 {
+        let tick = self.heartbeat_interval.as_micros().max(1);
+        let by_interval = self.idle_heartbeat_interval.as_micros().div_ceil(tick);
+        let by_fanout = members.saturating_sub(1).div_ceil(self.idle_heartbeat_fanout.max(1)) as u128;
+        by_interval.max(by_fanout).max(1) as u64
+    }
+
+    /// The idle heartbeat period: [`Config::idle_heartbeat_ticks`] heartbeat intervals.
+    pub fn idle_heartbeat_period(&self, members: usize) -> Duration {
+        self.heartbeat_interval * self.idle_heartbeat_ticks(members).min(u32::MAX as u64) as u32
+    }
+
+    /// The extra silence allowed from a member that is czar of no shard before
+    /// it is suspected or voted silent: one idle period (none when idle peers
+    /// beat at full rate), so one missed idle heartbeat makes it a suspect, as
+    /// one missed heartbeat does a czar.
+    pub fn idle_grace(&self, members: usize) -> Duration {
+        if self.idle_heartbeat_ticks(members) <= 1 {
+            Duration::ZERO
+        } else {
+            self.idle_heartbeat_period(members)
+        }
+    }
+
+    /// How long a member that is czar of no shard may stay silent before we drop
+    /// it from our view on our own: `max(peer_timeout, 4 idle periods)`.
+    pub fn idle_peer_timeout(&self, members: usize) -> Duration {
+        if self.idle_heartbeat_ticks(members) <= 1 {
+            self.peer_timeout
+        } else {
+            self.peer_timeout.max(self.idle_heartbeat_period(members) * 4)
+        }
+    }
+
     /// The abuse-limit settings, for [`crate::limits::SourceLimits`].
     pub fn limit_settings(&self) -> LimitSettings {
         LimitSettings {
@@ -115,6 +171,9 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             heartbeat_interval: Duration::from_millis(50),
+            idle_heartbeat_interval: Duration::from_millis(250),
+            idle_heartbeat_fanout: 16,
+            delta_batch_delay: Duration::from_millis(10),
             suspect_after: Duration::from_millis(75),
             silent_vote_after: Duration::from_millis(75),
             recovery_retry_interval: Duration::from_millis(100),

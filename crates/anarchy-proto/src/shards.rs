@@ -112,8 +112,16 @@ pub fn claim_strength(info: &ShardInfo, peer: &PeerId) -> (bool, u64, PeerId) {
 pub fn ranking<'a>(info: &ShardInfo, live: impl IntoIterator<Item = &'a PeerId>, take: usize) -> Vec<PeerId> {
     let mut scored: Vec<((bool, u64, PeerId), PeerId)> =
         live.into_iter().map(|p| (claim_strength(info, p), *p)).collect();
+    if take == 0 {
+        return Vec::new();
+    }
+    // Only the top `take` are wanted: select them, then sort just those.
+    if take < scored.len() {
+        scored.select_nth_unstable_by_key(take - 1, |s| std::cmp::Reverse(s.0));
+        scored.truncate(take);
+    }
     scored.sort_unstable_by_key(|s| std::cmp::Reverse(s.0));
-    scored.into_iter().take(take).map(|(_, p)| p).collect()
+    scored.into_iter().map(|(_, p)| p).collect()
 }
 
 /// Every shard this peer knows of, in id order.

@@ -70,6 +70,14 @@ pub struct SimArgs {
     /// Largest per-peer clock drift, parts per million.
     #[arg(long, value_name = "PPM")]
     pub drift_ppm: Option<f64>,
+    /// Protocol setting `idle_heartbeat_interval`, ms: how often a peer that
+    /// ranks for no shard heartbeats each member (50 = full rate everywhere).
+    #[arg(long, value_name = "MS")]
+    pub idle_heartbeat_ms: Option<u64>,
+    /// Protocol setting `delta_batch_delay`, ms: how long a czar holds the
+    /// deltas of forwarded writes to batch them (0 = send each at once).
+    #[arg(long, value_name = "MS")]
+    pub batch_delay_ms: Option<u64>,
     /// Hostile members among the peers (the last K slots): they forge, replay,
     /// impersonate, send garbage and flood (see `anarchy_sim::hostile`).
     #[arg(long, value_name = "K")]
@@ -194,6 +202,18 @@ impl SimArgs {
         cfg.clock_offset_ms = self.clock_offset_ms.unwrap_or(cfg.clock_offset_ms);
         cfg.clock_drift_ppm = self.drift_ppm.unwrap_or(cfg.clock_drift_ppm);
         cfg.byzantine = self.byzantine.unwrap_or(cfg.byzantine);
+        if let Some(ms) = self.idle_heartbeat_ms {
+            if ms == 0 || ms > 60_000 {
+                return Err(format!("--idle-heartbeat-ms {ms}: expected 1 to 60000"));
+            }
+            cfg.proto.idle_heartbeat_interval = std::time::Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.batch_delay_ms {
+            if ms > 1000 {
+                return Err(format!("--batch-delay-ms {ms}: expected 0 to 1000"));
+            }
+            cfg.proto.delta_batch_delay = std::time::Duration::from_millis(ms);
+        }
         let run = scenario.as_ref().map(|sc| sc.run.clone()).unwrap_or_default();
         let entities = self.entities.or(run.entities);
         let value_bytes = self.value_bytes.or(run.value_bytes);
@@ -294,6 +314,8 @@ impl SimArgs {
         add("critical-rate", self.critical_rate.map(|v| v.to_string()));
         add("clock-offset-ms", self.clock_offset_ms.map(|v| v.to_string()));
         add("drift-ppm", self.drift_ppm.map(|v| v.to_string()));
+        add("idle-heartbeat-ms", self.idle_heartbeat_ms.map(|v| v.to_string()));
+        add("batch-delay-ms", self.batch_delay_ms.map(|v| v.to_string()));
         add("byzantine", self.byzantine.map(|v| v.to_string()));
         add("workload", self.workload.clone());
         add("entities", self.entities.map(|v| v.to_string()));

@@ -151,8 +151,9 @@ impl Peer {
         Ok(WriteId(id))
     }
 
-    /// The members a critical majority is counted against.
-    fn configuration(&self) -> Vec<PeerId> {
+    /// The members a critical majority (and a recovery round's) is counted
+    /// against: live or soft-left, ourselves included.
+    pub(super) fn configuration(&self) -> Vec<PeerId> {
         self.members.iter().filter(|m| m.is_alive() || m.soft_left).map(|m| m.id).collect()
     }
 

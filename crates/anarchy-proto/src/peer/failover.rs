@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::event::Event;
 use crate::identity::PeerId;
@@ -63,6 +64,8 @@ impl Peer {
             return;
         }
         let threshold = self.suspicion_threshold();
+        let czars = self.czars();
+        let idle_grace = self.config.idle_grace(self.members.alive_count());
         let mut newly = Vec::new();
         let mut next = self.next_tick;
         let me = self.id;
@@ -70,7 +73,8 @@ impl Peer {
             if m.id == me || m.suspected {
                 continue;
             }
-            let due = m.last_heard + threshold;
+            let grace = if czars.contains(&m.id) { Duration::ZERO } else { idle_grace };
+            let due = m.last_heard + threshold + grace;
             if due <= now {
                 m.suspected = true;
                 newly.push(m.id);
@@ -98,7 +102,11 @@ impl Peer {
             return;
         }
         let healthy: Vec<PeerId> = self.members.alive().filter(|m| !m.suspected).map(|m| m.id).collect();
-        let view: Vec<PeerId> = self.members.alive_ids().copied().collect();
+        // The round's quorum is the configuration, as for critical updates:
+        // members we dropped only by our own timeout still count, so one side of
+        // a split cannot make itself a majority by timing the other side out one
+        // member at a time (idle members and czars time out at different moments).
+        let view: Vec<PeerId> = self.configuration();
         if majority(view.len()) > view.len() - 1 {
             return; // a majority needs the silent peer itself: only the timeout can help
         }
@@ -231,8 +239,11 @@ impl Peer {
             self.queue_frame(from, &Frame::RecoverAck { gone, silent: false, votes: Vec::new() });
             return;
         }
+        let grace = self.silence_grace(&gone, &self.czars());
         let silent = match self.members.get(&gone) {
-            Some(m) if m.is_alive() => now.saturating_duration_since(m.last_heard) >= self.config.silent_vote_after,
+            Some(m) if m.is_alive() => {
+                now.saturating_duration_since(m.last_heard) >= self.config.silent_vote_after + grace
+            }
             _ => true,
         };
         if silent {

@@ -7,7 +7,7 @@
 //! never reads a clock, opens a socket or draws entropy of its own: the same
 //! inputs give the same outputs, byte for byte.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -237,6 +237,15 @@ pub struct Peer {
     local_health: u32,
     /// A tick passed: heartbeats go out with the next flush.
     heartbeat_due: bool,
+    /// Ticks run since we joined: picks which members an idle peer beats this tick.
+    ticks: u64,
+    /// The top-ranked live members of every shard, for the member view and
+    /// shard map digests given (see `top_ranked`).
+    ranked_cache: Option<((u64, u64), BTreeMap<ShardId, Vec<PeerId>>)>,
+    /// Deltas of forwarded writes wait in `outgoing` until then (see
+    /// `Config::delta_batch_delay`), with the acknowledgements that name them.
+    deltas_held_until: Option<Instant>,
+    held_acks: Vec<(SocketAddr, Vec<u8>)>,
     /// The latest time we were given (for status and event stamps).
     clock: Instant,
     /// Link measurements, rates and recent events for the status snapshot.
@@ -331,6 +340,10 @@ impl Peer {
             next_suspect_check: next_tick,
             local_health: 0,
             heartbeat_due: false,
+            ticks: 0,
+            ranked_cache: None,
+            deltas_held_until: None,
+            held_acks: Vec::new(),
             clock: now,
             telemetry: status::Telemetry::default(),
             stats: Stats::default(),
@@ -583,6 +596,8 @@ impl Peer {
             return Err(WriteError::UnknownShard(shard));
         };
         if self.phase == Phase::Joined && st.is_ready_czar(self.id) {
+            // The game's own write: whatever forwarded deltas wait leave with it.
+            self.deltas_held_until = None;
             return Ok(self.apply_as_czar(shard, update));
         }
         if self.pending.len() >= self.config.max_pending_writes {
@@ -630,7 +645,10 @@ impl Peer {
         match self.phase {
             Phase::Idle | Phase::Left => None,
             Phase::Joining { .. } => Some(self.next_tick),
-            Phase::Joined => Some(self.next_tick.min(self.next_suspect_check)),
+            Phase::Joined => {
+                let next = self.next_tick.min(self.next_suspect_check);
+                Some(self.deltas_held_until.map_or(next, |t| next.min(t)))
+            }
         }
     }
 
@@ -1012,6 +1030,17 @@ impl Peer {
             _ => return,
         };
         self.members.myself_mut().incarnation = new;
+        if rec.status == MemberStatus::Left {
+            // Someone counts us gone, most likely by a majority's confirmation:
+            // that majority may have moved our shards on without the versions we
+            // hold. Our claims no longer outrank theirs, so we must not re-assert
+            // over them (which would undo what they committed meanwhile).
+            for st in self.states.values_mut() {
+                if st.replica.czar == Some(self.id) {
+                    st.replica.backed = false;
+                }
+            }
+        }
         let record = self.members.myself().record();
         let frame = Frame::Members(vec![record]);
         // The teller may not be in our live view (a healed partition): tell it too.
@@ -1063,8 +1092,7 @@ impl Peer {
         }
         let ids: Vec<ShardId> = self.states.keys().copied().collect();
         for shard in ids {
-            let info = self.shards.get(shard).expect("state implies declaration");
-            let Some(desired) = ranking(info, self.members.alive_ids(), 1).first().copied() else {
+            let Some(desired) = self.top_ranked(shard).first().copied() else {
                 continue;
             };
             let st = &self.states[&shard];
@@ -1330,6 +1358,13 @@ impl Peer {
             .get(&(shard, to))
             .is_none_or(|t| now.saturating_duration_since(*t) >= self.config.heartbeat_interval);
         if !due {
+            return;
+        }
+        // A member a majority confirmed gone hears first that it is gone (the
+        // refute hint), and of our claims only once it is back: a czar paused
+        // past its confirmation must learn that its own claims lapsed before it
+        // weighs them against the ones made without it.
+        if self.members.iter().any(|m| m.addr == to && !m.is_alive() && !m.soft_left) {
             return;
         }
         self.last_hint.insert((shard, to), now);
@@ -1658,7 +1693,7 @@ impl Peer {
     #[allow(clippy::too_many_arguments)]
     fn handle_forward(
         &mut self,
-        _now: Instant,
+        now: Instant,
         from: SocketAddr,
         sender: PeerId,
         write_id: u64,
@@ -1687,7 +1722,16 @@ impl Peer {
                 }
             };
             let to = self.members.get(&origin).filter(|m| m.is_alive()).map(|m| m.addr).unwrap_or(from);
-            self.queue_frame(to, &Frame::ForwardAck { write_id, shard, version });
+            let ack = Frame::ForwardAck { write_id, shard, version }.to_bytes();
+            // Batch the delta with others arriving soon; the ack waits for it.
+            if self.deltas_held_until.is_none() && !self.config.delta_batch_delay.is_zero() {
+                self.deltas_held_until = Some(now + self.config.delta_batch_delay);
+            }
+            if self.deltas_held_until.is_some() {
+                self.held_acks.push((to, ack));
+            } else {
+                self.queue(to, ack);
+            }
             return;
         }
         self.relay_to_czar(shard, sender, origin, &Frame::Forward { write_id, origin, shard, update });
@@ -1993,10 +2037,18 @@ impl Peer {
             }
             Phase::Joined => {}
         }
-        // Remove the silent.
+        // Remove the silent: czars after `peer_timeout`, idle members (which beat
+        // less often) after their longer timeout.
         let deadline =
             Instant::from_micros(now.as_micros().saturating_sub(self.config.peer_timeout.as_micros() as u64));
+        let idle_timeout = self.config.idle_peer_timeout(self.members.alive_count());
+        let idle_deadline = Instant::from_micros(now.as_micros().saturating_sub(idle_timeout.as_micros() as u64));
+        let czars = self.czars();
         for id in self.members.silent_since(deadline) {
+            let idle = !czars.contains(&id);
+            if idle && self.members.get(&id).is_some_and(|m| m.last_heard >= idle_deadline) {
+                continue;
+            }
             if self.members.mark_left(&id, now, true) {
                 self.push_event(Event::PeerLeft { peer: id, reason: LeaveReason::Timeout });
             }
@@ -2012,6 +2064,7 @@ impl Peer {
         // Heartbeats go out with the next flush, after this tick's deltas, so
         // the versions they advertise include everything sent before them.
         self.heartbeat_due = true;
+        self.ticks += 1;
         // Repairs, stale snapshots, waiting writes.
         let ids: Vec<ShardId> = self.states.keys().copied().collect();
         for shard in ids {
@@ -2075,6 +2128,7 @@ impl Peer {
 
     /// Turns applied-but-unsent updates into signed delta frames for every member.
     fn flush_outgoing(&mut self) {
+        self.deltas_held_until = None;
         let mut frames = Vec::new();
         for (shard, st) in self.states.iter_mut() {
             if st.outgoing.is_empty() {
@@ -2099,6 +2153,9 @@ impl Peer {
         }
         for frame in frames {
             self.broadcast(&frame);
+        }
+        for (to, ack) in std::mem::take(&mut self.held_acks) {
+            self.queue(to, ack);
         }
     }
 
@@ -2129,7 +2186,17 @@ impl Peer {
         if frames.is_empty() {
             frames.push(Frame::Heartbeat { incarnation, members_hash, shards_hash, czar_of: Vec::new() }.to_bytes());
         }
-        let addrs: Vec<SocketAddr> = self.members.others().map(|m| m.addr).collect();
+        // A czar beats every member every tick; a peer that is czar of nothing
+        // beats each member once per idle period, spread over the ticks.
+        let every =
+            if self.beats_at_full_rate() { 1 } else { self.config.idle_heartbeat_ticks(self.members.alive_count()) };
+        let tick = self.ticks;
+        let addrs: Vec<SocketAddr> = self
+            .members
+            .others()
+            .filter(|m| every == 1 || (tick.wrapping_add(beat_slot(&m.id))) % every == 0)
+            .map(|m| m.addr)
+            .collect();
         for addr in addrs {
             for f in &frames {
                 self.queue(addr, f.clone());
@@ -2147,9 +2214,57 @@ impl Peer {
         }
     }
 
+    /// Whether we heartbeat every member every tick: as czar of some shard, or
+    /// as one of the `1 + backups` top-ranked live members of some shard (a czar
+    /// or backup now, or soon), so that whoever a member may take for a czar
+    /// beats at full rate. The ranking part is cached per member view and shard map.
+    fn beats_at_full_rate(&mut self) -> bool {
+        if self.states.values().any(|s| s.replica.czar == Some(self.id)) {
+            return true;
+        }
+        let me = self.id;
+        let ids: Vec<ShardId> = self.shards.iter().map(|info| info.id).collect();
+        ids.into_iter().any(|shard| self.top_ranked(shard).contains(&me))
+    }
+
+    /// The `1 + backups` strongest live members for `shard` in our view, first
+    /// the one that should be czar. Cached per member view and shard map
+    /// (asked for every tick and on every membership change, for every shard).
+    fn top_ranked(&mut self, shard: ShardId) -> &[PeerId] {
+        let key = (self.members.digest(), self.shards.digest());
+        if self.ranked_cache.as_ref().is_none_or(|(k, _)| *k != key) {
+            let live: Vec<PeerId> = self.members.alive_ids().copied().collect();
+            let take = 1 + self.config.backups;
+            let tops = self.shards.iter().map(|info| (info.id, ranking(info, live.iter(), take))).collect();
+            self.ranked_cache = Some((key, tops));
+        }
+        let (_, tops) = self.ranked_cache.as_ref().expect("just filled");
+        tops.get(&shard).map_or(&[], Vec::as_slice)
+    }
+
+    /// The members that are czar of some shard in our view: they beat at full
+    /// rate and are held to the short silence thresholds.
+    fn czars(&self) -> BTreeSet<PeerId> {
+        self.states.values().filter_map(|s| s.replica.czar).collect()
+    }
+
+    /// The extra silence we allow `id` before suspecting it or voting it
+    /// silent: none for a czar, [`Config::idle_grace`] for anyone else.
+    fn silence_grace(&self, id: &PeerId, czars: &BTreeSet<PeerId>) -> Duration {
+        if czars.contains(id) {
+            Duration::ZERO
+        } else {
+            self.config.idle_grace(self.members.alive_count())
+        }
+    }
+
     /// Packs queued frames into datagrams, one destination at a time.
     fn flush(&mut self) {
-        self.flush_outgoing();
+        // Held deltas leave when their time comes or with the tick's heartbeats.
+        let held = self.deltas_held_until.is_some_and(|t| self.clock < t);
+        if !held || self.heartbeat_due {
+            self.flush_outgoing();
+        }
         if std::mem::take(&mut self.heartbeat_due) && self.phase == Phase::Joined {
             self.queue_heartbeats();
         }
@@ -2173,6 +2288,12 @@ impl Peer {
             }
         }
     }
+}
+
+/// Which tick, modulo the idle period, an idle peer beats `id`: spreads the
+/// idle heartbeats evenly over the period.
+fn beat_slot(id: &PeerId) -> u64 {
+    u64::from_le_bytes(id.0[8..16].try_into().expect("8 bytes"))
 }
 
 /// Where a claimed epoch's history starts, as a frame states it.
