@@ -1072,11 +1072,14 @@ impl Peer {
                 Some(c) if c == self.id => {
                     // Hand over only to a peer we have known for a while: during a
                     // join storm views differ, and a shard passed to every newcomer
-                    // that ranks higher in one view would flap between czars.
-                    let settled = self
-                        .members
-                        .get(&desired)
-                        .is_some_and(|m| now.saturating_duration_since(m.known_since) >= self.config.handover_delay);
+                    // that ranks higher in one view would flap between czars. Never
+                    // to a suspect: it may be cut off, and a shard handed to a peer
+                    // the majority then confirms gone is claimed again without a
+                    // round, while the suspect (hearing us, unheard) holds a
+                    // backed claim to it.
+                    let settled = self.members.get(&desired).is_some_and(|m| {
+                        !m.suspected && now.saturating_duration_since(m.known_since) >= self.config.handover_delay
+                    });
                     if desired != self.id && st.catch_up_to.is_none() && settled {
                         self.hand_over(shard, desired);
                     }
