@@ -316,3 +316,45 @@ fn regression_hand_over_to_a_suspect_loses_commits_after_a_oneway_partition() {
         }));
     }
 }
+
+#[test]
+fn regression_shard_of_a_confirmed_czar_claimed_provisionally_loses_commits() {
+    // oneway-partition.toml, 8 peers, seed 101: p0 at 27.23 of world held the
+    // value authored at 1.9 for score-10 instead of the update committed at
+    // 2.28. World's czar p0 was cut off (one way); the round that confirmed it
+    // gone claimed no shard (world's first backup, p1, was cut off too but not
+    // yet suspected), so once p1 was confirmed too, p4 claimed world plainly:
+    // provisional, epoch 2. The majority committed there, and p0, still the
+    // backed czar of epoch 1 in its own view, re-asserted over that provisional
+    // claim up to epoch 27 and won at the heal. crash-restart-churn.toml seeds
+    // 150 and 193 are the same with a restarted czar: p5 (blank, named czar of
+    // epoch 2 by a snapshot) or p4 (state kept) re-asserted over the
+    // provisional claim of epoch 3 and the commits 2.7-2.10 or 3.22 were lost.
+    // Now the shard of a czar that left for good is taken over by a recovery
+    // round of its own (backed, from a majority's most advanced state).
+    for (scenario, seed) in
+        [("oneway-partition.toml", 101), ("crash-restart-churn.toml", 150), ("crash-restart-churn.toml", 193)]
+    {
+        assert_passes(&run(Some(scenario), seed, |a| {
+            a.peers = Some(8);
+            a.seconds = Some(6.0);
+            a.settle = Some(5.0);
+        }));
+    }
+}
+
+#[test]
+fn regression_hand_over_races_a_claim_of_the_successor_at_the_same_epoch() {
+    // lossy-link.toml, 8 peers, seed 119 (found while fixing the above): p0
+    // version_of(avatars-1) went from 2.14 to 2.8. p7, a late joiner that had
+    // not heard of p0's claim, claimed avatars-1 and re-asserted at epoch 2 from
+    // seq 0, while p0 handed the shard over to p7 at epoch 2 from seq 14. p7
+    // took the hand-over for its own claim (same czar, same epoch), so p0 held
+    // 2.14 off p7's history and later resynced back to 2.6. Now a czar told of
+    // its own epoch from another starting state re-asserts at a higher epoch.
+    assert_passes(&run(Some("lossy-link.toml"), 119, |a| {
+        a.peers = Some(8);
+        a.seconds = Some(6.0);
+        a.settle = Some(5.0);
+    }));
+}
