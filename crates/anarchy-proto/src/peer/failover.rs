@@ -135,36 +135,63 @@ impl Peer {
             if claims.is_empty() && !confirmer {
                 continue;
             }
-            let incarnation = self.members.get(&gone).map_or(0, |m| m.incarnation);
-            let mut grants: BTreeMap<ShardId, BTreeMap<PeerId, (Version, u64, u16)>> = BTreeMap::new();
-            for (shard, epoch) in &claims {
-                let st = self.states.get_mut(shard).expect("claimed shard");
-                st.promised = Some((*epoch, self.id));
-                st.promised_at = now;
-                let own = (st.replica.version(), st.replica.checksum().short(), 0);
-                grants.entry(*shard).or_default().insert(self.id, own);
-            }
-            let takeover = Takeover {
-                incarnation,
-                started: now,
-                last_sent: now,
-                quorum: view.clone(),
-                claims: claims.clone(),
-                silent_votes: BTreeSet::from([self.id]),
-                answered: BTreeSet::from([self.id]),
-                grants,
-                prepared_seen: BTreeSet::new(),
-                confirmed: false,
-                settled: BTreeSet::new(),
-            };
-            self.takeovers.insert(gone, takeover);
-            let frame = Frame::Recover { gone, incarnation, claims };
-            let bytes = frame.to_bytes();
-            let addrs: Vec<SocketAddr> = self.members.others().filter(|m| m.id != gone).map(|m| m.addr).collect();
-            for addr in addrs {
-                self.queue(addr, bytes.clone());
-            }
+            self.open_round(now, gone, claims, view.clone());
         }
+    }
+
+    /// Runs a round about `gone` claiming `claims`, counted against `quorum`:
+    /// promises the claimed epochs to ourselves and asks every live member.
+    fn open_round(&mut self, now: Instant, gone: PeerId, claims: Vec<(ShardId, u32)>, quorum: Vec<PeerId>) {
+        let incarnation = self.members.get(&gone).map_or(0, |m| m.incarnation);
+        let mut grants: BTreeMap<ShardId, BTreeMap<PeerId, (Version, u64, u16)>> = BTreeMap::new();
+        for (shard, epoch) in &claims {
+            let st = self.states.get_mut(shard).expect("claimed shard");
+            st.promised = Some((*epoch, self.id));
+            st.promised_at = now;
+            let own = (st.replica.version(), st.replica.checksum().short(), 0);
+            grants.entry(*shard).or_default().insert(self.id, own);
+        }
+        let takeover = Takeover {
+            incarnation,
+            started: now,
+            last_sent: now,
+            quorum,
+            claims: claims.clone(),
+            silent_votes: BTreeSet::from([self.id]),
+            answered: BTreeSet::from([self.id]),
+            grants,
+            prepared_seen: BTreeSet::new(),
+            confirmed: false,
+            settled: BTreeSet::new(),
+        };
+        self.takeovers.insert(gone, takeover);
+        let frame = Frame::Recover { gone, incarnation, claims };
+        let bytes = frame.to_bytes();
+        let addrs: Vec<SocketAddr> = self.members.others().filter(|m| m.id != gone).map(|m| m.addr).collect();
+        for addr in addrs {
+            self.queue(addr, bytes.clone());
+        }
+    }
+
+    /// Takes over `shard` from its czar `gone`, which a majority confirmed gone
+    /// (or which left) before any round claimed the shard: by a round of its
+    /// own rather than a plain claim, so the claim is backed and starts from
+    /// the most advanced state (and the prepared proposals) of a majority.
+    /// Counted against the live and soft-left members, like a critical
+    /// update, so the minority side of a partition cannot complete it; if it
+    /// fails, the plain (provisional) claim follows (§6.6).
+    pub(super) fn recover_shard_of_gone(&mut self, now: Instant, shard: ShardId, gone: PeerId) {
+        if self.takeovers.contains_key(&gone) {
+            return; // the round about it still runs; ours starts once it ends
+        }
+        let st = &self.states[&shard];
+        let promised = st.promised.map_or(0, |(e, _)| e);
+        let epoch = st.replica.epoch.max(promised) + 1;
+        if epoch > crate::wire::MAX_EPOCH {
+            return;
+        }
+        let quorum: Vec<PeerId> = self.members.iter().filter(|m| m.is_alive() || m.soft_left).map(|m| m.id).collect();
+        self.open_round(now, gone, vec![(shard, epoch)], quorum);
     }
 
     /// We heard from `peer`: it is not silent after all.
@@ -189,8 +216,14 @@ impl Peer {
                 continue;
             }
             if now.saturating_duration_since(t.started) >= self.config.recovery_timeout {
-                // No majority answered: perhaps we are the one cut off. Suspect more slowly.
-                self.takeovers.remove(&gone);
+                // No majority answered: perhaps we are the one cut off. Suspect more
+                // slowly, and claim the gone peer's shards plainly from now on.
+                let t = self.takeovers.remove(&gone).expect("present");
+                for (shard, _) in t.claims.iter().filter(|(s, _)| !t.settled.contains(s)) {
+                    if let Some(st) = self.states.get_mut(shard) {
+                        st.round_failed = Some(gone);
+                    }
+                }
                 self.local_health = (self.local_health + 1).min(MAX_LOCAL_HEALTH);
                 continue;
             }

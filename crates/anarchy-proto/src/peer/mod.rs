@@ -176,6 +176,9 @@ struct ShardState {
     czar_since: Instant,
     /// When we last re-asserted a backed claim (see `reassert`).
     last_reassert: Option<Instant>,
+    /// A recovery round of ours claiming this shard from this gone czar timed
+    /// out: a plain claim may follow.
+    round_failed: Option<PeerId>,
     /// The highest epoch we promised in a recovery round, and to whom.
     promised: Option<(u32, PeerId)>,
     /// When we made that promise (a promise of a round that never completed
@@ -1100,11 +1103,14 @@ impl Peer {
                 Some(c) if c == self.id => {
                     // Hand over only to a peer we have known for a while: during a
                     // join storm views differ, and a shard passed to every newcomer
-                    // that ranks higher in one view would flap between czars.
-                    let settled = self
-                        .members
-                        .get(&desired)
-                        .is_some_and(|m| now.saturating_duration_since(m.known_since) >= self.config.handover_delay);
+                    // that ranks higher in one view would flap between czars. Never
+                    // to a suspect: it may be cut off, and a shard handed to a peer
+                    // the majority then confirms gone is claimed again without a
+                    // round, while the suspect (hearing us, unheard) holds a
+                    // backed claim to it.
+                    let settled = self.members.get(&desired).is_some_and(|m| {
+                        !m.suspected && now.saturating_duration_since(m.known_since) >= self.config.handover_delay
+                    });
                     if desired != self.id && st.catch_up_to.is_none() && settled {
                         self.hand_over(shard, desired);
                     }
@@ -1120,6 +1126,16 @@ impl Peer {
                 Some(c) if self.members.get(&c).is_none() && self.is_newcomer(now) => {}
                 None if self.in_join_grace(now) => {}
                 _ if self.takeover_pending(shard) => {}
+                // A czar that left for good (a majority confirmed it gone, or it
+                // said goodbye): a recovery round of our own takes the shard
+                // over, backed, from the most advanced state of a majority.
+                Some(c)
+                    if desired == self.id
+                        && st.round_failed != Some(c)
+                        && self.members.get(&c).is_some_and(|m| m.left_at.is_some() && !m.soft_left) =>
+                {
+                    self.recover_shard_of_gone(now, shard, c);
+                }
                 _ => {
                     if desired == self.id {
                         self.claim(shard);
@@ -1152,6 +1168,7 @@ impl Peer {
         st.replica.epoch_start_trusted = true;
         st.catch_up_to = None;
         st.want_snapshot = false;
+        st.round_failed = None;
         let (epoch, seq, checksum) = (st.replica.epoch, st.replica.seq(), st.replica.checksum().short());
         self.adopt_own_prepared(shard);
         self.push_event(Event::CzarChanged { shard, old, new: self.id, epoch });
@@ -1212,6 +1229,17 @@ impl Peer {
         if offered == current || (epoch == st.replica.epoch && st.replica.czar == Some(czar)) {
             if explicit && backed != st.replica.backed {
                 self.states.get_mut(&shard).expect("checked").replica.backed = backed;
+            }
+            // Our own epoch, stated from another starting state: a hand-over
+            // to us that raced with a claim of our own. Its sender labels
+            // another history with our epoch; as its ready czar we re-assert at
+            // a higher one, so it resyncs forward rather than back.
+            let st = &self.states[&shard];
+            let other_start = start.is_some_and(|s| {
+                s.trusted && (s.seq, s.checksum) != (st.replica.epoch_start_seq, st.replica.epoch_start_checksum)
+            });
+            if explicit && czar == self.id && other_start && st.is_ready_czar(self.id) {
+                self.reassert(now, shard, epoch);
             }
             return Verdict::Same;
         }
