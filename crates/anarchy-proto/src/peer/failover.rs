@@ -190,7 +190,7 @@ impl Peer {
         if epoch > crate::wire::MAX_EPOCH {
             return;
         }
-        let quorum: Vec<PeerId> = self.members.iter().filter(|m| m.is_alive() || m.soft_left).map(|m| m.id).collect();
+        let quorum = self.configuration();
         self.open_round(now, gone, vec![(shard, epoch)], quorum);
     }
 

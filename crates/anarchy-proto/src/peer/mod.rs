@@ -788,6 +788,10 @@ impl Peer {
                 let header = SnapshotHeader { shard, version, czar, checksum, chunks, resync, signer, sig };
                 self.handle_snapshot(now, header, chunk, entries, joining)
             }
+            // A member we count as gone may know nobody (a joiner whose lists
+            // were lost, then confirmed gone for its silence): our lists carry its
+            // tombstone, which it refutes to come back.
+            Frame::SyncReq if !known_alive && self.members.get(&sender).is_some() => self.send_lists(from),
             _ if !known_alive => self.stats.drop(DropReason::UnknownSender),
             Frame::Welcome | Frame::Members(_) | Frame::Shards(_) | Frame::Snapshot { .. } => {}
             Frame::Leave { incarnation } => self.handle_leave(now, sender, incarnation),
