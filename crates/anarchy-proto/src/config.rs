@@ -207,3 +207,38 @@ impl Default for Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_period_is_the_interval_in_small_sessions_and_stretches_in_large_ones() {
+        let c = Config::default();
+        assert_eq!(c.idle_heartbeat_ticks(2), 5);
+        assert_eq!(c.idle_heartbeat_period(8), Duration::from_millis(250));
+        assert_eq!(c.idle_heartbeat_ticks(81), 5);
+        // 255 others, at most 16 per tick: 16 ticks.
+        assert_eq!(c.idle_heartbeat_ticks(256), 16);
+        assert_eq!(c.idle_heartbeat_period(256), Duration::from_millis(800));
+        assert_eq!(c.idle_heartbeat_ticks(1000), 63);
+        assert_eq!(c.idle_grace(256), Duration::from_millis(800));
+        assert_eq!(c.idle_peer_timeout(8), Duration::from_secs(1));
+        assert_eq!(c.idle_peer_timeout(256), Duration::from_millis(3200));
+    }
+
+    #[test]
+    fn full_rate_idle_heartbeats_add_no_grace() {
+        let c = Config {
+            idle_heartbeat_interval: Duration::from_millis(50),
+            idle_heartbeat_fanout: 1 << 20,
+            ..Config::default()
+        };
+        assert_eq!(c.idle_heartbeat_ticks(500), 1);
+        assert_eq!(c.idle_grace(500), Duration::ZERO);
+        assert_eq!(c.idle_peer_timeout(500), c.peer_timeout);
+        // Degenerate settings neither divide by zero nor panic.
+        let z = Config { heartbeat_interval: Duration::ZERO, idle_heartbeat_fanout: 0, ..Config::default() };
+        assert!(z.idle_heartbeat_ticks(10) >= 1);
+    }
+}

@@ -103,6 +103,66 @@ fn writes_between_two_flushes_leave_as_one_datagram_per_peer() {
 }
 
 #[test]
+fn forwarded_writes_arriving_together_leave_as_one_delta() {
+    let mut net = session(4);
+    let world = net.declare_everywhere("world", Some(0));
+    net.start_all();
+    settle(&mut net);
+    let now = net.now;
+    // Three writers forward at the same moment; their writes reach the czar
+    // within the batch delay.
+    for w in 1..4 {
+        net.peers[w].write(now, world, &[b'p', w as u8], &[w as u8; 12]).unwrap();
+        net.drain(w);
+    }
+    let before = net.log.len();
+    net.run_for(Duration::from_millis(40));
+    let deltas: Vec<usize> = net.log[before..]
+        .iter()
+        .filter(|(_, from, to, _)| *from == 0 && *to == 1)
+        .filter_map(|(_, _, _, p)| support::decode(p))
+        .flat_map(|d| d.frames)
+        .filter_map(|f| match f {
+            Frame::Delta { updates, .. } => Some(updates.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deltas, vec![3], "one signed run of the three writes to each follower");
+    for w in 1..4 {
+        assert!(net.events[w].iter().any(|e| matches!(e, Event::WriteApplied { .. })), "writer {w} acknowledged");
+        for i in 0..4 {
+            assert_eq!(net.peers[i].get(world, &[b'p', w as u8]), Some(&[w as u8; 12][..]), "peer {i}");
+        }
+    }
+}
+
+#[test]
+fn peers_that_rank_for_no_shard_heartbeat_less_often() {
+    let mut net = session(12);
+    let world = net.declare_everywhere("world", None);
+    net.start_all();
+    settle(&mut net);
+    let czar = net.index_of(net.peers[0].czar_of(world).unwrap());
+    let ranked: Vec<usize> = net.peers[0].backups_of(world).into_iter().map(|p| net.index_of(p)).collect();
+    let before = net.log.len();
+    net.run_for(Duration::from_secs(2));
+    let sent = |i: usize| net.log[before..].iter().filter(|(_, from, _, _)| *from == i).count();
+    let idle: Vec<usize> = (0..12).filter(|i| *i != czar && !ranked.contains(i)).collect();
+    assert_eq!(idle.len(), 12 - 1 - ranked.len());
+    // The czar beats its 11 others every tick (20 a second); an idle peer beats
+    // each once per 250 ms. Both also ping everyone and answer pings once a second.
+    assert!(sent(czar) >= 11 * 20 * 2, "czar sent {}", sent(czar));
+    for i in idle {
+        assert!(sent(i) * 3 <= sent(czar), "idle peer {i} sent {}, the czar {}", sent(i), sent(czar));
+    }
+    // Nobody was suspected for beating slowly, and the view stayed whole.
+    for (i, n) in net.member_counts() {
+        assert_eq!(n, 12, "peer {i}");
+    }
+    assert!(net.events.iter().flatten().all(|e| !matches!(e, Event::PeerSuspected { .. })));
+}
+
+#[test]
 fn a_write_that_changes_nothing_sends_nothing() {
     let mut net = session(2);
     let world = net.declare_everywhere("world", Some(0));

@@ -305,7 +305,12 @@ impl Peer {
         if !due {
             return;
         }
-        t.next_ping = Some(now + PING_INTERVAL);
+        // Every member is probed once per interval: at least a second, and two
+        // idle heartbeat periods in large sessions, so probes grow with the
+        // session like idle heartbeats do, not with its square.
+        let interval = PING_INTERVAL.max(self.config.idle_heartbeat_period(self.members.alive_count()) * 2);
+        let t = &mut self.telemetry;
+        t.next_ping = Some(now + interval);
         let stamp = now.as_micros();
         let others: Vec<(PeerId, SocketAddr)> = self.members.others().map(|m| (m.id, m.addr)).collect();
         for (id, addr) in others {
