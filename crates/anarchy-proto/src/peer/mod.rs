@@ -554,6 +554,8 @@ impl Peer {
                 self.hand_over(shard, next);
             }
         }
+        // Held deltas (and their acks) leave before the goodbye.
+        self.flush_outgoing();
         let incarnation = self.members.myself().incarnation;
         self.broadcast(&Frame::Leave { incarnation });
         self.flush();
@@ -2218,7 +2220,7 @@ impl Peer {
         if frames.is_empty() {
             frames.push(Frame::Heartbeat { incarnation, members_hash, shards_hash, czar_of: Vec::new() }.to_bytes());
         }
-        // A czar beats every member every tick; a peer that is czar of nothing
+        // A czar or top-ranked peer beats every member every tick; an idle peer
         // beats each member once per idle period, spread over the ticks.
         let every =
             if self.beats_at_full_rate() { 1 } else { self.config.idle_heartbeat_ticks(self.members.alive_count()) };
