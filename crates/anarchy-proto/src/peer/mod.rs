@@ -197,6 +197,10 @@ impl ShardState {
     }
 }
 
+/// The top-ranked live members of every shard, keyed by the member view and
+/// shard map digests they were computed for.
+type RankedCache = ((u64, u64), BTreeMap<ShardId, Vec<PeerId>>);
+
 /// One player's protocol state machine. See the module docs for the rules.
 pub struct Peer {
     config: Config,
@@ -244,7 +248,7 @@ pub struct Peer {
     ticks: u64,
     /// The top-ranked live members of every shard, for the member view and
     /// shard map digests given (see `top_ranked`).
-    ranked_cache: Option<((u64, u64), BTreeMap<ShardId, Vec<PeerId>>)>,
+    ranked_cache: Option<RankedCache>,
     /// Deltas of forwarded writes wait in `outgoing` until then (see
     /// `Config::delta_batch_delay`), with the acknowledgements that name them.
     deltas_held_until: Option<Instant>,
@@ -771,6 +775,13 @@ impl Peer {
             Frame::Join { public_key, incarnation } => self.handle_join(now, from, sender, public_key, incarnation),
             Frame::Heartbeat { incarnation, members_hash, shards_hash, .. } => {
                 self.handle_heartbeat(now, from, sender, incarnation, members_hash, shards_hash)
+            }
+            // A welcome whose lists were lost (we do not know the welcomer) is
+            // not entered on: alone in our view, we would claim every shard
+            // as if it never had a czar. The `Join` is retried and answered
+            // again, lists first.
+            Frame::Welcome if matches!(self.phase, Phase::Joining { .. }) && !known_alive => {
+                self.stats.drop(DropReason::UnknownSender)
             }
             Frame::Welcome if matches!(self.phase, Phase::Joining { .. }) => {
                 self.welcomer = Some(sender);
@@ -1467,7 +1478,12 @@ impl Peer {
         // Ahead of the advert is in sync only if the czar wrote what we applied since.
         let czar = st.replica.czar;
         let foreign = mine > seq && czar.is_some_and(|c| st.replica.foreign_after(seq, c));
-        let diverged = mine >= seq && (ours_there.is_some_and(|c| c != checksum) || foreign);
+        // Past the czar's state on an older lineage: its epoch's history past its
+        // start holds only updates written in it (or later), so ours are not on
+        // it, even when we no longer remember our checksum at the advert (a
+        // snapshot of the losing side's state, installed past it).
+        let older_lineage = mine > seq && st.replica.version().epoch < advert_epoch;
+        let diverged = mine >= seq && (ours_there.is_some_and(|c| c != checksum) || foreign || older_lineage);
         let behind = mine < seq;
         if !diverged && !behind && !st.want_snapshot && !st.replica.has_gap() {
             st.out_of_sync_since = None;
