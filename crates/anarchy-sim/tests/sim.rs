@@ -393,3 +393,20 @@ fn regression_follower_past_the_czar_on_a_losing_lineage_never_resyncs() {
         a.settle = Some(5.0);
     }));
 }
+
+#[test]
+fn regression_snapshot_naming_us_czar_makes_us_ready_behind_the_start() {
+    // lossy-link.toml, 8 peers, seed 91 (found while fixing the above): p4
+    // version_of(avatars-4) went from 2.7 to 2.6. p0 handed avatars-4 over to
+    // p7 at epoch 2 from seq 7 while p7 was still joining (its welcomes came
+    // without lists); p7 learned of it from the welcomer's snapshot, which
+    // names p7 czar, and, taking no start from it, counted its own state (seq
+    // 5) as the epoch's start: it was ready there and wrote 2.6 over the 2.6
+    // the others held. Now a snapshot naming us czar of an epoch we do not
+    // hold states the start: the snapshot's own state.
+    assert_passes(&run(Some("lossy-link.toml"), 91, |a| {
+        a.peers = Some(8);
+        a.seconds = Some(6.0);
+        a.settle = Some(5.0);
+    }));
+}

@@ -1961,8 +1961,8 @@ impl Peer {
         let catch_up_match = st.catch_up_to.is_some_and(|(target, _)| version.seq >= target)
             && (exact_target || signer == czar || Some(signer) == st.replica.prev_czar);
         let blank = st.replica.seq() == 0;
-        let names_us = czar == self.id && st.replica.czar != Some(self.id) && blank;
-        if signer != czar && !(any_signer || catch_up_match || names_us) {
+        let names_us = czar == self.id && st.replica.czar != Some(self.id);
+        if signer != czar && !(any_signer || catch_up_match || (names_us && blank)) {
             self.stats.drop(DropReason::NotCzar);
             return;
         }
@@ -2022,7 +2022,12 @@ impl Peer {
             return;
         }
         debug_assert_eq!(a.czar, czar);
-        // Verified: now the claim it implies, and whether we want it.
+        // Verified: now the claim it implies, and whether we want it. A claim
+        // naming us that we did not hold (a hand-over we missed while joining,
+        // a restart) starts from the snapshot's state, which is on that
+        // epoch's history (§6.7, only such a state is served): never from our
+        // own, which may be behind it (we would act as czar from there and
+        // write over seqs the epoch already holds).
         let names_us = names_us.then_some(Start { seq: version.seq, checksum: short, trusted: true });
         if !catch_up_match
             && self.offer_authority(now, shard, version.epoch, czar, None, names_us, None) == Verdict::Stale
