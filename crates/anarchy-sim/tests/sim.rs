@@ -410,3 +410,25 @@ fn regression_snapshot_naming_us_czar_makes_us_ready_behind_the_start() {
         a.settle = Some(5.0);
     }));
 }
+
+#[test]
+fn regression_late_prepared_copies_are_proposed_again_by_a_czar_by_hand_over() {
+    // oneway-partition.toml, 32 peers, 4 shards, 40 ± 10 ms, seed 8 (11, 21, 26
+    // and 30 alike): a critical update committed at 6.74 of world that no czar
+    // authored. p3, world's czar cut off one way, ran recovery rounds on its
+    // side; late `Prepared` answers of voters that never saw the majority's
+    // decision (commit 5.40) were kept after the rounds ended (its promise to
+    // itself outlived them). Handed world after the heal, p3 proposed that
+    // long-committed update again and it committed a second time. Now voters'
+    // prepared copies are kept only while a round of ours claims the shard,
+    // and dropped when the round ends without taking it over or another's
+    // claim is accepted.
+    assert_passes(&run(Some("oneway-partition.toml"), 8, |a| {
+        a.peers = Some(32);
+        a.shards = Some(4);
+        a.latency_ms = Some(40.0);
+        a.jitter_ms = Some(10.0);
+        a.seconds = Some(6.0);
+        a.settle = Some(5.0);
+    }));
+}

@@ -1304,6 +1304,11 @@ impl Peer {
         st.outgoing.clear();
         st.out_of_sync_since = None;
         st.czar_advert = None;
+        // Prepared proposals handed to us in a recovery round are for a takeover
+        // of ours; another's claim ends that (§6.10).
+        if czar != me {
+            st.critical.recovered.clear();
+        }
         // Is our history the new czar's starting point, a prefix of it, or off it?
         let at_start = seq == start_seq && sum == start_sum;
         let behind = seq < start_seq;
