@@ -431,12 +431,16 @@ impl Peer {
         epoch: u32,
         update: Update,
     ) {
-        let Some(st) = self.states.get_mut(&shard) else {
+        if !self.states.contains_key(&shard) {
             self.stats.drop(DropReason::UnknownShard);
             return;
-        };
+        }
         let key = (origin, write_id);
-        let claiming = st.replica.czar == Some(self.id) || st.promised.is_some_and(|(_, p)| p == self.id);
+        // Only for a round of ours that claims the shard: a late answer to a
+        // round that has ended (our promise to ourselves outlives it) would
+        // be proposed again whenever we later became czar by other means.
+        let claiming = self.round_claims(shard);
+        let st = self.states.get_mut(&shard).expect("known shard");
         if !claiming || st.critical.recovered.len() >= MAX_PREPARED {
             return;
         }
@@ -527,8 +531,11 @@ impl Peer {
         let shards: Vec<ShardId> = self.states.keys().copied().collect();
         for shard in shards {
             let ready = self.states[&shard].is_ready_czar(self.id);
-            // Finish what a recovery round handed us, now that we may write.
-            if ready {
+            // Finish what a recovery round handed us, now that we may write
+            // (once no round of ours still collects for the shard: we may be
+            // czar by a hand-over meanwhile, and the round's proposals are for
+            // its own takeover only).
+            if ready && !self.takeover_pending(shard) {
                 let recovered = std::mem::take(&mut self.states.get_mut(&shard).expect("known").critical.recovered);
                 for ((origin, write_id), p) in recovered {
                     let st = self.states.get_mut(&shard).expect("known");

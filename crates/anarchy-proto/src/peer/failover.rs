@@ -199,7 +199,25 @@ impl Peer {
         if let Some(m) = self.members.get_mut(&peer) {
             m.suspected = false;
         }
-        self.takeovers.remove(&peer);
+        if let Some(t) = self.takeovers.remove(&peer) {
+            self.forget_unsettled_claims(&t);
+        }
+    }
+
+    /// A round of ours ended without taking over some of the shards it
+    /// claimed: the prepared proposals its voters handed us for them were for
+    /// that takeover only. Kept, they would be proposed again whenever we
+    /// later became czar by other means (a hand-over), long after the czar
+    /// that did hold the shard decided them: a commit already applied would
+    /// commit a second time, or overwrite what was committed after it.
+    fn forget_unsettled_claims(&mut self, t: &Takeover) {
+        for (shard, _) in t.claims.iter().filter(|(s, _)| !t.settled.contains(s)) {
+            if !self.takeover_pending(*shard) {
+                if let Some(st) = self.states.get_mut(shard) {
+                    st.critical.recovered.clear();
+                }
+            }
+        }
     }
 
     /// Re-sends unanswered rounds and abandons stale ones.
@@ -224,6 +242,7 @@ impl Peer {
                         st.round_failed = Some(gone);
                     }
                 }
+                self.forget_unsettled_claims(&t);
                 self.local_health = (self.local_health + 1).min(MAX_LOCAL_HEALTH);
                 continue;
             }
@@ -411,7 +430,12 @@ impl Peer {
         let me = self.id;
         let st = self.states.get_mut(&shard).expect("claimed shard");
         if st.replica.epoch >= epoch || st.replica.czar.is_some_and(|c| c != gone && c != me) {
-            return; // someone moved the shard on meanwhile
+            // Someone moved the shard on meanwhile: what the voters handed us
+            // was for this takeover only.
+            if st.replica.czar != Some(me) {
+                st.critical.recovered.clear();
+            }
+            return;
         }
         let old = st.replica.czar;
         let (mine, my_sum) = (st.replica.seq(), st.replica.checksum().short());
@@ -484,6 +508,12 @@ impl Peer {
 impl Peer {
     /// Whether a recovery round of ours is still trying to take `shard` over
     /// (then a plain claim must wait: it would skip the majority's versions).
+    /// Whether a round of ours (still collecting or not yet closed) claims
+    /// `shard`: only then are voters' prepared proposals for it kept.
+    pub(super) fn round_claims(&self, shard: ShardId) -> bool {
+        self.takeovers.values().any(|t| t.claims.iter().any(|(s, _)| *s == shard))
+    }
+
     pub(super) fn takeover_pending(&self, shard: ShardId) -> bool {
         self.takeovers.values().any(|t| t.claims.iter().any(|(s, _)| *s == shard) && !t.settled.contains(&shard))
     }

@@ -197,6 +197,10 @@ impl ShardState {
     }
 }
 
+/// The top-ranked live members of every shard, keyed by the member view and
+/// shard map digests they were computed for.
+type RankedCache = ((u64, u64), BTreeMap<ShardId, Vec<PeerId>>);
+
 /// One player's protocol state machine. See the module docs for the rules.
 pub struct Peer {
     config: Config,
@@ -244,7 +248,7 @@ pub struct Peer {
     ticks: u64,
     /// The top-ranked live members of every shard, for the member view and
     /// shard map digests given (see `top_ranked`).
-    ranked_cache: Option<((u64, u64), BTreeMap<ShardId, Vec<PeerId>>)>,
+    ranked_cache: Option<RankedCache>,
     /// Deltas of forwarded writes wait in `outgoing` until then (see
     /// `Config::delta_batch_delay`), with the acknowledgements that name them.
     deltas_held_until: Option<Instant>,
@@ -774,6 +778,13 @@ impl Peer {
             Frame::Heartbeat { incarnation, members_hash, shards_hash, .. } => {
                 self.handle_heartbeat(now, from, sender, incarnation, members_hash, shards_hash)
             }
+            // A welcome whose lists were lost (we do not know the welcomer) is
+            // not entered on: alone in our view, we would claim every shard
+            // as if it never had a czar. The `Join` is retried and answered
+            // again, lists first.
+            Frame::Welcome if matches!(self.phase, Phase::Joining { .. }) && !known_alive => {
+                self.stats.drop(DropReason::UnknownSender)
+            }
             Frame::Welcome if matches!(self.phase, Phase::Joining { .. }) => {
                 self.welcomer = Some(sender);
                 self.enter_session(now)
@@ -1295,6 +1306,11 @@ impl Peer {
         st.outgoing.clear();
         st.out_of_sync_since = None;
         st.czar_advert = None;
+        // Prepared proposals handed to us in a recovery round are for a takeover
+        // of ours; another's claim ends that (§6.10).
+        if czar != me {
+            st.critical.recovered.clear();
+        }
         // Is our history the new czar's starting point, a prefix of it, or off it?
         let at_start = seq == start_seq && sum == start_sum;
         let behind = seq < start_seq;
@@ -1469,7 +1485,12 @@ impl Peer {
         // Ahead of the advert is in sync only if the czar wrote what we applied since.
         let czar = st.replica.czar;
         let foreign = mine > seq && czar.is_some_and(|c| st.replica.foreign_after(seq, c));
-        let diverged = mine >= seq && (ours_there.is_some_and(|c| c != checksum) || foreign);
+        // Past the czar's state on an older lineage: its epoch's history past its
+        // start holds only updates written in it (or later), so ours are not on
+        // it, even when we no longer remember our checksum at the advert (a
+        // snapshot of the losing side's state, installed past it).
+        let older_lineage = mine > seq && st.replica.version().epoch < advert_epoch;
+        let diverged = mine >= seq && (ours_there.is_some_and(|c| c != checksum) || foreign || older_lineage);
         let behind = mine < seq;
         if !diverged && !behind && !st.want_snapshot && !st.replica.has_gap() {
             st.out_of_sync_since = None;
@@ -1947,8 +1968,8 @@ impl Peer {
         let catch_up_match = st.catch_up_to.is_some_and(|(target, _)| version.seq >= target)
             && (exact_target || signer == czar || Some(signer) == st.replica.prev_czar);
         let blank = st.replica.seq() == 0;
-        let names_us = czar == self.id && st.replica.czar != Some(self.id) && blank;
-        if signer != czar && !(any_signer || catch_up_match || names_us) {
+        let names_us = czar == self.id && st.replica.czar != Some(self.id);
+        if signer != czar && !(any_signer || catch_up_match || (names_us && blank)) {
             self.stats.drop(DropReason::NotCzar);
             return;
         }
@@ -2008,7 +2029,12 @@ impl Peer {
             return;
         }
         debug_assert_eq!(a.czar, czar);
-        // Verified: now the claim it implies, and whether we want it.
+        // Verified: now the claim it implies, and whether we want it. A claim
+        // naming us that we did not hold (a hand-over we missed while joining,
+        // a restart) starts from the snapshot's state, which is on that
+        // epoch's history (§6.7, only such a state is served): never from our
+        // own, which may be behind it (we would act as czar from there and
+        // write over seqs the epoch already holds).
         let names_us = names_us.then_some(Start { seq: version.seq, checksum: short, trusted: true });
         if !catch_up_match
             && self.offer_authority(now, shard, version.epoch, czar, None, names_us, None) == Verdict::Stale
