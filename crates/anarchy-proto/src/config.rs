@@ -145,12 +145,13 @@ impl Config {
     }
 
     /// How long a member that is czar of no shard may stay silent before we drop
-    /// it from our view on our own: `max(peer_timeout, 4 idle periods)`.
+    /// it from our view on our own: `max(peer_timeout, 8 idle periods)`: eight
+    /// idle heartbeats in a row must be lost, as twenty are for a czar.
     pub fn idle_peer_timeout(&self, members: usize) -> Duration {
         if self.idle_heartbeat_ticks(members) <= 1 {
             self.peer_timeout
         } else {
-            self.peer_timeout.max(self.idle_heartbeat_period(members) * 4)
+            self.peer_timeout.max(self.idle_heartbeat_period(members) * 8)
         }
     }
 
@@ -223,8 +224,8 @@ mod tests {
         assert_eq!(c.idle_heartbeat_period(256), Duration::from_millis(800));
         assert_eq!(c.idle_heartbeat_ticks(1000), 63);
         assert_eq!(c.idle_grace(256), Duration::from_millis(800));
-        assert_eq!(c.idle_peer_timeout(8), Duration::from_secs(1));
-        assert_eq!(c.idle_peer_timeout(256), Duration::from_millis(3200));
+        assert_eq!(c.idle_peer_timeout(8), Duration::from_secs(2));
+        assert_eq!(c.idle_peer_timeout(256), Duration::from_millis(6400));
     }
 
     #[test]

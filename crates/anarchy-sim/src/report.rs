@@ -183,6 +183,8 @@ pub struct Report {
     /// Evictions of a peer that was up and connected both ways to the evicting
     /// peer for the whole peer timeout.
     pub false_evictions: u64,
+    /// The first false evictions: when, who evicted whom, and how.
+    pub false_eviction_notes: Vec<String>,
     /// Critical updates.
     pub critical: Critical,
     /// Hostile members (`--byzantine`).
@@ -267,6 +269,7 @@ impl Report {
             live_peers: outcome.live_peers,
             failover_ms,
             false_evictions: outcome.false_evictions,
+            false_eviction_notes: outcome.false_eviction_notes.clone(),
             critical,
             byzantine: cfg.byzantine,
             attack_datagrams: outcome.totals.attack_datagrams,
@@ -342,6 +345,9 @@ impl Report {
             if f.unfinished > 0 { format!(", {} unfinished", f.unfinished) } else { String::new() },
             self.false_evictions
         );
+        for note in &self.false_eviction_notes {
+            s += &format!("    false eviction: {note}\n");
+        }
         let c = &self.critical;
         s += &format!(
             "  critical: {} proposed, {} committed, {} rejected, {} timed out, {} lost after commit\n",

@@ -1356,7 +1356,7 @@ impl Sim {
                 }
                 0
             }
-            Event::PeerLeft { peer, reason: LeaveReason::Confirmed | LeaveReason::Timeout } => {
+            Event::PeerLeft { peer, reason: reason @ (LeaveReason::Confirmed | LeaveReason::Timeout) } => {
                 let timeout = self.world.cfg.proto.peer_timeout.as_micros() as u64;
                 if let Some(j) = self.world.index_of(peer) {
                     if self.world.heard_each_other_since(i, j, now.saturating_sub(timeout)) {
@@ -1364,7 +1364,7 @@ impl Sim {
                         if self.world.false_eviction_notes.len() < 20 {
                             self.world
                                 .false_eviction_notes
-                                .push(format!("{:.3} ms: p{i} evicted p{j}", now as f64 / 1000.0));
+                                .push(format!("{:.3} ms: p{i} evicted p{j} ({reason:?})", now as f64 / 1000.0));
                         }
                     }
                 }
