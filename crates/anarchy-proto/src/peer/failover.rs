@@ -66,6 +66,7 @@ impl Peer {
         let threshold = self.suspicion_threshold();
         let czars = self.czars();
         let idle_grace = self.config.idle_grace(self.members.alive_count());
+        let newcomer_grace = self.config.peer_timeout;
         let mut newly = Vec::new();
         let mut next = self.next_tick;
         let me = self.id;
@@ -73,8 +74,14 @@ impl Peer {
             if m.id == me || m.suspected {
                 continue;
             }
-            let grace = if czars.contains(&m.id) { Duration::ZERO } else { idle_grace };
-            let due = m.last_heard + threshold + grace;
+            let czar = czars.contains(&m.id);
+            let grace = if czar { Duration::ZERO } else { idle_grace };
+            let mut due = m.last_heard + threshold + grace;
+            if !czar {
+                // A member we learned of second-hand may still be joining (its
+                // welcome or our lists lost): it beats nobody until it has them.
+                due = due.max(m.known_since + newcomer_grace);
+            }
             if due <= now {
                 m.suspected = true;
                 newly.push(m.id);
@@ -291,10 +298,13 @@ impl Peer {
             self.queue_frame(from, &Frame::RecoverAck { gone, silent: false, votes: Vec::new() });
             return;
         }
-        let grace = self.silence_grace(&gone, &self.czars());
+        let czars = self.czars();
+        let grace = self.silence_grace(&gone, &czars);
+        let idle = !czars.contains(&gone);
         let silent = match self.members.get(&gone) {
             Some(m) if m.is_alive() => {
                 now.saturating_duration_since(m.last_heard) >= self.config.silent_vote_after + grace
+                    && !(idle && now.saturating_duration_since(m.known_since) < self.config.peer_timeout)
             }
             _ => true,
         };
