@@ -369,6 +369,27 @@ impl Replica {
         (from_seq >= first).then(|| Some((from_seq - first) as usize))
     }
 
+    /// The logged update at `seq`, or `None` if we have not applied that far
+    /// or the log no longer reaches back to it.
+    pub fn entry_at(&self, seq: u64) -> Option<&LogEntry> {
+        let first = self.log.front()?.seq;
+        if seq < first || seq > self.seq {
+            return None;
+        }
+        self.log.get((seq - first) as usize).filter(|e| e.seq == seq)
+    }
+
+    /// The last logged update of `key` at or before `seq`, if the log still
+    /// holds one.
+    pub fn last_entry_of(&self, key: &[u8], seq: u64) -> Option<&LogEntry> {
+        self.log.iter().rev().skip_while(|e| e.seq > seq).find(|e| e.update.key == key)
+    }
+
+    /// Whether the log reaches back to `seq`.
+    pub fn log_covers(&self, seq: u64) -> bool {
+        self.log.front().is_some_and(|e| e.seq <= seq)
+    }
+
     /// Logged updates from `from_seq` on (at most `max`), or `None` if the log
     /// no longer reaches back that far (the asker needs a snapshot).
     pub fn log_from(&self, from_seq: u64, max: usize) -> Option<Vec<LogEntry>> {

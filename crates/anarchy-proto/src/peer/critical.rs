@@ -19,6 +19,7 @@ use crate::event::{Event, WriteFailure, WriteId};
 use crate::identity::PeerId;
 use crate::peer::{PendingWrite, WriteError};
 use crate::quorum::majority;
+use crate::replica::Version;
 use crate::shards::ShardId;
 use crate::stats::DropReason;
 use crate::time::Instant;
@@ -77,6 +78,10 @@ pub(super) struct PreparedProposal {
     /// replica has applied that far, since until then it may be the only one
     /// left if the czar dies.
     pub(super) committed_at: Option<u64>,
+    /// For a proposal handed over in a recovery round: the commit a member
+    /// reported for it (its `Decided`), checked against our history before
+    /// it is proposed again.
+    pub(super) reported: Option<Version>,
 }
 
 /// Per-shard bookkeeping for critical updates.
@@ -155,6 +160,31 @@ impl Peer {
     /// against: live or soft-left, ourselves included.
     pub(super) fn configuration(&self) -> Vec<PeerId> {
         self.members.iter().filter(|m| m.is_alive() || m.soft_left).map(|m| m.id).collect()
+    }
+
+    /// Whether our state holds `update` as committed at `v`: our log has it at
+    /// exactly that version, or (a commit that changed nothing names the
+    /// version it found) the last write of its key at or before `v` leaves
+    /// the same value. A version older than our log is taken as held once we
+    /// are past it; a version whose update our log has from a later epoch is
+    /// on another history.
+    pub(super) fn holds_commit(&self, shard: ShardId, v: Version, update: &Update) -> bool {
+        let r = &self.states[&shard].replica;
+        if r.seq() < v.seq {
+            return false;
+        }
+        match r.entry_at(v.seq) {
+            None => !r.log_covers(v.seq),
+            Some(e) if e.epoch > v.epoch => false,
+            Some(e) if e.epoch == v.epoch && e.update == *update => true,
+            Some(_) => match r.last_entry_of(&update.key, v.seq) {
+                Some(e) => e.update.op == update.op,
+                None => match &update.op {
+                    Op::Put(val) => r.get(&update.key) == Some(val.as_slice()),
+                    Op::Delete => r.get(&update.key).is_none(),
+                },
+            },
+        }
     }
 
     fn validate(&mut self, shard: ShardId, origin: PeerId, update: &Update) -> Result<(), String> {
@@ -338,10 +368,27 @@ impl Peer {
             self.validate(shard, origin, &update)
         };
         let accept = verdict.is_ok();
+        let st = self.states.get(&shard).expect("known");
+        let known = match st.critical.decided.get(&key) {
+            Some(Decision::Committed(v)) => Some(*v),
+            _ => None,
+        };
+        if let Some(v) = known.filter(|_| current) {
+            // A proposal we saw committed (a new czar finishing a copy whose
+            // decision it never heard): tell it first, so it does not commit
+            // it a second time if its history already holds it.
+            self.queue_frame(from, &Frame::Decided { origin, write_id, shard, decision: Decision::Committed(v) });
+        }
         if accept {
             let st = self.states.get_mut(&shard).expect("known");
-            if st.critical.prepared.len() < MAX_PREPARED || st.critical.prepared.contains_key(&key) {
-                st.critical.prepared.insert(key, PreparedProposal { epoch, update, since: now, committed_at: None });
+            let applied = st.replica.seq();
+            let committed_at = known.map(|v| v.seq);
+            // A commit we have applied needs no copy: our state holds it.
+            let needed = committed_at.is_none_or(|at| at > applied);
+            if needed && (st.critical.prepared.len() < MAX_PREPARED || st.critical.prepared.contains_key(&key)) {
+                st.critical
+                    .prepared
+                    .insert(key, PreparedProposal { epoch, update, since: now, committed_at, reported: None });
             }
         }
         let reason = verdict.err().unwrap_or_default();
@@ -390,12 +437,46 @@ impl Peer {
             self.stats.drop(DropReason::UnknownShard);
             return;
         };
-        // Decisions come from the czar (or, answering a retry, a former one).
-        if st.replica.czar != Some(sender) && st.replica.prev_czar != Some(sender) {
+        let key = (origin, write_id);
+        // Decisions come from the czar (or, answering a retry, a former one)...
+        let from_czar = st.replica.czar == Some(sender) || st.replica.prev_czar == Some(sender);
+        let ours = st.replica.czar == Some(self.id);
+        // ... or from a member reporting a commit of a proposal we are
+        // finishing (answering our `Propose`, or after a `Prepared` copy in a
+        // recovery round).
+        let finishing = st.critical.open.contains_key(&key) || st.critical.recovered.contains_key(&key);
+        if let (Decision::Committed(v), true, true) = (&decision, finishing, ours || !from_czar) {
+            if self.members.get(&sender).is_some_and(|m| m.is_alive()) {
+                self.note_reported_commit(shard, key, *v);
+                return;
+            }
+        }
+        if !from_czar {
             self.stats.drop(DropReason::NotCzar);
             return;
         }
-        self.apply_decision(shard, (origin, write_id), decision);
+        self.apply_decision(shard, key, decision);
+    }
+
+    /// A member tells us a proposal we are finishing was committed at `v`
+    /// (it saw the decision; we did not). If our history holds that commit,
+    /// the proposal is closed with the original decision instead of being
+    /// committed again (a second commit would re-apply an old value over
+    /// newer writes). Otherwise the report is kept, for a recovered proposal,
+    /// until we finish it.
+    fn note_reported_commit(&mut self, shard: ShardId, key: CriticalKey, v: Version) {
+        let st = self.states.get_mut(&shard).expect("known shard");
+        if let Some(p) = st.critical.recovered.get_mut(&key) {
+            p.reported = Some(v);
+            return;
+        }
+        let st = &self.states[&shard];
+        let Some(p) = st.critical.open.get(&key) else { return };
+        if !st.is_ready_czar(self.id) || st.replica.epoch != p.epoch || !self.holds_commit(shard, v, &p.update) {
+            return;
+        }
+        self.states.get_mut(&shard).expect("known").critical.open.remove(&key);
+        self.decide(shard, key, Decision::Committed(v));
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -449,7 +530,13 @@ impl Peer {
             self.note_prepared_received(sender, shard, key);
             return;
         }
-        st.critical.recovered.entry(key).or_insert(PreparedProposal { epoch, update, since: now, committed_at: None });
+        st.critical.recovered.entry(key).or_insert(PreparedProposal {
+            epoch,
+            update,
+            since: now,
+            committed_at: None,
+            reported: None,
+        });
         self.note_prepared_received(sender, shard, key);
     }
 
@@ -457,18 +544,15 @@ impl Peer {
     /// granted shards to the claimant.
     pub(super) fn send_prepared(&mut self, to: SocketAddr, shard: ShardId) {
         let Some(st) = self.states.get(&shard) else { return };
-        let frames: Vec<Frame> = st
-            .critical
-            .prepared
-            .iter()
-            .map(|((origin, write_id), p)| Frame::Prepared {
-                shard,
-                origin: *origin,
-                write_id: *write_id,
-                epoch: p.epoch,
-                update: p.update.clone(),
-            })
-            .collect();
+        let mut frames: Vec<Frame> = Vec::new();
+        for (&(origin, write_id), p) in &st.critical.prepared {
+            frames.push(Frame::Prepared { shard, origin, write_id, epoch: p.epoch, update: p.update.clone() });
+            // A copy kept only until we apply its commit: the claimant learns
+            // the commit too, so it does not commit it again if it holds it.
+            if let Some(decision @ Decision::Committed(_)) = st.critical.decided.get(&(origin, write_id)) {
+                frames.push(Frame::Decided { origin, write_id, shard, decision: decision.clone() });
+            }
+        }
         for f in frames {
             self.queue_frame(to, &f);
         }
@@ -538,17 +622,25 @@ impl Peer {
             if ready && !self.takeover_pending(shard) {
                 let recovered = std::mem::take(&mut self.states.get_mut(&shard).expect("known").critical.recovered);
                 for ((origin, write_id), p) in recovered {
-                    let st = self.states.get_mut(&shard).expect("known");
-                    match st.critical.decided.get(&(origin, write_id)) {
-                        // Committed and applied here already: nothing to finish.
-                        Some(Decision::Committed(v)) if st.replica.seq() >= v.seq => continue,
+                    let key = (origin, write_id);
+                    match self.states[&shard].critical.decided.get(&key).cloned() {
+                        // Committed and held here already: nothing to finish.
+                        Some(Decision::Committed(v)) if self.holds_commit(shard, v, &p.update) => continue,
                         Some(Decision::Rejected(_)) | Some(Decision::TimedOut) => continue,
-                        // Committed but never applied here: it may exist nowhere
+                        // Committed but not in our history: it may exist nowhere
                         // else any more, so it is proposed again.
                         Some(Decision::Committed(_)) => {
-                            st.critical.decided.remove(&(origin, write_id));
+                            self.states.get_mut(&shard).expect("known").critical.decided.remove(&key);
                         }
-                        None => {}
+                        None => {
+                            // A voter saw it committed and our history holds
+                            // it: the decision stands, announced again so
+                            // copies still held are dropped.
+                            if let Some(v) = p.reported.filter(|v| self.holds_commit(shard, *v, &p.update)) {
+                                self.decide(shard, key, Decision::Committed(v));
+                                continue;
+                            }
+                        }
                     }
                     self.start_proposal(now, shard, origin, write_id, p.update);
                 }
