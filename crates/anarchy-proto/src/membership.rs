@@ -148,11 +148,6 @@ impl Membership {
         self.members.values().filter(|m| m.is_alive())
     }
 
-    /// Live members, to change (suspicion bookkeeping).
-    pub fn iter_mut_alive(&mut self) -> impl Iterator<Item = &mut Member> {
-        self.members.values_mut().filter(|m| m.is_alive())
-    }
-
     /// Live member ids (ourselves included), in id order.
     pub fn alive_ids(&self) -> impl Iterator<Item = &PeerId> {
         self.alive().map(|m| &m.id)

@@ -20,6 +20,27 @@ fn run(scenario: Option<&str>, seed: u64, tweak: impl FnOnce(&mut SimArgs)) -> R
     anarchy_sim::cli::run_one(&args, &plan, seed, None)
 }
 
+/// The CI sweep's settings: 8 peers, 6 s of workload, at most 5 s to settle.
+fn run_small(scenario: &str, seed: u64) -> Report {
+    run(Some(scenario), seed, |a| {
+        a.peers = Some(8);
+        a.seconds = Some(6.0);
+        a.settle = Some(5.0);
+    })
+}
+
+/// The failover issue's setting: 32 peers, 4 shards, 40 ± 10 ms links, 6 s.
+fn run_large(scenario: &str, seed: u64) -> Report {
+    run(Some(scenario), seed, |a| {
+        a.peers = Some(32);
+        a.shards = Some(4);
+        a.latency_ms = Some(40.0);
+        a.jitter_ms = Some(10.0);
+        a.seconds = Some(6.0);
+        a.settle = Some(5.0);
+    })
+}
+
 fn assert_passes(r: &Report) {
     assert!(r.passed(), "{}", r.human());
 }
@@ -189,11 +210,7 @@ fn sweep_passes(scenarios: &[&str], seeds: std::ops::RangeInclusive<u64>) {
     let mut failing = Vec::new();
     for scenario in scenarios {
         for seed in seeds.clone() {
-            let r = run(Some(scenario), seed, |a| {
-                a.peers = Some(8);
-                a.seconds = Some(6.0);
-                a.settle = Some(5.0);
-            });
+            let r = run_small(scenario, seed);
             if !r.passed() {
                 failing.push(format!("{}\n{}", r.command, r.human()));
             }
@@ -214,11 +231,7 @@ fn regression_old_czar_serves_its_isolated_history_after_a_hand_over() {
     // after 4.225. Updates buffered from a lineage a peer had left were
     // drained onto the new one; now a buffered update must continue the run
     // (or the base) of the update before it.
-    assert_passes(&run(Some("isolate-and-stall.toml"), 1, |a| {
-        a.peers = Some(8);
-        a.seconds = Some(6.0);
-        a.settle = Some(5.0);
-    }));
+    assert_passes(&run_small("isolate-and-stall.toml", 1));
 }
 
 /// CI-sized sweep: 105 runs (15 seeds × 7 scenarios), 8 peers, 6 s each.
@@ -309,11 +322,7 @@ fn regression_hand_over_to_a_suspect_loses_commits_after_a_oneway_partition() {
     // provisional claim up to epoch 31 and won at the heal. Seed 46 is the same.
     // Now no shard is handed over to a suspect.
     for seed in [27, 46] {
-        assert_passes(&run(Some("oneway-partition.toml"), seed, |a| {
-            a.peers = Some(8);
-            a.seconds = Some(6.0);
-            a.settle = Some(5.0);
-        }));
+        assert_passes(&run_small("oneway-partition.toml", seed));
     }
 }
 
@@ -335,11 +344,7 @@ fn regression_shard_of_a_confirmed_czar_claimed_provisionally_loses_commits() {
     for (scenario, seed) in
         [("oneway-partition.toml", 101), ("crash-restart-churn.toml", 150), ("crash-restart-churn.toml", 193)]
     {
-        assert_passes(&run(Some(scenario), seed, |a| {
-            a.peers = Some(8);
-            a.seconds = Some(6.0);
-            a.settle = Some(5.0);
-        }));
+        assert_passes(&run_small(scenario, seed));
     }
 }
 
@@ -352,11 +357,7 @@ fn regression_hand_over_races_a_claim_of_the_successor_at_the_same_epoch() {
     // took the hand-over for its own claim (same czar, same epoch), so p0 held
     // 2.14 off p7's history and later resynced back to 2.6. Now a czar told of
     // its own epoch from another starting state re-asserts at a higher epoch.
-    assert_passes(&run(Some("lossy-link.toml"), 119, |a| {
-        a.peers = Some(8);
-        a.seconds = Some(6.0);
-        a.settle = Some(5.0);
-    }));
+    assert_passes(&run_small("lossy-link.toml", 119));
 }
 
 #[test]
@@ -369,11 +370,7 @@ fn regression_joiner_whose_lists_were_lost_claims_a_shard_alone() {
     // then named p1, which took it for its own claim and caught up from itself.
     // Now a `Welcome` from a sender we do not know is not entered on; the
     // `Join` is retried and answered again, lists first.
-    assert_passes(&run(Some("lossy-link.toml"), 198, |a| {
-        a.peers = Some(8);
-        a.seconds = Some(6.0);
-        a.settle = Some(5.0);
-    }));
+    assert_passes(&run_small("lossy-link.toml", 198));
 }
 
 #[test]
@@ -387,11 +384,7 @@ fn regression_follower_past_the_czar_on_a_losing_lineage_never_resyncs() {
     // advertised seq on an older lineage than the advert's is diverged. (With
     // the welcome fix above this seed no longer reaches that state; it is
     // kept for the named case.)
-    assert_passes(&run(Some("partition-heal.toml"), 107, |a| {
-        a.peers = Some(8);
-        a.seconds = Some(6.0);
-        a.settle = Some(5.0);
-    }));
+    assert_passes(&run_small("partition-heal.toml", 107));
 }
 
 #[test]
@@ -404,11 +397,7 @@ fn regression_snapshot_naming_us_czar_makes_us_ready_behind_the_start() {
     // 5) as the epoch's start: it was ready there and wrote 2.6 over the 2.6
     // the others held. Now a snapshot naming us czar of an epoch we do not
     // hold states the start: the snapshot's own state.
-    assert_passes(&run(Some("lossy-link.toml"), 91, |a| {
-        a.peers = Some(8);
-        a.seconds = Some(6.0);
-        a.settle = Some(5.0);
-    }));
+    assert_passes(&run_small("lossy-link.toml", 91));
 }
 
 #[test]
@@ -423,14 +412,7 @@ fn regression_late_prepared_copies_are_proposed_again_by_a_czar_by_hand_over() {
     // prepared copies are kept only while a round of ours claims the shard,
     // and dropped when the round ends without taking it over or another's
     // claim is accepted.
-    assert_passes(&run(Some("oneway-partition.toml"), 8, |a| {
-        a.peers = Some(32);
-        a.shards = Some(4);
-        a.latency_ms = Some(40.0);
-        a.jitter_ms = Some(10.0);
-        a.seconds = Some(6.0);
-        a.settle = Some(5.0);
-    }));
+    assert_passes(&run_large("oneway-partition.toml", 8));
 }
 
 #[test]
@@ -449,14 +431,53 @@ fn regression_a_commit_missed_by_a_paused_czar_is_committed_again_when_handed_ba
     // the decision they know after each `Prepared` copy. The run still fails
     // convergence (a follower behind a gap on another shard), so only the
     // critical invariants are checked.
-    let r = run(Some("isolate-and-stall.toml"), 8, |a| {
-        a.peers = Some(32);
-        a.shards = Some(4);
-        a.latency_ms = Some(40.0);
-        a.jitter_ms = Some(10.0);
-        a.seconds = Some(6.0);
-        a.settle = Some(5.0);
-    });
+    let r = run_large("isolate-and-stall.toml", 8);
     assert_eq!(r.critical.lost_after_commit, 0, "{}", r.human());
     assert!(!r.violation_counts.contains_key("critical-never-lost"), "{}", r.human());
+}
+
+#[test]
+fn regression_a_joiner_confirmed_gone_before_it_knew_anyone_stays_alone() {
+    // lossy-link.toml, 8 peers, seed 74 (on the code with idle heartbeats, before
+    // the fix): p5 at 1.2 of world for good while the others reached 2.23. p5's
+    // welcome lists were lost, so it knew nobody and beat nobody; the others
+    // confirmed it gone, and its sync requests were dropped as coming from a
+    // non-member. Now a member we count as gone is answered with our lists,
+    // which carry its tombstone, and it refutes.
+    assert_passes(&run_small("lossy-link.toml", 74));
+}
+
+#[test]
+fn regression_a_czar_paused_past_its_confirmation_undoes_commits() {
+    // isolate-and-stall.toml, 8 peers, seed 30 (on the code with idle heartbeats
+    // and batching, before the fix): commits of epoch 5 of world lost. The world
+    // czar, paused past its confirmation, came back still backed at epoch 4, saw
+    // the majority's claim of epoch 5 and re-asserted over it at epoch 6.
+    // Now a peer told it was counted gone marks its own claims provisional, and
+    // hard-left members get only their tombstone, never authority hints.
+    assert_passes(&run_small("isolate-and-stall.toml", 30));
+}
+
+#[test]
+fn regression_one_side_of_a_split_times_the_other_out_to_a_majority() {
+    // partition-heal.toml, 8 peers, seeds 14, 37, 44 and 56 (on the code with
+    // idle heartbeats, whose members time out later than czars): commits lost at
+    // the heal. In a 4/4 split one side dropped a member of the other by its own
+    // timeout, its next recovery round counted a quorum of 7, and 4 confirmed
+    // the rest gone and committed. Now rounds count soft-left members, as
+    // critical updates do.
+    for seed in [14, 37, 44, 56] {
+        assert_passes(&run_small("partition-heal.toml", seed));
+    }
+}
+
+#[test]
+fn regression_a_slow_joiner_is_confirmed_gone() {
+    // lossy-10pct.toml (32 peers, 10% loss), seed 1, 2 s: p13 evicted p3
+    // (Confirmed) at 1.2 s. p3's join took a second; the others, told of it by
+    // its welcomer, counted its silence from then. Now a member learned of less
+    // than `peer_timeout` ago that is czar of nothing is neither suspected nor
+    // voted silent.
+    let r = run(Some("lossy-10pct.toml"), 1, |a| a.seconds = Some(2.0));
+    assert_eq!(r.false_evictions, 0, "{}", r.human());
 }

@@ -13,7 +13,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use crate::event::Event;
 use crate::identity::PeerId;
@@ -65,25 +64,11 @@ impl Peer {
         }
         let threshold = self.suspicion_threshold();
         let czars = self.czars();
-        let idle_grace = self.config.idle_grace(self.members.alive_count());
-        let newcomer_grace = self.config.peer_timeout;
         let mut newly = Vec::new();
         let mut next = self.next_tick;
-        let me = self.id;
-        for m in self.members.iter_mut_alive() {
-            if m.id == me || m.suspected {
-                continue;
-            }
-            let czar = czars.contains(&m.id);
-            let grace = if czar { Duration::ZERO } else { idle_grace };
-            let mut due = m.last_heard + threshold + grace;
-            if !czar {
-                // A member we learned of second-hand may still be joining (its
-                // welcome or our lists lost): it beats nobody until it has them.
-                due = due.max(m.known_since + newcomer_grace);
-            }
+        for m in self.members.others().filter(|m| !m.suspected) {
+            let due = self.silent_from(m, &czars, threshold);
             if due <= now {
-                m.suspected = true;
                 newly.push(m.id);
             } else {
                 next = next.min(due);
@@ -91,6 +76,9 @@ impl Peer {
         }
         self.next_suspect_check = next;
         for peer in newly {
+            if let Some(m) = self.members.get_mut(&peer) {
+                m.suspected = true;
+            }
             self.push_event(Event::PeerSuspected { peer });
         }
         self.start_takeovers(now);
@@ -299,13 +287,8 @@ impl Peer {
             return;
         }
         let czars = self.czars();
-        let grace = self.silence_grace(&gone, &czars);
-        let idle = !czars.contains(&gone);
         let silent = match self.members.get(&gone) {
-            Some(m) if m.is_alive() => {
-                now.saturating_duration_since(m.last_heard) >= self.config.silent_vote_after + grace
-                    && !(idle && now.saturating_duration_since(m.known_since) < self.config.peer_timeout)
-            }
+            Some(m) if m.is_alive() => now >= self.silent_from(m, &czars, self.config.silent_vote_after),
             _ => true,
         };
         if silent {

@@ -197,9 +197,11 @@ impl ShardState {
     }
 }
 
-/// The top-ranked live members of every shard, keyed by the member view and
-/// shard map digests they were computed for.
-type RankedCache = ((u64, u64), BTreeMap<ShardId, Vec<PeerId>>);
+/// The top-ranked live members of every shard.
+type RankedTops = BTreeMap<ShardId, Vec<PeerId>>;
+
+/// [`RankedTops`] for the member view and shard map digests given.
+type RankedCache = ((u64, u64), RankedTops);
 
 /// One player's protocol state machine. See the module docs for the rules.
 pub struct Peer {
@@ -2283,14 +2285,18 @@ impl Peer {
             return true;
         }
         let me = self.id;
-        let ids: Vec<ShardId> = self.shards.iter().map(|info| info.id).collect();
-        ids.into_iter().any(|shard| self.top_ranked(shard).contains(&me))
+        self.top_ranked_all().values().any(|top| top.contains(&me))
     }
 
     /// The `1 + backups` strongest live members for `shard` in our view, first
-    /// the one that should be czar. Cached per member view and shard map
-    /// (asked for every tick and on every membership change, for every shard).
+    /// the one that should be czar.
     fn top_ranked(&mut self, shard: ShardId) -> &[PeerId] {
+        self.top_ranked_all().get(&shard).map_or(&[], Vec::as_slice)
+    }
+
+    /// [`Peer::top_ranked`] of every shard, cached per member view and shard
+    /// map (asked for every tick and on every membership change).
+    fn top_ranked_all(&mut self) -> &RankedTops {
         let key = (self.members.digest(), self.shards.digest());
         if self.ranked_cache.as_ref().is_none_or(|(k, _)| *k != key) {
             let live: Vec<PeerId> = self.members.alive_ids().copied().collect();
@@ -2298,8 +2304,7 @@ impl Peer {
             let tops = self.shards.iter().map(|info| (info.id, ranking(info, live.iter(), take))).collect();
             self.ranked_cache = Some((key, tops));
         }
-        let (_, tops) = self.ranked_cache.as_ref().expect("just filled");
-        tops.get(&shard).map_or(&[], Vec::as_slice)
+        &self.ranked_cache.as_ref().expect("just filled").1
     }
 
     /// The members that are czar of some shard in our view: they beat at full
@@ -2308,13 +2313,17 @@ impl Peer {
         self.states.values().filter_map(|s| s.replica.czar).collect()
     }
 
-    /// The extra silence we allow `id` before suspecting it or voting it
-    /// silent: none for a czar, [`Config::idle_grace`] for anyone else.
-    fn silence_grace(&self, id: &PeerId, czars: &BTreeSet<PeerId>) -> Duration {
-        if czars.contains(id) {
-            Duration::ZERO
+    /// When `m` counts as silent, given the silence `allowed` of a czar: a czar
+    /// after that; any other member (it beats once per idle period) one idle
+    /// period later, and never within `peer_timeout` of our learning of it (it
+    /// may still be joining, with its welcome or its lists lost, and beats
+    /// nobody until it has them). Suspicion and silence votes both use it.
+    fn silent_from(&self, m: &Member, czars: &BTreeSet<PeerId>, allowed: Duration) -> Instant {
+        if czars.contains(&m.id) {
+            m.last_heard + allowed
         } else {
-            self.config.idle_grace(self.members.alive_count())
+            let idle_grace = self.config.idle_grace(self.members.alive_count());
+            (m.last_heard + allowed + idle_grace).max(m.known_since + self.config.peer_timeout)
         }
     }
 
