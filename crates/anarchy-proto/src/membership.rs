@@ -94,6 +94,8 @@ pub struct Membership {
     /// The live-view digest, computed on demand and cleared by every change
     /// to who is alive or at which incarnation (it is compared on every heartbeat).
     digest: std::cell::Cell<Option<u64>>,
+    /// Cached live count (asked for per member on every tick); reset with `digest`.
+    alive_count: std::cell::Cell<Option<usize>>,
 }
 
 impl Membership {
@@ -102,7 +104,7 @@ impl Membership {
         let id = me.id;
         let mut members = BTreeMap::new();
         members.insert(id, me);
-        Membership { me: id, members, digest: std::cell::Cell::new(None) }
+        Membership { me: id, members, digest: std::cell::Cell::new(None), alive_count: std::cell::Cell::new(None) }
     }
 
     /// Our own id.
@@ -117,7 +119,7 @@ impl Membership {
 
     /// Our own record, to change.
     pub fn myself_mut(&mut self) -> &mut Member {
-        self.digest.set(None);
+        self.invalidate();
         self.members.get_mut(&self.me).expect("we are always in our own list")
     }
 
@@ -161,7 +163,18 @@ impl Membership {
 
     /// Number of live members, ourselves included.
     pub fn alive_count(&self) -> usize {
-        self.alive().count()
+        if let Some(n) = self.alive_count.get() {
+            return n;
+        }
+        let n = self.alive().count();
+        self.alive_count.set(Some(n));
+        n
+    }
+
+    /// Forgets the cached digest and count: the live view may have changed.
+    fn invalidate(&self) {
+        self.digest.set(None);
+        self.alive_count.set(None);
     }
 
     /// Digest of the live view: ids and incarnations, in id order.
@@ -186,7 +199,16 @@ impl Membership {
     /// Merges a gossiped record. Records about ourselves are never merged
     /// here: the caller refutes them.
     pub fn merge(&mut self, rec: &MemberRecord, now: Instant) -> MergeOutcome {
-        self.digest.set(None);
+        let outcome = self.merge_record(rec, now);
+        if outcome != MergeOutcome::Unchanged {
+            self.invalidate();
+        }
+        outcome
+    }
+
+    /// [`Membership::merge`] without the cache upkeep. `Unchanged` leaves the
+    /// live ids and their incarnations as they were.
+    fn merge_record(&mut self, rec: &MemberRecord, now: Instant) -> MergeOutcome {
         debug_assert_ne!(rec.id, self.me, "records about ourselves are refuted, not merged");
         match self.members.get_mut(&rec.id) {
             None => {
@@ -257,7 +279,7 @@ impl Membership {
     /// Marks a live member as left; `soft` when only our own timeout says so.
     /// Returns whether it was alive.
     pub fn mark_left(&mut self, id: &PeerId, now: Instant, soft: bool) -> bool {
-        self.digest.set(None);
+        self.invalidate();
         match self.members.get_mut(id) {
             Some(m) if m.is_alive() && *id != self.me => {
                 m.status = MemberStatus::Left;
@@ -276,7 +298,7 @@ impl Membership {
 
     /// We heard directly from `id`, a soft tombstone: it is back.
     pub fn revive(&mut self, id: &PeerId, addr: SocketAddr, now: Instant) -> bool {
-        self.digest.set(None);
+        self.invalidate();
         match self.members.get_mut(id) {
             Some(m) if m.soft_left => {
                 m.known_since = now;
@@ -304,7 +326,7 @@ impl Membership {
 
     /// Forgets tombstones older than `deadline`.
     pub fn purge_left_before(&mut self, deadline: Instant) {
-        self.digest.set(None);
+        self.invalidate();
         self.members.retain(|_, m| m.left_at.is_none_or(|t| t >= deadline));
     }
 }

@@ -124,6 +124,92 @@ pub fn ranking<'a>(info: &ShardInfo, live: impl IntoIterator<Item = &'a PeerId>,
     scored.into_iter().map(|(_, p)| p).collect()
 }
 
+/// The top-ranked live peers of every shard, by shard id.
+pub type RankedTops = BTreeMap<ShardId, Vec<PeerId>>;
+
+/// [`ranking`] of every shard for a live view that changes a member at a
+/// time, kept up to date incrementally.
+///
+/// Recomputing every shard's ranking over every live peer on each membership
+/// change costs shards × peers hashes, and a session of n peers sees about n
+/// changes while it forms: cubic work across the session. A view change here
+/// costs a merge of the two sorted id lists, plus a full ranking only for the
+/// shards whose top peers left. The answer is always that of [`ranking`]: a
+/// peer outside the old top is beaten by all of it, so if none of the top
+/// left, the new top is the best of the old top and the newcomers.
+#[derive(Debug, Clone, Default)]
+pub struct RankCache {
+    /// Shard map digest and `take` the tops were computed for.
+    key: Option<(u64, usize)>,
+    /// The live view the tops were computed for, sorted.
+    live: Vec<PeerId>,
+    tops: RankedTops,
+}
+
+impl RankCache {
+    /// The `take` strongest of `live` for every shard of `shards`. `live` must
+    /// be sorted and free of duplicates (as member ids in id order are).
+    pub fn tops(&mut self, shards: &ShardMap, live: &[PeerId], take: usize) -> &RankedTops {
+        debug_assert!(live.windows(2).all(|w| w[0] < w[1]), "live ids sorted and unique");
+        let key = (shards.digest(), take);
+        if self.key != Some(key) {
+            self.tops = shards.iter().map(|info| (info.id, ranking(info, live.iter(), take))).collect();
+            self.key = Some(key);
+            self.live = live.to_vec();
+            return &self.tops;
+        }
+        if self.live.as_slice() == live {
+            return &self.tops;
+        }
+        let (added, removed) = sorted_diff(&self.live, live);
+        for info in shards.iter() {
+            let top = self.tops.entry(info.id).or_default();
+            if top.iter().any(|p| removed.binary_search(p).is_ok()) {
+                *top = ranking(info, live.iter(), take);
+            } else if !added.is_empty() {
+                *top = ranking(info, top.iter().chain(added.iter()), take);
+            }
+        }
+        self.live.clear();
+        self.live.extend_from_slice(live);
+        &self.tops
+    }
+
+    /// The tops last computed by [`RankCache::tops`].
+    pub fn current(&self) -> &RankedTops {
+        &self.tops
+    }
+}
+
+/// The ids in `new` but not `old`, and those in `old` but not `new`, both
+/// sorted; the inputs are sorted.
+fn sorted_diff(old: &[PeerId], new: &[PeerId]) -> (Vec<PeerId>, Vec<PeerId>) {
+    let (mut added, mut removed) = (Vec::new(), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() || j < new.len() {
+        match (old.get(i), new.get(j)) {
+            (Some(a), Some(b)) if a == b => {
+                i += 1;
+                j += 1;
+            }
+            (Some(a), Some(b)) if a < b => {
+                removed.push(*a);
+                i += 1;
+            }
+            (Some(a), None) => {
+                removed.push(*a);
+                i += 1;
+            }
+            (_, Some(b)) => {
+                added.push(*b);
+                j += 1;
+            }
+            (None, None) => unreachable!("loop condition"),
+        }
+    }
+    (added, removed)
+}
+
 /// Every shard this peer knows of, in id order.
 #[derive(Debug, Clone, Default)]
 pub struct ShardMap {
@@ -264,5 +350,38 @@ mod tests {
         b.declare("x", Some(ps[0])).unwrap();
         assert_eq!(a.digest(), b.digest());
         assert_eq!(a.declare("", None), Err(ShardError::BadName(0)));
+    }
+    #[test]
+    fn rank_cache_matches_a_full_ranking_through_view_changes() {
+        let ps = peers(60);
+        let mut map = ShardMap::default();
+        for i in 0..12 {
+            let preferred = (i % 5 == 0).then(|| ps[i * 3]);
+            map.declare(&format!("s{i}"), preferred).unwrap();
+        }
+        let mut cache = RankCache::default();
+        let mut state: u64 = 7;
+        let mut live: Vec<PeerId> = ps[..10].to_vec();
+        for step in 0..400 {
+            // A seeded walk: mostly single joins and leaves, sometimes several.
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let r = (state >> 33) as usize;
+            let p = ps[r % ps.len()];
+            match live.binary_search(&p) {
+                Ok(i) if live.len() > 1 => {
+                    live.remove(i);
+                }
+                Ok(_) => {}
+                Err(i) => live.insert(i, p),
+            }
+            if step % 37 == 0 {
+                live.retain(|q| q.0[0] % 3 != (r % 3) as u8);
+            }
+            let take = if step % 101 == 0 { 2 } else { 3 };
+            let tops = cache.tops(&map, &live, take).clone();
+            for info in map.iter() {
+                assert_eq!(tops[&info.id], ranking(info, live.iter(), take), "step {step}");
+            }
+        }
     }
 }

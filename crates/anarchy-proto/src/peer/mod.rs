@@ -24,7 +24,7 @@ use crate::membership::{LeaveReason, Member, Membership, MergeOutcome};
 use crate::proof::{self, BatchProof, Signature};
 use crate::replica::{Checksum, LogEntry, Replica, Version};
 use crate::seal::{Opener, Sealer};
-use crate::shards::{claim_strength, ranking, ShardError, ShardId, ShardInfo, ShardMap};
+use crate::shards::{claim_strength, ranking, RankCache, RankedTops, ShardError, ShardId, ShardInfo, ShardMap};
 use crate::stats::{DropReason, Stats};
 use crate::time::Instant;
 mod admission;
@@ -197,12 +197,6 @@ impl ShardState {
     }
 }
 
-/// The top-ranked live members of every shard.
-type RankedTops = BTreeMap<ShardId, Vec<PeerId>>;
-
-/// [`RankedTops`] for the member view and shard map digests given.
-type RankedCache = ((u64, u64), RankedTops);
-
 /// One player's protocol state machine. See the module docs for the rules.
 pub struct Peer {
     config: Config,
@@ -250,7 +244,10 @@ pub struct Peer {
     ticks: u64,
     /// The top-ranked live members of every shard, for the member view and
     /// shard map digests given (see `top_ranked`).
-    ranked_cache: Option<RankedCache>,
+    ranked_cache: RankCache,
+    /// The member view and shard map digests `ranked_cache` is current for,
+    /// and our live member ids then (sorted).
+    ranked_live: (Option<(u64, u64)>, Vec<PeerId>),
     /// Deltas of forwarded writes wait in `outgoing` until then (see
     /// `Config::delta_batch_delay`), with the acknowledgements that name them.
     deltas_held_until: Option<Instant>,
@@ -350,7 +347,8 @@ impl Peer {
             local_health: 0,
             heartbeat_due: false,
             ticks: 0,
-            ranked_cache: None,
+            ranked_cache: RankCache::default(),
+            ranked_live: (None, Vec::new()),
             deltas_held_until: None,
             held_acks: Vec::new(),
             clock: now,
@@ -2298,13 +2296,14 @@ impl Peer {
     /// map (asked for every tick and on every membership change).
     fn top_ranked_all(&mut self) -> &RankedTops {
         let key = (self.members.digest(), self.shards.digest());
-        if self.ranked_cache.as_ref().is_none_or(|(k, _)| *k != key) {
-            let live: Vec<PeerId> = self.members.alive_ids().copied().collect();
-            let take = 1 + self.config.backups;
-            let tops = self.shards.iter().map(|info| (info.id, ranking(info, live.iter(), take))).collect();
-            self.ranked_cache = Some((key, tops));
+        let take = 1 + self.config.backups;
+        if self.ranked_live.0 != Some(key) {
+            self.ranked_live.1.clear();
+            self.ranked_live.1.extend(self.members.alive_ids().copied());
+            self.ranked_cache.tops(&self.shards, &self.ranked_live.1, take);
+            self.ranked_live.0 = Some(key);
         }
-        &self.ranked_cache.as_ref().expect("just filled").1
+        self.ranked_cache.current()
     }
 
     /// The members that are czar of some shard in our view: they beat at full
