@@ -73,6 +73,26 @@ impl Member {
     }
 }
 
+/// One live member's share of the member view digest: a 64-bit mix of its id
+/// and incarnation. The digest is the wrapping sum of these over live members,
+/// so it costs a few nanoseconds a member (it is recomputed after every view
+/// change, which a forming session of n peers sees n times) and does not
+/// depend on order. It only tells two views apart for anti-entropy; nothing
+/// trusts it.
+pub fn view_entry_hash(id: &PeerId, incarnation: u32) -> u64 {
+    fn mix(mut x: u64) -> u64 {
+        // The splitmix64 finaliser.
+        x ^= x >> 30;
+        x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x ^= x >> 27;
+        x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^ (x >> 31)
+    }
+    let lo = u64::from_le_bytes(id.0[..8].try_into().expect("8 bytes"));
+    let hi = u64::from_le_bytes(id.0[8..].try_into().expect("8 bytes"));
+    mix(lo ^ mix(hi ^ mix(u64::from(incarnation) ^ 0x616e_6172_6368_7931)))
+}
+
 /// What merging a record changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MergeOutcome {
@@ -188,12 +208,7 @@ impl Membership {
     }
 
     fn compute_digest(&self) -> u64 {
-        let mut h = blake3::Hasher::new_derive_key("anarchy 2026 member view digest v1");
-        for m in self.alive() {
-            h.update(&m.id.0);
-            h.update(&m.incarnation.to_le_bytes());
-        }
-        u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"))
+        self.alive().fold(0u64, |sum, m| sum.wrapping_add(view_entry_hash(&m.id, m.incarnation)))
     }
 
     /// Merges a gossiped record. Records about ourselves are never merged
@@ -279,13 +294,13 @@ impl Membership {
     /// Marks a live member as left; `soft` when only our own timeout says so.
     /// Returns whether it was alive.
     pub fn mark_left(&mut self, id: &PeerId, now: Instant, soft: bool) -> bool {
-        self.invalidate();
         match self.members.get_mut(id) {
             Some(m) if m.is_alive() && *id != self.me => {
                 m.status = MemberStatus::Left;
                 m.left_at = Some(now);
                 m.suspected = false;
                 m.soft_left = soft;
+                self.invalidate();
                 true
             }
             Some(m) if m.soft_left && !soft => {
@@ -298,7 +313,6 @@ impl Membership {
 
     /// We heard directly from `id`, a soft tombstone: it is back.
     pub fn revive(&mut self, id: &PeerId, addr: SocketAddr, now: Instant) -> bool {
-        self.invalidate();
         match self.members.get_mut(id) {
             Some(m) if m.soft_left => {
                 m.known_since = now;
@@ -308,6 +322,7 @@ impl Membership {
                 m.suspected = false;
                 m.last_heard = now;
                 m.addr = addr;
+                self.invalidate();
                 true
             }
             _ => false,
@@ -326,7 +341,7 @@ impl Membership {
 
     /// Forgets tombstones older than `deadline`.
     pub fn purge_left_before(&mut self, deadline: Instant) {
-        self.invalidate();
+        // Only tombstones carry `left_at`: the live view is untouched.
         self.members.retain(|_, m| m.left_at.is_none_or(|t| t >= deadline));
     }
 }
