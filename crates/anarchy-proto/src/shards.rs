@@ -362,6 +362,7 @@ mod tests {
         let mut cache = RankCache::default();
         let mut state: u64 = 7;
         let mut live: Vec<PeerId> = ps[..10].to_vec();
+        live.sort();
         for step in 0..400 {
             // A seeded walk: mostly single joins and leaves, sometimes several.
             state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
