@@ -86,12 +86,27 @@ impl Peer {
 
     /// Starts a round for every suspect that has none, where we are the one to run it.
     fn start_takeovers(&mut self, now: Instant) {
-        let suspects: Vec<PeerId> = self
-            .members
-            .others()
-            .filter(|m| m.suspected)
-            .map(|m| m.id)
-            .filter(|p| !self.takeovers.contains_key(p))
+        let suspected: Vec<PeerId> = self.members.others().filter(|m| m.suspected).map(|m| m.id).collect();
+        let suspects: Vec<PeerId> = suspected.iter().filter(|p| !self.takeovers.contains_key(p)).copied().collect();
+        self.not_ours.retain(|p, _| suspected.contains(p));
+        if suspects.is_empty() {
+            self.not_ours.clear();
+            return;
+        }
+        // Whether a round is ours to run depends only on the healthy view and
+        // on which shards each suspect holds. This runs every tick while a
+        // suspect stays unconfirmed (in a large session there nearly always is
+        // one), and each answer ranks every healthy member: it is remembered
+        // per suspect until that view changes.
+        let view_key = suspected.iter().fold(self.members.digest(), |k, p| {
+            k.rotate_left(5) ^ crate::membership::view_entry_hash(p, u32::MAX)
+        });
+        let held_by = |st: &BTreeMap<ShardId, super::ShardState>, gone: &PeerId| -> u64 {
+            st.iter().filter(|(_, s)| s.replica.czar == Some(*gone)).fold(0u64, |k, (id, _)| k.rotate_left(7) ^ id.0)
+        };
+        let suspects: Vec<PeerId> = suspects
+            .into_iter()
+            .filter(|gone| self.not_ours.get(gone) != Some(&(view_key, held_by(&self.states, gone))))
             .collect();
         if suspects.is_empty() {
             return;
@@ -128,8 +143,11 @@ impl Peer {
             };
             let confirmer = ranking(&pseudo, healthy.iter(), 1).first() == Some(&self.id);
             if claims.is_empty() && !confirmer {
+                let held = held_by(&self.states, &gone);
+                self.not_ours.insert(gone, (view_key, held));
                 continue;
             }
+            self.not_ours.remove(&gone);
             self.open_round(now, gone, claims, view.clone());
         }
     }

@@ -234,6 +234,9 @@ pub struct Peer {
     welcomer: Option<PeerId>,
     /// Recovery rounds we run, by the silent peer they are about.
     takeovers: BTreeMap<PeerId, failover::Takeover>,
+    /// Suspects whose round is not ours to run, with the view (healthy members
+    /// and the shards the suspect holds) that answer was for.
+    not_ours: BTreeMap<PeerId, (u64, u64)>,
     /// When a member may next cross the suspicion threshold.
     next_suspect_check: Instant,
     /// Lifeguard-style local health: 0 is healthy; each failed round slows suspicion.
@@ -343,6 +346,7 @@ impl Peer {
             last_hint: BTreeMap::new(),
             welcomer: None,
             takeovers: BTreeMap::new(),
+            not_ours: BTreeMap::new(),
             next_suspect_check: next_tick,
             local_health: 0,
             heartbeat_due: false,
