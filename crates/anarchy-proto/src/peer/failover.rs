@@ -98,9 +98,9 @@ impl Peer {
         // suspect stays unconfirmed (in a large session there nearly always is
         // one), and each answer ranks every healthy member: it is remembered
         // per suspect until that view changes.
-        let view_key = suspected.iter().fold(self.members.digest(), |k, p| {
-            k.rotate_left(5) ^ crate::membership::view_entry_hash(p, u32::MAX)
-        });
+        let view_key = suspected
+            .iter()
+            .fold(self.members.digest(), |k, p| k.rotate_left(5) ^ crate::membership::view_entry_hash(p, u32::MAX));
         let held_by = |st: &BTreeMap<ShardId, super::ShardState>, gone: &PeerId| -> u64 {
             st.iter().filter(|(_, s)| s.replica.czar == Some(*gone)).fold(0u64, |k, (id, _)| k.rotate_left(7) ^ id.0)
         };
