@@ -351,6 +351,7 @@ mod tests {
         assert_eq!(a.digest(), b.digest());
         assert_eq!(a.declare("", None), Err(ShardError::BadName(0)));
     }
+
     #[test]
     fn rank_cache_matches_a_full_ranking_through_view_changes() {
         let ps = peers(60);

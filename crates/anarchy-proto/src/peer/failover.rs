@@ -90,7 +90,6 @@ impl Peer {
         let suspects: Vec<PeerId> = suspected.iter().filter(|p| !self.takeovers.contains_key(p)).copied().collect();
         self.not_ours.retain(|p, _| suspected.contains(p));
         if suspects.is_empty() {
-            self.not_ours.clear();
             return;
         }
         // Whether a round is ours to run depends only on the healthy view and

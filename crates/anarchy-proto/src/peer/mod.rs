@@ -248,9 +248,8 @@ pub struct Peer {
     /// The top-ranked live members of every shard, for the member view and
     /// shard map digests given (see `top_ranked`).
     ranked_cache: RankCache,
-    /// The member view and shard map digests `ranked_cache` is current for,
-    /// and our live member ids then (sorted).
-    ranked_live: (Option<(u64, u64)>, Vec<PeerId>),
+    /// The member view and shard map digests `ranked_cache` is current for.
+    ranked_key: Option<(u64, u64)>,
     /// Deltas of forwarded writes wait in `outgoing` until then (see
     /// `Config::delta_batch_delay`), with the acknowledgements that name them.
     deltas_held_until: Option<Instant>,
@@ -352,7 +351,7 @@ impl Peer {
             heartbeat_due: false,
             ticks: 0,
             ranked_cache: RankCache::default(),
-            ranked_live: (None, Vec::new()),
+            ranked_key: None,
             deltas_held_until: None,
             held_acks: Vec::new(),
             clock: now,
@@ -2301,11 +2300,10 @@ impl Peer {
     fn top_ranked_all(&mut self) -> &RankedTops {
         let key = (self.members.digest(), self.shards.digest());
         let take = 1 + self.config.backups;
-        if self.ranked_live.0 != Some(key) {
-            self.ranked_live.1.clear();
-            self.ranked_live.1.extend(self.members.alive_ids().copied());
-            self.ranked_cache.tops(&self.shards, &self.ranked_live.1, take);
-            self.ranked_live.0 = Some(key);
+        if self.ranked_key != Some(key) {
+            let live: Vec<PeerId> = self.members.alive_ids().copied().collect();
+            self.ranked_cache.tops(&self.shards, &live, take);
+            self.ranked_key = Some(key);
         }
         self.ranked_cache.current()
     }
