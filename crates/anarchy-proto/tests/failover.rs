@@ -213,3 +213,40 @@ fn both_sides_of_a_partition_play_on_and_converge_after_the_heal() {
     let reported = (0..6).any(|i| net.events[i].iter().any(|e| matches!(e, Event::Diverged { .. })));
     assert!(reported, "the losing side saw its writes discarded");
 }
+
+#[test]
+fn a_write_made_while_the_czar_is_suspected_is_applied_at_takeover() {
+    let mut net = wan(5, 3);
+    let world = net.declare_everywhere("world", None);
+    net.start_all();
+    net.run_for(Duration::from_secs(2));
+    let czar_id = net.peers[0].czar_of(world).unwrap();
+    let czar = net.index_of(czar_id);
+    let backup = net.index_of(net.peers[0].backups_of(world)[0]);
+    let writer = (0..5).find(|i| *i != czar && *i != backup).unwrap();
+    net.crash(czar);
+    // Once the writer suspects the czar, its write goes to the first backup.
+    let mut waited = Duration::ZERO;
+    while !net.events[writer].iter().any(|e| matches!(e, Event::PeerSuspected { peer } if *peer == czar_id)) {
+        net.run_for(Duration::from_millis(1));
+        waited += Duration::from_millis(1);
+        assert!(waited < Duration::from_secs(1), "the writer never suspected the czar");
+    }
+    let now = net.now;
+    let outcome = net.peers[writer].write(now, world, b"flag", b"taken").unwrap();
+    assert!(matches!(outcome, WriteOutcome::Forwarded(_)), "{outcome:?}");
+    net.drain_all();
+    // The backup holds it and applies it the moment it is ready as czar,
+    // not a round trip later when the writer has heard of the takeover.
+    let mut waited = Duration::ZERO;
+    while net.peers[backup].czar_of(world) != Some(net.id(backup)) {
+        net.run_for(Duration::from_millis(1));
+        waited += Duration::from_millis(1);
+        assert!(waited < Duration::from_secs(2), "the backup never took over");
+    }
+    assert_eq!(net.peers[backup].get(world, b"flag"), Some(&b"taken"[..]), "applied at takeover");
+    assert!(net.peers[writer].czar_of(world) != Some(net.id(backup)), "before the writer heard of the takeover");
+    net.run_for(Duration::from_millis(500));
+    assert!(net.converged(world), "{}", net.describe(world));
+    assert!(net.events[writer].iter().any(|e| matches!(e, Event::WriteApplied { .. })));
+}

@@ -439,9 +439,13 @@ impl Peer {
     ) {
         let me = self.id;
         let st = self.states.get_mut(&shard).expect("claimed shard");
-        if st.replica.epoch >= epoch || st.replica.czar.is_some_and(|c| c != gone && c != me) {
-            // Someone moved the shard on meanwhile: what the voters handed us
-            // was for this takeover only.
+        // Someone moved the shard on meanwhile (what the voters handed us was
+        // for this takeover only), or it is ours already: the silent czar
+        // handed it to us while the round ran, and our state, its state, is
+        // at least the one a majority holds. Taking it over again from the
+        // most advanced voter's state, older than ours, would leave us and
+        // every follower off the new epoch's history with nobody to serve it.
+        if st.replica.epoch >= epoch || st.replica.czar.is_some_and(|c| c != gone) {
             if st.replica.czar != Some(me) {
                 st.critical.recovered.clear();
             }

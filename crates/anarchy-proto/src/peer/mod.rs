@@ -61,6 +61,8 @@ const MEMBERS_PER_FRAME: usize = 12;
 const SHARDS_PER_FRAME: usize = 12;
 /// Forwarded writes remembered per czar for de-duplicating retries.
 const MAX_REMEMBERED_FORWARDS: usize = 4096;
+/// Forwarded writes a shard's heir holds while its czar is suspected.
+const MAX_HELD_FORWARDS: usize = 1024;
 
 /// A datagram for the driver to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,6 +191,19 @@ struct ShardState {
     /// Update rates for the status snapshot.
     load: status::ShardLoad,
     applied_order: VecDeque<(PeerId, u64)>,
+    /// Writes forwarded to us as the shard's heir while its czar is suspected
+    /// (or while we catch up as its new czar): applied once we are ready.
+    held_forwards: VecDeque<HeldForward>,
+}
+
+/// A forwarded write held by a shard's heir (see `ShardState::held_forwards`).
+#[derive(Debug)]
+struct HeldForward {
+    origin: PeerId,
+    write_id: u64,
+    update: Update,
+    reply_to: SocketAddr,
+    at: Instant,
 }
 
 impl ShardState {
@@ -1149,10 +1164,19 @@ impl Peer {
                 // A czar that left for good (a majority confirmed it gone, or it
                 // said goodbye): a recovery round of our own takes the shard
                 // over, backed, from the most advanced state of a majority.
+                // While we hear a majority, so does one only our own timeout
+                // removed (a czar silent to us alone, through a jammed uplink or
+                // one bad link, may still be serving the others), and a round
+                // that failed is tried again at a higher epoch: a plain claim
+                // from our own state would undo whatever we had not received,
+                // commits included. Only a side that hears no majority (where
+                // no round can complete) claims plainly, so play goes on.
                 Some(c)
                     if desired == self.id
-                        && st.round_failed != Some(c)
-                        && self.members.get(&c).is_some_and(|m| m.left_at.is_some() && !m.soft_left) =>
+                        && self.members.get(&c).is_some_and(|m| {
+                            m.left_at.is_some()
+                                && (self.hears_majority() || (!m.soft_left && st.round_failed != Some(c)))
+                        }) =>
                 {
                     self.recover_shard_of_gone(now, shard, c);
                 }
@@ -1273,7 +1297,7 @@ impl Peer {
             && st.replica.backed
             && st.replica.czar.is_some_and(|c| c == self.id || (c != czar && self.members.is_alive(&c)));
         if displaces_live_backed {
-            if st.is_ready_czar(self.id) {
+            if st.is_ready_czar(self.id) && self.hears_majority() {
                 self.reassert(now, shard, epoch);
             }
             return Verdict::Stale;
@@ -1401,6 +1425,24 @@ impl Peer {
             backed: true,
             start_known: true,
         });
+    }
+
+    /// Whether a majority of the configuration (live and soft-left members,
+    /// us included) is live and unsuspected to us. A re-assertion claims a
+    /// majority's backing without asking for it: a czar cut off from the
+    /// majority (isolated, paused) has no standing to make one, since that
+    /// majority may have confirmed it gone and committed under another claim.
+    /// Right after a heal it hears the others again one by one, and the
+    /// tombstone that tells it it was confirmed gone (§6.6) comes with them.
+    fn hears_majority(&self) -> bool {
+        let (mut config, mut heard) = (0usize, 0usize);
+        for m in self.members.iter().filter(|m| m.is_alive() || m.soft_left) {
+            config += 1;
+            if m.id == self.id || (m.is_alive() && !m.suspected) {
+                heard += 1;
+            }
+        }
+        heard >= crate::quorum::majority(config)
     }
 
     fn send_authority_hint(&mut self, now: Instant, shard: ShardId, to: SocketAddr) {
@@ -1764,31 +1806,20 @@ impl Peer {
             return;
         };
         if st.is_ready_czar(self.id) {
-            let version = match st.applied_forwards.get(&(origin, write_id)) {
-                Some(v) => *v,
-                None => {
-                    let version = self.apply_as_czar_version(shard, update);
-                    let st = self.states.get_mut(&shard).expect("known shard");
-                    st.applied_forwards.insert((origin, write_id), version);
-                    st.applied_order.push_back((origin, write_id));
-                    while st.applied_order.len() > MAX_REMEMBERED_FORWARDS {
-                        if let Some(old) = st.applied_order.pop_front() {
-                            st.applied_forwards.remove(&old);
-                        }
-                    }
-                    version
-                }
-            };
-            let to = self.members.get(&origin).filter(|m| m.is_alive()).map(|m| m.addr).unwrap_or(from);
-            let ack = Frame::ForwardAck { write_id, shard, version }.to_bytes();
-            // Batch the delta with others arriving soon; the ack waits for it.
-            if self.deltas_held_until.is_none() && !self.config.delta_batch_delay.is_zero() {
-                self.deltas_held_until = Some(now + self.config.delta_batch_delay);
-            }
-            if self.deltas_held_until.is_some() {
-                self.held_acks.push((to, ack));
+            self.apply_forward(now, shard, origin, write_id, update, from);
+            return;
+        }
+        // The czar is suspected and we would take the shard over (or we are
+        // taking it over): hold the write and apply it once we are ready, so
+        // the new czar's first update does not wait for writers to learn of it.
+        if sender == origin && self.is_heir(shard) {
+            let st = self.states.get_mut(&shard).expect("known shard");
+            if st.held_forwards.iter().any(|h| h.origin == origin && h.write_id == write_id) {
+                self.stats.drop(DropReason::Duplicate);
+            } else if st.held_forwards.len() >= MAX_HELD_FORWARDS {
+                self.stats.drop(DropReason::BufferFull);
             } else {
-                self.queue(to, ack);
+                st.held_forwards.push_back(HeldForward { origin, write_id, update, reply_to: from, at: now });
             }
             return;
         }
@@ -1809,6 +1840,96 @@ impl Peer {
         }
     }
 
+    /// As ready czar: applies a forwarded write once (a repeat is answered
+    /// with the version it got) and acknowledges it to its writer.
+    fn apply_forward(
+        &mut self,
+        now: Instant,
+        shard: ShardId,
+        origin: PeerId,
+        write_id: u64,
+        update: Update,
+        from: SocketAddr,
+    ) {
+        let st = self.states.get(&shard).expect("known shard");
+        let version = match st.applied_forwards.get(&(origin, write_id)) {
+            Some(v) => *v,
+            None => {
+                let version = self.apply_as_czar_version(shard, update);
+                let st = self.states.get_mut(&shard).expect("known shard");
+                st.applied_forwards.insert((origin, write_id), version);
+                st.applied_order.push_back((origin, write_id));
+                while st.applied_order.len() > MAX_REMEMBERED_FORWARDS {
+                    if let Some(old) = st.applied_order.pop_front() {
+                        st.applied_forwards.remove(&old);
+                    }
+                }
+                version
+            }
+        };
+        let to = self.members.get(&origin).filter(|m| m.is_alive()).map(|m| m.addr).unwrap_or(from);
+        let ack = Frame::ForwardAck { write_id, shard, version }.to_bytes();
+        // Batch the delta with others arriving soon; the ack waits for it.
+        if self.deltas_held_until.is_none() && !self.config.delta_batch_delay.is_zero() {
+            self.deltas_held_until = Some(now + self.config.delta_batch_delay);
+        }
+        if self.deltas_held_until.is_some() {
+            self.held_acks.push((to, ack));
+        } else {
+            self.queue(to, ack);
+        }
+    }
+
+    /// The peer that takes `shard` over if its czar is gone: the first
+    /// live, unsuspected peer in the shard's ranking other than the czar,
+    /// while the czar is suspected or no longer live (`None` otherwise).
+    /// Writers send their writes there meanwhile (§6.8).
+    fn heir_of(&mut self, shard: ShardId) -> Option<PeerId> {
+        let czar = self.states.get(&shard)?.replica.czar?;
+        if self.members.get(&czar).is_some_and(|m| m.is_alive() && !m.suspected) {
+            return None;
+        }
+        let tops: Vec<PeerId> = self.top_ranked(shard).to_vec();
+        tops.into_iter().find(|p| *p != czar && self.members.get(p).is_some_and(|m| m.is_alive() && !m.suspected))
+    }
+
+    /// Whether we hold forwarded writes for `shard` to apply as its next
+    /// czar: we are taking it over (catching up, or a round of ours claims
+    /// it), or its czar is suspected and we are its heir.
+    fn is_heir(&mut self, shard: ShardId) -> bool {
+        let Some(st) = self.states.get(&shard) else { return false };
+        if st.replica.czar == Some(self.id) || self.takeover_pending(shard) {
+            return true;
+        }
+        self.heir_of(shard) == Some(self.id)
+    }
+
+    /// Applies the writes we held for shards we are now ready czar of; hands
+    /// them to the czar if we are no longer its heir (it was heard again);
+    /// drops those older than `forward_timeout` (their writers gave up).
+    fn flush_held_forwards(&mut self, now: Instant) {
+        let shards: Vec<ShardId> =
+            self.states.iter().filter(|(_, st)| !st.held_forwards.is_empty()).map(|(s, _)| *s).collect();
+        for shard in shards {
+            let ready = self.states[&shard].is_ready_czar(self.id);
+            if !ready && self.is_heir(shard) {
+                let timeout = self.config.forward_timeout;
+                let st = self.states.get_mut(&shard).expect("listed");
+                st.held_forwards.retain(|h| now.saturating_duration_since(h.at) < timeout);
+                continue;
+            }
+            let held = std::mem::take(&mut self.states.get_mut(&shard).expect("listed").held_forwards);
+            for h in held {
+                if ready {
+                    self.apply_forward(now, shard, h.origin, h.write_id, h.update, h.reply_to);
+                } else {
+                    let frame = Frame::Forward { write_id: h.write_id, origin: h.origin, shard, update: h.update };
+                    self.relay_to_czar(shard, h.origin, h.origin, &frame);
+                }
+            }
+        }
+    }
+
     fn handle_forward_ack(&mut self, write_id: u64, shard: ShardId, version: Version) {
         match self.pending.get(&write_id) {
             Some(p) if p.shard == shard => {
@@ -1826,6 +1947,9 @@ impl Peer {
     fn retry_pending(&mut self, now: Instant, only: Option<u64>) {
         if self.phase != Phase::Joined {
             return;
+        }
+        if only.is_none() {
+            self.flush_held_forwards(now);
         }
         let ids: Vec<u64> = match only {
             Some(id) => vec![id],
@@ -1850,15 +1974,24 @@ impl Peer {
             if czar == self.id {
                 continue; // catching up as new czar: apply once ready
             }
+            // While the czar is suspected, the write goes to the peer that
+            // would take the shard over, which holds it and applies it as soon
+            // as it is ready (if that is us, it waits here for the same).
+            let target = match self.heir_of(shard) {
+                Some(heir) if heir == self.id => continue,
+                Some(heir) => heir,
+                None => czar,
+            };
+            let p = &self.pending[&id];
             let due = match p.last_sent {
                 None => true,
-                Some((t, to)) => to != czar || now.saturating_duration_since(t) >= self.config.forward_retry_interval,
+                Some((t, to)) => to != target || now.saturating_duration_since(t) >= self.config.forward_retry_interval,
             };
-            let Some(addr) = self.members.get(&czar).filter(|m| m.is_alive()).map(|m| m.addr) else { continue };
+            let Some(addr) = self.members.get(&target).filter(|m| m.is_alive()).map(|m| m.addr) else { continue };
             if due {
                 let first = p.last_sent.is_none();
                 let frame = Frame::Forward { write_id: id, origin: self.id, shard, update: p.update.clone() };
-                self.pending.get_mut(&id).expect("present").last_sent = Some((now, czar));
+                self.pending.get_mut(&id).expect("present").last_sent = Some((now, target));
                 if first {
                     self.stats.writes_forwarded += 1;
                 }
