@@ -61,6 +61,33 @@ const MEMBERS_PER_FRAME: usize = 12;
 const SHARDS_PER_FRAME: usize = 12;
 /// Forwarded writes remembered per czar for de-duplicating retries.
 const MAX_REMEMBERED_FORWARDS: usize = 4096;
+/// The epoch of a claim made without asking a majority (a first claim, a
+/// plain claim, a hand-over, a re-assertion): the next **odd** epoch above
+/// `e`. Recovery rounds claim even epochs (`round_epoch`), so a claim made
+/// alone can never land on the epoch a concurrent round is collecting
+/// promises for, and two czars never write in one epoch that way (a czar
+/// whose uplink jams looks silent to the others while it hands its shard
+/// over, say). Callers refuse a result above `MAX_EPOCH`.
+pub(crate) fn unilateral_epoch(e: u32) -> u32 {
+    let next = e.saturating_add(1);
+    if next % 2 == 1 {
+        next
+    } else {
+        next.saturating_add(1)
+    }
+}
+
+/// The epoch a recovery round asks to be promised: the next **even** epoch
+/// above `e` (see `unilateral_epoch`).
+pub(crate) fn round_epoch(e: u32) -> u32 {
+    let next = e.saturating_add(1);
+    if next % 2 == 0 {
+        next
+    } else {
+        next.saturating_add(1)
+    }
+}
+
 /// Forwarded writes a shard's heir holds while its czar is suspected.
 const MAX_HELD_FORWARDS: usize = 1024;
 
@@ -271,6 +298,9 @@ pub struct Peer {
     held_acks: Vec<(SocketAddr, Vec<u8>)>,
     /// The latest time we were given (for status and event stamps).
     clock: Instant,
+    /// When we last resumed after a stall (no call for longer than
+    /// `suspect_after`: others may have suspected us and moved our shards).
+    resumed_at: Option<Instant>,
     /// Link measurements, rates and recent events for the status snapshot.
     telemetry: status::Telemetry,
     stats: Stats,
@@ -370,6 +400,7 @@ impl Peer {
             deltas_held_until: None,
             held_acks: Vec::new(),
             clock: now,
+            resumed_at: None,
             telemetry: status::Telemetry::default(),
             stats: Stats::default(),
             sealer,
@@ -681,7 +712,7 @@ impl Peer {
 
     /// Runs periodic work whose time has come.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.clock = self.clock.max(now);
+        self.note_time(now);
         if self.phase == Phase::Joined && now >= self.next_suspect_check {
             self.check_suspicions(now);
         }
@@ -716,10 +747,29 @@ impl Peer {
         self.events.pop_front()
     }
 
+    /// Advances our clock, noting a stall: while joined we are called at
+    /// least every heartbeat (`poll_timeout`), so a longer gap means the
+    /// process was stopped (paused, swapped out, in a debugger).
+    fn note_time(&mut self, now: Instant) {
+        if self.phase == Phase::Joined && now.saturating_duration_since(self.clock) > self.config.suspect_after {
+            self.resumed_at = Some(now);
+        }
+        self.clock = self.clock.max(now);
+    }
+
+    /// Just back from a stall: for one `recovery_timeout` we make no
+    /// authority change of our own (hand-over, re-assertion). A round about
+    /// us may have given our shards to another peer at the very epoch such a
+    /// change would create; by then it has completed or failed, and if it
+    /// completed its claim has reached us (an answer to our adverts).
+    fn just_resumed(&self, now: Instant) -> bool {
+        self.resumed_at.is_some_and(|t| now.saturating_duration_since(t) < self.config.recovery_timeout)
+    }
+
     /// Handles a datagram that arrived from `from`. Malformed or unwanted
     /// input is dropped and counted in [`Stats`], never a panic.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
-        self.clock = self.clock.max(now);
+        self.note_time(now);
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += bytes.len() as u64;
         if self.phase == Phase::Left || self.phase == Phase::Idle {
@@ -1146,7 +1196,8 @@ impl Peer {
                     let settled = self.members.get(&desired).is_some_and(|m| {
                         !m.suspected && now.saturating_duration_since(m.known_since) >= self.config.handover_delay
                     });
-                    if desired != self.id && st.catch_up_to.is_none() && settled {
+                    // Nor just after a stall (`just_resumed`).
+                    if desired != self.id && st.catch_up_to.is_none() && settled && !self.just_resumed(now) {
                         self.hand_over(shard, desired);
                     }
                 }
@@ -1197,13 +1248,13 @@ impl Peer {
         // backed claim it meets.
         let backed = self.states[&shard].replica.czar.is_none();
         let st = self.states.get_mut(&shard).expect("caller checked");
-        if st.replica.epoch >= MAX_EPOCH {
+        if unilateral_epoch(st.replica.epoch) > MAX_EPOCH {
             return; // epochs are exhausted (only a hostile peer gets here)
         }
         st.replica.backed = backed;
         let old = st.replica.czar;
         st.replica.prev_czar = old;
-        st.replica.epoch += 1;
+        st.replica.epoch = unilateral_epoch(st.replica.epoch);
         st.replica.czar = Some(self.id);
         let epoch = st.replica.epoch;
         st.replica.set_lineage(epoch);
@@ -1224,11 +1275,11 @@ impl Peer {
         self.flush_outgoing();
         let st = self.states.get_mut(&shard).expect("caller checked");
         debug_assert_eq!(st.replica.czar, Some(self.id));
-        if st.replica.epoch >= MAX_EPOCH {
+        if unilateral_epoch(st.replica.epoch) > MAX_EPOCH {
             return;
         }
         st.replica.prev_czar = Some(self.id);
-        st.replica.epoch += 1;
+        st.replica.epoch = unilateral_epoch(st.replica.epoch);
         st.replica.czar = Some(to);
         let epoch = st.replica.epoch;
         st.replica.set_lineage(epoch);
@@ -1297,7 +1348,7 @@ impl Peer {
             && st.replica.backed
             && st.replica.czar.is_some_and(|c| c == self.id || (c != czar && self.members.is_alive(&c)));
         if displaces_live_backed {
-            if st.is_ready_czar(self.id) && self.hears_majority() {
+            if st.is_ready_czar(self.id) && self.hears_majority() && !self.just_resumed(now) {
                 self.reassert(now, shard, epoch);
             }
             return Verdict::Stale;
@@ -1402,7 +1453,7 @@ impl Peer {
     fn reassert(&mut self, now: Instant, shard: ShardId, seen: u32) {
         let st = self.states.get_mut(&shard).expect("known shard");
         let due = st.last_reassert.is_none_or(|t| now.saturating_duration_since(t) >= self.config.heartbeat_interval);
-        let epoch = seen.max(st.replica.epoch).saturating_add(1);
+        let epoch = unilateral_epoch(seen.max(st.replica.epoch));
         if !due || epoch > MAX_EPOCH {
             return;
         }
@@ -1563,18 +1614,24 @@ impl Peer {
         let me = self.id;
         let usable = |p: &PeerId| *p != me && self.members.get(p).is_some_and(|m| m.is_alive() && !m.suspected);
         // A source that did not move us on since we last asked it may not hold
-        // the history at all (it relayed the claim, say): try another.
-        let fruitless = st.catch_up_to.is_some()
+        // the history at all (it relayed the claim, say), or its answer (a
+        // whole snapshot, over a slow uplink) is still on its way: ask another
+        // this time, and the source again the time after.
+        let mut fruitless = st.catch_up_to.is_some()
             && st
                 .last_repair_asked
                 .is_some_and(|(asked, seq)| seq == st.replica.seq() && Some(asked) == st.catch_up_source);
-        if fruitless {
-            st.catch_up_source = None;
+        // The member known to hold the start stays our source even while we
+        // suspect it: a saturated uplink looks like silence, yet it answers.
+        // A new one (a new takeover's most advanced voter) replaces it.
+        let live = |p: &PeerId| *p != me && self.members.is_alive(p);
+        if st.catch_up_to.is_some() {
+            if let Some(h) = hint.filter(|h| live(h) && Some(*h) != st.catch_up_source) {
+                st.catch_up_source = Some(h);
+                fruitless = false;
+            }
         }
-        if hint.is_some_and(|h| usable(&h)) && st.catch_up_to.is_some() && !fruitless {
-            st.catch_up_source = hint;
-        }
-        let hint = hint.filter(|h| usable(h) && !fruitless).or(st.catch_up_source.filter(usable));
+        let hint = if fruitless { None } else { hint.filter(|h| usable(h)).or(st.catch_up_source.filter(live)) };
         // Followers repair from the czar they follow: it is the only one whose
         // updates they take. A czar catching up asks whoever holds its
         // agreed starting state.
@@ -1587,7 +1644,23 @@ impl Peer {
             });
             hint.or(fallback)
         } else {
-            st.replica.czar.filter(usable).or(hint)
+            // A follower asks its czar; a repeated ask right after one to the
+            // czar goes to another member instead (anti-entropy: the czar's
+            // uplink may be what loses the answers), unless we need the
+            // state whole, which only the czar's snapshot gives us.
+            let czar = st.replica.czar.filter(usable);
+            let again = st
+                .last_repair
+                .is_some_and(|t| now.saturating_duration_since(t) <= self.config.repair_retry_interval * 2)
+                && st.last_repair_asked.is_some_and(|(p, _)| Some(p) == czar);
+            let helper = if again && !st.want_snapshot && from_seq > 0 {
+                let others: Vec<PeerId> =
+                    self.members.others().map(|m| m.id).filter(|p| usable(p) && Some(*p) != czar).collect();
+                (!others.is_empty()).then(|| others[self.rng.gen_range(0..others.len())])
+            } else {
+                None
+            };
+            helper.or(czar).or(hint)
         };
         let Some(target) = target.filter(|t| *t != self.id) else { return };
         let Some(addr) = self.members.get(&target).filter(|m| m.is_alive()).map(|m| m.addr) else { return };
@@ -1644,10 +1717,16 @@ impl Peer {
             }
         }
         let st = self.states.get(&shard).expect("known shard");
-        let from_czar = st.replica.czar == Some(sender) && epoch <= st.replica.epoch;
-        // Followers take updates from the czar they follow only: it serves the
-        // history before its epoch from its own log. Taking them from a former
-        // czar too would mix two lineages whenever claims raced.
+        // Followers take updates from the czar they follow: it serves the
+        // history before its epoch from its own log. Taking older epochs from
+        // anyone else would mix two lineages whenever claims raced. A run the
+        // czar signed in its own epoch is its lineage whoever relays it (a
+        // member answering a repair while the czar's uplink is saturated).
+        let relayed = epoch == st.replica.epoch
+            && st.replica.czar == Some(proof.author)
+            && sender != proof.author
+            && self.members.is_alive(&sender);
+        let from_czar = (st.replica.czar == Some(sender) && epoch <= st.replica.epoch) || relayed;
         // A czar catching up takes history from any member: the checksum at the
         // agreed starting point vouches for it (see `check_catch_up`).
         let for_catch_up = st.catch_up_to.is_some_and(|(target, _)| first_seq <= target) && epoch < st.replica.epoch;
@@ -1927,6 +2006,11 @@ impl Peer {
                     self.relay_to_czar(shard, h.origin, h.origin, &frame);
                 }
             }
+            // The first update of a new czar ends its failover: it leaves now,
+            // not after the batching delay.
+            if ready {
+                self.flush_outgoing();
+            }
         }
     }
 
@@ -2017,6 +2101,9 @@ impl Peer {
                     self.queue_frame(to, &proof.frame(shard, updates));
                 }
             }
+            // A member that is not the czar and is not past the asker has
+            // nothing it lacks (a follower asking around for history).
+            None if st.replica.czar != Some(self.id) && from_seq > 0 && st.replica.seq() < from_seq => {}
             // Asked for a snapshot, or off our history: either way their state goes.
             None => self.send_snapshot(to, shard, from_seq == 0 || !prefix && from_seq <= st_seq),
         }
@@ -2568,4 +2655,20 @@ fn runs_of(base: u64, entries: &[LogEntry]) -> Vec<Run> {
         before = e.checksum;
     }
     runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{round_epoch, unilateral_epoch};
+
+    #[test]
+    fn claims_made_alone_and_rounds_never_share_an_epoch() {
+        for e in 0..1000u32 {
+            let (alone, round) = (unilateral_epoch(e), round_epoch(e));
+            assert!(alone > e && alone <= e + 2 && alone % 2 == 1, "{e} -> {alone}");
+            assert!(round > e && round <= e + 2 && round % 2 == 0, "{e} -> {round}");
+        }
+        assert_eq!(unilateral_epoch(0), 1, "a fresh shard's first claim");
+        assert_eq!(unilateral_epoch(u32::MAX), u32::MAX, "saturates; callers refuse it past MAX_EPOCH");
+    }
 }
