@@ -537,3 +537,33 @@ fn regression_a_hand_over_lands_on_the_epoch_a_round_claims() {
         assert_passes(&run_large("isolate-and-stall.toml", seed));
     }
 }
+
+#[test]
+fn regression_a_follower_ignores_the_czar_s_own_hand_over_for_good() {
+    // crash-restart-churn.toml, 16 peers, seed 1 (the older regression test
+    // above failed on a build of this change): p9, restarted blank, stayed at
+    // 3.38 of world. The czar's log held those seqs without signed runs (a
+    // state taken whole), so its answer to every repair was empty. Now the
+    // asker gets a snapshot instead.
+    assert_passes(&run(Some("crash-restart-churn.toml"), 1, |_| {}));
+}
+
+#[test]
+#[ignore = "250 peers: about a minute in release; run with --ignored"]
+fn regression_late_joiners_stay_on_a_czar_that_handed_over() {
+    // 250 peers, 64 shards, 2 s at 1 Hz + 5 s settle, seed 1: `convergence`,
+    // ten late joiners (p187-p204) stayed on epoch 7 of avatars-24 (or 3 of
+    // avatars-52 on older builds) while everyone followed a later czar.
+    // The snapshot at their join implied a backed claim of the czar of
+    // epoch 7, which then handed the shard on with a provisional standing;
+    // "a provisional claim never displaces a live backed czar" refused that
+    // hand-over and every later one. Now only a czar whose advert for our
+    // epoch we hold counts as live for that rule.
+    assert_passes(&run(None, 1, |a| {
+        a.peers = Some(250);
+        a.shards = Some(64);
+        a.seconds = Some(2.0);
+        a.settle = Some(5.0);
+        a.rate = Some(1.0);
+    }));
+}

@@ -1343,10 +1343,15 @@ impl Peer {
         // is alive in our view. If we are that czar, we re-assert at a higher
         // epoch so both sides of a healed partition end on the backed lineage,
         // and nothing committed on the majority side is undone.
+        // "Alive" as czar: we have its advert for our epoch. A standing we only
+        // assumed (a snapshot's implied claim at our join) for a czar that has
+        // since handed the shard on would otherwise hold us on its epoch for
+        // good, refusing every later hand-over that states its standing.
+        let advertised = st.czar_advert.is_some_and(|(e, _, _)| e == st.replica.epoch);
         let displaces_live_backed = explicit
             && !backed
             && st.replica.backed
-            && st.replica.czar.is_some_and(|c| c == self.id || (c != czar && self.members.is_alive(&c)));
+            && st.replica.czar.is_some_and(|c| c == self.id || (c != czar && self.members.is_alive(&c) && advertised));
         if displaces_live_backed {
             if st.is_ready_czar(self.id) && self.hears_majority() && !self.just_resumed(now) {
                 self.reassert(now, shard, epoch);
@@ -2094,7 +2099,11 @@ impl Peer {
         let prefix = from_seq > 0 && st.replica.checksum_at(from_seq - 1) == Some(checksum);
         // Off our history for sure only if we have passed their seq and remember it.
         let st_seq = st.replica.checksum_at(from_seq.saturating_sub(1)).map_or(0, |_| st.replica.seq() + 1);
-        match st.replica.signed_runs_from(from_seq, MAX_REPAIR_UPDATES).filter(|_| prefix) {
+        // A log that holds the seqs but not as signed runs (a state taken whole
+        // from a snapshot, a run a catch-up truncated) yields no runs: the
+        // asker, behind us, gets our state whole instead of nothing.
+        let servable = |runs: &Vec<_>| !runs.is_empty() || from_seq > st.replica.seq();
+        match st.replica.signed_runs_from(from_seq, MAX_REPAIR_UPDATES).filter(|runs| prefix && servable(runs)) {
             Some(runs) => {
                 // Resent exactly as their author signed them.
                 for (proof, updates) in runs {
