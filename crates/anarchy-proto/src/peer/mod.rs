@@ -1746,6 +1746,12 @@ impl Peer {
             }
             return;
         }
+        // A relayed run we already hold whole is dropped before its signature
+        // is checked: a member replaying the czar's runs at us costs no work.
+        if relayed && !updates.is_empty() && first_seq + updates.len() as u64 - 1 <= st.replica.seq() {
+            self.stats.drop(DropReason::Duplicate);
+            return;
+        }
         // Whoever relays it, the run must carry its author's signature.
         if !newer && !self.verify_run(shard, &proof, &updates) {
             self.stats.drop(DropReason::BadSignature);
