@@ -71,6 +71,11 @@ impl Member {
     pub fn is_alive(&self) -> bool {
         self.status == MemberStatus::Alive
     }
+
+    /// Live and not suspected: *healthy* (`docs/PROTOCOL.md` §6.9).
+    pub fn is_healthy(&self) -> bool {
+        self.is_alive() && !self.suspected
+    }
 }
 
 /// One live member's share of the member view digest: a 64-bit mix of its id
@@ -158,6 +163,11 @@ impl Membership {
     /// Whether `id` is a live member.
     pub fn is_alive(&self, id: &PeerId) -> bool {
         self.members.get(id).is_some_and(Member::is_alive)
+    }
+
+    /// Whether `id` is a live member we do not suspect.
+    pub fn is_healthy(&self, id: &PeerId) -> bool {
+        self.members.get(id).is_some_and(Member::is_healthy)
     }
 
     /// All records, tombstones included, in id order.

@@ -226,24 +226,17 @@ fn a_write_made_while_the_czar_is_suspected_is_applied_at_takeover() {
     let writer = (0..5).find(|i| *i != czar && *i != backup).unwrap();
     net.crash(czar);
     // Once the writer suspects the czar, its write goes to the first backup.
-    let mut waited = Duration::ZERO;
-    while !net.events[writer].iter().any(|e| matches!(e, Event::PeerSuspected { peer } if *peer == czar_id)) {
-        net.run_for(Duration::from_millis(1));
-        waited += Duration::from_millis(1);
-        assert!(waited < Duration::from_secs(1), "the writer never suspected the czar");
-    }
+    let suspects =
+        |net: &Net| net.events[writer].iter().any(|e| matches!(e, Event::PeerSuspected { peer } if *peer == czar_id));
+    assert!(net.run_until(Duration::from_secs(1), suspects), "the writer never suspected the czar");
     let now = net.now;
     let outcome = net.peers[writer].write(now, world, b"flag", b"taken").unwrap();
     assert!(matches!(outcome, WriteOutcome::Forwarded(_)), "{outcome:?}");
     net.drain_all();
     // The backup holds it and applies it the moment it is ready as czar,
     // not a round trip later when the writer has heard of the takeover.
-    let mut waited = Duration::ZERO;
-    while net.peers[backup].czar_of(world) != Some(net.id(backup)) {
-        net.run_for(Duration::from_millis(1));
-        waited += Duration::from_millis(1);
-        assert!(waited < Duration::from_secs(2), "the backup never took over");
-    }
+    let took_over = |net: &Net| net.peers[backup].czar_of(world) == Some(net.id(backup));
+    assert!(net.run_until(Duration::from_secs(2), took_over), "the backup never took over");
     assert_eq!(net.peers[backup].get(world, b"flag"), Some(&b"taken"[..]), "applied at takeover");
     assert!(net.peers[writer].czar_of(world) != Some(net.id(backup)), "before the writer heard of the takeover");
     net.run_for(Duration::from_millis(500));

@@ -288,8 +288,9 @@ fn regression_version_of_goes_backwards_within_an_epoch() {
     // avatars-3 after a snapshot labelled 3.383, served by a peer that was
     // behind the start of epoch 3; such peers no longer serve snapshots.
     // Later still: p9, restarted blank, stayed at 3.38 of world; the czar's
-    // log held those seqs without signed runs (a state taken whole), so its
-    // answer to every repair was empty. Now the asker gets a snapshot.
+    // log held 39, an update of its own whose sending was cancelled when it
+    // accepted another claim (never signed), so its answer to every repair
+    // from 39 was empty. Now the asker gets a snapshot.
     assert_passes(&run(Some("crash-restart-churn.toml"), 1, |_| {}));
 }
 

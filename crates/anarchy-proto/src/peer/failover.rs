@@ -110,7 +110,7 @@ impl Peer {
         if suspects.is_empty() {
             return;
         }
-        let healthy: Vec<PeerId> = self.members.alive().filter(|m| !m.suspected).map(|m| m.id).collect();
+        let healthy: Vec<PeerId> = self.members.alive().filter(|m| m.is_healthy()).map(|m| m.id).collect();
         // The round's quorum is the configuration, as for critical updates:
         // members we dropped only by our own timeout still count, so one side of
         // a split cannot make itself a majority by timing the other side out one

@@ -69,19 +69,19 @@ const MAX_REMEMBERED_FORWARDS: usize = 4096;
 /// whose uplink jams looks silent to the others while it hands its shard
 /// over, say). Callers refuse a result above `MAX_EPOCH`.
 pub(crate) fn unilateral_epoch(e: u32) -> u32 {
-    let next = e.saturating_add(1);
-    if next % 2 == 1 {
-        next
-    } else {
-        next.saturating_add(1)
-    }
+    next_epoch_of_parity(e, 1)
 }
 
 /// The epoch a recovery round asks to be promised: the next **even** epoch
 /// above `e` (see `unilateral_epoch`).
 pub(crate) fn round_epoch(e: u32) -> u32 {
+    next_epoch_of_parity(e, 0)
+}
+
+/// The smallest epoch above `e` whose remainder mod 2 is `parity`.
+fn next_epoch_of_parity(e: u32, parity: u32) -> u32 {
     let next = e.saturating_add(1);
-    if next % 2 == 0 {
+    if next % 2 == parity {
         next
     } else {
         next.saturating_add(1)
@@ -1494,7 +1494,7 @@ impl Peer {
         let (mut config, mut heard) = (0usize, 0usize);
         for m in self.members.iter().filter(|m| m.is_alive() || m.soft_left) {
             config += 1;
-            if m.id == self.id || (m.is_alive() && !m.suspected) {
+            if m.id == self.id || m.is_healthy() {
                 heard += 1;
             }
         }
@@ -1617,7 +1617,7 @@ impl Peer {
         }
         // History before this epoch may still be with the previous czar.
         let me = self.id;
-        let usable = |p: &PeerId| *p != me && self.members.get(p).is_some_and(|m| m.is_alive() && !m.suspected);
+        let usable = |p: &PeerId| *p != me && self.members.is_healthy(p);
         // A source that did not move us on since we last asked it may not hold
         // the history at all (it relayed the claim, say), or its answer (a
         // whole snapshot, over a slow uplink) is still on its way: ask another
@@ -1744,12 +1744,6 @@ impl Peer {
             } else {
                 self.stats.drop(DropReason::NotCzar);
             }
-            return;
-        }
-        // A relayed run we already hold whole is dropped before its signature
-        // is checked: a member replaying the czar's runs at us costs no work.
-        if relayed && !updates.is_empty() && first_seq + updates.len() as u64 - 1 <= st.replica.seq() {
-            self.stats.drop(DropReason::Duplicate);
             return;
         }
         // Whoever relays it, the run must carry its author's signature.
@@ -1976,11 +1970,11 @@ impl Peer {
     /// Writers send their writes there meanwhile (§6.8).
     fn heir_of(&mut self, shard: ShardId) -> Option<PeerId> {
         let czar = self.states.get(&shard)?.replica.czar?;
-        if self.members.get(&czar).is_some_and(|m| m.is_alive() && !m.suspected) {
+        if self.members.is_healthy(&czar) {
             return None;
         }
         let tops: Vec<PeerId> = self.top_ranked(shard).to_vec();
-        tops.into_iter().find(|p| *p != czar && self.members.get(p).is_some_and(|m| m.is_alive() && !m.suspected))
+        tops.into_iter().find(|p| *p != czar && self.members.is_healthy(p))
     }
 
     /// Whether we hold forwarded writes for `shard` to apply as its next
@@ -2105,10 +2099,13 @@ impl Peer {
         let prefix = from_seq > 0 && st.replica.checksum_at(from_seq - 1) == Some(checksum);
         // Off our history for sure only if we have passed their seq and remember it.
         let st_seq = st.replica.checksum_at(from_seq.saturating_sub(1)).map_or(0, |_| st.replica.seq() + 1);
-        // A log that holds the seqs but not as signed runs (a state taken whole
-        // from a snapshot, a run a catch-up truncated) yields no runs: the
-        // asker, behind us, gets our state whole instead of nothing.
-        let servable = |runs: &Vec<_>| !runs.is_empty() || from_seq > st.replica.seq();
+        // A log that holds the seqs but not as signed runs yields no runs. Our
+        // own updates still waiting in `outgoing` are on their way; any other
+        // (an update of ours whose sending a claim we accepted cancelled: it
+        // stays unsigned for good) cannot be resent, so the asker, behind us,
+        // gets our state whole instead of nothing.
+        let own_unsent = st.outgoing.first().is_some_and(|e| e.seq <= from_seq);
+        let servable = |runs: &Vec<_>| !runs.is_empty() || from_seq > st.replica.seq() || own_unsent;
         match st.replica.signed_runs_from(from_seq, MAX_REPAIR_UPDATES).filter(|runs| prefix && servable(runs)) {
             Some(runs) => {
                 // Resent exactly as their author signed them.

@@ -258,6 +258,18 @@ impl Net {
         self.now = end;
     }
 
+    /// Runs in 1 ms steps until `done` holds; false if `limit` passed first.
+    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Net) -> bool) -> bool {
+        let end = self.now + limit;
+        while !done(self) {
+            if self.now >= end {
+                return false;
+            }
+            self.run_for(Duration::from_millis(1));
+        }
+        true
+    }
+
     /// Stops a peer without a word (its datagrams in flight still arrive).
     pub fn crash(&mut self, i: usize) {
         self.up[i] = false;
