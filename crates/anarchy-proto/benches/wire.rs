@@ -1,6 +1,7 @@
 //! Encode and decode of standard-workload datagrams (issue 6): one czar's tick
 //! of 16 entities with 12-byte quantized values, about half moving, as one
-//! datagram to one member with a heartbeat: the run signed by its czar, the
+//! datagram to one member with a heartbeat: the run (values that changed in a
+//! few bytes as patches, its author left out) signed by its czar, the
 //! frames compressed when that pays, the datagram sealed. `encode` is what
 //! the sender does per tick (sign, encode, compress, seal), `decode` what a
 //! receiver does (open, decompress, decode, verify the signature, uncached).
@@ -78,7 +79,12 @@ fn runs() -> Vec<(u64, Vec<Update>)> {
         .map(|tick| {
             let first = seq + 1;
             seq += tick.len() as u64;
-            (first, tick.into_iter().map(|(key, _, new)| Update { key, op: Op::Put(new) }).collect())
+            // As a czar logs them: a few changed bytes travel as a patch.
+            let update = |(key, old, new): Change| {
+                let op = Op::patch(&old, &new).unwrap_or(Op::Put(new));
+                Update { key, op }
+            };
+            (first, tick.into_iter().map(update).collect())
         })
         .collect()
 }
@@ -109,7 +115,7 @@ impl Sender {
         let run = proof::BatchProof::sign(&self.keypair, &self.tag, self.shard, 1, first_seq, base, after, updates);
         let delta = run.frame(self.shard, updates.to_vec());
         let author = run.author;
-        let frames = [delta.to_bytes(), heartbeat(self.shard, first_seq).to_bytes()];
+        let frames = [delta.to_bytes_from(&author), heartbeat(self.shard, first_seq).to_bytes()];
         let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
         self.counter += 1;
         seal_datagram(&self.secret, 1, self.counter, &compress_datagram(encode_datagram(&author, &refs)))

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::identity::PeerId;
 use crate::proof::BatchProof;
-use crate::wire::{Op, Update};
+use crate::wire::{patch_value_len, Op, Update};
 
 /// A shard version: the authority epoch, then the sequence number.
 /// Ordered lexicographically; an update from an older epoch loses to any newer one.
@@ -37,13 +37,34 @@ pub struct LogEntry {
     pub seq: u64,
     /// The epoch it was written in.
     pub epoch: u32,
-    /// The change.
+    /// The change, resolved: a put, or a delete (never a patch).
     pub update: Update,
+    /// The patch the update travels as in its signed run, when its run
+    /// carries it as one ([`Op::Patch`]; `None`: as `update` itself).
+    pub patch: Option<Vec<u8>>,
     /// The short state checksum right after this update.
     pub checksum: u64,
     /// The signed run this update came in, shared by every entry of the run
     /// (`None` for a czar's own writes until they are sent).
     pub proof: Option<Arc<BatchProof>>,
+}
+
+impl LogEntry {
+    /// The update as its signed run carries it: what is signed, sent and resent.
+    pub fn wire_update(&self) -> Update {
+        match &self.patch {
+            Some(x) => Update { key: self.update.key.clone(), op: Op::Patch(x.clone()) },
+            None => self.update.clone(),
+        }
+    }
+
+    /// Bytes [`LogEntry::wire_update`] takes on the wire.
+    pub fn wire_len(&self) -> usize {
+        match &self.patch {
+            Some(x) => Update::encoded_len_of(&self.update.key, patch_value_len(x)),
+            None => self.update.encoded_len(),
+        }
+    }
 }
 
 /// Content checksum: XOR of a keyed BLAKE3 hash of every (key, value) pair.
@@ -191,27 +212,33 @@ impl Replica {
 
     /// Whether `update` would change the state.
     pub fn changes(&self, update: &Update) -> bool {
-        match &update.op {
-            Op::Put(v) => self.state.get(&update.key) != Some(v),
-            Op::Delete => self.state.contains_key(&update.key),
-        }
+        let current = self.get(&update.key);
+        update.op.resolve(current).as_deref() != current
     }
 
-    fn apply_to_state(&mut self, update: &Update) {
-        if let Some(old) = self.state.get(&update.key) {
-            self.checksum.toggle(&update.key, old);
-            self.bytes -= update.key.len() + old.len();
+    /// Applies `update` and returns it resolved (a patch becomes the put of
+    /// the value it made) with the patch it came as, if any.
+    fn apply_to_state(&mut self, update: Update) -> (Update, Option<Vec<u8>>) {
+        let Update { key, op } = update;
+        let new = op.resolve(self.get(&key));
+        if let Some(old) = self.state.remove(&key) {
+            self.checksum.toggle(&key, &old);
+            self.bytes -= key.len() + old.len();
         }
-        match &update.op {
-            Op::Put(v) => {
-                self.checksum.toggle(&update.key, v);
-                self.bytes += update.key.len() + v.len();
-                self.state.insert(update.key.clone(), v.clone());
-            }
-            Op::Delete => {
-                self.state.remove(&update.key);
-            }
+        if let Some(v) = &new {
+            self.checksum.toggle(&key, v);
+            self.bytes += key.len() + v.len();
+            self.state.insert(key.clone(), v.clone());
         }
+        let patch = match op {
+            Op::Patch(x) => Some(x),
+            Op::Put(_) | Op::Delete => None,
+        };
+        let op = match new {
+            Some(v) => Op::Put(v),
+            None => Op::Delete,
+        };
+        (Update { key, op }, patch)
     }
 
     fn push_log(&mut self, entry: LogEntry, capacity: usize) {
@@ -242,9 +269,17 @@ impl Replica {
     pub fn apply_local(&mut self, epoch: u32, update: Update, log_capacity: usize) -> LogEntry {
         debug_assert_eq!(epoch, self.epoch, "a czar writes in the current epoch");
         self.seq += 1;
-        self.apply_to_state(&update);
+        // A value that changed in a few bytes travels as a patch of the old one.
+        let patch = match (&update.op, self.get(&update.key)) {
+            (Op::Put(new), Some(old)) => match Op::patch(old, new) {
+                Some(Op::Patch(x)) => Some(x),
+                _ => None,
+            },
+            _ => None,
+        };
+        let (update, _) = self.apply_to_state(update);
         self.set_lineage(epoch);
-        let entry = LogEntry { seq: self.seq, epoch, update, checksum: self.checksum.short(), proof: None };
+        let entry = LogEntry { seq: self.seq, epoch, update, patch, checksum: self.checksum.short(), proof: None };
         self.push_log(entry.clone(), log_capacity);
         entry
     }
@@ -341,10 +376,10 @@ impl Replica {
         log_capacity: usize,
         out: &mut ApplyOutcome,
     ) {
-        self.apply_to_state(&update);
+        let (update, patch) = self.apply_to_state(update);
         self.seq = seq;
         self.set_lineage(epoch);
-        let entry = LogEntry { seq, epoch, update, checksum: self.checksum.short(), proof };
+        let entry = LogEntry { seq, epoch, update, patch, checksum: self.checksum.short(), proof };
         self.push_log(entry.clone(), log_capacity);
         out.applied.push(entry);
     }
@@ -447,7 +482,7 @@ impl Replica {
                 }
                 break;
             }
-            let run: Vec<Update> = self.log.range(start..start + n).map(|e| e.update.clone()).collect();
+            let run: Vec<Update> = self.log.range(start..start + n).map(LogEntry::wire_update).collect();
             runs.push((Arc::clone(p), run));
             taken += n;
             seq = p.last_seq() + 1;
@@ -478,8 +513,7 @@ impl Replica {
         self.checksum = Checksum::default();
         self.bytes = 0;
         for (k, v) in entries {
-            let u = Update { key: k, op: Op::Put(v) };
-            self.apply_to_state(&u);
+            self.apply_to_state(Update { key: k, op: Op::Put(v) });
         }
         self.seq = seq;
         self.log.clear();
@@ -540,6 +574,25 @@ mod tests {
         let out = r.apply_remote(1, 2, vec![put("b", "2")], None, 16, 16);
         assert_eq!(out.duplicates, 1);
         assert_eq!(r.seq(), 3);
+    }
+
+    #[test]
+    fn a_small_change_is_logged_resolved_and_travels_as_a_patch() {
+        let mut czar = Replica::default();
+        let mut follower = Replica::default();
+        let value = |x: u8| Update { key: b"e0".to_vec(), op: Op::Put(vec![x, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]) };
+        let first = czar.apply_local(0, value(1), 16);
+        assert_eq!(first.patch, None, "a new key goes whole");
+        let second = czar.apply_local(0, value(3), 16);
+        assert_eq!(second.update, value(3), "the log holds the value");
+        assert_eq!(second.wire_update().op, Op::Patch(vec![2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
+        assert_eq!(second.wire_len(), second.wire_update().encoded_len());
+        let runs: Vec<Update> = [first, second].iter().map(LogEntry::wire_update).collect();
+        let out = follower.apply_remote(0, 1, runs, None, 16, 16);
+        assert_eq!(out.applied.len(), 2);
+        assert_eq!(out.applied[1].update, value(3), "applied resolved");
+        assert_eq!(follower.checksum(), czar.checksum());
+        assert_eq!(follower.log_from(2, 1).unwrap()[0].wire_update(), czar.log_from(2, 1).unwrap()[0].wire_update());
     }
 
     #[test]

@@ -50,6 +50,47 @@ pub enum Op {
     Put(Vec<u8>),
     /// Remove the key.
     Delete,
+    /// Set the key to its current value XOR these bytes (the new value has
+    /// this length; a missing or shorter current value counts as zeros past
+    /// its end). Only a czar's own runs carry it, for a write that changes a
+    /// few bytes of a value of the same length (see [`Op::patch`]); it travels
+    /// sparse: a bit mask of the non-zero bytes, then those bytes.
+    Patch(Vec<u8>),
+}
+
+impl Op {
+    /// The patch that turns `old` into `new`, if it is smaller on the wire
+    /// than putting `new` whole: same length, and few enough bytes differ.
+    pub fn patch(old: &[u8], new: &[u8]) -> Option<Op> {
+        if old.len() != new.len() || new.is_empty() {
+            return None;
+        }
+        let xor: Vec<u8> = old.iter().zip(new).map(|(a, b)| a ^ b).collect();
+        let changed = xor.iter().filter(|&&b| b != 0).count();
+        (changed > 0 && patch_mask_len(xor.len()) + changed < new.len()).then_some(Op::Patch(xor))
+    }
+
+    /// The value this op leaves for a key whose value was `old` (`None`: the key is gone).
+    pub fn resolve(&self, old: Option<&[u8]>) -> Option<Vec<u8>> {
+        match self {
+            Op::Put(v) => Some(v.clone()),
+            Op::Delete => None,
+            Op::Patch(x) => {
+                let old = old.unwrap_or_default();
+                Some(x.iter().enumerate().map(|(i, b)| b ^ old.get(i).copied().unwrap_or(0)).collect())
+            }
+        }
+    }
+}
+
+/// Bytes a patch `x` takes on the wire after the key: length, mask, changed bytes.
+pub fn patch_value_len(x: &[u8]) -> usize {
+    varint_len(x.len() as u64) + patch_mask_len(x.len()) + x.iter().filter(|&&b| b != 0).count()
+}
+
+/// Bytes of a patch's mask for a value of `len` bytes: one bit per byte.
+fn patch_mask_len(len: usize) -> usize {
+    len.div_ceil(8)
 }
 
 /// One key's change, as carried in a delta.
@@ -67,8 +108,14 @@ impl Update {
         let value = match &self.op {
             Op::Put(v) => varint_len(v.len() as u64) + v.len(),
             Op::Delete => 0,
+            Op::Patch(x) => patch_value_len(x),
         };
-        1 + varint_len(self.key.len() as u64) + self.key.len() + value
+        Self::encoded_len_of(&self.key, value)
+    }
+
+    /// Bytes on the wire of an update of `key` whose op takes `value_len` bytes.
+    pub fn encoded_len_of(key: &[u8], value_len: usize) -> usize {
+        1 + varint_len(key.len() as u64) + key.len() + value_len
     }
 }
 
@@ -476,17 +523,7 @@ impl Frame {
             }
             Frame::Leave { incarnation } => put_varint(out, u64::from(*incarnation)),
             Frame::Delta { shard, epoch, first_seq, base, after, author, sig, updates } => {
-                out.extend_from_slice(&shard.0.to_le_bytes());
-                put_varint(out, u64::from(*epoch));
-                put_varint(out, *first_seq);
-                out.extend_from_slice(&base.to_le_bytes());
-                out.extend_from_slice(&after.to_le_bytes());
-                out.extend_from_slice(&author.0);
-                out.extend_from_slice(sig);
-                put_varint(out, updates.len() as u64);
-                for u in updates {
-                    put_update(out, u);
-                }
+                put_delta(out, *shard, *epoch, *first_seq, *base, *after, Some(author), sig, updates);
             }
             Frame::Forward { write_id, origin, shard, update } => {
                 put_varint(out, *write_id);
@@ -601,6 +638,26 @@ impl Frame {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
         self.encode(&mut out);
+        out
+    }
+
+    /// Appends the frame's encoding for a datagram `sender` sends: a run
+    /// `sender` wrote itself goes as an own delta (type 25), whose author is
+    /// the datagram's sender and is not repeated; anything else as [`Frame::encode`].
+    pub fn encode_from(&self, sender: &PeerId, out: &mut Vec<u8>) {
+        match self {
+            Frame::Delta { shard, epoch, first_seq, base, after, author, sig, updates } if author == sender => {
+                out.push(OWN_DELTA_KIND);
+                put_delta(out, *shard, *epoch, *first_seq, *base, *after, None, sig, updates);
+            }
+            _ => self.encode(out),
+        }
+    }
+
+    /// [`Frame::encode_from`] as a new buffer.
+    pub fn to_bytes_from(&self, sender: &PeerId) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_from(sender, &mut out);
         out
     }
 }
@@ -732,7 +789,7 @@ pub fn encode_frames(sender: &PeerId, frames: &[Frame]) -> Vec<u8> {
     let mut out = Vec::new();
     put_header(&mut out, sender);
     for f in frames {
-        f.encode(&mut out);
+        f.encode_from(sender, &mut out);
     }
     out
 }
@@ -757,7 +814,7 @@ pub fn decode_datagram(bytes: &[u8]) -> Result<Datagram, DecodeError> {
     let sender = r.peer_id()?;
     let mut frames = Vec::new();
     while !r.is_empty() {
-        frames.push(decode_frame(&mut r)?);
+        frames.push(decode_frame(&mut r, &sender)?);
     }
     if frames.is_empty() {
         return Err(DecodeError::Empty);
@@ -765,7 +822,7 @@ pub fn decode_datagram(bytes: &[u8]) -> Result<Datagram, DecodeError> {
     Ok(Datagram { sender, frames })
 }
 
-fn decode_frame(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
+fn decode_frame(r: &mut Reader<'_>, sender: &PeerId) -> Result<Frame, DecodeError> {
     let kind = r.u8()?;
     let frame = match kind {
         1 => Frame::Join { public_key: r.public_key()?, incarnation: r.epoch()? },
@@ -823,13 +880,14 @@ fn decode_frame(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
             Frame::Heartbeat { incarnation, members_hash, shards_hash, czar_of }
         }
         6 => Frame::Leave { incarnation: r.epoch()? },
-        7 => {
+        7 | 25 => {
             let shard = r.shard()?;
             let epoch = r.epoch()?;
             let first_seq = r.seq()?;
             let base = r.u64_le()?;
             let after = r.u64_le()?;
-            let author = r.peer_id()?;
+            // An own run names no author: it is the datagram's sender.
+            let author = if kind == 25 { *sender } else { r.peer_id()? };
             let sig: Signature = r.array()?;
             let n = r.count(2)?;
             if n == 0 {
@@ -840,11 +898,13 @@ fn decode_frame(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
             }
             let mut updates = Vec::with_capacity(n);
             for _ in 0..n {
-                updates.push(r.update()?);
+                updates.push(r.update(true)?);
             }
             Frame::Delta { shard, epoch, first_seq, base, after, author, sig, updates }
         }
-        8 => Frame::Forward { write_id: r.varint()?, origin: r.peer_id()?, shard: r.shard()?, update: r.update()? },
+        8 => {
+            Frame::Forward { write_id: r.varint()?, origin: r.peer_id()?, shard: r.shard()?, update: r.update(false)? }
+        }
         9 => Frame::ForwardAck { write_id: r.varint()?, shard: r.shard()?, version: r.version()? },
         10 => Frame::RepairReq { shard: r.shard()?, from_seq: r.seq()?, checksum: r.u64_le()? },
         11 => {
@@ -910,7 +970,7 @@ fn decode_frame(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
             let write_id = r.varint()?;
             let shard = r.shard()?;
             let epoch = r.epoch()?;
-            let update = r.update()?;
+            let update = r.update(false)?;
             if kind == 16 {
                 Frame::Propose { origin, write_id, shard, epoch, update }
             } else {
@@ -945,7 +1005,7 @@ fn decode_frame(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
             write_id: r.varint()?,
             origin: r.peer_id()?,
             shard: r.shard()?,
-            update: r.update()?,
+            update: r.update(false)?,
         },
         other => return Err(DecodeError::UnknownFrame(other)),
     };
@@ -982,6 +1042,38 @@ fn put_version(out: &mut Vec<u8>, v: Version) {
 }
 
 /// Appends `u` as it is encoded inside a delta.
+/// The type byte of a `Delta` whose author is the datagram's sender (see
+/// [`Frame::encode_from`]); it decodes to a [`Frame::Delta`] like type 7.
+pub const OWN_DELTA_KIND: u8 = 25;
+
+/// A delta's fields after its type byte; `author` is `None` in an own delta.
+#[allow(clippy::too_many_arguments)]
+fn put_delta(
+    out: &mut Vec<u8>,
+    shard: ShardId,
+    epoch: u32,
+    first_seq: u64,
+    base: u64,
+    after: u64,
+    author: Option<&PeerId>,
+    sig: &Signature,
+    updates: &[Update],
+) {
+    out.extend_from_slice(&shard.0.to_le_bytes());
+    put_varint(out, u64::from(epoch));
+    put_varint(out, first_seq);
+    out.extend_from_slice(&base.to_le_bytes());
+    out.extend_from_slice(&after.to_le_bytes());
+    if let Some(author) = author {
+        out.extend_from_slice(&author.0);
+    }
+    out.extend_from_slice(sig);
+    put_varint(out, updates.len() as u64);
+    for u in updates {
+        put_update(out, u);
+    }
+}
+
 pub(crate) fn put_update(out: &mut Vec<u8>, u: &Update) {
     match &u.op {
         Op::Put(value) => {
@@ -992,6 +1084,19 @@ pub(crate) fn put_update(out: &mut Vec<u8>, u: &Update) {
         Op::Delete => {
             out.push(1);
             put_bytes(out, &u.key);
+        }
+        Op::Patch(x) => {
+            out.push(2);
+            put_bytes(out, &u.key);
+            put_varint(out, x.len() as u64);
+            let mut mask = vec![0u8; patch_mask_len(x.len())];
+            for (i, b) in x.iter().enumerate() {
+                if *b != 0 {
+                    mask[i / 8] |= 1 << (i % 8);
+                }
+            }
+            out.extend_from_slice(&mask);
+            out.extend(x.iter().filter(|&&b| b != 0));
         }
     }
 }
@@ -1142,7 +1247,8 @@ impl<'a> Reader<'a> {
         Ok(Version { epoch: self.epoch()?, seq: self.seq()? })
     }
 
-    fn update(&mut self) -> Result<Update, DecodeError> {
+    /// An update; a patch only where `patch` allows it (a `Delta`'s runs).
+    fn update(&mut self, patch: bool) -> Result<Update, DecodeError> {
         let tag = self.u8()?;
         let key = self.bytes(MAX_KEY_BYTES, "key")?.to_vec();
         if key.is_empty() {
@@ -1151,9 +1257,40 @@ impl<'a> Reader<'a> {
         let op = match tag {
             0 => Op::Put(self.bytes(MAX_VALUE_BYTES, "value")?.to_vec()),
             1 => Op::Delete,
+            2 if patch => Op::Patch(self.patch()?),
             _ => return Err(DecodeError::Invalid("update op")),
         };
         Ok(Update { key, op })
+    }
+
+    /// A patch in its one canonical form: a length, a mask whose bits past
+    /// the length are clear, then exactly one non-zero byte per set bit.
+    fn patch(&mut self) -> Result<Vec<u8>, DecodeError> {
+        let len = self.varint()?;
+        if len > MAX_VALUE_BYTES as u64 {
+            return Err(DecodeError::TooLong("value"));
+        }
+        let len = len as usize;
+        let mask = self.take(patch_mask_len(len))?;
+        let mut x = vec![0u8; len];
+        let mut changed = 0;
+        for (i, m) in mask.iter().enumerate() {
+            for bit in 0..8 {
+                if m & (1 << bit) == 0 {
+                    continue;
+                }
+                let Some(slot) = x.get_mut(i * 8 + bit) else { return Err(DecodeError::Invalid("patch")) };
+                *slot = self.u8()?;
+                if *slot == 0 {
+                    return Err(DecodeError::Invalid("patch"));
+                }
+                changed += 1;
+            }
+        }
+        if changed == 0 {
+            return Err(DecodeError::Invalid("patch"));
+        }
+        Ok(x)
     }
 
     fn addr(&mut self) -> Result<SocketAddr, DecodeError> {
@@ -1209,6 +1346,7 @@ mod tests {
                 updates: vec![
                     Update { key: b"x".to_vec(), op: Op::Put(vec![1, 2, 3]) },
                     Update { key: b"y".to_vec(), op: Op::Delete },
+                    Update { key: b"z".to_vec(), op: Op::Patch(vec![0, 0, 5, 0, 0, 0, 0, 0, 0, 9, 0, 0]) },
                 ],
             },
             Frame::Forward {
@@ -1293,6 +1431,85 @@ mod tests {
                 }],
             },
         ]
+    }
+
+    #[test]
+    fn a_patch_is_chosen_only_when_it_is_smaller_and_resolves_to_the_new_value() {
+        let old = [1u8, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+        let mut new = old;
+        new[0] = 200;
+        new[9] = 0;
+        let op = Op::patch(&old, &new).expect("two bytes of twelve changed");
+        assert_eq!(op.resolve(Some(&old)), Some(new.to_vec()));
+        let patched = Update { key: b"e1".to_vec(), op };
+        let put = Update { key: b"e1".to_vec(), op: Op::Put(new.to_vec()) };
+        assert!(patched.encoded_len() < put.encoded_len(), "{} vs {}", patched.encoded_len(), put.encoded_len());
+        assert_eq!(Op::patch(&old, &old), None, "nothing changed");
+        assert_eq!(Op::patch(&old, &[0u8; 12]), None, "every byte changed: a put is smaller");
+        assert_eq!(Op::patch(&old, &new[..11]), None, "another length");
+        // Total on any current value: a missing or short one counts as zeros.
+        assert_eq!(Op::Patch(vec![1, 2, 3]).resolve(None), Some(vec![1, 2, 3]));
+        assert_eq!(Op::Patch(vec![1, 2, 3]).resolve(Some(&[1][..])), Some(vec![0, 2, 3]));
+        assert_eq!(Op::Patch(vec![1]).resolve(Some(&[1, 2, 3][..])), Some(vec![0]));
+    }
+
+    #[test]
+    fn a_patch_travels_only_in_a_delta_and_only_in_its_canonical_form() {
+        let sender = Keypair::from_seed(2).peer_id();
+        let patch = Update { key: b"k".to_vec(), op: Op::Patch(vec![0, 7, 0]) };
+        let forward = Frame::Forward { write_id: 1, origin: sender, shard: ShardId(1), update: patch.clone() };
+        let bytes = encode_frames(&sender, &[forward]);
+        assert_eq!(decode_datagram(&bytes), Err(DecodeError::Invalid("update op")));
+        let delta = |updates: Vec<Update>| Frame::Delta {
+            shard: ShardId(1),
+            epoch: 1,
+            first_seq: 1,
+            base: 0,
+            after: 0,
+            author: sender,
+            sig: [0; 64],
+            updates,
+        };
+        let good = encode_frames(&sender, &[delta(vec![patch])]);
+        assert!(decode_datagram(&good).is_ok());
+        // The patch is the last thing in the datagram: length 3, mask 0b010, byte 7.
+        assert_eq!(&good[good.len() - 3..], &[3, 0b010, 7]);
+        let with = |tail: &[u8]| {
+            let mut b = good[..good.len() - 3].to_vec();
+            b.extend_from_slice(tail);
+            decode_datagram(&b)
+        };
+        assert_eq!(with(&[3, 0b010, 0]), Err(DecodeError::Invalid("patch")), "a listed byte that is zero");
+        assert_eq!(with(&[3, 0b1010, 7, 7]), Err(DecodeError::Invalid("patch")), "a mask bit past the length");
+        assert_eq!(with(&[3, 0]), Err(DecodeError::Invalid("patch")), "a patch that changes nothing");
+        assert_eq!(with(&[3, 0b011, 7]), Err(DecodeError::Truncated));
+        assert_eq!(MAX_VALUE_BYTES, 896, "897 is the varint [0x81, 0x07]");
+        assert_eq!(with(&[0x81, 0x07]), Err(DecodeError::TooLong("value")));
+    }
+
+    #[test]
+    fn an_own_delta_leaves_out_its_author_and_decodes_the_same() {
+        let sender = Keypair::from_seed(2).peer_id();
+        let other = Keypair::from_seed(3).peer_id();
+        let delta = |author| Frame::Delta {
+            shard: ShardId(1),
+            epoch: 3,
+            first_seq: 10,
+            base: 1,
+            after: 2,
+            author,
+            sig: [9; 64],
+            updates: vec![Update { key: b"k".to_vec(), op: Op::Put(vec![1]) }],
+        };
+        for (author, saved) in [(sender, PEER_ID_BYTES), (other, 0)] {
+            let frame = delta(author);
+            let own = frame.to_bytes_from(&sender);
+            assert_eq!(own.len() + saved, frame.to_bytes().len());
+            let mut bytes = Vec::new();
+            put_header(&mut bytes, &sender);
+            bytes.extend_from_slice(&own);
+            assert_eq!(decode_datagram(&bytes).unwrap().frames, vec![frame]);
+        }
     }
 
     #[test]

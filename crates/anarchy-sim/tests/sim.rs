@@ -505,6 +505,14 @@ fn regression_a_plain_claim_after_a_failed_round_undoes_commits_the_majority_hel
     // over again from the round's most advanced voter, older than its own
     // state: p0 and every follower were off the new epoch's history and
     // nobody could serve it. A round now leaves a shard that is ours already.
+    //
+    // Seed 16 again, once runs carried patches (the timing moved):
+    // `critical-never-lost`, "a commit at 10.37 that no czar authored". The
+    // epoch-10 czar finished a recovered proposal its old czar had committed
+    // at 3.16 (the decision never reached the voters that reported it): the
+    // value was in its state already, and a commit that changes nothing named
+    // the czar's current version, an ordinary write. It now names the version
+    // of the write that gave the key that value, while the log remembers it.
     for seed in [16, 21] {
         assert_passes(&run_large("isolate-and-stall.toml", seed));
     }

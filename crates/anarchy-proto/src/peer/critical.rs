@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 
 use crate::event::{Event, WriteFailure, WriteId};
 use crate::identity::PeerId;
-use crate::peer::{PendingWrite, WriteError};
+use crate::peer::{PendingWrite, WriteError, WriteOutcome};
 use crate::quorum::majority;
 use crate::replica::Version;
 use crate::shards::ShardId;
@@ -179,10 +179,10 @@ impl Peer {
             Some(e) if e.epoch == v.epoch && e.update == *update => true,
             Some(_) => match r.last_entry_of(&update.key, v.seq) {
                 Some(e) => e.update.op == update.op,
-                None => match &update.op {
-                    Op::Put(val) => r.get(&update.key) == Some(val.as_slice()),
-                    Op::Delete => r.get(&update.key).is_none(),
-                },
+                None => {
+                    let current = r.get(&update.key);
+                    update.op.resolve(current).as_deref() == current
+                }
             },
         }
     }
@@ -190,11 +190,8 @@ impl Peer {
     fn validate(&mut self, shard: ShardId, origin: PeerId, update: &Update) -> Result<(), String> {
         let Some(validator) = self.validator.as_mut() else { return Ok(()) };
         let current = self.states.get(&shard).and_then(|s| s.replica.get(&update.key));
-        let value = match &update.op {
-            Op::Put(v) => Some(v.as_slice()),
-            Op::Delete => None,
-        };
-        let proposal = Proposal { shard, origin, key: &update.key, value, current };
+        let value = update.op.resolve(current);
+        let proposal = Proposal { shard, origin, key: &update.key, value: value.as_deref(), current };
         validator(&proposal).map_err(|mut reason| {
             // Keep the reason within the wire bound, on a character boundary.
             while reason.len() > MAX_REASON_BYTES {
@@ -254,7 +251,7 @@ impl Peer {
                 return; // no longer ours to apply: a new czar finishes it
             }
             let p = self.states.get_mut(&shard).expect("known").critical.open.remove(&key).expect("present");
-            let version = self.apply_as_czar_version(shard, p.update);
+            let version = self.apply_commit(shard, p.update);
             // The delta must leave before the decision that names its version.
             self.flush_outgoing();
             self.decide(shard, key, Decision::Committed(version));
@@ -456,6 +453,28 @@ impl Peer {
             return;
         }
         self.apply_decision(shard, key, decision);
+    }
+
+    /// Applies a committed proposal as czar; the version the commit names.
+    /// A commit that changes nothing names the version of the write that
+    /// gave its key this value, while the log remembers it (a recovered
+    /// proposal whose old czar committed it and whose decision was lost: the
+    /// commit is that write, not whatever our state is at now), else our
+    /// current version.
+    fn apply_commit(&mut self, shard: ShardId, update: Update) -> Version {
+        let key = update.key.clone();
+        let op = update.op.clone();
+        match self.apply_as_czar(shard, update) {
+            WriteOutcome::Applied(v) => v,
+            WriteOutcome::Unchanged(v) => {
+                let r = &self.states[&shard].replica;
+                match r.last_entry_of(&key, r.seq()) {
+                    Some(e) if e.update.op == op => Version { epoch: e.epoch, seq: e.seq },
+                    _ => v,
+                }
+            }
+            WriteOutcome::Forwarded(_) => self.states[&shard].replica.version(),
+        }
     }
 
     /// A member tells us a proposal we are finishing was committed at `v`

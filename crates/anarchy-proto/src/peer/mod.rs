@@ -1821,9 +1821,10 @@ impl Peer {
         }
         if self.config.update_events {
             for e in outcome.applied {
+                // The log holds every update resolved: never a patch.
                 let value = match e.update.op {
                     Op::Put(v) => Some(v),
-                    Op::Delete => None,
+                    Op::Delete | Op::Patch(_) => None,
                 };
                 // Every remotely applied update came in a signed run.
                 let Some(author) = e.proof.as_ref().map(|p| p.author) else { continue };
@@ -2410,11 +2411,11 @@ impl Peer {
     }
 
     fn queue_frame(&mut self, to: SocketAddr, frame: &Frame) {
-        self.queue(to, frame.to_bytes());
+        self.queue(to, frame.to_bytes_from(&self.id));
     }
 
     fn broadcast(&mut self, frame: &Frame) {
-        let bytes = frame.to_bytes();
+        let bytes = frame.to_bytes_from(&self.id);
         let addrs: Vec<SocketAddr> = self.members.others().map(|m| m.addr).collect();
         for addr in addrs {
             self.queue(addr, bytes.clone());
@@ -2650,7 +2651,7 @@ fn runs_of(base: u64, entries: &[LogEntry]) -> Vec<Run> {
     let mut before = base;
     let mut used = 0;
     for e in entries {
-        let len = e.update.encoded_len();
+        let len = e.wire_len();
         let fits = runs.last().is_some_and(|r| {
             r.epoch == e.epoch
                 && r.first_seq + r.updates.len() as u64 == e.seq
@@ -2662,7 +2663,7 @@ fn runs_of(base: u64, entries: &[LogEntry]) -> Vec<Run> {
         }
         let run = runs.last_mut().expect("just pushed");
         used += len;
-        run.updates.push(e.update.clone());
+        run.updates.push(e.wire_update());
         run.after = e.checksum;
         before = e.checksum;
     }
