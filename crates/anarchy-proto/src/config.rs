@@ -67,6 +67,17 @@ pub struct Config {
     pub sync_interval: Duration,
     /// An incomplete snapshot is dropped after this long. Default 2 s.
     pub snapshot_timeout: Duration,
+    /// A frame sent in fragments (a value too large for one datagram) that is
+    /// not complete this long after its first piece is dropped; repair resends
+    /// it. Default 2 s.
+    pub fragment_timeout: Duration,
+    /// Frames being joined from fragments per sender; a newer one pushes out
+    /// the oldest. A snapshot of many large entries arrives as that many
+    /// fragmented chunks at once, interleaved. Default 64.
+    pub max_partial_frames_per_peer: usize,
+    /// Bytes all frames being joined from fragments may hold together; the
+    /// oldest go first. Default 8 MiB.
+    pub max_fragment_bytes: usize,
     /// How long a left member is remembered so stale gossip cannot revive it. Default 30 s.
     pub tombstone_ttl: Duration,
     /// Updates kept per shard to repair others from. Default 1024.
@@ -155,6 +166,15 @@ impl Config {
         }
     }
 
+    /// The settings of [`crate::fragment::Reassembly`].
+    pub fn reassembly_settings(&self) -> crate::fragment::ReassemblySettings {
+        crate::fragment::ReassemblySettings {
+            timeout: self.fragment_timeout,
+            max_per_sender: self.max_partial_frames_per_peer,
+            max_bytes: self.max_fragment_bytes,
+        }
+    }
+
     /// The abuse-limit settings, for [`crate::limits::SourceLimits`].
     pub fn limit_settings(&self) -> LimitSettings {
         LimitSettings {
@@ -189,6 +209,9 @@ impl Default for Config {
             repair_retry_interval: Duration::from_millis(150),
             sync_interval: Duration::from_millis(250),
             snapshot_timeout: Duration::from_secs(2),
+            fragment_timeout: Duration::from_secs(2),
+            max_partial_frames_per_peer: 64,
+            max_fragment_bytes: 8 << 20,
             tombstone_ttl: Duration::from_secs(30),
             log_capacity: 1024,
             max_early_updates: 4096,

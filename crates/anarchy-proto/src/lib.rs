@@ -28,6 +28,7 @@
 pub mod compress;
 pub mod config;
 pub mod event;
+pub mod fragment;
 pub mod identity;
 pub mod limits;
 pub mod membership;

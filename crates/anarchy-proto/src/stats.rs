@@ -69,11 +69,16 @@ pub enum DropReason {
     /// A compressed frames region that is malformed or would decompress past
     /// its bound (a decompression bomb).
     BadCompression,
+    /// A frame sent in fragments that was not complete in time (a piece was lost).
+    FragmentExpired,
+    /// A partial frame pushed out by newer ones (its sender's share or the
+    /// byte budget of [`crate::fragment::Reassembly`] was full).
+    FragmentOverflow,
 }
 
 impl DropReason {
     /// Every reason, for tables.
-    pub const ALL: [DropReason; 30] = [
+    pub const ALL: [DropReason; 32] = [
         DropReason::Oversized,
         DropReason::Truncated,
         DropReason::BadMagic,
@@ -104,6 +109,8 @@ impl DropReason {
         DropReason::RateLimited,
         DropReason::Blocked,
         DropReason::BadCompression,
+        DropReason::FragmentExpired,
+        DropReason::FragmentOverflow,
     ];
 
     /// A stable snake_case name for metrics.
@@ -139,6 +146,8 @@ impl DropReason {
             DropReason::RateLimited => "rate_limited",
             DropReason::Blocked => "blocked",
             DropReason::BadCompression => "bad_compression",
+            DropReason::FragmentExpired => "fragment_expired",
+            DropReason::FragmentOverflow => "fragment_overflow",
         }
     }
 }
@@ -197,6 +206,10 @@ pub struct Stats {
     pub writes_forwarded: u64,
     /// Critical updates seen committed.
     pub critical_committed: u64,
+    /// Frames too large for one datagram, sent as fragments (once per receiver).
+    pub frames_fragmented: u64,
+    /// Frames joined from fragments received.
+    pub frames_joined: u64,
     drops: [u64; DropReason::ALL.len()],
 }
 

@@ -25,15 +25,20 @@ pub const HEADER_BYTES: usize = 2 + 1 + 1 + PEER_ID_BYTES;
 /// Largest plain datagram (header + frames region): what sealing adds
 /// ([`crate::seal::SEAL_OVERHEAD_BYTES`]) still fits in [`MAX_DATAGRAM_BYTES`].
 pub const MAX_PLAIN_DATAGRAM_BYTES: usize = MAX_DATAGRAM_BYTES - crate::seal::SEAL_OVERHEAD_BYTES;
-/// Largest encoded frame; a frame must fit in one sealed datagram with its header.
+/// Largest frame one datagram carries whole; a larger one travels as
+/// [`Frame::Fragment`]s (see `fragment`).
 pub const MAX_FRAME_BYTES: usize = MAX_PLAIN_DATAGRAM_BYTES - HEADER_BYTES;
+/// Largest frame that may travel in fragments: a single update with the
+/// largest key and value, in any frame, with room to spare.
+pub const MAX_FRAGMENTED_FRAME_BYTES: usize = 24 * 1024;
+/// Most fragments one frame is cut into.
+pub const MAX_FRAGMENTS: u16 = 32;
 /// Longest key a shard accepts.
 pub const MAX_KEY_BYTES: usize = 64;
-/// Longest value a shard accepts (until fragmentation lands, one update must
-/// fit in one datagram with room for its frame header, including a signed
-/// delta's 96 bytes of signature, author and end checksum, and room for the
-/// datagram's authentication tag).
-pub const MAX_VALUE_BYTES: usize = 896;
+/// Longest value a shard accepts. An update too large for one datagram travels
+/// in fragments, alone in its frame; [`MAX_FRAGMENTED_FRAME_BYTES`] leaves room
+/// for the largest key and any frame's fields around it.
+pub const MAX_VALUE_BYTES: usize = 16 * 1024;
 /// Longest shard name.
 pub const MAX_SHARD_NAME_BYTES: usize = 64;
 /// Largest epoch or incarnation a datagram may carry. Far above anything a
@@ -441,6 +446,19 @@ pub enum Frame {
         /// The signature.
         signature: [u8; SIGNATURE_BYTES],
     },
+    /// One piece of a frame larger than [`MAX_FRAME_BYTES`]: the receiver
+    /// joins the `count` pieces of `id` in index order and decodes the result
+    /// as one frame (never itself a fragment).
+    Fragment {
+        /// The sender's number for the whole frame.
+        id: u32,
+        /// This piece's place, below `count`.
+        index: u16,
+        /// How many pieces, 2 to [`MAX_FRAGMENTS`].
+        count: u16,
+        /// The piece (not empty).
+        bytes: Vec<u8>,
+    },
 }
 
 impl Frame {
@@ -471,6 +489,7 @@ impl Frame {
             Frame::Pong { .. } => FrameKind::Pong,
             Frame::AddrCheck { .. } => FrameKind::AddrCheck,
             Frame::AddrProof { .. } => FrameKind::AddrProof,
+            Frame::Fragment { .. } => FrameKind::Fragment,
         }
     }
 
@@ -612,6 +631,12 @@ impl Frame {
                 out.extend_from_slice(&nonce.to_le_bytes());
                 out.extend_from_slice(signature);
             }
+            Frame::Fragment { id, index, count, bytes } => {
+                put_varint(out, u64::from(*id));
+                put_varint(out, u64::from(*index));
+                put_varint(out, u64::from(*count));
+                put_bytes(out, bytes);
+            }
             Frame::ForwardCritical { write_id, origin, shard, update } => {
                 put_varint(out, *write_id);
                 out.extend_from_slice(&origin.0);
@@ -714,6 +739,8 @@ pub enum FrameKind {
     AddrCheck = 23,
     /// [`Frame::AddrProof`]
     AddrProof = 24,
+    /// [`Frame::Fragment`]
+    Fragment = 26,
 }
 
 /// A decoded datagram: who sent it and what it says.
@@ -1007,8 +1034,35 @@ fn decode_frame(r: &mut Reader<'_>, sender: &PeerId) -> Result<Frame, DecodeErro
             shard: r.shard()?,
             update: r.update(false)?,
         },
+        26 => {
+            let id = r.varint_u32()?;
+            let index = r.varint_u16()?;
+            let count = r.varint_u16()?;
+            let bytes = r.bytes(MAX_FRAME_BYTES, "fragment")?.to_vec();
+            if !(2..=MAX_FRAGMENTS).contains(&count) || index >= count || bytes.is_empty() {
+                return Err(DecodeError::Invalid("fragment"));
+            }
+            Frame::Fragment { id, index, count, bytes }
+        }
         other => return Err(DecodeError::UnknownFrame(other)),
     };
+    Ok(frame)
+}
+
+/// Decodes a frame joined from fragments `sender` sent: exactly one frame,
+/// never itself a fragment, at most [`MAX_FRAGMENTED_FRAME_BYTES`].
+pub fn decode_joined_frame(bytes: &[u8], sender: &PeerId) -> Result<Frame, DecodeError> {
+    if bytes.len() > MAX_FRAGMENTED_FRAME_BYTES {
+        return Err(DecodeError::TooLong("joined frame"));
+    }
+    let mut r = Reader::new(bytes);
+    let frame = decode_frame(&mut r, sender)?;
+    if matches!(frame, Frame::Fragment { .. }) {
+        return Err(DecodeError::Invalid("nested fragment"));
+    }
+    if !r.is_empty() {
+        return Err(DecodeError::Invalid("joined frame"));
+    }
     Ok(frame)
 }
 
@@ -1483,8 +1537,8 @@ mod tests {
         assert_eq!(with(&[3, 0b1010, 7, 7]), Err(DecodeError::Invalid("patch")), "a mask bit past the length");
         assert_eq!(with(&[3, 0]), Err(DecodeError::Invalid("patch")), "a patch that changes nothing");
         assert_eq!(with(&[3, 0b011, 7]), Err(DecodeError::Truncated));
-        assert_eq!(MAX_VALUE_BYTES, 896, "897 is the varint [0x81, 0x07]");
-        assert_eq!(with(&[0x81, 0x07]), Err(DecodeError::TooLong("value")));
+        assert_eq!(MAX_VALUE_BYTES, 16384, "16385 is the varint [0x81, 0x80, 0x01]");
+        assert_eq!(with(&[0x81, 0x80, 0x01]), Err(DecodeError::TooLong("value")));
     }
 
     #[test]

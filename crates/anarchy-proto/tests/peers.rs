@@ -447,7 +447,7 @@ fn bad_input_is_counted_never_a_panic() {
     assert_eq!(err.to_string(), format!("shard {} is not declared", anarchy_proto::ShardId::from_name("nope")));
     assert_eq!(p.write(now, world, b"", b"v").unwrap_err(), WriteError::EmptyKey);
     assert_eq!(p.write(now, world, &[1; 65], b"v").unwrap_err(), WriteError::KeyTooLong(65));
-    assert_eq!(p.write(now, world, b"k", &[1; 897]).unwrap_err(), WriteError::ValueTooLarge(897));
+    assert_eq!(p.write(now, world, b"k", &[1; 16385]).unwrap_err(), WriteError::ValueTooLarge(16385));
     // Still works afterwards.
     assert!(matches!(p.write(now, world, b"k", b"v").unwrap(), WriteOutcome::Applied(Version { .. })));
 }

@@ -14,8 +14,8 @@ use anarchy_proto::shards::ShardId;
 use anarchy_proto::time::Instant;
 use anarchy_proto::wire::{
     decode_datagram, encode_frames, put_header, Decision, DecodeError, Frame, MemberRecord, MemberStatus, Op,
-    RecoverVote, ShardDecl, ShardVersion, Update, HEADER_BYTES, MAX_EPOCH, MAX_FRAME_BYTES, MAX_KEY_BYTES, MAX_SEQ,
-    MAX_SHARD_NAME_BYTES, MAX_VALUE_BYTES,
+    RecoverVote, ShardDecl, ShardVersion, Update, HEADER_BYTES, MAX_EPOCH, MAX_FRAGMENTS, MAX_FRAME_BYTES,
+    MAX_KEY_BYTES, MAX_SEQ, MAX_SHARD_NAME_BYTES, MAX_VALUE_BYTES,
 };
 use anarchy_proto::{proof, Config, Keypair, Peer, Version, MAX_DATAGRAM_BYTES};
 use proptest::prelude::*;
@@ -98,10 +98,12 @@ fn socket_addr() -> impl Strategy<Value = SocketAddr> {
     ]
 }
 
-/// Values up to [`MAX_VALUE_BYTES`], mostly small so several frames share a datagram.
+/// Values up to [`MAX_VALUE_BYTES`], mostly small so several frames share a
+/// datagram (the larger ones need fragments; see `fragment_props`).
 fn value() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         6 => prop::collection::vec(any::<u8>(), 0..=16),
+        2 => prop::collection::vec(any::<u8>(), 0..=900),
         1 => prop::collection::vec(any::<u8>(), 0..=MAX_VALUE_BYTES),
         1 => Just(vec![0xa5; MAX_VALUE_BYTES]),
     ]
@@ -290,6 +292,11 @@ fn frame() -> impl Strategy<Value = Frame> {
             signature[32..].copy_from_slice(&b);
             Frame::AddrProof { nonce, signature }
         }),
+        (any::<u32>(), 2..=MAX_FRAGMENTS, prop::collection::vec(any::<u8>(), 1..=64)).prop_flat_map(
+            |(id, count, bytes)| {
+                (0..count).prop_map(move |index| Frame::Fragment { id, index, count, bytes: bytes.clone() })
+            }
+        ),
     ]
 }
 

@@ -261,6 +261,23 @@ fn the_standard_workload_measures_its_wire_overhead() {
 }
 
 #[test]
+fn values_too_large_for_a_datagram_converge_under_loss() {
+    // Every entity value is the largest a shard accepts: each delta, repair
+    // and snapshot chunk travels in 15 fragments, and 2% loss costs about a
+    // quarter of them whole.
+    let r = run(Some("bandwidth-standard.toml"), 3, |a| {
+        a.peers = Some(8);
+        a.entities = Some(2);
+        a.rate = Some(5.0);
+        a.value_bytes = Some(anarchy_proto::MAX_VALUE_BYTES);
+        a.loss = Some(0.02);
+        a.seconds = Some(5.0);
+    });
+    assert_passes(&r);
+    assert!(r.updates_applied >= 7 * r.updates_written / 2, "{}", r.human());
+}
+
+#[test]
 fn regression_hand_over_to_a_joining_peer_is_lost() {
     // 16 peers, default network, seed 2: the others follow p14 at epoch 4
     // (version 4.2 of avatars-4) while p14 itself still follows the old czar

@@ -63,6 +63,9 @@ async fn five_sessions_converge_and_survive_a_graceful_leave() {
         }
     }
     sessions[2].write("world", b"door", b"open").expect("world write");
+    // A value far larger than one datagram crosses real UDP in fragments.
+    let map: Vec<u8> = (0..anarchy::MAX_VALUE_BYTES).map(|i| (i * 7 % 251) as u8).collect();
+    sessions[4].write("world", b"map", &map).expect("the largest value is accepted");
 
     let shards = shard_names(&all);
     assert_eq!(shards.len(), PEERS + 1, "world plus one avatar each: {shards:?}");
@@ -70,6 +73,7 @@ async fn five_sessions_converge_and_survive_a_graceful_leave() {
         converged(&all, &shards)
             && all.iter().all(|s| {
                 s.get("world", b"door").as_deref() == Some(&b"open"[..])
+                    && s.get("world", b"map").as_deref() == Some(&map[..])
                     && (0..PEERS).all(|i| s.get(&format!("avatar-{i}"), b"pos") == Some(vec![i as u8, 2]))
             })
     })
@@ -141,7 +145,7 @@ async fn bad_requests_get_errors_that_name_their_cause() {
     assert!(matches!(session.write("nowhere", b"k", b"v"), Err(SessionError::UnknownShard(name)) if name == "nowhere"));
     assert!(matches!(session.write("world", b"", b"v"), Err(SessionError::EmptyKey)));
     assert!(matches!(session.write("world", &[b'k'; 65], b"v"), Err(SessionError::KeyTooLong(65))));
-    assert!(matches!(session.write("world", b"k", &[0; 5000]), Err(SessionError::ValueTooLarge(5000))));
+    assert!(matches!(session.write("world", b"k", &[0; 20_000]), Err(SessionError::ValueTooLarge(20_000))));
     assert!(matches!(session.declare_shard("", None), Err(SessionError::BadShardName { .. })));
 
     let taken = Session::builder().bind(session.local_addr()).start().await;

@@ -18,6 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::compress;
 use crate::config::Config;
 use crate::event::{Event, WriteFailure, WriteId};
+use crate::fragment::{self, Reassembly};
 use crate::identity::{Keypair, PeerId, PublicKey};
 use crate::limits::SourceLimits;
 use crate::membership::{LeaveReason, Member, Membership, MergeOutcome};
@@ -48,6 +49,9 @@ const SEQ_HEADROOM: u64 = 1 << 32;
 const HINT_MEMORY: Duration = Duration::from_secs(1);
 /// Most updates sent in answer to one repair request.
 const MAX_REPAIR_UPDATES: usize = 256;
+/// An answer to one repair request stops after the run that reaches this
+/// many bytes (the first run always goes).
+const MAX_REPAIR_BYTES: usize = 32 * 1024;
 /// Most chunks in one snapshot (bounds reassembly memory to about 4.5 MiB).
 const MAX_SNAPSHOT_CHUNKS: u16 = 4096;
 /// Bytes a snapshot frame spends on everything but its entries (upper bound).
@@ -312,6 +316,10 @@ pub struct Peer {
     limits: SourceLimits,
     /// Address checks in flight, by member.
     addr_checks: BTreeMap<PeerId, admission::AddrCheck>,
+    /// The number of the next frame we send in fragments.
+    next_fragment_id: u32,
+    /// Frames members send us in fragments, being joined.
+    reassembly: Reassembly,
     #[cfg(feature = "faults")]
     fault: Option<Fault>,
     #[cfg(feature = "faults")]
@@ -358,6 +366,10 @@ impl Peer {
         let mut boot_rng = ChaCha8Rng::seed_from_u64(seed);
         boot_rng.set_stream(1);
         let sealer = Sealer::new(&config.session_secret, &id, boot_rng.gen());
+        // Fragment numbers start at random, so a restarted peer's pieces never
+        // join with its previous life's.
+        let next_fragment_id = boot_rng.gen();
+        let reassembly = Reassembly::new(config.reassembly_settings());
         let opener = Opener::new(config.session_secret.clone());
         let limits = SourceLimits::new(config.limit_settings());
         // Spread first ticks so peers started together do not beat in lockstep.
@@ -407,6 +419,8 @@ impl Peer {
             opener,
             limits,
             addr_checks: BTreeMap::new(),
+            next_fragment_id,
+            reassembly,
             #[cfg(feature = "faults")]
             fault: None,
             #[cfg(feature = "faults")]
@@ -873,7 +887,20 @@ impl Peer {
             // were lost, then confirmed gone for its silence): our lists carry its
             // tombstone, which it refutes to come back.
             Frame::SyncReq if !known_alive && self.members.get(&sender).is_some() => self.send_lists(from),
+            // The joined frame meets the same checks as one that came whole.
+            Frame::Fragment { id, index, count, bytes } if known_alive || joining => {
+                let mut dropped = Vec::new();
+                let joined = self.reassembly.insert(now, sender, (id, index, count, bytes), &mut dropped);
+                for reason in dropped {
+                    self.stats.drop(reason);
+                }
+                if let Some(frame) = joined {
+                    self.stats.frames_joined += 1;
+                    self.handle_frame(now, from, sender, frame);
+                }
+            }
             _ if !known_alive => self.stats.drop(DropReason::UnknownSender),
+            Frame::Fragment { .. } => {}
             Frame::Welcome | Frame::Members(_) | Frame::Shards(_) | Frame::Snapshot { .. } => {}
             Frame::Leave { incarnation } => self.handle_leave(now, sender, incarnation),
             Frame::Delta { shard, epoch, first_seq, base, after, author, sig, updates } => {
@@ -2109,9 +2136,18 @@ impl Peer {
         let servable = |runs: &Vec<_>| !runs.is_empty() || from_seq > st.replica.seq() || own_unsent;
         match st.replica.signed_runs_from(from_seq, MAX_REPAIR_UPDATES).filter(|runs| prefix && servable(runs)) {
             Some(runs) => {
-                // Resent exactly as their author signed them.
+                // Resent exactly as their author signed them, at most about
+                // MAX_REPAIR_BYTES at a time: runs of large values go in
+                // fragments, and a burst of many would only crowd the asker's
+                // reassembly. It asks again for the rest.
+                let mut sent = 0;
                 for (proof, updates) in runs {
-                    self.queue_frame(to, &proof.frame(shard, updates));
+                    if sent >= MAX_REPAIR_BYTES {
+                        break;
+                    }
+                    let frame = proof.frame(shard, updates).to_bytes_from(&self.id);
+                    sent += frame.len();
+                    self.queue(to, frame);
                 }
             }
             // A member that is not the czar and is not past the asker has
@@ -2139,7 +2175,8 @@ impl Peer {
         let mut used = 0;
         for (k, v) in st.replica.entries() {
             let len = wire::varint_len(k.len() as u64) + k.len() + wire::varint_len(v.len() as u64) + v.len();
-            if used + len > MAX_FRAME_BYTES - SNAPSHOT_FRAME_OVERHEAD {
+            let current = chunks.last().expect("non-empty");
+            if used + len > MAX_FRAME_BYTES - SNAPSHOT_FRAME_OVERHEAD && !current.is_empty() {
                 chunks.push(Vec::new());
                 used = 0;
             }
@@ -2322,6 +2359,11 @@ impl Peer {
     // ----- periodic work -----------------------------------------------------------
 
     fn tick(&mut self, now: Instant) {
+        let mut dropped = Vec::new();
+        self.reassembly.expire(now, &mut dropped);
+        for reason in dropped {
+            self.stats.drop(reason);
+        }
         match self.phase {
             Phase::Idle | Phase::Left => return,
             Phase::Joining { last_sent, .. } => {
@@ -2405,9 +2447,21 @@ impl Peer {
         self.events.push_back(event);
     }
 
+    /// Queues an encoded frame for `to`; one too large for a datagram goes
+    /// as fragments.
     fn queue(&mut self, to: SocketAddr, frame: Vec<u8>) {
-        debug_assert!(frame.len() <= MAX_FRAME_BYTES, "frame of {} bytes", frame.len());
-        self.outbox.entry(to).or_default().push(frame);
+        if frame.len() <= MAX_FRAME_BYTES {
+            self.outbox.entry(to).or_default().push(frame);
+            return;
+        }
+        let id = self.next_fragment_id;
+        self.next_fragment_id = id.wrapping_add(1);
+        let Some(pieces) = fragment::split(id, &frame) else {
+            debug_assert!(false, "frame of {} bytes", frame.len());
+            return;
+        };
+        self.stats.frames_fragmented += 1;
+        self.outbox.entry(to).or_default().extend(pieces);
     }
 
     fn queue_frame(&mut self, to: SocketAddr, frame: &Frame) {
