@@ -80,6 +80,19 @@ pub enum Event {
         /// The new value, `None` if deleted.
         value: Option<Vec<u8>>,
     },
+    /// A stream key's newer value arrived from the shard's czar (see
+    /// [`crate::Peer::write_stream`]). Emitted only when
+    /// [`crate::Config::update_events`] is on.
+    Streamed {
+        /// Which shard.
+        shard: ShardId,
+        /// The czar that wrote and signed it.
+        author: PeerId,
+        /// The key.
+        key: Vec<u8>,
+        /// The newest value.
+        value: Vec<u8>,
+    },
     /// As czar, we applied an update (our own write or a forwarded one) at
     /// `version`. Emitted only when [`crate::Config::update_events`] is on.
     Authored {

@@ -39,6 +39,7 @@ pub mod replica;
 pub mod seal;
 pub mod shards;
 pub mod stats;
+pub mod stream;
 pub mod time;
 pub mod wire;
 

@@ -25,6 +25,7 @@ use crate::shards::ShardId;
 use crate::wire::{put_update, Frame, Update};
 
 const DELTA_CONTEXT: &str = "anarchy 2026 signed delta v1";
+const STREAM_CONTEXT: &str = "anarchy 2026 signed stream v1";
 const SNAPSHOT_CONTEXT: &str = "anarchy 2026 signed snapshot v1";
 const SNAPSHOT_DIGEST_CONTEXT: &str = "anarchy 2026 snapshot digest v1";
 const VERIFIED_CONTEXT: &str = "anarchy 2026 verified signature cache v1";
@@ -134,6 +135,33 @@ pub fn delta_message(
         buf.clear();
         put_update(&mut buf, u);
         h.update(&buf);
+    }
+    *h.finalize().as_bytes()
+}
+
+/// What the czar `author` signs for one [`Frame::Stream`]: the session, the
+/// shard, the epoch, the stamp range and every entry, in order.
+pub fn stream_message(
+    session: &[u8; 32],
+    author: &PeerId,
+    shard: ShardId,
+    epoch: u32,
+    from: u64,
+    to: u64,
+    entries: &[(Vec<u8>, Vec<u8>)],
+) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key(STREAM_CONTEXT);
+    h.update(session);
+    h.update(&author.0);
+    let mut buf = Vec::with_capacity(64);
+    crate::wire::put_stream_header(&mut buf, shard, epoch, from, to);
+    h.update(&buf);
+    h.update(&(entries.len() as u64).to_le_bytes());
+    for (k, v) in entries {
+        h.update(&(k.len() as u64).to_le_bytes());
+        h.update(k);
+        h.update(&(v.len() as u64).to_le_bytes());
+        h.update(v);
     }
     *h.finalize().as_bytes()
 }

@@ -210,6 +210,8 @@ pub struct Stats {
     pub frames_fragmented: u64,
     /// Frames joined from fragments received.
     pub frames_joined: u64,
+    /// Newer stream values taken from czars.
+    pub stream_values_applied: u64,
     drops: [u64; DropReason::ALL.len()],
 }
 

@@ -39,6 +39,10 @@ pub const MAX_KEY_BYTES: usize = 64;
 /// in fragments, alone in its frame; [`MAX_FRAGMENTED_FRAME_BYTES`] leaves room
 /// for the largest key and any frame's fields around it.
 pub const MAX_VALUE_BYTES: usize = 16 * 1024;
+/// Longest value of a stream key (see [`Frame::Stream`]): a stream carries
+/// fast-changing state (positions, orientations), and one value always fits
+/// in one datagram with its frame.
+pub const MAX_STREAM_VALUE_BYTES: usize = 896;
 /// Longest shard name.
 pub const MAX_SHARD_NAME_BYTES: usize = 64;
 /// Largest epoch or incarnation a datagram may carry. Far above anything a
@@ -446,6 +450,34 @@ pub enum Frame {
         /// The signature.
         signature: [u8; SIGNATURE_BYTES],
     },
+    /// The newest values of a shard's stream keys, from its czar (the
+    /// datagram's sender): every stream key the czar changed in stamps
+    /// `from + 1 ..= to` of `epoch`, each at its newest value. Lost or
+    /// superseded values are never resent; the czar resends from what the
+    /// receiver acknowledged ([`Frame::StreamAck`]).
+    Stream {
+        /// Which shard.
+        shard: ShardId,
+        /// The czar's epoch.
+        epoch: u32,
+        /// The receiver already holds every change up to this stamp (0: none).
+        from: u64,
+        /// The last stamp covered; above `from`.
+        to: u64,
+        /// Keys and their newest values (at least one).
+        entries: Vec<(Vec<u8>, Vec<u8>)>,
+        /// The czar's signature (see `proof::stream_message`).
+        sig: Signature,
+    },
+    /// "I hold every stream change of this shard's czar up to `have`."
+    StreamAck {
+        /// Which shard.
+        shard: ShardId,
+        /// The czar's epoch.
+        epoch: u32,
+        /// The highest stamp up to which nothing is missing.
+        have: u64,
+    },
     /// One piece of a frame larger than [`MAX_FRAME_BYTES`]: the receiver
     /// joins the `count` pieces of `id` in index order and decodes the result
     /// as one frame (never itself a fragment).
@@ -490,6 +522,8 @@ impl Frame {
             Frame::AddrCheck { .. } => FrameKind::AddrCheck,
             Frame::AddrProof { .. } => FrameKind::AddrProof,
             Frame::Fragment { .. } => FrameKind::Fragment,
+            Frame::Stream { .. } => FrameKind::Stream,
+            Frame::StreamAck { .. } => FrameKind::StreamAck,
         }
     }
 
@@ -631,6 +665,20 @@ impl Frame {
                 out.extend_from_slice(&nonce.to_le_bytes());
                 out.extend_from_slice(signature);
             }
+            Frame::Stream { shard, epoch, from, to, entries, sig } => {
+                put_stream_header(out, *shard, *epoch, *from, *to);
+                out.extend_from_slice(sig);
+                put_varint(out, entries.len() as u64);
+                for (k, v) in entries {
+                    put_bytes(out, k);
+                    put_bytes(out, v);
+                }
+            }
+            Frame::StreamAck { shard, epoch, have } => {
+                out.extend_from_slice(&shard.0.to_le_bytes());
+                put_varint(out, u64::from(*epoch));
+                put_varint(out, *have);
+            }
             Frame::Fragment { id, index, count, bytes } => {
                 put_varint(out, u64::from(*id));
                 put_varint(out, u64::from(*index));
@@ -741,6 +789,10 @@ pub enum FrameKind {
     AddrProof = 24,
     /// [`Frame::Fragment`]
     Fragment = 26,
+    /// [`Frame::Stream`]
+    Stream = 27,
+    /// [`Frame::StreamAck`]
+    StreamAck = 28,
 }
 
 /// A decoded datagram: who sent it and what it says.
@@ -1044,6 +1096,31 @@ fn decode_frame(r: &mut Reader<'_>, sender: &PeerId) -> Result<Frame, DecodeErro
             }
             Frame::Fragment { id, index, count, bytes }
         }
+        27 => {
+            let shard = r.shard()?;
+            let epoch = r.epoch()?;
+            let from = r.seq()?;
+            let to = r.seq()?;
+            let sig = r.array()?;
+            if to <= from {
+                return Err(DecodeError::Invalid("stream range"));
+            }
+            let n = r.count(2 + 1)?;
+            if n == 0 {
+                return Err(DecodeError::Invalid("empty stream"));
+            }
+            let mut entries = Vec::with_capacity(n);
+            for _ in 0..n {
+                let k = r.bytes(MAX_KEY_BYTES, "key")?.to_vec();
+                if k.is_empty() {
+                    return Err(DecodeError::Invalid("empty key"));
+                }
+                let v = r.bytes(MAX_STREAM_VALUE_BYTES, "value")?.to_vec();
+                entries.push((k, v));
+            }
+            Frame::Stream { shard, epoch, from, to, entries, sig }
+        }
+        28 => Frame::StreamAck { shard: r.shard()?, epoch: r.epoch()?, have: r.seq()? },
         other => return Err(DecodeError::UnknownFrame(other)),
     };
     Ok(frame)
@@ -1064,6 +1141,15 @@ pub fn decode_joined_frame(bytes: &[u8], sender: &PeerId) -> Result<Frame, Decod
         return Err(DecodeError::Invalid("joined frame"));
     }
     Ok(frame)
+}
+
+/// The fields of a [`Frame::Stream`] before its signature: also what its
+/// signature covers, with the session, author and entries (`proof::stream_message`).
+pub(crate) fn put_stream_header(out: &mut Vec<u8>, shard: ShardId, epoch: u32, from: u64, to: u64) {
+    out.extend_from_slice(&shard.0.to_le_bytes());
+    put_varint(out, u64::from(epoch));
+    put_varint(out, from);
+    put_varint(out, to);
 }
 
 /// Bytes a LEB128 varint of `v` takes.
@@ -1484,6 +1570,15 @@ mod tests {
                     prepared: 1,
                 }],
             },
+            Frame::Stream {
+                shard: ShardId(9),
+                epoch: 2,
+                from: 40,
+                to: 45,
+                entries: vec![(b"e3".to_vec(), vec![1; 12]), (b"e7".to_vec(), Vec::new())],
+                sig: [5; 64],
+            },
+            Frame::StreamAck { shard: ShardId(9), epoch: 2, have: 45 },
         ]
     }
 

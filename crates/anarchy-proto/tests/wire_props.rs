@@ -292,6 +292,25 @@ fn frame() -> impl Strategy<Value = Frame> {
             signature[32..].copy_from_slice(&b);
             Frame::AddrProof { nonce, signature }
         }),
+        (
+            shard_id(),
+            0..=MAX_EPOCH,
+            0..MAX_SEQ,
+            1..=1000u64,
+            any::<[u8; 32]>(),
+            prop::collection::vec((key(), prop::collection::vec(any::<u8>(), 0..=24)), 1..=8)
+        )
+            .prop_map(|(shard, epoch, from, span, half, entries)| {
+                let mut sig = [0u8; 64];
+                sig[..32].copy_from_slice(&half);
+                Frame::Stream { shard, epoch, from, to: (from + span).min(MAX_SEQ), entries, sig }
+            })
+            .prop_filter("a range", |f| matches!(f, Frame::Stream { from, to, .. } if to > from)),
+        (shard_id(), 0..=MAX_EPOCH, 0..=MAX_SEQ).prop_map(|(shard, epoch, have)| Frame::StreamAck {
+            shard,
+            epoch,
+            have
+        }),
         (any::<u32>(), 2..=MAX_FRAGMENTS, prop::collection::vec(any::<u8>(), 1..=64)).prop_flat_map(
             |(id, count, bytes)| {
                 (0..count).prop_map(move |index| Frame::Fragment { id, index, count, bytes: bytes.clone() })

@@ -42,6 +42,12 @@ pub enum SessionError {
     /// The value is larger than the protocol allows.
     #[error("value of {0} bytes exceeds the {MAX_VALUE_BYTES}-byte limit")]
     ValueTooLarge(usize),
+    /// A stream value is larger than the protocol allows.
+    #[error("stream value of {0} bytes exceeds the {max}-byte limit", max = anarchy_proto::wire::MAX_STREAM_VALUE_BYTES)]
+    StreamValueTooLarge(usize),
+    /// Only a shard's czar writes its stream keys, and this peer is not it.
+    #[error("this peer is not the czar of shard {0:?}: only the czar writes its stream keys")]
+    NotCzar(String),
     /// This peer has left the session.
     #[error("this peer is not in the session (it has left)")]
     NotInSession,
@@ -66,6 +72,8 @@ impl SessionError {
             WriteError::ValueTooLarge(n) => SessionError::ValueTooLarge(n),
             WriteError::NotInSession => SessionError::NotInSession,
             WriteError::TooManyPending(n) => SessionError::TooManyPending(n),
+            WriteError::StreamValueTooLarge(n) => SessionError::StreamValueTooLarge(n),
+            WriteError::NotCzar(_) => SessionError::NotCzar(shard.to_owned()),
         }
     }
 }

@@ -68,6 +68,12 @@ impl Batch<'_> {
         let id = declared(self.peer, shard)?;
         self.peer.delete(self.now, id, key).map_err(|e| SessionError::from_write(e, shard))
     }
+
+    /// Sets a stream key of a shard this peer is czar of. See [`Session::write_stream`].
+    pub fn write_stream(&mut self, shard: &str, key: &[u8], value: &[u8]) -> Result<(), SessionError> {
+        let id = declared(self.peer, shard)?;
+        self.peer.write_stream(self.now, id, key, value).map_err(|e| SessionError::from_write(e, shard))
+    }
 }
 
 /// The id of `shard`, if this peer knows it.
@@ -131,6 +137,22 @@ impl Session {
     /// Removes `key` from `shard` (same outcomes as [`Session::write`]).
     pub fn delete(&self, shard: &str, key: &[u8]) -> Result<WriteOutcome, SessionError> {
         self.batch(|b| b.delete(shard, key))
+    }
+
+    /// Sets a *stream* key of `shard`, which this peer must be czar of (its
+    /// avatar, say): fast-changing state where only the newest value matters.
+    /// Lost or superseded values are never resent, the newest is; on a slow
+    /// link stream values go less often while reliable and critical updates
+    /// keep their pace. Stream keys live beside the shard's versioned keys;
+    /// read them with [`Session::stream_value`]. Values up to
+    /// [`anarchy_proto::wire::MAX_STREAM_VALUE_BYTES`] bytes.
+    pub fn write_stream(&self, shard: &str, key: &[u8], value: &[u8]) -> Result<(), SessionError> {
+        self.batch(|b| b.write_stream(shard, key, value))
+    }
+
+    /// The newest value of stream key `key` of `shard` this peer holds.
+    pub fn stream_value(&self, shard: &str, key: &[u8]) -> Option<Vec<u8>> {
+        self.shared.peer().stream_value(ShardId::from_name(shard), key).map(<[u8]>::to_vec)
     }
 
     /// Runs `writes` under one lock and then wakes the driver once: everything

@@ -32,6 +32,7 @@ mod admission;
 mod critical;
 mod failover;
 mod status;
+mod stream;
 
 pub use critical::{Proposal, Validator};
 pub use status::{LatencyView, MemberView, PeerStatus, ShardView};
@@ -137,6 +138,12 @@ pub enum WriteError {
     /// Too many writes are waiting for their czar.
     #[error("too many writes waiting for a czar ({0})")]
     TooManyPending(usize),
+    /// A stream value longer than [`crate::wire::MAX_STREAM_VALUE_BYTES`].
+    #[error("stream value of {0} bytes exceeds {max}", max = crate::wire::MAX_STREAM_VALUE_BYTES)]
+    StreamValueTooLarge(usize),
+    /// Stream keys are written only by their shard's czar, and we are not it (yet).
+    #[error("not the czar of shard {0}: only a shard's czar writes its stream keys")]
+    NotCzar(ShardId),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,6 +232,8 @@ struct ShardState {
     /// Writes forwarded to us as the shard's heir while its czar is suspected
     /// (or while we catch up as its new czar): applied once we are ready.
     held_forwards: VecDeque<HeldForward>,
+    /// Stream keys (see `stream`).
+    streams: stream::ShardStreams,
 }
 
 /// A forwarded write held by a shard's heir (see `ShardState::held_forwards`).
@@ -320,6 +329,10 @@ pub struct Peer {
     next_fragment_id: u32,
     /// Frames members send us in fragments, being joined.
     reassembly: Reassembly,
+    /// Send budgets and stream cursors per member address (see `stream`).
+    stream_links: BTreeMap<SocketAddr, stream::StreamLink>,
+    /// A stream key was written since the last flush.
+    streams_dirty: bool,
     #[cfg(feature = "faults")]
     fault: Option<Fault>,
     #[cfg(feature = "faults")]
@@ -421,6 +434,8 @@ impl Peer {
             addr_checks: BTreeMap::new(),
             next_fragment_id,
             reassembly,
+            stream_links: BTreeMap::new(),
+            streams_dirty: false,
             #[cfg(feature = "faults")]
             fault: None,
             #[cfg(feature = "faults")]
@@ -901,6 +916,10 @@ impl Peer {
             }
             _ if !known_alive => self.stats.drop(DropReason::UnknownSender),
             Frame::Fragment { .. } => {}
+            Frame::Stream { shard, epoch, from, to, entries, sig } => {
+                self.handle_stream(sender, shard, epoch, from, to, entries, sig)
+            }
+            Frame::StreamAck { shard, epoch, have } => self.handle_stream_ack(now, from, shard, epoch, have),
             Frame::Welcome | Frame::Members(_) | Frame::Shards(_) | Frame::Snapshot { .. } => {}
             Frame::Leave { incarnation } => self.handle_leave(now, sender, incarnation),
             Frame::Delta { shard, epoch, first_seq, base, after, author, sig, updates } => {
@@ -2637,8 +2656,14 @@ impl Peer {
         if !held || self.heartbeat_due {
             self.flush_outgoing();
         }
+        let tick = self.heartbeat_due;
         if std::mem::take(&mut self.heartbeat_due) && self.phase == Phase::Joined {
             self.queue_heartbeats();
+            self.queue_stream_acks();
+        }
+        // Streams after everything reliable: what they find of the budget is left over.
+        if (std::mem::take(&mut self.streams_dirty) || tick) && self.phase == Phase::Joined {
+            self.flush_streams();
         }
         let outbox = std::mem::take(&mut self.outbox);
         for (to, frames) in outbox {
@@ -2647,6 +2672,7 @@ impl Peer {
             for f in &frames {
                 if len + f.len() > MAX_PLAIN_DATAGRAM_BYTES && !current.is_empty() {
                     let payload = self.seal(&compress::compress_datagram(wire::encode_datagram(&self.id, &current)));
+                    self.spend_link_budget(to, payload.len());
                     self.transmits.push_back(Transmit { destination: to, payload });
                     current.clear();
                     len = HEADER_BYTES;
@@ -2656,6 +2682,7 @@ impl Peer {
             }
             if !current.is_empty() {
                 let payload = self.seal(&compress::compress_datagram(wire::encode_datagram(&self.id, &current)));
+                self.spend_link_budget(to, payload.len());
                 self.transmits.push_back(Transmit { destination: to, payload });
             }
         }

@@ -1,0 +1,328 @@
+//! Stream updates and per-link send budgets.
+//!
+//! Owns `write_stream` and what follows it: the czar keeps each shard's
+//! stream keys with the stamp of their last change, and on every flush sends
+//! each member, in one signed [`Frame::Stream`], the newest value of every key
+//! changed since what that member holds: superseded values are never sent,
+//! lost ones are replaced by the newest. Members acknowledge the stamp up to
+//! which they miss nothing ([`Frame::StreamAck`], with their next tick). The
+//! acknowledgements give each link a round trip; a [`LinkRate`] per link
+//! turns round trips and losses into a send budget that every datagram on the
+//! link spends and that only stream sends wait for: under a short budget,
+//! critical and reliable traffic goes first and streams to that member go
+//! less often, each send carrying every key changed since, so no key starves.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use super::{Peer, WriteError};
+use crate::event::Event;
+use crate::identity::PeerId;
+use crate::proof;
+use crate::shards::ShardId;
+use crate::stats::DropReason;
+use crate::stream::{LinkRate, StreamEntries, StreamValues};
+use crate::time::Instant;
+use crate::wire::{Frame, MAX_FRAME_BYTES, MAX_KEY_BYTES, MAX_STREAM_VALUE_BYTES};
+
+/// A stream frame's fields besides its entries, at their largest: type, shard,
+/// epoch, two stamps, signature, entry count.
+const STREAM_FRAME_OVERHEAD: usize = 1 + 8 + 5 + 10 + 10 + 64 + 2;
+/// Sends remembered per link and shard, to time acknowledgements.
+const MAX_SENDS_REMEMBERED: usize = 32;
+
+/// The stream side of one shard on this peer.
+#[derive(Debug, Default)]
+pub(super) struct ShardStreams {
+    /// The values we hold.
+    pub(super) values: StreamValues,
+    /// As czar: the epoch our stamps belong to, and the last stamp given.
+    czar_epoch: u32,
+    stamp: u64,
+    /// As member: the czar and epoch we hold stamps of, and the stamp up to
+    /// which we miss nothing.
+    have: Option<(PeerId, u32, u64)>,
+    /// Our acknowledgement is due with the next tick.
+    ack_due: bool,
+}
+
+/// What the czar knows of one member's copy of one shard's streams.
+#[derive(Debug, Default)]
+struct Cursor {
+    epoch: u32,
+    /// The last stamp sent.
+    sent: u64,
+    /// The last stamp acknowledged.
+    acked: u64,
+    /// Recent sends: (stamp covered, when).
+    sends: VecDeque<(u64, Instant)>,
+}
+
+/// One member's link: its budget and its stream cursors.
+#[derive(Debug)]
+pub(super) struct StreamLink {
+    pub(super) rate: LinkRate,
+    cursors: BTreeMap<ShardId, Cursor>,
+}
+
+impl Peer {
+    /// Sets a *stream* key of `shard`: fast-changing state where only the
+    /// newest value matters (positions, orientations). Only the shard's czar
+    /// writes stream keys (a game streams the shards it owns). The value is
+    /// applied here at once and reaches every member with the next flush;
+    /// a lost or superseded value is never resent, the newest one is. Under
+    /// a short link budget a member gets stream values less often, never
+    /// reliable or critical updates later. Stream keys are apart from the
+    /// shard's versioned state: read them with [`Peer::stream_value`].
+    pub fn write_stream(&mut self, now: Instant, shard: ShardId, key: &[u8], value: &[u8]) -> Result<(), WriteError> {
+        self.clock = self.clock.max(now);
+        if !self.is_joined() {
+            return Err(WriteError::NotInSession);
+        }
+        if key.is_empty() {
+            return Err(WriteError::EmptyKey);
+        }
+        if key.len() > MAX_KEY_BYTES {
+            return Err(WriteError::KeyTooLong(key.len()));
+        }
+        if value.len() > MAX_STREAM_VALUE_BYTES {
+            return Err(WriteError::StreamValueTooLarge(value.len()));
+        }
+        let me = self.id;
+        let st = self.states.get_mut(&shard).ok_or(WriteError::UnknownShard(shard))?;
+        if !st.is_ready_czar(me) {
+            return Err(WriteError::NotCzar(shard));
+        }
+        let epoch = st.replica.epoch;
+        let streams = &mut st.streams;
+        if streams.czar_epoch != epoch {
+            // Our first stream write in this epoch: what we hold becomes ours,
+            // so every member ends with it.
+            streams.values.adopt(epoch);
+            streams.czar_epoch = epoch;
+            streams.stamp = 1;
+        }
+        if streams.values.get(key) == Some(value) {
+            return Ok(());
+        }
+        streams.stamp += 1;
+        streams.values.offer(epoch, streams.stamp, key, value);
+        self.streams_dirty = true;
+        Ok(())
+    }
+
+    /// The value of stream key `key` of `shard`, if we hold one.
+    pub fn stream_value(&self, shard: ShardId, key: &[u8]) -> Option<&[u8]> {
+        self.states.get(&shard)?.streams.values.get(key)
+    }
+
+    /// A digest of every stream key and value of `shard` we hold (equal on
+    /// two peers that hold the same values).
+    pub fn stream_digest(&self, shard: ShardId) -> Option<u64> {
+        Some(self.states.get(&shard)?.streams.values.digest())
+    }
+
+    /// A member's link budget, bytes per second, once a stream was sent to it.
+    pub fn link_budget(&self, peer: &PeerId) -> Option<u64> {
+        let addr = self.members.get(peer)?.addr;
+        self.stream_links.get(&addr).map(|l| l.rate.rate())
+    }
+
+    /// Sends every member the stream keys changed since what it holds, for
+    /// every shard we are the ready czar of, as its budget allows.
+    pub(super) fn flush_streams(&mut self) {
+        let now = self.clock;
+        let me = self.id;
+        let mut shards = Vec::new();
+        for (id, st) in self.states.iter_mut() {
+            if !st.is_ready_czar(me) {
+                continue;
+            }
+            let epoch = st.replica.epoch;
+            let streams = &mut st.streams;
+            if streams.czar_epoch != epoch && !streams.values.is_empty() {
+                // Czar of a shard with stream values: they become ours, so
+                // every member (a joiner too) ends with them.
+                streams.values.adopt(epoch);
+                streams.czar_epoch = epoch;
+                streams.stamp = 1;
+            }
+            if streams.czar_epoch == epoch && streams.stamp > 0 {
+                shards.push(*id);
+            }
+        }
+        if shards.is_empty() {
+            return;
+        }
+        let members: Vec<std::net::SocketAddr> = self.members.others().map(|m| m.addr).collect();
+        // One signature per distinct (shard, from, to): members in step share it.
+        let mut signed: BTreeMap<(ShardId, u64), (u64, StreamEntries, proof::Signature)> = BTreeMap::new();
+        for addr in members {
+            let link = self
+                .stream_links
+                .entry(addr)
+                .or_insert_with(|| StreamLink { rate: LinkRate::new(now), cursors: BTreeMap::new() });
+            if !link.rate.may_send(now) {
+                continue;
+            }
+            let rto = link.rate.srtt().unwrap_or(Duration::from_millis(100)).mul_f64(1.5) + Duration::from_millis(50);
+            let mut frames = Vec::new();
+            for shard in &shards {
+                let st = &self.states[shard];
+                let (epoch, stamp) = (st.streams.czar_epoch, st.streams.stamp);
+                let cursor = link.cursors.entry(*shard).or_default();
+                if cursor.epoch != epoch {
+                    *cursor = Cursor { epoch, ..Cursor::default() };
+                }
+                // Unacknowledged for longer than a round trip: the receiver
+                // missed a send; start again from what it holds.
+                let overdue = cursor.acked < cursor.sent
+                    && cursor
+                        .sends
+                        .iter()
+                        .find(|(to, _)| *to > cursor.acked)
+                        .is_some_and(|(_, at)| now.saturating_duration_since(*at) > rto);
+                if overdue {
+                    link.rate.on_loss(now);
+                    cursor.sent = cursor.acked;
+                    cursor.sends.clear();
+                }
+                let from = cursor.sent;
+                if from >= stamp {
+                    continue;
+                }
+                let (to, entries, sig) = signed
+                    .entry((*shard, from))
+                    .or_insert_with(|| {
+                        let (entries, to) =
+                            st.streams.values.changed_after(epoch, from, MAX_FRAME_BYTES - STREAM_FRAME_OVERHEAD);
+                        let message = proof::stream_message(&self.session_tag, &me, *shard, epoch, from, to, &entries);
+                        (to, entries, proof::sign(&self.keypair, &message))
+                    })
+                    .clone();
+                if to <= from || entries.is_empty() {
+                    continue;
+                }
+                cursor.sent = to;
+                cursor.sends.push_back((to, now));
+                if cursor.sends.len() > MAX_SENDS_REMEMBERED {
+                    cursor.sends.pop_front();
+                }
+                frames.push(Frame::Stream { shard: *shard, epoch, from, to, entries, sig });
+            }
+            for frame in frames {
+                self.queue_frame(addr, &frame);
+            }
+        }
+    }
+
+    /// A [`Frame::Stream`] from `sender`: taken if `sender` is the czar we
+    /// follow in that epoch and signed it.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn handle_stream(
+        &mut self,
+        sender: PeerId,
+        shard: ShardId,
+        epoch: u32,
+        from: u64,
+        to: u64,
+        entries: StreamEntries,
+        sig: proof::Signature,
+    ) {
+        let Some(st) = self.states.get(&shard) else {
+            self.stats.drop(DropReason::UnknownShard);
+            return;
+        };
+        if st.replica.czar != Some(sender) || st.replica.epoch != epoch {
+            let reason = if epoch < st.replica.epoch { DropReason::StaleEpoch } else { DropReason::NotCzar };
+            self.stats.drop(reason);
+            return;
+        }
+        let Some(key) = self.members.get(&sender).map(|m| m.public_key) else {
+            self.stats.drop(DropReason::UnknownSender);
+            return;
+        };
+        let message = proof::stream_message(&self.session_tag, &sender, shard, epoch, from, to, &entries);
+        if !proof::verify(&key, &message, &sig) {
+            self.stats.drop(DropReason::BadSignature);
+            return;
+        }
+        let events = self.config.update_events;
+        let st = self.states.get_mut(&shard).expect("checked");
+        let streams = &mut st.streams;
+        let have = match streams.have {
+            Some((czar, e, have)) if czar == sender && e == epoch => have,
+            _ => 0,
+        };
+        if from <= have {
+            streams.have = Some((sender, epoch, have.max(to)));
+        } else if streams.have.is_none_or(|(czar, e, _)| czar != sender || e != epoch) {
+            streams.have = Some((sender, epoch, 0));
+        }
+        streams.ack_due = true;
+        let mut changed = Vec::new();
+        for (key, value) in entries {
+            // Every value in the frame is at least as new as stamp `to`'s.
+            if streams.values.offer(epoch, to, &key, &value) && events {
+                changed.push((key, value));
+            }
+        }
+        self.stats.stream_values_applied += changed.len() as u64;
+        for (key, value) in changed {
+            self.push_event(Event::Streamed { shard, author: sender, key, value });
+        }
+    }
+
+    /// A member's [`Frame::StreamAck`]: it holds our stream changes up to `have`.
+    pub(super) fn handle_stream_ack(
+        &mut self,
+        now: Instant,
+        from: std::net::SocketAddr,
+        shard: ShardId,
+        epoch: u32,
+        have: u64,
+    ) {
+        let Some(link) = self.stream_links.get_mut(&from) else { return };
+        let Some(cursor) = link.cursors.get_mut(&shard) else { return };
+        if cursor.epoch != epoch || have <= cursor.acked || have > cursor.sent {
+            return;
+        }
+        cursor.acked = have;
+        if let Some(at) = cursor.sends.iter().find(|(to, _)| *to == have).map(|(_, at)| *at) {
+            link.rate.on_rtt(now, now.saturating_duration_since(at));
+        }
+        cursor.sends.retain(|(to, _)| *to > have);
+    }
+
+    /// With each tick: our acknowledgements to the czars whose streams we
+    /// took since the last, and the links of members that are gone forgotten.
+    pub(super) fn queue_stream_acks(&mut self) {
+        let mut acks = Vec::new();
+        for (shard, st) in self.states.iter_mut() {
+            if !std::mem::take(&mut st.streams.ack_due) {
+                continue;
+            }
+            if let Some((czar, epoch, have)) = st.streams.have {
+                acks.push((czar, Frame::StreamAck { shard: *shard, epoch, have }));
+            }
+        }
+        for (czar, frame) in acks {
+            if let Some(addr) = self.members.get(&czar).filter(|m| m.is_alive()).map(|m| m.addr) {
+                self.queue_frame(addr, &frame);
+            }
+        }
+        if self.stream_links.len() > self.members.alive_count() {
+            let live: std::collections::BTreeSet<std::net::SocketAddr> =
+                self.members.others().map(|m| m.addr).collect();
+            self.stream_links.retain(|addr, _| live.contains(addr));
+        }
+    }
+
+    /// Pays for a datagram of `bytes` sent to `to` from that member's budget.
+    pub(super) fn spend_link_budget(&mut self, to: std::net::SocketAddr, bytes: usize) {
+        let now = self.clock;
+        if let Some(link) = self.stream_links.get_mut(&to) {
+            link.rate.spend(now, bytes);
+        }
+    }
+}

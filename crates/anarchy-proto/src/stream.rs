@@ -1,0 +1,340 @@
+//! Streams: fast-changing state where only the newest value matters, and the
+//! send budget of each link.
+//!
+//! Owns the two pure pieces of the stream path. [`StreamValues`] is one
+//! shard's stream keys on one peer: each value with the (epoch, stamp) it was
+//! last changed at, newer wins, and the czar's view of which keys changed
+//! after a stamp. [`LinkRate`] is the send budget of one link: a token bucket
+//! whose rate follows additive-increase, multiplicative-decrease on the round
+//! trips and losses the stream acknowledgements show. Stream values are not
+//! part of the shard's versioned, checksummed log: they are never repaired
+//! one by one, the newest value of every key changed since the receiver's
+//! acknowledgement is sent again instead. Pure: time comes in as an [`Instant`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::time::Instant;
+
+/// Stream keys and their values, as a [`crate::wire::Frame::Stream`] carries them.
+pub type StreamEntries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// One stream value and the (epoch, stamp) of its last change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StreamEntry {
+    epoch: u32,
+    stamp: u64,
+    value: Vec<u8>,
+}
+
+/// One shard's stream keys as one peer holds them.
+#[derive(Debug, Clone, Default)]
+pub struct StreamValues {
+    values: BTreeMap<Vec<u8>, StreamEntry>,
+    /// Keys by (epoch, stamp) of their last change, for [`StreamValues::changed_after`].
+    by_stamp: BTreeMap<(u32, u64), Vec<Vec<u8>>>,
+}
+
+impl StreamValues {
+    /// The value of `key`, if any.
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        self.values.get(key).map(|e| e.value.as_slice())
+    }
+
+    /// Stream keys held.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether no stream key is held.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Every key and value, in key order.
+    pub fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.values.iter().map(|(k, e)| (k.as_slice(), e.value.as_slice()))
+    }
+
+    /// Takes `value` for `key` as changed at (`epoch`, `stamp`) if that is
+    /// newer than what we hold. Returns whether it was taken.
+    pub fn offer(&mut self, epoch: u32, stamp: u64, key: &[u8], value: &[u8]) -> bool {
+        if let Some(e) = self.values.get(key) {
+            if (e.epoch, e.stamp) >= (epoch, stamp) {
+                return false;
+            }
+            let old = (e.epoch, e.stamp);
+            self.unindex(old, key);
+        }
+        self.values.insert(key.to_vec(), StreamEntry { epoch, stamp, value: value.to_vec() });
+        self.by_stamp.entry((epoch, stamp)).or_default().push(key.to_vec());
+        true
+    }
+
+    /// As czar at `epoch`: every key last changed after `from` in that epoch
+    /// (or, if `from` is 0, every key whatever its epoch), oldest change
+    /// first, and the stamp the list covers: as many keys as fit in
+    /// `max_bytes` of encoded entries, always whole stamps, at least one key.
+    pub fn changed_after(&self, epoch: u32, from: u64, max_bytes: usize) -> (StreamEntries, u64) {
+        let start = if from == 0 { (0, 0) } else { (epoch, from + 1) };
+        let mut out: StreamEntries = Vec::new();
+        let mut used = 0;
+        let mut to = from;
+        for ((e, stamp), keys) in self.by_stamp.range(start..=(epoch, u64::MAX)) {
+            let len: usize = keys.iter().map(|k| entry_len(k, &self.values[k].value)).sum();
+            if !out.is_empty() && used + len > max_bytes {
+                break;
+            }
+            used += len;
+            out.extend(keys.iter().map(|k| (k.clone(), self.values[k].value.clone())));
+            // Older epochs are all sent at once (from 0): they count as stamp 0 of ours.
+            to = if *e == epoch { (*stamp).max(to) } else { to };
+        }
+        (out, to)
+    }
+
+    /// Stamps every key as changed at (`epoch`, 1): a new czar takes the
+    /// values it holds as its own, so that every member ends with them.
+    pub fn adopt(&mut self, epoch: u32) {
+        let keys: Vec<Vec<u8>> = self.values.keys().cloned().collect();
+        self.by_stamp.clear();
+        for k in &keys {
+            let e = self.values.get_mut(k).expect("present");
+            e.epoch = epoch;
+            e.stamp = 1;
+        }
+        if !keys.is_empty() {
+            self.by_stamp.insert((epoch, 1), keys);
+        }
+    }
+
+    /// A 64-bit digest of every key and value (not their stamps), for
+    /// comparing what peers hold.
+    pub fn digest(&self) -> u64 {
+        let mut h = blake3::Hasher::new();
+        for (k, e) in &self.values {
+            h.update(&(k.len() as u64).to_le_bytes());
+            h.update(k);
+            h.update(&(e.value.len() as u64).to_le_bytes());
+            h.update(&e.value);
+        }
+        u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"))
+    }
+
+    fn unindex(&mut self, at: (u32, u64), key: &[u8]) {
+        if let Some(keys) = self.by_stamp.get_mut(&at) {
+            keys.retain(|k| k != key);
+            if keys.is_empty() {
+                self.by_stamp.remove(&at);
+            }
+        }
+    }
+}
+
+/// Bytes one stream entry takes on the wire.
+pub fn entry_len(key: &[u8], value: &[u8]) -> usize {
+    crate::wire::varint_len(key.len() as u64) + key.len() + crate::wire::varint_len(value.len() as u64) + value.len()
+}
+
+/// Lowest send budget of a link, bytes per second.
+pub const MIN_RATE: u64 = 2_000;
+/// Highest send budget of a link, bytes per second.
+pub const MAX_RATE: u64 = 1_000_000;
+/// A link's budget before anything is measured, bytes per second.
+pub const START_RATE: u64 = 64_000;
+/// Added to the budget per good round trip, bytes per second.
+const INCREASE: u64 = 2_000;
+/// The budget is multiplied by this (in thousandths) on congestion.
+const DECREASE_PER_MILLE: u64 = 700;
+/// A round trip this far above the link's lowest is queueing: congestion.
+const QUEUE_DELAY: Duration = Duration::from_millis(80);
+/// How much of a second's budget the bucket holds at most.
+const BURST_MILLIS: u64 = 100;
+/// The lowest round trip is forgotten after this long (a route may change).
+const MIN_RTT_WINDOW: Duration = Duration::from_secs(10);
+
+/// The send budget of one link: AIMD on acknowledged round trips and losses,
+/// spent as a token bucket by everything sent on the link.
+#[derive(Debug, Clone)]
+pub struct LinkRate {
+    rate: u64,
+    /// Bytes that may be sent now, times 1000 (may go below zero: reliable
+    /// traffic is never held back, streams wait until it is paid for).
+    tokens: i64,
+    refilled: Instant,
+    srtt: Option<Duration>,
+    min_rtt: Option<(Duration, Instant)>,
+    last_change: Option<Instant>,
+    losses: u64,
+    samples: u64,
+}
+
+impl LinkRate {
+    /// A link first seen at `now`, at [`START_RATE`].
+    pub fn new(now: Instant) -> Self {
+        LinkRate {
+            rate: START_RATE,
+            tokens: (START_RATE * BURST_MILLIS) as i64,
+            refilled: now,
+            srtt: None,
+            min_rtt: None,
+            last_change: None,
+            losses: 0,
+            samples: 0,
+        }
+    }
+
+    /// The budget, bytes per second.
+    pub fn rate(&self) -> u64 {
+        self.rate
+    }
+
+    /// The smoothed acknowledged round trip, once measured.
+    pub fn srtt(&self) -> Option<Duration> {
+        self.srtt
+    }
+
+    /// The share of stream sends that had to be repeated (losses over sends).
+    pub fn loss(&self) -> Option<f64> {
+        (self.samples + self.losses > 0).then(|| self.losses as f64 / (self.samples + self.losses) as f64)
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.refilled).as_micros() as u64;
+        self.refilled = self.refilled.max(now);
+        let cap = (self.rate * BURST_MILLIS).max(8_000_000) as i64;
+        // rate bytes/s × elapsed µs / 1000 = thousandths of a byte.
+        let add = (self.rate.saturating_mul(elapsed) / 1000).min(i64::MAX as u64) as i64;
+        self.tokens = self.tokens.saturating_add(add).min(cap);
+    }
+
+    /// Whether a stream send may go now (everything sent so far is paid for).
+    pub fn may_send(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.tokens > 0
+    }
+
+    /// Pays for `bytes` sent at `now`.
+    pub fn spend(&mut self, now: Instant, bytes: usize) {
+        self.refill(now);
+        self.tokens = self.tokens.saturating_sub(bytes as i64 * 1000);
+    }
+
+    /// An acknowledgement showed a round trip of `rtt`.
+    pub fn on_rtt(&mut self, now: Instant, rtt: Duration) {
+        self.samples += 1;
+        self.srtt = Some(match self.srtt {
+            None => rtt,
+            Some(s) => (s * 7 + rtt) / 8,
+        });
+        let min = match self.min_rtt {
+            Some((m, at)) if m <= rtt && now.saturating_duration_since(at) < MIN_RTT_WINDOW => (m, at),
+            _ => (rtt, now),
+        };
+        self.min_rtt = Some(min);
+        if rtt > min.0 + QUEUE_DELAY {
+            self.decrease(now);
+        } else if self.may_change(now) {
+            self.rate = (self.rate + INCREASE).min(MAX_RATE);
+            self.last_change = Some(now);
+        }
+    }
+
+    /// A stream send was lost (its acknowledgement never came).
+    pub fn on_loss(&mut self, now: Instant) {
+        self.losses += 1;
+        self.decrease(now);
+    }
+
+    fn decrease(&mut self, now: Instant) {
+        if self.may_change(now) {
+            self.rate = (self.rate * DECREASE_PER_MILLE / 1000).max(MIN_RATE);
+            self.last_change = Some(now);
+        }
+    }
+
+    /// At most one change per smoothed round trip (at least 50 ms).
+    fn may_change(&self, now: Instant) -> bool {
+        let every = self.srtt.unwrap_or(Duration::ZERO).max(Duration::from_millis(50));
+        self.last_change.is_none_or(|t| now.saturating_duration_since(t) >= every)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Instant {
+        Instant::ZERO + Duration::from_millis(n)
+    }
+
+    #[test]
+    fn newer_values_win_and_the_czar_lists_changes_after_a_stamp_oldest_first() {
+        let mut s = StreamValues::default();
+        assert!(s.offer(1, 1, b"a", b"a1"));
+        assert!(s.offer(1, 2, b"b", b"b2"));
+        assert!(s.offer(1, 3, b"a", b"a3"));
+        assert!(!s.offer(1, 2, b"a", b"old"), "an older change loses");
+        assert!(!s.offer(1, 3, b"a", b"same stamp"));
+        assert_eq!(s.get(b"a"), Some(&b"a3"[..]));
+        let (all, to) = s.changed_after(1, 0, 1 << 20);
+        assert_eq!((all, to), (vec![(b"b".to_vec(), b"b2".to_vec()), (b"a".to_vec(), b"a3".to_vec())], 3));
+        let (after_two, to) = s.changed_after(1, 2, 1 << 20);
+        assert_eq!((after_two, to), (vec![(b"a".to_vec(), b"a3".to_vec())], 3));
+        let (none, to) = s.changed_after(1, 3, 1 << 20);
+        assert_eq!((none.len(), to), (0, 3));
+        // A budget of bytes cuts at whole stamps, always sending one.
+        let (first, to) = s.changed_after(1, 0, 1);
+        assert_eq!((first.len(), to), (1, 2));
+        assert!(s.offer(2, 1, b"c", b"c"), "a later epoch beats any stamp of an earlier one");
+    }
+
+    #[test]
+    fn a_new_czar_adopts_what_it_holds_and_sends_it_all() {
+        let mut s = StreamValues::default();
+        s.offer(3, 40, b"a", b"x");
+        s.offer(3, 41, b"b", b"y");
+        let digest = s.digest();
+        s.adopt(5);
+        assert_eq!(s.digest(), digest, "values unchanged");
+        let (all, to) = s.changed_after(5, 0, 1 << 20);
+        assert_eq!((all.len(), to), (2, 1));
+        assert!(!s.offer(3, 99, b"a", b"late"), "the old czar's late values lose");
+        assert!(s.offer(5, 2, b"a", b"z"));
+        assert_eq!(s.changed_after(5, 1, 1 << 20).0, vec![(b"a".to_vec(), b"z".to_vec())]);
+    }
+
+    #[test]
+    fn the_budget_backs_off_on_queueing_and_loss_and_recovers_on_a_good_link() {
+        let mut l = LinkRate::new(ms(0));
+        l.on_rtt(ms(100), Duration::from_millis(80));
+        assert_eq!(l.rate(), START_RATE + INCREASE, "a good round trip");
+        l.on_rtt(ms(400), Duration::from_millis(300));
+        assert_eq!(l.rate(), (START_RATE + INCREASE) * 7 / 10, "220 ms of queueing: cut");
+        l.on_rtt(ms(410), Duration::from_millis(300));
+        assert_eq!(l.rate(), (START_RATE + INCREASE) * 7 / 10, "at most one change per round trip");
+        l.on_loss(ms(1000));
+        assert_eq!(l.rate(), (START_RATE + INCREASE) * 7 / 10 * 7 / 10);
+        for i in 0..100 {
+            l.on_loss(ms(1000 + i * 500));
+        }
+        assert_eq!(l.rate(), MIN_RATE, "never below the floor");
+        let mut t = 60_000;
+        while l.rate() < START_RATE {
+            l.on_rtt(ms(t), Duration::from_millis(80));
+            t += 200;
+        }
+        assert!(t < 60_000 + 200 * 40, "recovers within 31 good round trips");
+        assert!(l.loss().unwrap() > 0.5);
+    }
+
+    #[test]
+    fn the_bucket_lets_streams_go_only_once_everything_sent_is_paid_for() {
+        let mut l = LinkRate::new(ms(0));
+        assert!(l.may_send(ms(0)));
+        l.spend(ms(0), 20_000);
+        assert!(!l.may_send(ms(0)), "6 400 bytes of burst, 20 000 spent");
+        assert!(!l.may_send(ms(150)), "64 000 B/s pays 9 600 bytes in 150 ms");
+        assert!(l.may_send(ms(250)));
+    }
+}

@@ -1,0 +1,156 @@
+//! Stream keys: newest value wins, lost values are replaced rather than
+//! repaired, only the czar writes them and only its signature is taken, and
+//! each link's budget follows what its acknowledgements show.
+
+mod support;
+
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use anarchy_proto::wire::{encode_frames, Frame, MAX_STREAM_VALUE_BYTES};
+use anarchy_proto::{Config, DropReason, Event, WriteError};
+use support::Net;
+
+/// Four peers; peer 1 is czar of `avatar`.
+fn session() -> (Net, anarchy_proto::ShardId) {
+    let mut net = Net::new(Config::default());
+    for _ in 0..4 {
+        net.add();
+    }
+    let avatar = net.declare_everywhere("avatar", Some(1));
+    net.start_all();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.peers[0].czar_of(avatar), Some(net.id(1)));
+    (net, avatar)
+}
+
+fn frames_sent(net: &Net, from: usize, to: usize, what: impl Fn(&Frame) -> bool) -> usize {
+    net.log
+        .iter()
+        .filter(|(_, f, t, _)| *f == from && *t == to)
+        .filter_map(|(_, _, _, payload)| support::decode(payload))
+        .map(|d| d.frames.iter().filter(|f| what(f)).count())
+        .sum()
+}
+
+#[test]
+fn every_member_ends_with_the_newest_values_under_loss() {
+    let (mut net, avatar) = session();
+    let mut loss = ChaCha8Rng::seed_from_u64(5);
+    net.drop_filter = Some(Box::new(move |_| loss.gen_bool(0.2)));
+    for tick in 0..60u32 {
+        let now = net.now;
+        for e in 0..8u8 {
+            // Half the entities move every tick, half every fourth.
+            if e % 2 == 0 || tick % 4 == 0 {
+                net.peers[1].write_stream(now, avatar, &[b'e', e], &(tick * 100 + u32::from(e)).to_le_bytes()).unwrap();
+            }
+        }
+        net.drain_all();
+        net.run_for(Duration::from_millis(50));
+    }
+    net.drop_filter = None;
+    net.run_for(Duration::from_millis(500));
+    let want: Vec<Option<Vec<u8>>> =
+        (0..8u8).map(|e| net.peers[1].stream_value(avatar, &[b'e', e]).map(<[u8]>::to_vec)).collect();
+    assert_eq!(want[0].as_deref(), Some(&(5900u32).to_le_bytes()[..]));
+    assert_eq!(want[1].as_deref(), Some(&(5601u32).to_le_bytes()[..]));
+    for i in [0, 2, 3] {
+        for e in 0..8u8 {
+            assert_eq!(
+                net.peers[i].stream_value(avatar, &[b'e', e]).map(<[u8]>::to_vec),
+                want[e as usize],
+                "peer {i} entity {e}"
+            );
+        }
+        assert_eq!(net.peers[i].stream_digest(avatar), net.peers[1].stream_digest(avatar));
+        assert!(net.events[i].iter().any(|ev| matches!(ev, Event::Streamed { author, .. } if *author == net.id(1))));
+    }
+    // Stream keys are not part of the shard's versioned state.
+    assert_eq!(net.peers[0].get(avatar, b"e\0"), None);
+    assert_eq!(net.peers[0].version_of(avatar), net.peers[1].version_of(avatar));
+    // One stream frame per member per tick at most: superseded values were
+    // never queued up, and losses were made good by newer frames.
+    let streams = frames_sent(&net, 1, 0, |f| matches!(f, Frame::Stream { .. }));
+    assert!((40..=80).contains(&streams), "{streams} stream frames for 60 ticks");
+    let acks = frames_sent(&net, 0, 1, |f| matches!(f, Frame::StreamAck { .. }));
+    assert!(acks > 0 && acks <= streams, "{acks} acknowledgements for {streams} streams");
+}
+
+#[test]
+fn only_the_czar_writes_stream_keys_and_bad_requests_say_why() {
+    let (mut net, avatar) = session();
+    let now = net.now;
+    assert_eq!(net.peers[0].write_stream(now, avatar, b"pos", b"x"), Err(WriteError::NotCzar(avatar)));
+    assert_eq!(net.peers[1].write_stream(now, avatar, b"", b"x"), Err(WriteError::EmptyKey));
+    let long = vec![0; MAX_STREAM_VALUE_BYTES + 1];
+    let err = net.peers[1].write_stream(now, avatar, b"pos", &long).unwrap_err();
+    assert_eq!(err, WriteError::StreamValueTooLarge(MAX_STREAM_VALUE_BYTES + 1));
+    assert_eq!(err.to_string(), format!("stream value of {} bytes exceeds {MAX_STREAM_VALUE_BYTES}", long.len()));
+    assert_eq!(net.peers[1].write_stream(now, avatar, b"pos", b"ok"), Ok(()));
+    assert_eq!(net.peers[1].write_stream(now, avatar, b"pos", b"ok"), Ok(()), "an unchanged value is no change");
+    net.drain_all();
+    net.run_for(Duration::from_millis(200));
+    assert_eq!(net.peers[2].stream_value(avatar, b"pos"), Some(&b"ok"[..]));
+}
+
+#[test]
+fn a_stream_not_signed_by_the_czar_is_dropped_and_counted() {
+    let (mut net, avatar) = session();
+    let czar = net.id(1);
+    let epoch = net.peers[0].version_of(avatar).unwrap().epoch;
+    let forged = |sender| {
+        let f = Frame::Stream {
+            shard: avatar,
+            epoch,
+            from: 0,
+            to: 9,
+            entries: vec![(b"gold".to_vec(), b"999".to_vec())],
+            sig: [7; 64],
+        };
+        support::seal(&encode_frames(&sender, &[f]))
+    };
+    let (now, from_czar, from_other) = (net.now, net.addrs[1], net.addrs[2]);
+    net.peers[0].handle_datagram(now, from_czar, &forged(czar));
+    let other = net.id(2);
+    net.peers[0].handle_datagram(now, from_other, &forged(other));
+    assert_eq!(net.peers[0].stream_value(avatar, b"gold"), None);
+    assert_eq!(net.peers[0].stats().drops(DropReason::BadSignature), 1, "the czar's id with a bad signature");
+    assert_eq!(net.peers[0].stats().drops(DropReason::NotCzar), 1, "a member that is not the czar");
+}
+
+#[test]
+fn a_link_that_loses_everything_gets_a_smaller_budget_and_recovers() {
+    let (mut net, avatar) = session();
+    let write = |net: &mut Net, tick: u32| {
+        let now = net.now;
+        net.peers[1].write_stream(now, avatar, b"pos", &tick.to_le_bytes()).unwrap();
+        net.drain_all();
+        net.run_for(Duration::from_millis(50));
+    };
+    for tick in 0..20 {
+        write(&mut net, tick);
+    }
+    let (p2, p3) = (net.id(2), net.id(3));
+    let healthy = net.peers[1].link_budget(&p3).expect("a budget once streams flow");
+    // Everything to peer 2 is lost for half a second.
+    net.drop_filter = Some(Box::new(|d| d.from == 1 && d.to == 2));
+    for tick in 20..30 {
+        write(&mut net, tick);
+    }
+    net.drop_filter = None;
+    let cut = net.peers[1].link_budget(&p2).unwrap();
+    assert!(cut < healthy / 2, "budget {cut} after losses, {healthy} healthy");
+    assert!(net.peers[1].link_budget(&p3).unwrap() >= healthy, "other links are not punished");
+    // With no new write, the unacknowledged newest value is sent again.
+    assert_eq!(net.peers[2].stream_value(avatar, b"pos"), Some(&19u32.to_le_bytes()[..]));
+    net.run_for(Duration::from_millis(400));
+    assert_eq!(net.peers[2].stream_value(avatar, b"pos"), Some(&29u32.to_le_bytes()[..]), "the newest value");
+    for tick in 30..200 {
+        write(&mut net, tick);
+    }
+    let back = net.peers[1].link_budget(&p2).unwrap();
+    assert!(back > cut * 2, "budget {back} after recovering from {cut}");
+}
