@@ -521,6 +521,16 @@ impl Replica {
         self.early.retain(|s, _| *s > seq);
     }
 
+    /// A new epoch begins after `start`: buffered early updates of older
+    /// epochs past `start` are on none of its histories, and are forgotten
+    /// (how many is returned). A czar catching up to `start` would otherwise
+    /// apply one as soon as the gap before it closed.
+    pub fn drop_early_past_start(&mut self, epoch: u32, start: u64) -> usize {
+        let before = self.early.len();
+        self.early.retain(|s, (e, _, _)| *s <= start || *e >= epoch);
+        before - self.early.len()
+    }
+
     /// The checksum `entries` would have, to check a snapshot before installing it.
     pub fn checksum_of<'a>(entries: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Checksum {
         let mut c = Checksum::default();
@@ -601,6 +611,18 @@ mod tests {
         let out = r.apply_remote(1, 10, vec![put("a", "1"), put("b", "1"), put("c", "1")], None, 16, 2);
         assert_eq!(out.buffered, 2);
         assert_eq!(out.overflow, 1);
+    }
+
+    #[test]
+    fn early_updates_of_an_old_epoch_past_a_new_start_are_forgotten() {
+        let mut r = Replica::default();
+        // Seqs 3 and 4 of epoch 1 wait for 1 and 2; epoch 2 starts after 2.
+        r.apply_remote(1, 3, vec![put("a", "3"), put("a", "4")], None, 16, 16);
+        assert_eq!(r.drop_early_past_start(2, 2), 2);
+        let out = r.apply_remote(1, 1, vec![put("a", "1"), put("a", "2")], None, 16, 16);
+        assert_eq!((r.seq(), out.gap), (2, false), "catching up to the start stops there");
+        r.apply_remote(2, 4, vec![put("b", "4")], None, 16, 16);
+        assert_eq!(r.drop_early_past_start(2, 2), 0, "the new epoch's own are kept");
     }
 
     #[test]

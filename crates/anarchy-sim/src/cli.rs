@@ -97,6 +97,10 @@ pub struct SimArgs {
     /// Entity workload: share of entities moving at any time.
     #[arg(long, value_name = "P")]
     pub moving: Option<f64>,
+    /// Entity workload: write entity values as stream keys (newest value only,
+    /// budgeted per link) instead of reliable updates.
+    #[arg(long)]
+    pub streams: bool,
     /// Cap one peer's uplink: `N:KBPS` (e.g. `3:256`); its propagation is reported apart.
     #[arg(long, value_name = "N:KBPS")]
     pub cap_peer: Option<String>,
@@ -224,6 +228,10 @@ impl SimArgs {
             base.value_bytes = value_bytes.unwrap_or(base.value_bytes);
             base.moving = probability("moving", moving.unwrap_or(base.moving))?;
         }
+        cfg.streams = self.streams || run.streams.unwrap_or(false);
+        if cfg.streams && cfg.entities.is_none() {
+            return Err("--streams: only the entity workload writes stream keys (add --workload standard)".into());
+        }
         if let Some(spec) = &self.cap_peer {
             let bad = || format!("--cap-peer {spec:?}: expected N:KBPS with N a peer slot and KBPS > 0");
             let (n, kbps) = spec.split_once(':').ok_or_else(bad)?;
@@ -323,6 +331,9 @@ impl SimArgs {
         add("moving", self.moving.map(|v| v.to_string()));
         add("cap-peer", self.cap_peer.clone());
         add("seed", Some(seed.to_string()));
+        if self.streams {
+            c += " --streams";
+        }
         c
     }
 }

@@ -203,6 +203,8 @@ pub struct RunDefaults {
     pub value_bytes: Option<usize>,
     /// `--moving`.
     pub moving: Option<f64>,
+    /// `--streams`.
+    pub streams: Option<bool>,
 }
 
 /// A parsed scenario file.

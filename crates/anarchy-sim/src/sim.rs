@@ -21,6 +21,9 @@ use crate::net::{hash_bytes, mix64, Fate, LinkParams, Network};
 use crate::scenario::{Action, PeerSel, Scheduled};
 use crate::workload::{Avatar, EntityWorkload};
 
+/// Stream writes are remembered this long (µs) to time their arrival.
+const STREAM_MEMORY_US: u64 = 10_000_000;
+
 /// Port every simulated peer listens on.
 const SIM_PORT: u16 = 7000;
 /// Keys in the shared world shard the workload writes to.
@@ -86,6 +89,10 @@ pub struct SimConfig {
     /// One peer slot whose uplink is capped at this many kbit/s (the others
     /// keep `link.uplink_kbps`); its propagation is reported apart.
     pub capped_peer: Option<(usize, u64)>,
+    /// Entity workload: entity values are written as stream keys
+    /// (`Peer::write_stream`: newest value only, budgeted per link) instead
+    /// of reliable updates.
+    pub streams: bool,
 }
 
 impl Default for SimConfig {
@@ -113,6 +120,7 @@ impl Default for SimConfig {
             entities: None,
             warmup_seconds: 1.0,
             capped_peer: None,
+            streams: false,
         }
     }
 }
@@ -278,6 +286,10 @@ pub struct World {
     max_epoch: HashMap<(usize, ShardId), u32>,
     false_evictions: u64,
     false_eviction_notes: Vec<String>,
+    /// Stream writes: (shard, content fingerprint) → (when, author slot),
+    /// with their order for forgetting them after `STREAM_MEMORY_US`.
+    stream_writes: HashMap<(ShardId, u64), (u64, usize)>,
+    stream_order: std::collections::VecDeque<(u64, (ShardId, u64))>,
     /// Entity workload: each slot's entities.
     avatars: Vec<Avatar>,
     /// Entity workload: slot `i` is the preferred czar of `shard_ids[1 + i]`.
@@ -377,6 +389,23 @@ impl World {
                 let got = (p.version_of(shard), p.checksum_of(shard));
                 if got != want {
                     differ.push((i, got.0));
+                }
+            }
+            // Stream keys: every peer holds what the czar it follows holds.
+            if differ.is_empty() && self.cfg.streams {
+                let czar = reference.czar_of(shard).and_then(|c| self.index_of(&c));
+                let czar_digest = czar.and_then(|c| self.slots[c].peer.as_ref()).and_then(|p| p.stream_digest(shard));
+                for &(i, p) in &live {
+                    if czar_digest.is_some() && p.stream_digest(shard) != czar_digest {
+                        let follows = p.czar_of(shard).and_then(|c| self.index_of(&c));
+                        return Some(format!(
+                            "p{i} (following {} at epoch {}) holds other stream values of {} than p{}, the czar most follow",
+                            follows.map_or("none".into(), |c| format!("p{c}")),
+                            p.version_of(shard).map_or(0, |v| v.epoch),
+                            self.shard_name(shard),
+                            czar.unwrap_or(usize::MAX)
+                        ));
+                    }
                 }
             }
             if !differ.is_empty() {
@@ -701,6 +730,8 @@ impl Sim {
             content_versions: HashMap::new(),
             commits: BTreeMap::new(),
             critical_ids: HashMap::new(),
+            stream_writes: HashMap::new(),
+            stream_order: std::collections::VecDeque::new(),
             critical: CriticalTotals::default(),
             failovers: Vec::new(),
             max_epoch: HashMap::new(),
@@ -1121,17 +1152,30 @@ impl Sim {
             slot.writes += 1;
             let local = slot.clock.local(now);
             let peer = slot.peer.as_mut().expect("joined implies a process");
+            let streams = self.world.cfg.streams;
+            let mut streamed = Vec::new();
             for (key, value) in writes {
-                match peer.write(local, avatar, &key, &value) {
-                    Ok(WriteOutcome::Unchanged(_)) => {}
-                    Ok(_) => {
+                let changed = if streams {
+                    let before = peer.stream_value(avatar, &key).map(<[u8]>::to_vec);
+                    peer.write_stream(local, avatar, &key, &value).map(|()| before.as_deref() != Some(&value[..]))
+                } else {
+                    peer.write(local, avatar, &key, &value).map(|o| !matches!(o, WriteOutcome::Unchanged(_)))
+                };
+                match changed {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        if streams {
+                            streamed.push(fingerprint(&key, Some(&value)));
+                        }
                         if in_window {
                             self.totals.payload_bytes += (key.len() + value.len()) as u64 * receivers;
                         }
                     }
+                    // A stream write before our avatar's claim reached us, say.
                     Err(_) => self.totals.writes_refused += 1,
                 }
             }
+            self.note_stream_writes(i, avatar, streamed);
             self.after_input(i);
             return;
         }
@@ -1268,6 +1312,37 @@ impl Sim {
         }
     }
 
+    /// Remembers when slot `i` streamed these contents of `shard`, to time
+    /// their arrival (`Event::Streamed`).
+    fn note_stream_writes(&mut self, i: usize, shard: ShardId, fingerprints: Vec<u64>) {
+        let world = &mut self.world;
+        let now = world.now_us;
+        for fp in fingerprints {
+            world.updates_written += 1;
+            world.stream_writes.insert((shard, fp), (now, i));
+            world.stream_order.push_back((now, (shard, fp)));
+        }
+        while world.stream_order.front().is_some_and(|(t, _)| now - t > STREAM_MEMORY_US) {
+            let (t, k) = world.stream_order.pop_front().expect("non-empty");
+            if world.stream_writes.get(&k).is_some_and(|(at, _)| *at == t) {
+                world.stream_writes.remove(&k);
+            }
+        }
+    }
+
+    /// One write's propagation from `author` to slot `i`, in µs.
+    fn record_propagation(&mut self, i: usize, author: usize, took: u64) {
+        let _ = self.world.propagation.record(took);
+        if let Some((capped, _)) = self.world.cfg.capped_peer {
+            if author == capped {
+                let _ = self.world.capped_propagation.0.record(took);
+            }
+            if i == capped {
+                let _ = self.world.capped_propagation.1.record(took);
+            }
+        }
+    }
+
     /// World bookkeeping for one event: the ledger, propagation times. Returns
     /// the content fingerprint of an `Updated`.
     fn record(&mut self, i: usize, e: &Event) -> u64 {
@@ -1329,18 +1404,17 @@ impl Sim {
                 let content = fingerprint(key, value.as_deref());
                 if let Some(rec) = self.world.ledger.get(&(*shard, version.epoch, version.seq)).and_then(|r| r.first())
                 {
-                    let took = now.saturating_sub(rec.at_us).max(1);
-                    let _ = self.world.propagation.record(took);
-                    if let Some((capped, _)) = self.world.cfg.capped_peer {
-                        if rec.author == capped {
-                            let _ = self.world.capped_propagation.0.record(took);
-                        }
-                        if i == capped {
-                            let _ = self.world.capped_propagation.1.record(took);
-                        }
-                    }
+                    let (author, took) = (rec.author, now.saturating_sub(rec.at_us).max(1));
+                    self.record_propagation(i, author, took);
                 }
                 content
+            }
+            Event::Streamed { shard, key, value, .. } => {
+                self.world.updates_applied += 1;
+                if let Some(&(at, author)) = self.world.stream_writes.get(&(*shard, fingerprint(key, Some(value)))) {
+                    self.record_propagation(i, author, now.saturating_sub(at).max(1));
+                }
+                0
             }
             Event::Committed { origin, shard, version, .. } => {
                 let origin = self.world.index_of(origin).unwrap_or(usize::MAX);

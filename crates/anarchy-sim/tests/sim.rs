@@ -261,6 +261,22 @@ fn the_standard_workload_measures_its_wire_overhead() {
 }
 
 #[test]
+fn streamed_entities_converge_and_are_timed_even_through_a_capped_uplink() {
+    let r = run(Some("bandwidth-standard.toml"), 1, |a| {
+        a.peers = Some(8);
+        a.seconds = Some(3.0);
+        a.streams = true;
+        a.cap_peer = Some("3:64".into());
+    });
+    assert_passes(&r);
+    assert!(r.updates_written > 0 && r.updates_applied > 0, "{}", r.human());
+    assert!(r.propagation_ms.p50 > 0.0, "stream arrivals are timed: {}", r.human());
+    assert!(r.command.contains("--streams"), "{}", r.command);
+    let refused = SimArgs { streams: true, ..SimArgs::default() }.plan().expect_err("streams need the entity workload");
+    assert!(refused.contains("--streams"), "{refused}");
+}
+
+#[test]
 fn values_too_large_for_a_datagram_converge_under_loss() {
     // Every entity value is the largest a shard accepts: each delta, repair
     // and snapshot chunk travels in 15 fragments, and 2% loss costs about a
@@ -505,6 +521,13 @@ fn regression_a_slow_joiner_is_confirmed_gone() {
 
 #[test]
 fn regression_a_plain_claim_after_a_failed_round_undoes_commits_the_majority_held() {
+    // Same seed, once each flush started with another destination:
+    // `monotonic-versions`, "p13 installed snapshot 3.427 of avatars-2 after
+    // 3.428". p13 had buffered the old czar's 3.428 early, claimed epoch 8
+    // from 3.427 and, catching up, applied 3.428 from the buffer as soon as
+    // 3.427 arrived; only a snapshot brought it back. Now a new epoch's start
+    // forgets buffered updates of older epochs past it.
+    //
     // isolate-and-stall.toml, 32 peers, 4 shards, 40 ± 10 ms, seed 16:
     // `critical-never-lost` (64 findings), the commits 2.30 and later of
     // world gone. World's czar p16 (uplink capped, queueing) committed 2.30

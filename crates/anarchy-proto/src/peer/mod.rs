@@ -333,6 +333,8 @@ pub struct Peer {
     stream_links: BTreeMap<SocketAddr, stream::StreamLink>,
     /// A stream key was written since the last flush.
     streams_dirty: bool,
+    /// Flushes that sent something: which destination goes first.
+    flushes: u64,
     #[cfg(feature = "faults")]
     fault: Option<Fault>,
     #[cfg(feature = "faults")]
@@ -436,6 +438,7 @@ impl Peer {
             reassembly,
             stream_links: BTreeMap::new(),
             streams_dirty: false,
+            flushes: 0,
             #[cfg(feature = "faults")]
             fault: None,
             #[cfg(feature = "faults")]
@@ -536,7 +539,7 @@ impl Peer {
     pub fn debug_shard(&self, shard: ShardId) -> String {
         let Some(st) = self.states.get(&shard) else { return "unknown shard".into() };
         format!(
-            "czar {:?} prev {:?} epoch {} backed {} start {} seq {} want_snapshot {} catch_up {:?} source {:?} advert {:?} since {:?} gap {} last_repair {:?} log {}",
+            "czar {:?} prev {:?} epoch {} backed {} start {} seq {} want_snapshot {} catch_up {:?} source {:?} advert {:?} since {:?} gap {} last_repair {:?} streams {} log {}",
             st.replica.czar,
             st.replica.prev_czar,
             st.replica.epoch,
@@ -550,6 +553,7 @@ impl Peer {
             st.out_of_sync_since,
             st.replica.has_gap(),
             st.last_repair,
+            st.streams.debug(),
             st.replica.debug_log(),
         )
     }
@@ -1432,6 +1436,7 @@ impl Peer {
         st.replica.epoch_start_seq = start_seq;
         st.replica.epoch_start_checksum = start_sum;
         st.replica.epoch_start_trusted = start.is_some_and(|s| s.trusted);
+        let stale = st.replica.drop_early_past_start(epoch, start_seq);
         st.outgoing.clear();
         st.out_of_sync_since = None;
         st.czar_advert = None;
@@ -1451,6 +1456,9 @@ impl Peer {
         st.want_snapshot = off;
         st.catch_up_to = if czar == me && !at_start { Some((start_seq, start_sum)) } else { None };
         let needs_repair = st.catch_up_to.is_some() || off || (start.is_some() && behind);
+        for _ in 0..stale {
+            self.stats.drop(DropReason::OffHistory);
+        }
         self.push_event(Event::CzarChanged { shard, old, new: czar, epoch });
         if needs_repair {
             let from = if off { 0 } else { seq + 1 };
@@ -2666,6 +2674,12 @@ impl Peer {
             self.flush_streams();
         }
         let outbox = std::mem::take(&mut self.outbox);
+        // Each flush starts with another destination: on an uplink that drops
+        // what overflows its queue, no member is always last in line.
+        let start = if outbox.is_empty() { 0 } else { (self.flushes % outbox.len() as u64) as usize };
+        self.flushes += 1;
+        let mut outbox: Vec<(SocketAddr, Vec<Vec<u8>>)> = outbox.into_iter().collect();
+        outbox.rotate_left(start);
         for (to, frames) in outbox {
             let mut current: Vec<&[u8]> = Vec::new();
             let mut len = HEADER_BYTES;

@@ -28,6 +28,9 @@ use crate::wire::{Frame, MAX_FRAME_BYTES, MAX_KEY_BYTES, MAX_STREAM_VALUE_BYTES}
 /// A stream frame's fields besides its entries, at their largest: type, shard,
 /// epoch, two stamps, signature, entry count.
 const STREAM_FRAME_OVERHEAD: usize = 1 + 8 + 5 + 10 + 10 + 64 + 2;
+/// However short a link's budget, it gets a stream send at least this often:
+/// streams slow down under a short budget, they never stop.
+const STREAM_MAX_GAP: Duration = Duration::from_millis(500);
 /// Sends remembered per link and shard, to time acknowledgements.
 const MAX_SENDS_REMEMBERED: usize = 32;
 
@@ -44,6 +47,20 @@ pub(super) struct ShardStreams {
     have: Option<(PeerId, u32, u64)>,
     /// Our acknowledgement is due with the next tick.
     ack_due: bool,
+}
+
+impl ShardStreams {
+    /// Our stream state of the shard, for debugging.
+    pub(super) fn debug(&self) -> String {
+        format!(
+            "[{} keys digest {:016x} czar epoch {} stamp {} have {:?}]",
+            self.values.len(),
+            self.values.digest(),
+            self.czar_epoch,
+            self.stamp,
+            self.have
+        )
+    }
 }
 
 /// What the czar knows of one member's copy of one shard's streams.
@@ -63,6 +80,8 @@ struct Cursor {
 pub(super) struct StreamLink {
     pub(super) rate: LinkRate,
     cursors: BTreeMap<ShardId, Cursor>,
+    /// When a stream send last went on this link.
+    last_send: Option<Instant>,
 }
 
 impl Peer {
@@ -158,11 +177,13 @@ impl Peer {
         // One signature per distinct (shard, from, to): members in step share it.
         let mut signed: BTreeMap<(ShardId, u64), (u64, StreamEntries, proof::Signature)> = BTreeMap::new();
         for addr in members {
-            let link = self
-                .stream_links
-                .entry(addr)
-                .or_insert_with(|| StreamLink { rate: LinkRate::new(now), cursors: BTreeMap::new() });
-            if !link.rate.may_send(now) {
+            let link = self.stream_links.entry(addr).or_insert_with(|| StreamLink {
+                rate: LinkRate::new(now),
+                cursors: BTreeMap::new(),
+                last_send: None,
+            });
+            let starving = link.last_send.is_none_or(|t| now.saturating_duration_since(t) >= STREAM_MAX_GAP);
+            if !link.rate.may_send(now) && !starving {
                 continue;
             }
             let rto = link.rate.srtt().unwrap_or(Duration::from_millis(100)).mul_f64(1.5) + Duration::from_millis(50);
@@ -209,6 +230,9 @@ impl Peer {
                     cursor.sends.pop_front();
                 }
                 frames.push(Frame::Stream { shard: *shard, epoch, from, to, entries, sig });
+            }
+            if !frames.is_empty() {
+                link.last_send = Some(now);
             }
             for frame in frames {
                 self.queue_frame(addr, &frame);
