@@ -153,4 +153,8 @@ fn a_link_that_loses_everything_gets_a_smaller_budget_and_recovers() {
     }
     let back = net.peers[1].link_budget(&p2).unwrap();
     assert!(back > cut * 2, "budget {back} after recovering from {cut}");
+    // The status snapshot shows each link's budget.
+    let status = net.peers[1].status();
+    let shown = status.members.iter().find(|m| m.id == p2).and_then(|m| m.budget_bytes_per_sec);
+    assert_eq!(shown, Some(back));
 }

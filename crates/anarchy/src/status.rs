@@ -112,6 +112,9 @@ pub struct MemberReport {
     pub bytes_in_per_sec: f64,
     /// Bytes per second sent to it.
     pub bytes_out_per_sec: f64,
+    /// Our send budget for its link, bytes per second, once we streamed to it.
+    #[serde(default)]
+    pub budget_bytes_per_sec: Option<u64>,
     /// Whether this member is the peer that took the snapshot.
     pub is_self: bool,
 }
@@ -258,6 +261,7 @@ impl From<&PeerStatus> for StatusReport {
                 loss: m.loss,
                 bytes_in_per_sec: m.bytes_in_per_sec,
                 bytes_out_per_sec: m.bytes_out_per_sec,
+                budget_bytes_per_sec: m.budget_bytes_per_sec,
                 is_self: m.id == s.id,
             })
             .collect();

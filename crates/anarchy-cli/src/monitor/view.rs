@@ -738,6 +738,7 @@ mod tests {
                 loss: (i > 0).then_some(0.0),
                 bytes_in_per_sec: 100.0 * i as f64,
                 bytes_out_per_sec: 1500.0,
+                budget_bytes_per_sec: (i > 0).then_some(64_000),
                 is_self: i == 0,
             })
             .collect();

@@ -2646,8 +2646,9 @@ impl Peer {
     fn flush(&mut self) {
         // Held deltas leave when their time comes or with the tick's heartbeats.
         let held = self.deltas_held_until.is_some_and(|t| self.clock < t);
-        let deltas_now = (!held || self.heartbeat_due) && self.states.values().any(|s| !s.outgoing.is_empty());
-        // Deltas go to every member now and a tick is due soon: run it now, so
+        let deltas_now = ((!held || self.heartbeat_due) && self.states.values().any(|s| !s.outgoing.is_empty()))
+            || self.streams_dirty;
+        // Deltas (or streams) go to every member now and a tick is due soon: run it now, so
         // its heartbeats share the deltas' datagrams instead of following in
         // datagrams of their own. The next tick waits a tenth longer, so a game
         // writing at the heartbeat rate keeps carrying them.

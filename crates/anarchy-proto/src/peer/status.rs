@@ -83,6 +83,9 @@ pub struct MemberView {
     pub bytes_in_per_sec: f64,
     /// Bytes per second sent to it over the last window.
     pub bytes_out_per_sec: f64,
+    /// Our send budget for its link (bytes per second), once we streamed to
+    /// it: what stream sends to it wait for (see `Peer::write_stream`).
+    pub budget_bytes_per_sec: Option<u64>,
 }
 
 /// A shard as the status snapshot shows it.
@@ -198,6 +201,7 @@ impl Peer {
                     loss: link.and_then(|l| l.loss),
                     bytes_in_per_sec: link.map_or(0.0, |l| l.bytes_in_rate),
                     bytes_out_per_sec: t.bytes_out_by_addr.get(&m.addr).map_or(0.0, |b| b.2),
+                    budget_bytes_per_sec: self.stream_links.get(&m.addr).map(|l| l.rate.rate()),
                 }
             })
             .collect();
