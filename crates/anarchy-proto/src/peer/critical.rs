@@ -352,6 +352,16 @@ impl Peer {
         let key = (origin, write_id);
         // Only the czar we follow, in its epoch, and not one we promised away.
         let current = st.replica.czar == Some(sender) && st.replica.epoch == epoch;
+        // Nor under a provisional claim (made without a majority, the minority
+        // side of a partition): it loses to any backed claim, and a backed
+        // czar re-asserting over it gathers no prepared proposals, so what it
+        // committed would be lost. We do not vote; the czar asks again, and
+        // once its claim is backed (or another czar's is) the proposal is
+        // decided or times out.
+        if current && !st.replica.backed {
+            self.stats.drop(DropReason::StaleEpoch);
+            return;
+        }
         // A promise outlives its round's deadline by a margin; the claimant can
         // no longer complete after that, so the living czar may commit again.
         let promise_fresh = now.saturating_duration_since(st.promised_at) < self.config.recovery_timeout * 2;
