@@ -140,7 +140,8 @@ pub fn delta_message(
 }
 
 /// What the czar `author` signs for one [`Frame::Stream`]: the session, the
-/// shard, the epoch, the stamp range and every entry, in order.
+/// shard, the epoch, the stamp range, the base and every entry as encoded.
+#[allow(clippy::too_many_arguments)]
 pub fn stream_message(
     session: &[u8; 32],
     author: &PeerId,
@@ -148,20 +149,20 @@ pub fn stream_message(
     epoch: u32,
     from: u64,
     to: u64,
-    entries: &[(Vec<u8>, Vec<u8>)],
+    base: u64,
+    entries: &[Update],
 ) -> [u8; 32] {
     let mut h = blake3::Hasher::new_derive_key(STREAM_CONTEXT);
     h.update(session);
     h.update(&author.0);
     let mut buf = Vec::with_capacity(64);
-    crate::wire::put_stream_header(&mut buf, shard, epoch, from, to);
+    crate::wire::put_stream_header(&mut buf, shard, epoch, from, to, base);
     h.update(&buf);
     h.update(&(entries.len() as u64).to_le_bytes());
-    for (k, v) in entries {
-        h.update(&(k.len() as u64).to_le_bytes());
-        h.update(k);
-        h.update(&(v.len() as u64).to_le_bytes());
-        h.update(v);
+    for u in entries {
+        buf.clear();
+        put_update(&mut buf, u);
+        h.update(&buf);
     }
     *h.finalize().as_bytes()
 }

@@ -74,11 +74,14 @@ pub enum DropReason {
     /// A partial frame pushed out by newer ones (its sender's share or the
     /// byte budget of [`crate::fragment::Reassembly`] was full).
     FragmentOverflow,
+    /// A stream frame patching a value we no longer hold as of its base: its
+    /// other values are taken and the czar is asked for whole values.
+    StreamBaseMissing,
 }
 
 impl DropReason {
     /// Every reason, for tables.
-    pub const ALL: [DropReason; 32] = [
+    pub const ALL: [DropReason; 33] = [
         DropReason::Oversized,
         DropReason::Truncated,
         DropReason::BadMagic,
@@ -111,6 +114,7 @@ impl DropReason {
         DropReason::BadCompression,
         DropReason::FragmentExpired,
         DropReason::FragmentOverflow,
+        DropReason::StreamBaseMissing,
     ];
 
     /// A stable snake_case name for metrics.
@@ -148,6 +152,7 @@ impl DropReason {
             DropReason::BadCompression => "bad_compression",
             DropReason::FragmentExpired => "fragment_expired",
             DropReason::FragmentOverflow => "fragment_overflow",
+            DropReason::StreamBaseMissing => "stream_base_missing",
         }
     }
 }
@@ -212,28 +217,38 @@ pub struct Stats {
     pub frames_joined: u64,
     /// Newer stream values taken from czars.
     pub stream_values_applied: u64,
-    drops: [u64; DropReason::ALL.len()],
+    drops: Drops,
+}
+
+/// One counter per [`DropReason`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Drops([u64; DropReason::ALL.len()]);
+
+impl Default for Drops {
+    fn default() -> Self {
+        Drops([0; DropReason::ALL.len()])
+    }
 }
 
 impl Stats {
     /// Counts one drop.
     pub fn drop(&mut self, reason: DropReason) {
-        self.drops[reason as usize] += 1;
+        self.drops.0[reason as usize] += 1;
     }
 
     /// Drops counted under `reason`.
     pub fn drops(&self, reason: DropReason) -> u64 {
-        self.drops[reason as usize]
+        self.drops.0[reason as usize]
     }
 
     /// All drops.
     pub fn total_drops(&self) -> u64 {
-        self.drops.iter().sum()
+        self.drops.0.iter().sum()
     }
 
     /// Non-zero drop counters, by reason.
     pub fn drop_counts(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
-        DropReason::ALL.iter().map(|r| (*r, self.drops[*r as usize])).filter(|(_, n)| *n > 0)
+        DropReason::ALL.iter().map(|r| (*r, self.drops.0[*r as usize])).filter(|(_, n)| *n > 0)
     }
 }
 

@@ -11,20 +11,25 @@
 //! one by one, the newest value of every key changed since the receiver's
 //! acknowledgement is sent again instead. Pure: time comes in as an [`Instant`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use crate::time::Instant;
+use crate::wire::{Op, Update};
 
-/// Stream keys and their values, as a [`crate::wire::Frame::Stream`] carries them.
-pub type StreamEntries = Vec<(Vec<u8>, Vec<u8>)>;
+/// Values kept per key, newest last, to patch against (czar) or to resolve
+/// patches against (member).
+const HISTORY: usize = 8;
 
-/// One stream value and the (epoch, stamp) of its last change.
+/// One stream value and the (epoch, stamp) of its last change, with the
+/// key's recent values in that epoch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct StreamEntry {
     epoch: u32,
     stamp: u64,
     value: Vec<u8>,
+    /// (stamp, value) of the key's last changes in `epoch`, oldest first.
+    history: VecDeque<(u64, Vec<u8>)>,
 }
 
 /// One shard's stream keys as one peer holds them.
@@ -59,34 +64,71 @@ impl StreamValues {
     /// Takes `value` for `key` as changed at (`epoch`, `stamp`) if that is
     /// newer than what we hold. Returns whether it was taken.
     pub fn offer(&mut self, epoch: u32, stamp: u64, key: &[u8], value: &[u8]) -> bool {
-        if let Some(e) = self.values.get(key) {
+        let mut history = VecDeque::new();
+        if let Some(mut e) = self.values.remove(key) {
             if (e.epoch, e.stamp) >= (epoch, stamp) {
+                // Older than what we hold: still what the key was as of `stamp`.
+                if e.epoch == epoch {
+                    remember(&mut e.history, stamp, value);
+                }
+                self.values.insert(key.to_vec(), e);
                 return false;
             }
-            let old = (e.epoch, e.stamp);
-            self.unindex(old, key);
+            self.unindex((e.epoch, e.stamp), key);
+            if e.epoch == epoch {
+                history = e.history;
+            }
         }
-        self.values.insert(key.to_vec(), StreamEntry { epoch, stamp, value: value.to_vec() });
+        remember(&mut history, stamp, value);
+        self.values.insert(key.to_vec(), StreamEntry { epoch, stamp, value: value.to_vec(), history });
         self.by_stamp.entry((epoch, stamp)).or_default().push(key.to_vec());
         true
+    }
+
+    /// Bytes every stream key and value of the shard take as frame entries:
+    /// a frame with all of them must fit [`crate::wire::MAX_FRAGMENTED_FRAME_BYTES`].
+    pub fn encoded_len(&self) -> usize {
+        self.values.iter().map(|(k, e)| Update::encoded_len_of(k, e.value.len())).sum()
+    }
+
+    /// `key`'s value as of stamp `at` of `epoch`: its last change at or before
+    /// it, if we still hold it (`None` too if the key changed only later).
+    pub fn value_as_of(&self, epoch: u32, key: &[u8], at: u64) -> Option<&[u8]> {
+        let e = self.values.get(key).filter(|e| e.epoch == epoch)?;
+        e.history.iter().rev().find(|(stamp, _)| *stamp <= at).map(|(_, v)| v.as_slice())
     }
 
     /// As czar at `epoch`: every key last changed after `from` in that epoch
     /// (or, if `from` is 0, every key whatever its epoch), oldest change
     /// first, and the stamp the list covers: as many keys as fit in
     /// `max_bytes` of encoded entries, always whole stamps, at least one key.
-    pub fn changed_after(&self, epoch: u32, from: u64, max_bytes: usize) -> (StreamEntries, u64) {
+    /// With a `base` (a stamp the receiver acknowledged, at most `from`), a
+    /// value goes as a patch against the key's value as of `base` when that
+    /// is smaller; otherwise whole. Patches need whole lists: a list cut
+    /// short leaves out keys changed in range that changed again after its
+    /// last stamp, and the receiver's view as of that stamp would be stale,
+    /// so the czar passes a `max_bytes` that holds every key.
+    pub fn changed_after(&self, epoch: u32, from: u64, base: u64, max_bytes: usize) -> (Vec<Update>, u64) {
         let start = if from == 0 { (0, 0) } else { (epoch, from + 1) };
-        let mut out: StreamEntries = Vec::new();
+        let mut out: Vec<Update> = Vec::new();
         let mut used = 0;
         let mut to = from;
         for ((e, stamp), keys) in self.by_stamp.range(start..=(epoch, u64::MAX)) {
-            let len: usize = keys.iter().map(|k| entry_len(k, &self.values[k].value)).sum();
+            let updates: Vec<Update> = keys
+                .iter()
+                .map(|k| {
+                    let new = &self.values[k].value;
+                    let old = (base > 0).then(|| self.value_as_of(epoch, k, base)).flatten();
+                    let op = old.and_then(|old| Op::patch(old, new)).unwrap_or_else(|| Op::Put(new.clone()));
+                    Update { key: k.clone(), op }
+                })
+                .collect();
+            let len: usize = updates.iter().map(Update::encoded_len).sum();
             if !out.is_empty() && used + len > max_bytes {
                 break;
             }
             used += len;
-            out.extend(keys.iter().map(|k| (k.clone(), self.values[k].value.clone())));
+            out.extend(updates);
             // Older epochs are all sent at once (from 0): they count as stamp 0 of ours.
             to = if *e == epoch { (*stamp).max(to) } else { to };
         }
@@ -102,6 +144,7 @@ impl StreamValues {
             let e = self.values.get_mut(k).expect("present");
             e.epoch = epoch;
             e.stamp = 1;
+            e.history = VecDeque::from([(1, e.value.clone())]);
         }
         if !keys.is_empty() {
             self.by_stamp.insert((epoch, 1), keys);
@@ -131,9 +174,16 @@ impl StreamValues {
     }
 }
 
-/// Bytes one stream entry takes on the wire.
-pub fn entry_len(key: &[u8], value: &[u8]) -> usize {
-    crate::wire::varint_len(key.len() as u64) + key.len() + crate::wire::varint_len(value.len() as u64) + value.len()
+/// Records `value` as the key's value as of `stamp` in `history` (kept in
+/// stamp order, the oldest forgotten past [`HISTORY`]).
+fn remember(history: &mut VecDeque<(u64, Vec<u8>)>, stamp: u64, value: &[u8]) {
+    match history.binary_search_by_key(&stamp, |(s, _)| *s) {
+        Ok(_) => {}
+        Err(at) => history.insert(at, (stamp, value.to_vec())),
+    }
+    while history.len() > HISTORY {
+        history.pop_front();
+    }
 }
 
 /// Lowest send budget of a link, bytes per second.
@@ -277,14 +327,14 @@ mod tests {
         assert!(!s.offer(1, 2, b"a", b"old"), "an older change loses");
         assert!(!s.offer(1, 3, b"a", b"same stamp"));
         assert_eq!(s.get(b"a"), Some(&b"a3"[..]));
-        let (all, to) = s.changed_after(1, 0, 1 << 20);
-        assert_eq!((all, to), (vec![(b"b".to_vec(), b"b2".to_vec()), (b"a".to_vec(), b"a3".to_vec())], 3));
-        let (after_two, to) = s.changed_after(1, 2, 1 << 20);
-        assert_eq!((after_two, to), (vec![(b"a".to_vec(), b"a3".to_vec())], 3));
-        let (none, to) = s.changed_after(1, 3, 1 << 20);
+        let (all, to) = s.changed_after(1, 0, 0, 1 << 20);
+        assert_eq!((all, to), (vec![put(b"b", b"b2"), put(b"a", b"a3")], 3));
+        let (after_two, to) = s.changed_after(1, 2, 0, 1 << 20);
+        assert_eq!((after_two, to), (vec![put(b"a", b"a3")], 3));
+        let (none, to) = s.changed_after(1, 3, 0, 1 << 20);
         assert_eq!((none.len(), to), (0, 3));
         // A budget of bytes cuts at whole stamps, always sending one.
-        let (first, to) = s.changed_after(1, 0, 1);
+        let (first, to) = s.changed_after(1, 0, 0, 1);
         assert_eq!((first.len(), to), (1, 2));
         assert!(s.offer(2, 1, b"c", b"c"), "a later epoch beats any stamp of an earlier one");
     }
@@ -297,11 +347,52 @@ mod tests {
         let digest = s.digest();
         s.adopt(5);
         assert_eq!(s.digest(), digest, "values unchanged");
-        let (all, to) = s.changed_after(5, 0, 1 << 20);
+        let (all, to) = s.changed_after(5, 0, 0, 1 << 20);
         assert_eq!((all.len(), to), (2, 1));
         assert!(!s.offer(3, 99, b"a", b"late"), "the old czar's late values lose");
         assert!(s.offer(5, 2, b"a", b"z"));
-        assert_eq!(s.changed_after(5, 1, 1 << 20).0, vec![(b"a".to_vec(), b"z".to_vec())]);
+        assert_eq!(s.changed_after(5, 1, 0, 1 << 20).0, vec![put(b"a", b"z")]);
+    }
+
+    fn put(k: &[u8], v: &[u8]) -> Update {
+        Update { key: k.to_vec(), op: Op::Put(v.to_vec()) }
+    }
+
+    #[test]
+    fn values_go_as_patches_against_what_the_receiver_acknowledged() {
+        let pos = |x: u8| [x, 0, 0, 0, 7, 7, 7, 7, 9, 9, 9, 9];
+        let mut czar = StreamValues::default();
+        for stamp in 1..=4u64 {
+            czar.offer(2, stamp, b"e0", &pos(stamp as u8));
+        }
+        // The receiver acknowledged stamp 2: e0 was pos(2) then.
+        assert_eq!(czar.value_as_of(2, b"e0", 2), Some(&pos(2)[..]));
+        let (sent, to) = czar.changed_after(2, 3, 2, 1 << 20);
+        assert_eq!(to, 4);
+        assert_eq!(sent[0].op, Op::Patch(vec![2 ^ 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
+        assert_eq!(sent[0].op.resolve(Some(&pos(2))), Some(pos(4).to_vec()));
+        // Without a base, or once the base is older than the history kept: whole.
+        assert_eq!(czar.changed_after(2, 3, 0, 1 << 20).0[0].op, Op::Put(pos(4).to_vec()));
+        for stamp in 5..=20u64 {
+            czar.offer(2, stamp, b"e0", &pos(stamp as u8));
+        }
+        assert_eq!(czar.value_as_of(2, b"e0", 2), None, "only the last 8 values are kept");
+        assert_eq!(czar.changed_after(2, 19, 2, 1 << 20).0[0].op, Op::Put(pos(20).to_vec()));
+        assert_eq!(czar.value_as_of(3, b"e0", 20), None, "another epoch");
+    }
+
+    #[test]
+    fn a_late_older_value_still_says_what_the_key_was_as_of_its_stamp() {
+        // A member took frames (13, 20] and then a late (8, 13]: as of 13 the
+        // key was the late frame's value, though it holds the newer one.
+        let mut member = StreamValues::default();
+        member.offer(4, 8, b"k", b"v5");
+        member.offer(4, 20, b"k", b"v15");
+        assert!(!member.offer(4, 13, b"k", b"v12"));
+        assert_eq!(member.get(b"k"), Some(&b"v15"[..]));
+        assert_eq!(member.value_as_of(4, b"k", 13), Some(&b"v12"[..]));
+        assert_eq!(member.value_as_of(4, b"k", 12), Some(&b"v5"[..]));
+        assert_eq!(member.value_as_of(4, b"k", 7), None);
     }
 
     #[test]

@@ -452,9 +452,11 @@ pub enum Frame {
     },
     /// The newest values of a shard's stream keys, from its czar (the
     /// datagram's sender): every stream key the czar changed in stamps
-    /// `from + 1 ..= to` of `epoch`, each at its newest value. Lost or
-    /// superseded values are never resent; the czar resends from what the
-    /// receiver acknowledged ([`Frame::StreamAck`]).
+    /// `from + 1 ..= to` of `epoch`, each at its newest value, whole
+    /// ([`Op::Put`]) or as a patch ([`Op::Patch`]) against the key's value as
+    /// of stamp `base`, which the receiver acknowledged. Lost or superseded
+    /// values are never resent; the czar resends from what the receiver
+    /// acknowledged ([`Frame::StreamAck`]).
     Stream {
         /// Which shard.
         shard: ShardId,
@@ -464,8 +466,10 @@ pub enum Frame {
         from: u64,
         /// The last stamp covered; above `from`.
         to: u64,
-        /// Keys and their newest values (at least one).
-        entries: Vec<(Vec<u8>, Vec<u8>)>,
+        /// The acknowledged stamp patches are against (0: no patches); at most `from`.
+        base: u64,
+        /// Keys and their newest values (at least one; `Put` or, with a base, `Patch`).
+        entries: Vec<Update>,
         /// The czar's signature (see `proof::stream_message`).
         sig: Signature,
     },
@@ -665,13 +669,12 @@ impl Frame {
                 out.extend_from_slice(&nonce.to_le_bytes());
                 out.extend_from_slice(signature);
             }
-            Frame::Stream { shard, epoch, from, to, entries, sig } => {
-                put_stream_header(out, *shard, *epoch, *from, *to);
+            Frame::Stream { shard, epoch, from, to, base, entries, sig } => {
+                put_stream_header(out, *shard, *epoch, *from, *to, *base);
                 out.extend_from_slice(sig);
                 put_varint(out, entries.len() as u64);
-                for (k, v) in entries {
-                    put_bytes(out, k);
-                    put_bytes(out, v);
+                for u in entries {
+                    put_update(out, u);
                 }
             }
             Frame::StreamAck { shard, epoch, have } => {
@@ -1101,24 +1104,30 @@ fn decode_frame(r: &mut Reader<'_>, sender: &PeerId) -> Result<Frame, DecodeErro
             let epoch = r.epoch()?;
             let from = r.seq()?;
             let to = r.seq()?;
+            let base = r.seq()?;
             let sig = r.array()?;
             if to <= from {
                 return Err(DecodeError::Invalid("stream range"));
             }
-            let n = r.count(2 + 1)?;
+            if base > from {
+                return Err(DecodeError::Invalid("stream base"));
+            }
+            let n = r.count(3)?;
             if n == 0 {
                 return Err(DecodeError::Invalid("empty stream"));
             }
             let mut entries = Vec::with_capacity(n);
             for _ in 0..n {
-                let k = r.bytes(MAX_KEY_BYTES, "key")?.to_vec();
-                if k.is_empty() {
-                    return Err(DecodeError::Invalid("empty key"));
+                let u = r.update(base > 0)?;
+                match &u.op {
+                    Op::Put(v) if v.len() > MAX_STREAM_VALUE_BYTES => return Err(DecodeError::TooLong("value")),
+                    Op::Delete => return Err(DecodeError::Invalid("update op")),
+                    Op::Patch(x) if x.len() > MAX_STREAM_VALUE_BYTES => return Err(DecodeError::TooLong("value")),
+                    _ => {}
                 }
-                let v = r.bytes(MAX_STREAM_VALUE_BYTES, "value")?.to_vec();
-                entries.push((k, v));
+                entries.push(u);
             }
-            Frame::Stream { shard, epoch, from, to, entries, sig }
+            Frame::Stream { shard, epoch, from, to, base, entries, sig }
         }
         28 => Frame::StreamAck { shard: r.shard()?, epoch: r.epoch()?, have: r.seq()? },
         other => return Err(DecodeError::UnknownFrame(other)),
@@ -1145,11 +1154,12 @@ pub fn decode_joined_frame(bytes: &[u8], sender: &PeerId) -> Result<Frame, Decod
 
 /// The fields of a [`Frame::Stream`] before its signature: also what its
 /// signature covers, with the session, author and entries (`proof::stream_message`).
-pub(crate) fn put_stream_header(out: &mut Vec<u8>, shard: ShardId, epoch: u32, from: u64, to: u64) {
+pub(crate) fn put_stream_header(out: &mut Vec<u8>, shard: ShardId, epoch: u32, from: u64, to: u64, base: u64) {
     out.extend_from_slice(&shard.0.to_le_bytes());
     put_varint(out, u64::from(epoch));
     put_varint(out, from);
     put_varint(out, to);
+    put_varint(out, base);
 }
 
 /// Bytes a LEB128 varint of `v` takes.
@@ -1575,7 +1585,11 @@ mod tests {
                 epoch: 2,
                 from: 40,
                 to: 45,
-                entries: vec![(b"e3".to_vec(), vec![1; 12]), (b"e7".to_vec(), Vec::new())],
+                base: 38,
+                entries: vec![
+                    Update { key: b"e3".to_vec(), op: Op::Put(vec![1; 12]) },
+                    Update { key: b"e7".to_vec(), op: Op::Patch(vec![0, 0, 3, 0]) },
+                ],
                 sig: [5; 64],
             },
             Frame::StreamAck { shard: ShardId(9), epoch: 2, have: 45 },

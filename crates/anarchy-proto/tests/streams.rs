@@ -9,7 +9,7 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use anarchy_proto::wire::{encode_frames, Frame, MAX_STREAM_VALUE_BYTES};
+use anarchy_proto::wire::{self, encode_frames, Frame, MAX_STREAM_VALUE_BYTES};
 use anarchy_proto::{Config, DropReason, Event, WriteError};
 use support::Net;
 
@@ -40,6 +40,9 @@ fn every_member_ends_with_the_newest_values_under_loss() {
     let (mut net, avatar) = session();
     let mut loss = ChaCha8Rng::seed_from_u64(5);
     net.drop_filter = Some(Box::new(move |_| loss.gen_bool(0.2)));
+    // Jitter of ±20 ms at 50 ms ticks reorders frames: patches must still
+    // resolve against what each member held as of their base.
+    net.jitter = Duration::from_millis(20);
     for tick in 0..60u32 {
         let now = net.now;
         for e in 0..8u8 {
@@ -71,6 +74,14 @@ fn every_member_ends_with_the_newest_values_under_loss() {
     // Stream keys are not part of the shard's versioned state.
     assert_eq!(net.peers[0].get(avatar, b"e\0"), None);
     assert_eq!(net.peers[0].version_of(avatar), net.peers[1].version_of(avatar));
+    // Values went as patches against what members acknowledged.
+    let patched = frames_sent(
+        &net,
+        1,
+        0,
+        |f| matches!(f, Frame::Stream { base, entries, .. } if *base > 0 && entries.iter().any(|u| matches!(u.op, wire::Op::Patch(_)))),
+    );
+    assert!(patched > 10, "{patched} patched stream frames");
     // One stream frame per member per tick at most: superseded values were
     // never queued up, and losses were made good by newer frames.
     let streams = frames_sent(&net, 1, 0, |f| matches!(f, Frame::Stream { .. }));
@@ -102,14 +113,8 @@ fn a_stream_not_signed_by_the_czar_is_dropped_and_counted() {
     let czar = net.id(1);
     let epoch = net.peers[0].version_of(avatar).unwrap().epoch;
     let forged = |sender| {
-        let f = Frame::Stream {
-            shard: avatar,
-            epoch,
-            from: 0,
-            to: 9,
-            entries: vec![(b"gold".to_vec(), b"999".to_vec())],
-            sig: [7; 64],
-        };
+        let gold = wire::Update { key: b"gold".to_vec(), op: wire::Op::Put(b"999".to_vec()) };
+        let f = Frame::Stream { shard: avatar, epoch, from: 0, to: 9, base: 0, entries: vec![gold], sig: [7; 64] };
         support::seal(&encode_frames(&sender, &[f]))
     };
     let (now, from_czar, from_other) = (net.now, net.addrs[1], net.addrs[2]);

@@ -298,12 +298,25 @@ fn frame() -> impl Strategy<Value = Frame> {
             0..MAX_SEQ,
             1..=1000u64,
             any::<[u8; 32]>(),
-            prop::collection::vec((key(), prop::collection::vec(any::<u8>(), 0..=24)), 1..=8)
+            prop::collection::vec((key(), prop::collection::vec(any::<u8>(), 1..=24), any::<bool>()), 1..=8)
         )
-            .prop_map(|(shard, epoch, from, span, half, entries)| {
+            .prop_map(|(shard, epoch, from, span, half, raw)| {
                 let mut sig = [0u8; 64];
                 sig[..32].copy_from_slice(&half);
-                Frame::Stream { shard, epoch, from, to: (from + span).min(MAX_SEQ), entries, sig }
+                // Patches only with a base; a patch lists a non-zero byte.
+                let base = from / 2;
+                let entries = raw
+                    .into_iter()
+                    .map(|(key, mut v, patch)| {
+                        if patch && base > 0 {
+                            v[0] |= 1;
+                            Update { key, op: Op::Patch(v) }
+                        } else {
+                            Update { key, op: Op::Put(v) }
+                        }
+                    })
+                    .collect();
+                Frame::Stream { shard, epoch, from, to: (from + span).min(MAX_SEQ), base, entries, sig }
             })
             .prop_filter("a range", |f| matches!(f, Frame::Stream { from, to, .. } if to > from)),
         (shard_id(), 0..=MAX_EPOCH, 0..=MAX_SEQ).prop_map(|(shard, epoch, have)| Frame::StreamAck {

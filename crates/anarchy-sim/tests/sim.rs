@@ -277,6 +277,22 @@ fn streamed_entities_converge_and_are_timed_even_through_a_capped_uplink() {
 }
 
 #[test]
+fn regression_a_restarted_member_never_gets_the_stream_values_it_acknowledged_before() {
+    // czar-crash.toml, 16 peers, standard workload with --streams, seeds 2,
+    // 9, 16: `convergence`, p0 (restarted blank) held no stream values of
+    // avatars-4. The new czar kept its cursor for p0's address from p0's
+    // previous life (everything acknowledged) and, writing nothing new, never
+    // sent again. A link's cursors now belong to one incarnation.
+    for seed in [2, 9] {
+        assert_passes(&run(Some("czar-crash.toml"), seed, |a| {
+            a.peers = Some(16);
+            a.workload = Some("standard".into());
+            a.streams = true;
+        }));
+    }
+}
+
+#[test]
 fn values_too_large_for_a_datagram_converge_under_loss() {
     // Every entity value is the largest a shard accepts: each delta, repair
     // and snapshot chunk travels in 15 fragments, and 2% loss costs about a

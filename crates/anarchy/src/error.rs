@@ -48,6 +48,9 @@ pub enum SessionError {
     /// Only a shard's czar writes its stream keys, and this peer is not it.
     #[error("this peer is not the czar of shard {0:?}: only the czar writes its stream keys")]
     NotCzar(String),
+    /// The shard's stream keys and values would pass their 16 KiB limit.
+    #[error("the stream keys of shard {0:?} would pass 16 KiB")]
+    StreamsFull(String),
     /// This peer has left the session.
     #[error("this peer is not in the session (it has left)")]
     NotInSession,
@@ -74,6 +77,7 @@ impl SessionError {
             WriteError::TooManyPending(n) => SessionError::TooManyPending(n),
             WriteError::StreamValueTooLarge(n) => SessionError::StreamValueTooLarge(n),
             WriteError::NotCzar(_) => SessionError::NotCzar(shard.to_owned()),
+            WriteError::StreamsFull(_) => SessionError::StreamsFull(shard.to_owned()),
         }
     }
 }

@@ -144,6 +144,9 @@ pub enum WriteError {
     /// Stream keys are written only by their shard's czar, and we are not it (yet).
     #[error("not the czar of shard {0}: only a shard's czar writes its stream keys")]
     NotCzar(ShardId),
+    /// The shard's stream keys and values would pass 16 KiB.
+    #[error("the stream keys of shard {0} would pass 16 KiB")]
+    StreamsFull(ShardId),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -920,8 +923,8 @@ impl Peer {
             }
             _ if !known_alive => self.stats.drop(DropReason::UnknownSender),
             Frame::Fragment { .. } => {}
-            Frame::Stream { shard, epoch, from, to, entries, sig } => {
-                self.handle_stream(sender, shard, epoch, from, to, entries, sig)
+            Frame::Stream { shard, epoch, from, to, base, entries, sig } => {
+                self.handle_stream(sender, shard, epoch, from, to, base, entries, sig)
             }
             Frame::StreamAck { shard, epoch, have } => self.handle_stream_ack(now, from, shard, epoch, have),
             Frame::Welcome | Frame::Members(_) | Frame::Shards(_) | Frame::Snapshot { .. } => {}

@@ -21,18 +21,24 @@ use crate::identity::PeerId;
 use crate::proof;
 use crate::shards::ShardId;
 use crate::stats::DropReason;
-use crate::stream::{LinkRate, StreamEntries, StreamValues};
+use crate::stream::{LinkRate, StreamValues};
 use crate::time::Instant;
-use crate::wire::{Frame, MAX_FRAME_BYTES, MAX_KEY_BYTES, MAX_STREAM_VALUE_BYTES};
+use crate::wire::{Frame, Op, Update, MAX_FRAGMENTED_FRAME_BYTES, MAX_KEY_BYTES, MAX_STREAM_VALUE_BYTES};
 
 /// A stream frame's fields besides its entries, at their largest: type, shard,
-/// epoch, two stamps, signature, entry count.
-const STREAM_FRAME_OVERHEAD: usize = 1 + 8 + 5 + 10 + 10 + 64 + 2;
+/// epoch, three stamps, signature, entry count.
+const STREAM_FRAME_OVERHEAD: usize = 1 + 8 + 5 + 10 + 10 + 10 + 64 + 2;
+/// Stream keys and values one shard holds at most, as frame entries: all of
+/// them always fit one (fragmented) `Stream` frame.
+pub const MAX_STREAM_SHARD_BYTES: usize = 16 * 1024;
 /// However short a link's budget, it gets a stream send at least this often:
 /// streams slow down under a short budget, they never stop.
 const STREAM_MAX_GAP: Duration = Duration::from_millis(500);
 /// Sends remembered per link and shard, to time acknowledgements.
 const MAX_SENDS_REMEMBERED: usize = 32;
+
+/// A signed list of changes: the stamp it covers, its entries, the signature.
+type SignedList = (u64, Vec<Update>, proof::Signature);
 
 /// The stream side of one shard on this peer.
 #[derive(Debug, Default)]
@@ -82,6 +88,9 @@ pub(super) struct StreamLink {
     cursors: BTreeMap<ShardId, Cursor>,
     /// When a stream send last went on this link.
     last_send: Option<Instant>,
+    /// The member's incarnation the cursors are for: a member that restarted
+    /// holds nothing of what it acknowledged before.
+    incarnation: u32,
 }
 
 impl Peer {
@@ -123,6 +132,12 @@ impl Peer {
         }
         if streams.values.get(key) == Some(value) {
             return Ok(());
+        }
+        // Every stream key of a shard fits one (fragmented) frame.
+        let now_len = streams.values.encoded_len();
+        let old_len = streams.values.get(key).map_or(0, |v| Update::encoded_len_of(key, v.len()));
+        if now_len - old_len + Update::encoded_len_of(key, value.len()) > MAX_STREAM_SHARD_BYTES {
+            return Err(WriteError::StreamsFull(shard));
         }
         streams.stamp += 1;
         streams.values.offer(epoch, streams.stamp, key, value);
@@ -173,15 +188,21 @@ impl Peer {
         if shards.is_empty() {
             return;
         }
-        let members: Vec<std::net::SocketAddr> = self.members.others().map(|m| m.addr).collect();
+        let members: Vec<(std::net::SocketAddr, u32)> =
+            self.members.others().map(|m| (m.addr, m.incarnation)).collect();
         // One signature per distinct (shard, from, to): members in step share it.
-        let mut signed: BTreeMap<(ShardId, u64), (u64, StreamEntries, proof::Signature)> = BTreeMap::new();
-        for addr in members {
+        let mut signed: BTreeMap<(ShardId, u64, u64), SignedList> = BTreeMap::new();
+        for (addr, incarnation) in members {
             let link = self.stream_links.entry(addr).or_insert_with(|| StreamLink {
                 rate: LinkRate::new(now),
                 cursors: BTreeMap::new(),
                 last_send: None,
+                incarnation,
             });
+            if link.incarnation != incarnation {
+                link.incarnation = incarnation;
+                link.cursors.clear();
+            }
             let starving = link.last_send.is_none_or(|t| now.saturating_duration_since(t) >= STREAM_MAX_GAP);
             if !link.rate.may_send(now) && !starving {
                 continue;
@@ -212,12 +233,16 @@ impl Peer {
                 if from >= stamp {
                     continue;
                 }
+                // Patches against what the member acknowledged, once it has.
+                let base = if cursor.acked <= from { cursor.acked } else { 0 };
                 let (to, entries, sig) = signed
-                    .entry((*shard, from))
+                    .entry((*shard, from, base))
                     .or_insert_with(|| {
-                        let (entries, to) =
-                            st.streams.values.changed_after(epoch, from, MAX_FRAME_BYTES - STREAM_FRAME_OVERHEAD);
-                        let message = proof::stream_message(&self.session_tag, &me, *shard, epoch, from, to, &entries);
+                        // Every changed key, in fragments if need be (see `changed_after`).
+                        let budget = MAX_FRAGMENTED_FRAME_BYTES - STREAM_FRAME_OVERHEAD;
+                        let (entries, to) = st.streams.values.changed_after(epoch, from, base, budget);
+                        let message =
+                            proof::stream_message(&self.session_tag, &me, *shard, epoch, from, to, base, &entries);
                         (to, entries, proof::sign(&self.keypair, &message))
                     })
                     .clone();
@@ -229,7 +254,7 @@ impl Peer {
                 if cursor.sends.len() > MAX_SENDS_REMEMBERED {
                     cursor.sends.pop_front();
                 }
-                frames.push(Frame::Stream { shard: *shard, epoch, from, to, entries, sig });
+                frames.push(Frame::Stream { shard: *shard, epoch, from, to, base, entries, sig });
             }
             if !frames.is_empty() {
                 link.last_send = Some(now);
@@ -250,7 +275,8 @@ impl Peer {
         epoch: u32,
         from: u64,
         to: u64,
-        entries: StreamEntries,
+        base: u64,
+        entries: Vec<Update>,
         sig: proof::Signature,
     ) {
         let Some(st) = self.states.get(&shard) else {
@@ -266,7 +292,7 @@ impl Peer {
             self.stats.drop(DropReason::UnknownSender);
             return;
         };
-        let message = proof::stream_message(&self.session_tag, &sender, shard, epoch, from, to, &entries);
+        let message = proof::stream_message(&self.session_tag, &sender, shard, epoch, from, to, base, &entries);
         if !proof::verify(&key, &message, &sig) {
             self.stats.drop(DropReason::BadSignature);
             return;
@@ -278,14 +304,35 @@ impl Peer {
             Some((czar, e, have)) if czar == sender && e == epoch => have,
             _ => 0,
         };
-        if from <= have {
+        streams.ack_due = true;
+        // A patch resolves against the key's value as of `base`, which we
+        // acknowledged. Without it (a reset, a history too short) we take the
+        // rest and acknowledge 0: the czar then sends every value whole.
+        let resolved: Vec<(Vec<u8>, Option<Vec<u8>>)> = entries
+            .into_iter()
+            .map(|u| {
+                let value = match &u.op {
+                    Op::Patch(_) if base > have => None,
+                    Op::Patch(_) => {
+                        streams.values.value_as_of(epoch, &u.key, base).and_then(|old| u.op.resolve(Some(old)))
+                    }
+                    op => op.resolve(None),
+                };
+                (u.key, value)
+            })
+            .collect();
+        let complete = resolved.iter().all(|(_, v)| v.is_some());
+        if !complete {
+            streams.have = Some((sender, epoch, 0));
+            self.stats.drop(DropReason::StreamBaseMissing);
+        } else if from <= have {
             streams.have = Some((sender, epoch, have.max(to)));
         } else if streams.have.is_none_or(|(czar, e, _)| czar != sender || e != epoch) {
             streams.have = Some((sender, epoch, 0));
         }
-        streams.ack_due = true;
         let mut changed = Vec::new();
-        for (key, value) in entries {
+        for (key, value) in resolved {
+            let Some(value) = value else { continue };
             // Every value in the frame is at least as new as stamp `to`'s.
             if streams.values.offer(epoch, to, &key, &value) && events {
                 changed.push((key, value));
@@ -308,7 +355,15 @@ impl Peer {
     ) {
         let Some(link) = self.stream_links.get_mut(&from) else { return };
         let Some(cursor) = link.cursors.get_mut(&shard) else { return };
-        if cursor.epoch != epoch || have <= cursor.acked || have > cursor.sent {
+        if cursor.epoch != epoch {
+            return;
+        }
+        if have == 0 && cursor.acked > 0 {
+            // It lost the base our patches were against: whole values from the start.
+            *cursor = Cursor { epoch, ..Cursor::default() };
+            return;
+        }
+        if have <= cursor.acked || have > cursor.sent {
             return;
         }
         cursor.acked = have;
@@ -335,7 +390,7 @@ impl Peer {
                 self.queue_frame(addr, &frame);
             }
         }
-        if self.stream_links.len() > self.members.alive_count() {
+        if self.stream_links.len() > self.members.alive_count().saturating_sub(1) {
             let live: std::collections::BTreeSet<std::net::SocketAddr> =
                 self.members.others().map(|m| m.addr).collect();
             self.stream_links.retain(|addr, _| live.contains(addr));
