@@ -66,7 +66,13 @@ fn heartbeat(shard: ShardId, seq: u64) -> Frame {
         incarnation: 1,
         members_hash: 0x1234_5678_9abc_def0,
         shards_hash: 0x0fed_cba9_8765_4321,
-        czar_of: vec![ShardVersion { shard, version: Version { epoch: 1, seq }, checksum: seq * 31, backed: true }],
+        czar_of: vec![ShardVersion {
+            shard,
+            version: Version { epoch: 1, seq },
+            checksum: seq * 31,
+            backed: true,
+            load: None,
+        }],
     }
 }
 

@@ -173,6 +173,19 @@ pub struct ShardVersion {
     pub checksum: u64,
     /// Whether the czar's claim is backed by a majority (see [`Frame::Authority`]).
     pub backed: bool,
+    /// The shard's load as its czar measures it; sent about once a second.
+    pub load: Option<ShardLoad>,
+}
+
+/// A shard's load over its czar's last measuring window, as adverts carry it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ShardLoad {
+    /// Updates the czar applied per second.
+    pub writes_per_sec: u32,
+    /// Bytes of key and value the czar applied per second.
+    pub bytes_per_sec: u32,
+    /// Keys the shard holds.
+    pub keys: u32,
 }
 
 /// One voter's answer about one shard in a recovery round.
@@ -575,7 +588,12 @@ impl Frame {
                     out.extend_from_slice(&sv.shard.0.to_le_bytes());
                     put_version(out, sv.version);
                     out.extend_from_slice(&sv.checksum.to_le_bytes());
-                    out.push(u8::from(sv.backed));
+                    out.push(u8::from(sv.backed) | u8::from(sv.load.is_some()) << 1);
+                    if let Some(l) = sv.load {
+                        put_varint(out, u64::from(l.writes_per_sec));
+                        put_varint(out, u64::from(l.bytes_per_sec));
+                        put_varint(out, u64::from(l.keys));
+                    }
                 }
             }
             Frame::Leave { incarnation } => put_varint(out, u64::from(*incarnation)),
@@ -952,12 +970,21 @@ fn decode_frame(r: &mut Reader<'_>, sender: &PeerId) -> Result<Frame, DecodeErro
             let n = r.count(8 + 2 + 8 + 1)?;
             let mut czar_of = Vec::with_capacity(n);
             for _ in 0..n {
-                czar_of.push(ShardVersion {
-                    shard: r.shard()?,
-                    version: r.version()?,
-                    checksum: r.u64_le()?,
-                    backed: r.bool()?,
-                });
+                let (shard, version, checksum) = (r.shard()?, r.version()?, r.u64_le()?);
+                let flags = r.u8()?;
+                if flags > 0b11 {
+                    return Err(DecodeError::Invalid("advert flags"));
+                }
+                let load = if flags & 0b10 != 0 {
+                    Some(ShardLoad {
+                        writes_per_sec: r.varint_u32()?,
+                        bytes_per_sec: r.varint_u32()?,
+                        keys: r.varint_u32()?,
+                    })
+                } else {
+                    None
+                };
+                czar_of.push(ShardVersion { shard, version, checksum, backed: flags & 1 != 0, load });
             }
             Frame::Heartbeat { incarnation, members_hash, shards_hash, czar_of }
         }
@@ -1477,12 +1504,22 @@ mod tests {
                 incarnation: 1,
                 members_hash: 42,
                 shards_hash: 7,
-                czar_of: vec![ShardVersion {
-                    shard: ShardId(9),
-                    version: Version { epoch: 2, seq: 300 },
-                    checksum: 5,
-                    backed: true,
-                }],
+                czar_of: vec![
+                    ShardVersion {
+                        shard: ShardId(9),
+                        version: Version { epoch: 2, seq: 300 },
+                        checksum: 5,
+                        backed: true,
+                        load: None,
+                    },
+                    ShardVersion {
+                        shard: ShardId(10),
+                        version: Version { epoch: 3, seq: 1 },
+                        checksum: 6,
+                        backed: false,
+                        load: Some(ShardLoad { writes_per_sec: 320, bytes_per_sec: 7_000, keys: 16 }),
+                    },
+                ],
             },
             Frame::Leave { incarnation: 1 },
             Frame::Delta {

@@ -613,3 +613,30 @@ fn an_unverified_snapshot_chunk_moves_no_claim() {
     assert!(net.converged(world));
     assert_eq!(net.peers[2].get(world, b"gold"), None);
 }
+
+#[test]
+fn every_member_sees_the_load_a_czar_advertises() {
+    let mut net = Net::new(Config::default());
+    for _ in 0..3 {
+        net.add();
+    }
+    let avatar = net.declare_everywhere("avatar", Some(1));
+    net.start_all();
+    net.run_for(Duration::from_secs(1));
+    for tick in 0..60u32 {
+        let now = net.now;
+        for e in 0..4u8 {
+            net.peers[1].write(now, avatar, &[b'e', e], &tick.to_le_bytes()).unwrap();
+        }
+        net.drain_all();
+        net.run_for(Duration::from_millis(50));
+    }
+    let own = net.peers[1].shard_load(avatar).expect("the czar measures its shard");
+    assert!((60..=100).contains(&own.writes_per_sec), "4 keys at 20 Hz: {own:?}");
+    assert_eq!(own.keys, 4);
+    for i in [0, 2] {
+        let seen = net.peers[i].shard_load(avatar).expect("the czar's adverts carry its load");
+        assert_eq!(seen.keys, 4, "peer {i}");
+        assert!(seen.writes_per_sec >= 60, "peer {i}: {seen:?}");
+    }
+}

@@ -14,7 +14,7 @@ use anarchy_proto::shards::ShardId;
 use anarchy_proto::time::Instant;
 use anarchy_proto::wire::{
     decode_datagram, encode_frames, put_header, Decision, DecodeError, Frame, MemberRecord, MemberStatus, Op,
-    RecoverVote, ShardDecl, ShardVersion, Update, HEADER_BYTES, MAX_EPOCH, MAX_FRAGMENTS, MAX_FRAME_BYTES,
+    RecoverVote, ShardDecl, ShardLoad, ShardVersion, Update, HEADER_BYTES, MAX_EPOCH, MAX_FRAGMENTS, MAX_FRAME_BYTES,
     MAX_KEY_BYTES, MAX_SEQ, MAX_SHARD_NAME_BYTES, MAX_VALUE_BYTES,
 };
 use anarchy_proto::{proof, Config, Keypair, Peer, Version, MAX_DATAGRAM_BYTES};
@@ -143,12 +143,13 @@ fn shard_decl() -> impl Strategy<Value = ShardDecl> {
 }
 
 fn shard_version() -> impl Strategy<Value = ShardVersion> {
-    (shard_id(), version(), any::<u64>(), any::<bool>()).prop_map(|(shard, version, checksum, backed)| ShardVersion {
-        backed,
-        shard,
-        version,
-        checksum,
-    })
+    let load = prop::option::of((any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(w, b, k)| ShardLoad {
+        writes_per_sec: w,
+        bytes_per_sec: b,
+        keys: k,
+    }));
+    (shard_id(), version(), any::<u64>(), any::<bool>(), load)
+        .prop_map(|(shard, version, checksum, backed, load)| ShardVersion { backed, shard, version, checksum, load })
 }
 
 fn decision() -> impl Strategy<Value = Decision> {
@@ -653,7 +654,13 @@ fn frame_for_peer() -> impl Strategy<Value = Frame> {
                 incarnation: 0,
                 members_hash: 0,
                 shards_hash: 0,
-                czar_of: vec![ShardVersion { shard, version: Version { epoch, seq }, checksum, backed: seq % 2 == 0 }],
+                czar_of: vec![ShardVersion {
+                    shard,
+                    version: Version { epoch, seq },
+                    checksum,
+                    backed: seq % 2 == 0,
+                    load: None,
+                }],
             }
         }),
         // An empty snapshot's checksum is all zeros: these can actually install.

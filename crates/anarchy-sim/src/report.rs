@@ -183,6 +183,10 @@ pub struct Report {
     /// Evictions of a peer that was up and connected both ways to the evicting
     /// peer for the whole peer timeout.
     pub false_evictions: u64,
+    /// The busiest czar's load (bytes per second of the shards it is czar of)
+    /// over the mean czar's: the median of samples taken every check step of
+    /// the measurement window (`null` without load).
+    pub czar_load_max_over_mean: Option<f64>,
     /// The first false evictions: when, who evicted whom, and how.
     pub false_eviction_notes: Vec<String>,
     /// Critical updates.
@@ -269,6 +273,7 @@ impl Report {
             live_peers: outcome.live_peers,
             failover_ms,
             false_evictions: outcome.false_evictions,
+            czar_load_max_over_mean: median(&outcome.czar_load_samples),
             false_eviction_notes: outcome.false_eviction_notes.clone(),
             critical,
             byzantine: cfg.byzantine,
@@ -348,6 +353,9 @@ impl Report {
         for note in &self.false_eviction_notes {
             s += &format!("    false eviction: {note}\n");
         }
+        if let Some(ratio) = self.czar_load_max_over_mean {
+            s += &format!("  czar load: busiest over mean {ratio:.2} (median of samples)\n");
+        }
         let c = &self.critical;
         s += &format!(
             "  critical: {} proposed, {} committed, {} rejected, {} timed out, {} lost after commit\n",
@@ -399,4 +407,11 @@ impl Report {
         }
         s
     }
+}
+
+/// The middle of `samples` (the upper middle for an even count), `None` if empty.
+fn median(samples: &[f64]) -> Option<f64> {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied()
 }

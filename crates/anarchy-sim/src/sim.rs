@@ -609,6 +609,9 @@ pub struct Outcome {
     pub honest_drops: BTreeMap<DropReason, u64>,
     /// Simulated seconds of the bandwidth measurement window.
     pub window_seconds: f64,
+    /// Busiest czar's load over the mean czar's, sampled every check step of
+    /// the measurement window.
+    pub czar_load_samples: Vec<f64>,
 }
 
 /// A running simulation.
@@ -627,6 +630,8 @@ pub struct Sim {
     events: Vec<Event>,
     totals: Totals,
     writes_stopped: bool,
+    /// Busiest czar's load over the mean czar's, sampled each step of the window.
+    czar_load_samples: Vec<f64>,
     end_us: u64,
     last_crashed: Option<usize>,
     /// Shard whose events are printed to stderr (`ANARCHY_SIM_TRACE=name`), for debugging.
@@ -753,6 +758,7 @@ impl Sim {
             events: Vec::new(),
             totals: Totals::default(),
             writes_stopped: false,
+            czar_load_samples: Vec::new(),
             end_us,
             last_crashed: None,
             trace: std::env::var("ANARCHY_SIM_TRACE").ok().map(|n| ShardId::from_name(&n)),
@@ -953,6 +959,7 @@ impl Sim {
             }
         }
         Outcome {
+            czar_load_samples: self.czar_load_samples.clone(),
             honest_drops,
             failover_us,
             failovers_unfinished: w.failovers.iter().filter(|f| f.done_us.is_none()).count() as u64,
@@ -1059,6 +1066,9 @@ impl Sim {
             }
             Job::Step => {
                 self.world.check_failovers();
+                if !self.writes_stopped && now >= self.window_from_us {
+                    self.sample_czar_load();
+                }
                 for c in self.checkers.iter_mut() {
                     c.on_step(&self.world, &mut self.findings);
                 }
@@ -1310,6 +1320,27 @@ impl Sim {
         for c in crafted {
             self.send(c.from, target, c.bytes);
         }
+    }
+
+    /// One sample of the busiest czar's load over the mean czar's: per live
+    /// peer, the bytes per second of the shards it is czar of (as it measures
+    /// them), over the peers that are czar of anything.
+    fn sample_czar_load(&mut self) {
+        let w = &self.world;
+        let mut per_czar: BTreeMap<usize, u64> = BTreeMap::new();
+        for &shard in &w.shard_ids {
+            let Some(c) = w.czar_index(shard) else { continue };
+            let Some(p) = w.slots[c].peer.as_ref() else { continue };
+            let load = p.shard_load(shard).map_or(0, |l| u64::from(l.bytes_per_sec));
+            *per_czar.entry(c).or_default() += load;
+        }
+        let total: u64 = per_czar.values().sum();
+        if per_czar.is_empty() || total == 0 {
+            return;
+        }
+        let mean = total as f64 / per_czar.len() as f64;
+        let max = per_czar.values().copied().max().unwrap_or(0) as f64;
+        self.czar_load_samples.push(max / mean);
     }
 
     /// Remembers when slot `i` streamed these contents of `shard`, to time

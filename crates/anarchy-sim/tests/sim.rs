@@ -254,8 +254,15 @@ fn the_standard_workload_measures_its_wire_overhead() {
     assert!(r.payload_bytes_per_peer_per_sec > 0.0);
     let ratio = r.wire_bytes_per_peer_per_sec / r.payload_bytes_per_peer_per_sec;
     assert!((r.wire_overhead_ratio - ratio).abs() < 1e-9);
+    let balance = r.czar_load_max_over_mean.expect("czars advertise load");
+    assert!((1.0..2.0).contains(&balance), "every player is czar of its own avatar: {balance}");
     let json = r.to_json();
-    for field in ["\"payload_bytes_per_peer_per_sec\"", "\"wire_overhead_ratio\"", "\"bytes_sent_per_peer_per_sec\""] {
+    for field in [
+        "\"payload_bytes_per_peer_per_sec\"",
+        "\"wire_overhead_ratio\"",
+        "\"bytes_sent_per_peer_per_sec\"",
+        "\"czar_load_max_over_mean\"",
+    ] {
         assert!(json.contains(field), "{field} missing from {json}");
     }
 }
@@ -334,7 +341,12 @@ fn regression_a_provisional_czar_commits_after_the_heal_and_loses_to_a_backed_on
     // they committed, then the backed czar of epoch 3 re-asserted over the
     // provisional claim (epoch 7) with a history that lacked them. Now no
     // member votes under a provisional claim.
-    for seed in [2, 23] {
+    //
+    // Seed 25 (found with that change): the backed czar of world itself took
+    // the other side's provisional claim, implied by one of its deltas, and
+    // discarded its history with the commit 3.46 before re-asserting. An
+    // implied claim no longer displaces a ready czar of a backed claim.
+    for seed in [2, 23, 25] {
         assert_passes(&run_large("partition-heal.toml", seed));
     }
 }

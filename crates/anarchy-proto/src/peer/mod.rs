@@ -38,7 +38,7 @@ pub use critical::{Proposal, Validator};
 pub use status::{LatencyView, MemberView, PeerStatus, ShardView};
 
 use crate::wire::{
-    self, Frame, MemberRecord, MemberStatus, Op, ShardDecl, ShardVersion, Update, HEADER_BYTES, MAX_EPOCH,
+    self, Frame, MemberRecord, MemberStatus, Op, ShardDecl, ShardLoad, ShardVersion, Update, HEADER_BYTES, MAX_EPOCH,
     MAX_FRAME_BYTES, MAX_KEY_BYTES, MAX_PLAIN_DATAGRAM_BYTES, MAX_VALUE_BYTES,
 };
 
@@ -48,6 +48,8 @@ const SEQ_HEADROOM: u64 = 1 << 32;
 /// How long we remember having sent an authority hint (hints are rate-limited
 /// to one per heartbeat per shard and address; older entries are useless).
 const HINT_MEMORY: Duration = Duration::from_secs(1);
+/// A czar's adverts carry its shards' load every this many ticks (a second at 50 ms).
+const LOAD_ADVERT_TICKS: u64 = 20;
 /// Most updates sent in answer to one repair request.
 const MAX_REPAIR_UPDATES: usize = 256;
 /// An answer to one repair request stops after the run that reaches this
@@ -237,6 +239,8 @@ struct ShardState {
     held_forwards: VecDeque<HeldForward>,
     /// Stream keys (see `stream`).
     streams: stream::ShardStreams,
+    /// The load our czar last advertised (§6.17).
+    czar_load: Option<ShardLoad>,
 }
 
 /// A forwarded write held by a shard's heir (see `ShardState::held_forwards`).
@@ -252,6 +256,16 @@ struct HeldForward {
 impl ShardState {
     fn is_ready_czar(&self, me: PeerId) -> bool {
         self.replica.czar == Some(me) && self.catch_up_to.is_none()
+    }
+
+    /// The shard's load as we measure it over the last window (as its czar).
+    fn own_load(&self) -> ShardLoad {
+        let (writes, bytes) = self.load.rates();
+        ShardLoad {
+            writes_per_sec: writes.round().clamp(0.0, f64::from(u32::MAX)) as u32,
+            bytes_per_sec: bytes.round().clamp(0.0, f64::from(u32::MAX)) as u32,
+            keys: u32::try_from(self.replica.len()).unwrap_or(u32::MAX),
+        }
     }
 }
 
@@ -559,6 +573,17 @@ impl Peer {
             st.streams.debug(),
             st.replica.debug_log(),
         )
+    }
+
+    /// `shard`'s load: measured here if we are its czar, otherwise as its
+    /// czar last advertised it (about once a second). `None` before either.
+    pub fn shard_load(&self, shard: ShardId) -> Option<ShardLoad> {
+        let st = self.states.get(&shard)?;
+        if st.is_ready_czar(self.id) {
+            Some(st.own_load())
+        } else {
+            st.czar_load
+        }
     }
 
     /// Writes waiting for a czar's acknowledgement.
@@ -1391,6 +1416,13 @@ impl Peer {
             }
             return Verdict::Same;
         }
+        // An implied claim never displaces us as the ready czar of a backed
+        // claim: its standing is unknown, and a provisional one must meet our
+        // re-assertion, not our history's discard (partition-heal, 32 peers,
+        // seed 25). The claimant's adverts, which state it, follow within a tick.
+        if !explicit && epoch > st.replica.epoch && st.replica.backed && st.is_ready_czar(self.id) {
+            return Verdict::Stale;
+        }
         // A provisional claim (the minority side of a partition, made because
         // its own timeout removed the czar) never displaces a backed czar that
         // is alive in our view. If we are that czar, we re-assert at a higher
@@ -1612,6 +1644,9 @@ impl Peer {
             return;
         }
         let st = self.states.get_mut(&shard).expect("known shard");
+        if let Some(load) = advert.load.filter(|_| st.replica.czar == Some(sender)) {
+            st.czar_load = Some(load);
+        }
         // Adverts can arrive out of order: keep the newest of this epoch.
         let stale = st.czar_advert.is_some_and(|(e, seq, _)| e == advert.version.epoch && seq > advert.version.seq);
         if !stale {
@@ -2542,6 +2577,8 @@ impl Peer {
     /// Queues a heartbeat to every member, advertising the versions of the
     /// shards we hold, and probes one peer that left only by our timeout.
     fn queue_heartbeats(&mut self) {
+        // About once a second each advert carries the shard's load (§6.17).
+        let with_load = self.ticks % LOAD_ADVERT_TICKS == 0;
         let czar_of: Vec<ShardVersion> = self
             .states
             .iter()
@@ -2551,14 +2588,17 @@ impl Peer {
                 version: s.replica.version(),
                 checksum: s.replica.checksum().short(),
                 backed: s.replica.backed,
+                load: with_load.then(|| s.own_load()),
             })
             .collect();
         let members_hash = self.members.digest();
         let shards_hash = self.shards.digest();
         let incarnation = self.members.myself().incarnation;
         // Split long advert lists so every heartbeat frame fits a datagram.
-        // 36 adverts of at most 31 bytes each, plus the frame's own fields, stay under MAX_FRAME_BYTES.
-        const ADVERTS_PER_FRAME: usize = 36;
+        // 22 adverts of at most 46 bytes each (a load summary included), plus
+        // the frame's own fields, stay under MAX_FRAME_BYTES.
+        const ADVERTS_PER_FRAME: usize = 22;
+        const _: () = assert!(ADVERTS_PER_FRAME * 46 + 23 <= MAX_FRAME_BYTES);
         let mut frames = Vec::new();
         for part in czar_of.chunks(ADVERTS_PER_FRAME) {
             frames.push(Frame::Heartbeat { incarnation, members_hash, shards_hash, czar_of: part.to_vec() }.to_bytes());

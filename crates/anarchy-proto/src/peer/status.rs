@@ -46,6 +46,13 @@ pub(super) struct ShardLoad {
     rate: (f64, f64),
 }
 
+impl ShardLoad {
+    /// Updates and bytes per second over the last window.
+    pub(super) fn rates(&self) -> (f64, f64) {
+        self.rate
+    }
+}
+
 /// Status bookkeeping owned by the peer.
 #[derive(Debug, Default)]
 pub(super) struct Telemetry {
