@@ -497,12 +497,14 @@ fn draw_peers(frame: &mut Frame, area: Rect, status: &StatusReport, ui: &UiState
             Cell::from(if m.is_self { "-".to_owned() } else { m.last_heard_ms.to_string() }),
             Cell::from(human(m.bytes_in_per_sec)),
             Cell::from(human(m.bytes_out_per_sec)),
+            Cell::from(m.budget_bytes_per_sec.map_or_else(|| "-".into(), |b| human(b as f64))),
             Cell::from(format!("{czar}/{backup}")),
         ])
         .style(style)
     });
-    let header = Row::new(["peer", "address", "state", "rtt ms", "loss%", "heard", "in B/s", "out B/s", "czar/bkp"])
-        .style(Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED));
+    let header =
+        Row::new(["peer", "address", "state", "rtt ms", "loss%", "heard", "in B/s", "out B/s", "budget", "czar/bkp"])
+            .style(Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED));
     let widths = [
         Constraint::Length(9),
         Constraint::Min(15),
@@ -512,6 +514,7 @@ fn draw_peers(frame: &mut Frame, area: Rect, status: &StatusReport, ui: &UiState
         Constraint::Length(6),
         Constraint::Length(6),
         Constraint::Length(7),
+        Constraint::Length(6),
         Constraint::Length(8),
     ];
     let title =
