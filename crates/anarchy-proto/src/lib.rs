@@ -57,4 +57,6 @@ pub use seal::{SealError, SessionSecret, SEAL_OVERHEAD_BYTES};
 pub use shards::{ShardError, ShardId, ShardInfo};
 pub use stats::{DropReason, Histogram, Stats};
 pub use time::Instant;
-pub use wire::{MemberStatus, MAX_DATAGRAM_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES, PROTOCOL_VERSION};
+pub use wire::{
+    MemberStatus, MAX_DATAGRAM_BYTES, MAX_KEY_BYTES, MAX_STREAM_VALUE_BYTES, MAX_VALUE_BYTES, PROTOCOL_VERSION,
+};

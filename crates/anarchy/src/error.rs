@@ -5,7 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anarchy_proto::{ShardError, WriteError, MAX_KEY_BYTES, MAX_VALUE_BYTES};
+use anarchy_proto::{ShardError, WriteError, MAX_KEY_BYTES, MAX_STREAM_VALUE_BYTES, MAX_VALUE_BYTES};
 
 /// Why a [`crate::Session`] call failed.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +43,7 @@ pub enum SessionError {
     #[error("value of {0} bytes exceeds the {MAX_VALUE_BYTES}-byte limit")]
     ValueTooLarge(usize),
     /// A stream value is larger than the protocol allows.
-    #[error("stream value of {0} bytes exceeds the {max}-byte limit", max = anarchy_proto::wire::MAX_STREAM_VALUE_BYTES)]
+    #[error("stream value of {0} bytes exceeds the {MAX_STREAM_VALUE_BYTES}-byte limit")]
     StreamValueTooLarge(usize),
     /// Only a shard's czar writes its stream keys, and this peer is not it.
     #[error("this peer is not the czar of shard {0:?}: only the czar writes its stream keys")]

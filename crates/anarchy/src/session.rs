@@ -145,7 +145,7 @@ impl Session {
     /// link stream values go less often while reliable and critical updates
     /// keep their pace. Stream keys live beside the shard's versioned keys;
     /// read them with [`Session::stream_value`]. Values up to
-    /// [`anarchy_proto::wire::MAX_STREAM_VALUE_BYTES`] bytes.
+    /// [`crate::MAX_STREAM_VALUE_BYTES`] bytes.
     pub fn write_stream(&self, shard: &str, key: &[u8], value: &[u8]) -> Result<(), SessionError> {
         self.batch(|b| b.write_stream(shard, key, value))
     }

@@ -192,3 +192,38 @@ async fn the_event_stream_ends_after_shutdown() {
     }
     assert!(drained >= 1, "the Joined event was still delivered");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stream_keys_reach_every_session_and_only_the_czar_writes_them() {
+    const PEERS: usize = 3;
+    let first = start(0, None).await;
+    let bootstrap = first.local_addr();
+    let mut sessions = vec![first];
+    for i in 1..PEERS {
+        sessions.push(start(i, Some(bootstrap)).await);
+    }
+    for s in &sessions {
+        s.wait_for_members(PEERS, DEADLINE).await.expect("everyone sees everyone");
+    }
+    let all: Vec<&Session> = sessions.iter().collect();
+    wait_until("avatar-1 is owned by its player everywhere", || {
+        all.iter().all(|s| s.czar_of("avatar-1") == Some(sessions[1].id()))
+    })
+    .await;
+    for frame in 0..30u8 {
+        sessions[1].write_stream("avatar-1", b"pos", &[frame, 0, 40, 0]).expect("the czar streams its avatar");
+    }
+    assert!(
+        matches!(sessions[0].write_stream("avatar-1", b"pos", b"x"), Err(SessionError::NotCzar(name)) if name == "avatar-1")
+    );
+    let long = vec![0; anarchy::MAX_STREAM_VALUE_BYTES + 1];
+    assert!(matches!(sessions[1].write_stream("avatar-1", b"pos", &long), Err(SessionError::StreamValueTooLarge(_))));
+    wait_until("every session holds the newest stream value", || {
+        all.iter().all(|s| s.stream_value("avatar-1", b"pos") == Some(vec![29, 0, 40, 0]))
+    })
+    .await;
+    assert_eq!(sessions[0].get("avatar-1", b"pos"), None, "stream keys are apart from the versioned state");
+    for s in sessions {
+        s.shutdown().await;
+    }
+}
