@@ -1274,12 +1274,8 @@ impl Peer {
                     let settled = self.members.get(&desired).is_some_and(|m| {
                         !m.suspected && now.saturating_duration_since(m.known_since) >= self.config.handover_delay
                     });
-                    // Nor just after a stall (`just_resumed`). Nor from a provisional
-                    // claim: the backed czar it displaced re-asserts at the next
-                    // unilateral epoch, the one our hand-over would take, and two
-                    // czars would write in it (isolate-and-stall, 32 peers, seed 33).
-                    let backed = st.replica.backed;
-                    if desired != self.id && st.catch_up_to.is_none() && settled && backed && !self.just_resumed(now) {
+                    // Nor just after a stall (`just_resumed`).
+                    if desired != self.id && st.catch_up_to.is_none() && settled && !self.just_resumed(now) {
                         self.hand_over(shard, desired);
                     }
                 }
