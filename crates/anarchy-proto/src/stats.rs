@@ -233,7 +233,12 @@ impl Default for Drops {
 impl Stats {
     /// Counts one drop.
     pub fn drop(&mut self, reason: DropReason) {
-        self.drops.0[reason as usize] += 1;
+        self.drop_n(reason, 1);
+    }
+
+    /// Counts `n` drops for one reason.
+    pub fn drop_n(&mut self, reason: DropReason, n: u64) {
+        self.drops.0[reason as usize] += n;
     }
 
     /// Drops counted under `reason`.

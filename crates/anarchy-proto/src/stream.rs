@@ -21,15 +21,27 @@ use crate::wire::{Op, Update};
 /// patches against (member).
 const HISTORY: usize = 8;
 
-/// One stream value and the (epoch, stamp) of its last change, with the
-/// key's recent values in that epoch.
+/// One stream key's recent values in the epoch of its last change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct StreamEntry {
     epoch: u32,
-    stamp: u64,
-    value: Vec<u8>,
-    /// (stamp, value) of the key's last changes in `epoch`, oldest first.
+    /// (stamp, value) of the key's last changes in `epoch`, oldest first;
+    /// never empty: the last is the current value and its stamp.
     history: VecDeque<(u64, Vec<u8>)>,
+}
+
+impl StreamEntry {
+    fn current(&self) -> &(u64, Vec<u8>) {
+        self.history.back().expect("never empty")
+    }
+
+    fn stamp(&self) -> u64 {
+        self.current().0
+    }
+
+    fn value(&self) -> &[u8] {
+        &self.current().1
+    }
 }
 
 /// One shard's stream keys as one peer holds them.
@@ -38,12 +50,14 @@ pub struct StreamValues {
     values: BTreeMap<Vec<u8>, StreamEntry>,
     /// Keys by (epoch, stamp) of their last change, for [`StreamValues::changed_after`].
     by_stamp: BTreeMap<(u32, u64), Vec<Vec<u8>>>,
+    /// [`StreamValues::encoded_len`], kept as values change (a czar checks it on every write).
+    encoded: usize,
 }
 
 impl StreamValues {
     /// The value of `key`, if any.
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.values.get(key).map(|e| e.value.as_slice())
+        self.values.get(key).map(StreamEntry::value)
     }
 
     /// Stream keys held.
@@ -58,7 +72,7 @@ impl StreamValues {
 
     /// Every key and value, in key order.
     pub fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.values.iter().map(|(k, e)| (k.as_slice(), e.value.as_slice()))
+        self.values.iter().map(|(k, e)| (k.as_slice(), e.value()))
     }
 
     /// Takes `value` for `key` as changed at (`epoch`, `stamp`) if that is
@@ -66,7 +80,7 @@ impl StreamValues {
     pub fn offer(&mut self, epoch: u32, stamp: u64, key: &[u8], value: &[u8]) -> bool {
         let mut history = VecDeque::new();
         if let Some(mut e) = self.values.remove(key) {
-            if (e.epoch, e.stamp) >= (epoch, stamp) {
+            if (e.epoch, e.stamp()) >= (epoch, stamp) {
                 // Older than what we hold: still what the key was as of `stamp`.
                 if e.epoch == epoch {
                     remember(&mut e.history, stamp, value);
@@ -74,13 +88,15 @@ impl StreamValues {
                 self.values.insert(key.to_vec(), e);
                 return false;
             }
-            self.unindex((e.epoch, e.stamp), key);
+            self.unindex((e.epoch, e.stamp()), key);
+            self.encoded -= Update::encoded_len_of(key, e.value().len());
             if e.epoch == epoch {
                 history = e.history;
             }
         }
         remember(&mut history, stamp, value);
-        self.values.insert(key.to_vec(), StreamEntry { epoch, stamp, value: value.to_vec(), history });
+        self.encoded += Update::encoded_len_of(key, value.len());
+        self.values.insert(key.to_vec(), StreamEntry { epoch, history });
         self.by_stamp.entry((epoch, stamp)).or_default().push(key.to_vec());
         true
     }
@@ -88,7 +104,7 @@ impl StreamValues {
     /// Bytes every stream key and value of the shard take as frame entries:
     /// a frame with all of them must fit [`crate::wire::MAX_FRAGMENTED_FRAME_BYTES`].
     pub fn encoded_len(&self) -> usize {
-        self.values.iter().map(|(k, e)| Update::encoded_len_of(k, e.value.len())).sum()
+        self.encoded
     }
 
     /// `key`'s value as of stamp `at` of `epoch`: its last change at or before
@@ -117,9 +133,9 @@ impl StreamValues {
             let updates: Vec<Update> = keys
                 .iter()
                 .map(|k| {
-                    let new = &self.values[k].value;
+                    let new = self.values[k].value();
                     let old = (base > 0).then(|| self.value_as_of(epoch, k, base)).flatten();
-                    let op = old.and_then(|old| Op::patch(old, new)).unwrap_or_else(|| Op::Put(new.clone()));
+                    let op = old.and_then(|old| Op::patch(old, new)).unwrap_or_else(|| Op::Put(new.to_vec()));
                     Update { key: k.clone(), op }
                 })
                 .collect();
@@ -143,8 +159,8 @@ impl StreamValues {
         for k in &keys {
             let e = self.values.get_mut(k).expect("present");
             e.epoch = epoch;
-            e.stamp = 1;
-            e.history = VecDeque::from([(1, e.value.clone())]);
+            let value = e.history.pop_back().expect("never empty").1;
+            e.history = VecDeque::from([(1, value)]);
         }
         if !keys.is_empty() {
             self.by_stamp.insert((epoch, 1), keys);
@@ -158,8 +174,8 @@ impl StreamValues {
         for (k, e) in &self.values {
             h.update(&(k.len() as u64).to_le_bytes());
             h.update(k);
-            h.update(&(e.value.len() as u64).to_le_bytes());
-            h.update(&e.value);
+            h.update(&(e.value().len() as u64).to_le_bytes());
+            h.update(e.value());
         }
         u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"))
     }

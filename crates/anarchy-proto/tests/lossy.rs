@@ -72,14 +72,8 @@ fn big_value(len: usize, tick: u32) -> Vec<u8> {
 
 #[test]
 fn values_too_large_for_a_datagram_travel_in_fragments_and_survive_loss() {
-    let mut net = Net::new(Config::default());
     let n = 5;
-    for _ in 0..n {
-        net.add();
-    }
-    let world = net.declare_everywhere("world", Some(0));
-    net.start_all();
-    net.run_for(Duration::from_secs(1));
+    let (mut net, world) = Net::session_with_shard(n, "world", Some(0));
     let mut loss_rng = ChaCha8Rng::seed_from_u64(11);
     net.drop_filter = Some(Box::new(move |_| loss_rng.gen_bool(0.05)));
     let max = anarchy_proto::MAX_VALUE_BYTES;

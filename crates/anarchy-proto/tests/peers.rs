@@ -616,13 +616,7 @@ fn an_unverified_snapshot_chunk_moves_no_claim() {
 
 #[test]
 fn every_member_sees_the_load_a_czar_advertises() {
-    let mut net = Net::new(Config::default());
-    for _ in 0..3 {
-        net.add();
-    }
-    let avatar = net.declare_everywhere("avatar", Some(1));
-    net.start_all();
-    net.run_for(Duration::from_secs(1));
+    let (mut net, avatar) = Net::session_with_shard(3, "avatar", Some(1));
     for tick in 0..60u32 {
         let now = net.now;
         for e in 0..4u8 {

@@ -10,18 +10,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use anarchy_proto::wire::{self, encode_frames, Frame, MAX_STREAM_VALUE_BYTES};
-use anarchy_proto::{Config, DropReason, Event, WriteError};
+use anarchy_proto::{DropReason, Event, WriteError};
 use support::Net;
 
 /// Four peers; peer 1 is czar of `avatar`.
 fn session() -> (Net, anarchy_proto::ShardId) {
-    let mut net = Net::new(Config::default());
-    for _ in 0..4 {
-        net.add();
-    }
-    let avatar = net.declare_everywhere("avatar", Some(1));
-    net.start_all();
-    net.run_for(Duration::from_secs(1));
+    let (net, avatar) = Net::session_with_shard(4, "avatar", Some(1));
     assert_eq!(net.peers[0].czar_of(avatar), Some(net.id(1)));
     (net, avatar)
 }

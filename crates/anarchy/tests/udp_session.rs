@@ -19,6 +19,20 @@ async fn start(i: usize, bootstrap: Option<std::net::SocketAddr>) -> Session {
     builder.start().await.expect("session starts")
 }
 
+/// `n` sessions joined through the first, each seeing all the others.
+async fn start_all(n: usize) -> Vec<Session> {
+    let first = start(0, None).await;
+    let bootstrap = first.local_addr();
+    let mut sessions = vec![first];
+    for i in 1..n {
+        sessions.push(start(i, Some(bootstrap)).await);
+    }
+    for s in &sessions {
+        s.wait_for_members(n, DEADLINE).await.expect("everyone sees everyone");
+    }
+    sessions
+}
+
 /// Every shard name any of `sessions` knows.
 fn shard_names(sessions: &[&Session]) -> Vec<String> {
     let mut names: Vec<String> = sessions.iter().flat_map(|s| s.shards()).map(|info| info.name).collect();
@@ -38,15 +52,7 @@ fn converged(sessions: &[&Session], shards: &[String]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn five_sessions_converge_and_survive_a_graceful_leave() {
     const PEERS: usize = 5;
-    let first = start(0, None).await;
-    let bootstrap = first.local_addr();
-    let mut sessions = vec![first];
-    for i in 1..PEERS {
-        sessions.push(start(i, Some(bootstrap)).await);
-    }
-    for s in &sessions {
-        s.wait_for_members(PEERS, DEADLINE).await.expect("everyone sees everyone");
-    }
+    let mut sessions = start_all(PEERS).await;
     let all: Vec<&Session> = sessions.iter().collect();
     wait_until("every avatar shard is known everywhere and owned by its player", || {
         (0..PEERS).all(|i| {
@@ -196,15 +202,7 @@ async fn the_event_stream_ends_after_shutdown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stream_keys_reach_every_session_and_only_the_czar_writes_them() {
     const PEERS: usize = 3;
-    let first = start(0, None).await;
-    let bootstrap = first.local_addr();
-    let mut sessions = vec![first];
-    for i in 1..PEERS {
-        sessions.push(start(i, Some(bootstrap)).await);
-    }
-    for s in &sessions {
-        s.wait_for_members(PEERS, DEADLINE).await.expect("everyone sees everyone");
-    }
+    let sessions = start_all(PEERS).await;
     let all: Vec<&Session> = sessions.iter().collect();
     wait_until("avatar-1 is owned by its player everywhere", || {
         all.iter().all(|s| s.czar_of("avatar-1") == Some(sessions[1].id()))

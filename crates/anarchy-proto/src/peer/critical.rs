@@ -23,7 +23,7 @@ use crate::replica::Version;
 use crate::shards::ShardId;
 use crate::stats::DropReason;
 use crate::time::Instant;
-use crate::wire::{Decision, Frame, Op, Update, MAX_KEY_BYTES, MAX_REASON_BYTES, MAX_VALUE_BYTES};
+use crate::wire::{Decision, Frame, Op, Update, MAX_REASON_BYTES, MAX_VALUE_BYTES};
 
 use super::Peer;
 
@@ -129,12 +129,7 @@ impl Peer {
         if !self.is_joined() {
             return Err(WriteError::NotInSession);
         }
-        if key.is_empty() {
-            return Err(WriteError::EmptyKey);
-        }
-        if key.len() > MAX_KEY_BYTES {
-            return Err(WriteError::KeyTooLong(key.len()));
-        }
+        super::check_key(key)?;
         if let Some(v) = value.filter(|v| v.len() > MAX_VALUE_BYTES) {
             return Err(WriteError::ValueTooLarge(v.len()));
         }

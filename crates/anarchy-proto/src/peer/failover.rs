@@ -459,10 +459,8 @@ impl Peer {
         st.replica.epoch_start_seq = best_seq;
         st.replica.epoch_start_checksum = best_sum;
         st.replica.epoch_start_trusted = true;
-        let stale = st.replica.drop_early_past_start(epoch, best_seq);
-        for _ in 0..stale {
-            self.stats.drop(crate::stats::DropReason::OffHistory);
-        }
+        let stale = st.replica.drop_early_past_start(epoch, best_seq) as u64;
+        self.stats.drop_n(crate::stats::DropReason::OffHistory, stale);
         st.out_of_sync_since = None;
         st.czar_advert = None;
         let at_start = mine == best_seq && my_sum == best_sum;

@@ -350,7 +350,7 @@ pub struct Peer {
     stream_links: BTreeMap<SocketAddr, stream::StreamLink>,
     /// A stream key was written since the last flush.
     streams_dirty: bool,
-    /// Flushes that sent something: which destination goes first.
+    /// Flushes so far: which destination goes first.
     flushes: u64,
     #[cfg(feature = "faults")]
     fault: Option<Fault>,
@@ -705,12 +705,7 @@ impl Peer {
         if self.phase == Phase::Left {
             return Err(WriteError::NotInSession);
         }
-        if update.key.is_empty() {
-            return Err(WriteError::EmptyKey);
-        }
-        if update.key.len() > MAX_KEY_BYTES {
-            return Err(WriteError::KeyTooLong(update.key.len()));
-        }
+        check_key(&update.key)?;
         let Some(st) = self.states.get(&shard) else {
             return Err(WriteError::UnknownShard(shard));
         };
@@ -1471,7 +1466,7 @@ impl Peer {
         st.replica.epoch_start_seq = start_seq;
         st.replica.epoch_start_checksum = start_sum;
         st.replica.epoch_start_trusted = start.is_some_and(|s| s.trusted);
-        let stale = st.replica.drop_early_past_start(epoch, start_seq);
+        let stale = st.replica.drop_early_past_start(epoch, start_seq) as u64;
         st.outgoing.clear();
         st.out_of_sync_since = None;
         st.czar_advert = None;
@@ -1491,9 +1486,7 @@ impl Peer {
         st.want_snapshot = off;
         st.catch_up_to = if czar == me && !at_start { Some((start_seq, start_sum)) } else { None };
         let needs_repair = st.catch_up_to.is_some() || off || (start.is_some() && behind);
-        for _ in 0..stale {
-            self.stats.drop(DropReason::OffHistory);
-        }
+        self.stats.drop_n(DropReason::OffHistory, stale);
         self.push_event(Event::CzarChanged { shard, old, new: czar, epoch });
         if needs_repair {
             let from = if off { 0 } else { seq + 1 };
@@ -1892,15 +1885,9 @@ impl Peer {
             self.config.log_capacity,
             self.config.max_early_updates,
         );
-        for _ in 0..outcome.duplicates {
-            self.stats.drop(DropReason::Duplicate);
-        }
-        for _ in 0..outcome.overflow {
-            self.stats.drop(DropReason::BufferFull);
-        }
-        for _ in 0..outcome.off_history {
-            self.stats.drop(DropReason::OffHistory);
-        }
+        self.stats.drop_n(DropReason::Duplicate, outcome.duplicates as u64);
+        self.stats.drop_n(DropReason::BufferFull, outcome.overflow as u64);
+        self.stats.drop_n(DropReason::OffHistory, outcome.off_history as u64);
         let catching_up = st.catch_up_to.is_some();
         let gap = outcome.gap;
         let off_history = outcome.off_history > 0;
@@ -2708,8 +2695,8 @@ impl Peer {
         if !held || self.heartbeat_due {
             self.flush_outgoing();
         }
-        let tick = self.heartbeat_due;
-        if std::mem::take(&mut self.heartbeat_due) && self.phase == Phase::Joined {
+        let tick = std::mem::take(&mut self.heartbeat_due);
+        if tick && self.phase == Phase::Joined {
             self.queue_heartbeats();
             self.queue_stream_acks();
         }
@@ -2729,9 +2716,7 @@ impl Peer {
             let mut len = HEADER_BYTES;
             for f in &frames {
                 if len + f.len() > MAX_PLAIN_DATAGRAM_BYTES && !current.is_empty() {
-                    let payload = self.seal(&compress::compress_datagram(wire::encode_datagram(&self.id, &current)));
-                    self.spend_link_budget(to, payload.len());
-                    self.transmits.push_back(Transmit { destination: to, payload });
+                    self.send_datagram(to, &current);
                     current.clear();
                     len = HEADER_BYTES;
                 }
@@ -2739,12 +2724,28 @@ impl Peer {
                 len += f.len();
             }
             if !current.is_empty() {
-                let payload = self.seal(&compress::compress_datagram(wire::encode_datagram(&self.id, &current)));
-                self.spend_link_budget(to, payload.len());
-                self.transmits.push_back(Transmit { destination: to, payload });
+                self.send_datagram(to, &current);
             }
         }
     }
+
+    /// Seals one datagram of these encoded frames for `to`, paid for from its link's budget.
+    fn send_datagram(&mut self, to: SocketAddr, frames: &[&[u8]]) {
+        let payload = self.seal(&compress::compress_datagram(wire::encode_datagram(&self.id, frames)));
+        self.spend_link_budget(to, payload.len());
+        self.transmits.push_back(Transmit { destination: to, payload });
+    }
+}
+
+/// A write's key must not be empty nor longer than [`MAX_KEY_BYTES`].
+fn check_key(key: &[u8]) -> Result<(), WriteError> {
+    if key.is_empty() {
+        return Err(WriteError::EmptyKey);
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(WriteError::KeyTooLong(key.len()));
+    }
+    Ok(())
 }
 
 /// Which tick, modulo the idle period, an idle peer beats `id`: spreads the

@@ -23,7 +23,7 @@ use crate::shards::ShardId;
 use crate::stats::DropReason;
 use crate::stream::{LinkRate, StreamValues};
 use crate::time::Instant;
-use crate::wire::{Frame, Op, Update, MAX_FRAGMENTED_FRAME_BYTES, MAX_KEY_BYTES, MAX_STREAM_VALUE_BYTES};
+use crate::wire::{Frame, Op, Update, MAX_FRAGMENTED_FRAME_BYTES, MAX_STREAM_VALUE_BYTES};
 
 /// A stream frame's fields besides its entries, at their largest: type, shard,
 /// epoch, three stamps, signature, entry count.
@@ -39,8 +39,9 @@ const ACK_EVERY_TICKS: u64 = 2;
 /// Sends remembered per link and shard, to time acknowledgements.
 const MAX_SENDS_REMEMBERED: usize = 32;
 
-/// A signed list of changes: the stamp it covers, its entries, the signature.
-type SignedList = (u64, Vec<Update>, proof::Signature);
+/// A signed list of changes for members in the same place: the stamp it
+/// covers and the encoded `Stream` frame (`None`: nothing to send).
+type SignedList = Option<(u64, Vec<u8>)>;
 
 /// The stream side of one shard on this peer.
 #[derive(Debug, Default)]
@@ -58,6 +59,16 @@ pub(super) struct ShardStreams {
 }
 
 impl ShardStreams {
+    /// As the shard's czar at `epoch`: the first time in that epoch, the
+    /// values we hold become ours (stamp 1), so every member ends with them.
+    fn own(&mut self, epoch: u32) {
+        if self.czar_epoch != epoch {
+            self.values.adopt(epoch);
+            self.czar_epoch = epoch;
+            self.stamp = 1;
+        }
+    }
+
     /// Our stream state of the shard, for debugging.
     pub(super) fn debug(&self) -> String {
         format!(
@@ -109,12 +120,7 @@ impl Peer {
         if !self.is_joined() {
             return Err(WriteError::NotInSession);
         }
-        if key.is_empty() {
-            return Err(WriteError::EmptyKey);
-        }
-        if key.len() > MAX_KEY_BYTES {
-            return Err(WriteError::KeyTooLong(key.len()));
-        }
+        super::check_key(key)?;
         if value.len() > MAX_STREAM_VALUE_BYTES {
             return Err(WriteError::StreamValueTooLarge(value.len()));
         }
@@ -125,19 +131,14 @@ impl Peer {
         }
         let epoch = st.replica.epoch;
         let streams = &mut st.streams;
-        if streams.czar_epoch != epoch {
-            // Our first stream write in this epoch: what we hold becomes ours,
-            // so every member ends with it.
-            streams.values.adopt(epoch);
-            streams.czar_epoch = epoch;
-            streams.stamp = 1;
-        }
-        if streams.values.get(key) == Some(value) {
+        streams.own(epoch);
+        let old = streams.values.get(key);
+        if old == Some(value) {
             return Ok(());
         }
         // Every stream key of a shard fits one (fragmented) frame.
         let now_len = streams.values.encoded_len();
-        let old_len = streams.values.get(key).map_or(0, |v| Update::encoded_len_of(key, v.len()));
+        let old_len = old.map_or(0, |v| Update::encoded_len_of(key, v.len()));
         if now_len - old_len + Update::encoded_len_of(key, value.len()) > MAX_STREAM_SHARD_BYTES {
             return Err(WriteError::StreamsFull(shard));
         }
@@ -176,12 +177,9 @@ impl Peer {
             }
             let epoch = st.replica.epoch;
             let streams = &mut st.streams;
-            if streams.czar_epoch != epoch && !streams.values.is_empty() {
-                // Czar of a shard with stream values: they become ours, so
-                // every member (a joiner too) ends with them.
-                streams.values.adopt(epoch);
-                streams.czar_epoch = epoch;
-                streams.stamp = 1;
+            // Czar of a shard with stream values: a joiner gets them too.
+            if !streams.values.is_empty() {
+                streams.own(epoch);
             }
             if streams.czar_epoch == epoch && streams.stamp > 0 {
                 shards.push(*id);
@@ -192,7 +190,7 @@ impl Peer {
         }
         let members: Vec<(std::net::SocketAddr, u32)> =
             self.members.others().map(|m| (m.addr, m.incarnation)).collect();
-        // One signature per distinct (shard, from, to): members in step share it.
+        // One signature and one encoding per (shard, from, base): members in step share them.
         let mut signed: BTreeMap<(ShardId, u64, u64), SignedList> = BTreeMap::new();
         for (addr, incarnation) in members {
             let link = self.stream_links.entry(addr).or_insert_with(|| StreamLink {
@@ -237,32 +235,31 @@ impl Peer {
                 }
                 // Patches against what the member acknowledged, once it has.
                 let base = if cursor.acked <= from { cursor.acked } else { 0 };
-                let (to, entries, sig) = signed
-                    .entry((*shard, from, base))
-                    .or_insert_with(|| {
-                        // Every changed key, in fragments if need be (see `changed_after`).
-                        let budget = MAX_FRAGMENTED_FRAME_BYTES - STREAM_FRAME_OVERHEAD;
-                        let (entries, to) = st.streams.values.changed_after(epoch, from, base, budget);
-                        let message =
-                            proof::stream_message(&self.session_tag, &me, *shard, epoch, from, to, base, &entries);
-                        (to, entries, proof::sign(&self.keypair, &message))
-                    })
-                    .clone();
-                if to <= from || entries.is_empty() {
-                    continue;
-                }
-                cursor.sent = to;
-                cursor.sends.push_back((to, now));
+                let list = signed.entry((*shard, from, base)).or_insert_with(|| {
+                    // Every changed key, in fragments if need be (see `changed_after`).
+                    let budget = MAX_FRAGMENTED_FRAME_BYTES - STREAM_FRAME_OVERHEAD;
+                    let (entries, to) = st.streams.values.changed_after(epoch, from, base, budget);
+                    if to <= from || entries.is_empty() {
+                        return None;
+                    }
+                    let message =
+                        proof::stream_message(&self.session_tag, &me, *shard, epoch, from, to, base, &entries);
+                    let sig = proof::sign(&self.keypair, &message);
+                    Some((to, Frame::Stream { shard: *shard, epoch, from, to, base, entries, sig }.to_bytes()))
+                });
+                let Some((to, frame)) = list else { continue };
+                cursor.sent = *to;
+                cursor.sends.push_back((*to, now));
                 if cursor.sends.len() > MAX_SENDS_REMEMBERED {
                     cursor.sends.pop_front();
                 }
-                frames.push(Frame::Stream { shard: *shard, epoch, from, to, base, entries, sig });
+                frames.push(frame.clone());
             }
             if !frames.is_empty() {
                 link.last_send = Some(now);
             }
             for frame in frames {
-                self.queue_frame(addr, &frame);
+                self.queue(addr, frame);
             }
         }
     }

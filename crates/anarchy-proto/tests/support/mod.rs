@@ -113,6 +113,19 @@ impl Net {
         }
     }
 
+    /// `n` peers with default settings in one session that declares one shard
+    /// `name` (preferred czar: peer `czar`), a second after they started.
+    pub fn session_with_shard(n: usize, name: &str, czar: Option<usize>) -> (Net, ShardId) {
+        let mut net = Net::new(Config::default());
+        for _ in 0..n {
+            net.add();
+        }
+        let shard = net.declare_everywhere(name, czar);
+        net.start_all();
+        net.run_for(Duration::from_secs(1));
+        (net, shard)
+    }
+
     /// Adds a peer (not yet joined) with a deterministic identity.
     pub fn add(&mut self) -> usize {
         self.add_with(self.config.clone())
