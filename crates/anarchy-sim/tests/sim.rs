@@ -352,17 +352,13 @@ fn regression_a_provisional_czar_commits_after_the_heal_and_loses_to_a_backed_on
 }
 
 #[test]
-#[ignore = "open finding: two czars write one epoch after a heal (see the comment)"]
-fn open_two_czars_write_one_epoch_after_isolate_and_stall_seed_33() {
+fn regression_two_czars_write_one_epoch_after_isolate_and_stall_seed_33() {
     // isolate-and-stall.toml, 32 peers, 4 shards, 40 ± 10 ms, seed 33 (past
     // the swept 1-30): `one-czar-per-epoch`, p0 and p16 both wrote avatars-3
-    // in epoch 5. p17 held the shard by a provisional claim at epoch 3 (odd:
-    // made alone); at the heal p0, the backed czar it displaced, re-asserted
-    // at 5, while p17 handed the shard to p16 at 5. Forbidding hand-overs
-    // from a provisional claim fixed this seed but left a healed 8-peer
-    // partition (partition-heal seed 114) with a shard no one could hand back;
-    // skipping an epoch on such hand-overs did not fix it. Builds before this
-    // test existed fail the seed differently (convergence, czar-authored).
+    // in epoch 5. p17 held the shard by a provisional claim at epoch 3; at the
+    // heal p0, the backed czar it displaced, re-asserted at 5 while p17 handed
+    // the shard to p16 at 5. Re-assertions now take epochs 3 mod 4 and claims
+    // and hand-overs 1 mod 4, so the two can no longer meet.
     assert_passes(&run_large("isolate-and-stall.toml", 33));
 }
 

@@ -68,31 +68,48 @@ const MEMBERS_PER_FRAME: usize = 12;
 const SHARDS_PER_FRAME: usize = 12;
 /// Forwarded writes remembered per czar for de-duplicating retries.
 const MAX_REMEMBERED_FORWARDS: usize = 4096;
-/// The epoch of a claim made without asking a majority (a first claim, a
-/// plain claim, a hand-over, a re-assertion): the next **odd** epoch above
-/// `e`. Recovery rounds claim even epochs (`round_epoch`), so a claim made
-/// alone can never land on the epoch a concurrent round is collecting
-/// promises for, and two czars never write in one epoch that way (a czar
-/// whose uplink jams looks silent to the others while it hands its shard
-/// over, say). Callers refuse a result above `MAX_EPOCH`.
+/// The epoch of a claim made alone (a first claim, a plain claim, a
+/// hand-over): the next epoch above `e` that is 1 mod 4. Epochs come in three
+/// classes so that claims made without asking a majority never land on the
+/// epoch another kind of claim may take at the same moment:
+///
+/// - even: recovery rounds (`round_epoch`), which collect promises, so a czar
+///   whose uplink jams (silent to the others while it hands its shard over)
+///   never writes in the epoch a round takes;
+/// - 1 mod 4: claims and hand-overs;
+/// - 3 mod 4: re-assertions of a backed claim (`reassert_epoch`), so the backed
+///   czar re-asserting over a provisional claim at a heal never shares an
+///   epoch with that provisional czar's hand-over made from the same epoch
+///   (isolate-and-stall, 32 peers, seed 33).
+///
+/// Callers refuse a result above `MAX_EPOCH`.
 pub(crate) fn unilateral_epoch(e: u32) -> u32 {
-    next_epoch_of_parity(e, 1)
+    next_epoch_of_class(e, 1)
 }
 
 /// The epoch a recovery round asks to be promised: the next **even** epoch
 /// above `e` (see `unilateral_epoch`).
 pub(crate) fn round_epoch(e: u32) -> u32 {
-    next_epoch_of_parity(e, 0)
-}
-
-/// The smallest epoch above `e` whose remainder mod 2 is `parity`.
-fn next_epoch_of_parity(e: u32, parity: u32) -> u32 {
     let next = e.saturating_add(1);
-    if next % 2 == parity {
+    if next % 2 == 0 {
         next
     } else {
         next.saturating_add(1)
     }
+}
+
+/// The epoch of a re-assertion: the next epoch above `e` that is 3 mod 4 (see
+/// `unilateral_epoch`).
+pub(crate) fn reassert_epoch(e: u32) -> u32 {
+    next_epoch_of_class(e, 3)
+}
+
+/// The smallest epoch above `e` whose remainder mod 4 is `class`
+/// (saturating at `u32::MAX`).
+fn next_epoch_of_class(e: u32, class: u32) -> u32 {
+    let next = e.saturating_add(1);
+    let skip = (class + 4 - next % 4) % 4;
+    next.saturating_add(skip)
 }
 
 /// Forwarded writes a shard's heir holds while its czar is suspected.
@@ -1540,7 +1557,7 @@ impl Peer {
     fn reassert(&mut self, now: Instant, shard: ShardId, seen: u32) {
         let st = self.states.get_mut(&shard).expect("known shard");
         let due = st.last_reassert.is_none_or(|t| now.saturating_duration_since(t) >= self.config.heartbeat_interval);
-        let epoch = unilateral_epoch(seen.max(st.replica.epoch));
+        let epoch = reassert_epoch(seen.max(st.replica.epoch));
         if !due || epoch > MAX_EPOCH {
             return;
         }
@@ -2812,16 +2829,18 @@ fn runs_of(base: u64, entries: &[LogEntry]) -> Vec<Run> {
 
 #[cfg(test)]
 mod tests {
-    use super::{round_epoch, unilateral_epoch};
+    use super::{reassert_epoch, round_epoch, unilateral_epoch};
 
     #[test]
-    fn claims_made_alone_and_rounds_never_share_an_epoch() {
+    fn claims_made_alone_rounds_and_reassertions_never_share_an_epoch() {
         for e in 0..1000u32 {
-            let (alone, round) = (unilateral_epoch(e), round_epoch(e));
-            assert!(alone > e && alone <= e + 2 && alone % 2 == 1, "{e} -> {alone}");
+            let (alone, round, again) = (unilateral_epoch(e), round_epoch(e), reassert_epoch(e));
+            assert!(alone > e && alone <= e + 4 && alone % 4 == 1, "{e} -> {alone}");
             assert!(round > e && round <= e + 2 && round % 2 == 0, "{e} -> {round}");
+            assert!(again > e && again <= e + 4 && again % 4 == 3, "{e} -> {again}");
         }
         assert_eq!(unilateral_epoch(0), 1, "a fresh shard's first claim");
+        assert_eq!(reassert_epoch(u32::MAX), u32::MAX, "saturates");
         assert_eq!(unilateral_epoch(u32::MAX), u32::MAX, "saturates; callers refuse it past MAX_EPOCH");
     }
 }
