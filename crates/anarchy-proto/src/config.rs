@@ -124,6 +124,21 @@ pub struct Config {
     /// Source addresses whose limits are tracked at most; the least recently
     /// seen are forgotten first. Default 4096.
     pub max_tracked_sources: usize,
+    /// A shard whose czar applies more than this many updates per second (over
+    /// the 1 s load window) for `split_after` splits in two by key hash.
+    /// 0: never on this count. Default 1000.
+    pub split_writes_per_sec: u32,
+    /// The same for bytes of key and value applied per second (what the
+    /// czar's uplink multiplies by the session size). 0: never on this
+    /// count. Default 64 KiB/s.
+    pub split_bytes_per_sec: u32,
+    /// How long a shard must stay over a split budget before it splits, and
+    /// how long a split that failed waits before it is tried again. Default 2 s.
+    pub split_after: Duration,
+    /// The deepest split: a declared shard becomes at most `2^max_split_depth`
+    /// shards (at most [`crate::shards::MAX_SPLIT_DEPTH`]). 0 turns splitting
+    /// off. Default 6. Shards with a preferred czar never split.
+    pub max_split_depth: u8,
 }
 
 impl Config {
@@ -228,6 +243,10 @@ impl Default for Config {
             source_strike_decay: Duration::from_millis(250),
             source_block_duration: Duration::from_secs(10),
             max_tracked_sources: 4096,
+            split_writes_per_sec: 1000,
+            split_bytes_per_sec: 64 << 10,
+            split_after: Duration::from_secs(2),
+            max_split_depth: 6,
         }
     }
 }

@@ -55,6 +55,16 @@ pub enum Event {
         /// Its name.
         name: String,
     },
+    /// A shard split in two by key hash (§6.18 of the protocol): `parent`
+    /// takes no more writes, and each key now lives in the child whose
+    /// `key_bit` at the parent's depth matches (`Peer::shard_of` tells which).
+    /// The children are announced with `ShardDeclared` and `CzarChanged` first.
+    ShardSplit {
+        /// The shard that split.
+        parent: ShardId,
+        /// Its children: the keys whose bit is 0, then those whose bit is 1.
+        children: [ShardId; 2],
+    },
     /// A shard's czar changed.
     CzarChanged {
         /// Which shard.

@@ -51,10 +51,11 @@ pub use membership::{LeaveReason, Member};
 pub use peer::Fault;
 pub use peer::{
     LatencyView, MemberView, Peer, PeerStatus, Proposal, ShardView, Transmit, Validator, WriteError, WriteOutcome,
+    RESERVED_KEY_PREFIX,
 };
 pub use replica::{Checksum, Replica, Version};
 pub use seal::{SealError, SessionSecret, SEAL_OVERHEAD_BYTES};
-pub use shards::{ShardError, ShardId, ShardInfo};
+pub use shards::{ShardError, ShardId, ShardInfo, SplitFrom};
 pub use stats::{DropReason, Histogram, Stats};
 pub use time::Instant;
 pub use wire::{

@@ -13,7 +13,12 @@ use crate::identity::PeerId;
 use crate::wire::{ShardDecl, MAX_SHARD_NAME_BYTES};
 
 const SHARD_ID_CONTEXT: &str = "anarchy 2026 shard id v1";
+const CHILD_ID_CONTEXT: &str = "anarchy 2026 shard child id v1";
+const KEY_HASH_CONTEXT: &str = "anarchy 2026 key hash v1";
 const RANK_CONTEXT: &str = "anarchy 2026 rendezvous rank v1";
+
+/// How deep a shard family may split: a family has at most 2^16 leaves.
+pub const MAX_SPLIT_DEPTH: u8 = 16;
 
 /// A shard's id: derived from its name, the same on every peer.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -25,6 +30,33 @@ impl ShardId {
         let h = blake3::derive_key(SHARD_ID_CONTEXT, name.as_bytes());
         ShardId(u64::from_le_bytes(h[..8].try_into().expect("8 bytes")))
     }
+}
+
+impl ShardId {
+    /// The id of the child holding `parent`'s keys whose hash bit at the
+    /// parent's depth is `bit` (see [`key_bit`]). Pinned: BLAKE3 in
+    /// key-derivation mode over the parent id (8 bytes LE) then the bit (one
+    /// byte), first 8 bytes read LE. A different context from
+    /// [`ShardId::from_name`], so no declared name can produce a child's id.
+    pub fn child(parent: ShardId, bit: bool) -> Self {
+        let mut h = blake3::Hasher::new_derive_key(CHILD_ID_CONTEXT);
+        h.update(&parent.0.to_le_bytes()).update(&[u8::from(bit)]);
+        ShardId(u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes")))
+    }
+}
+
+/// The pinned 64-bit hash of a key that places it in a shard family: BLAKE3
+/// in key-derivation mode over the key bytes, first 8 bytes read LE.
+pub fn key_hash(key: &[u8]) -> u64 {
+    let h = blake3::derive_key(KEY_HASH_CONTEXT, key);
+    u64::from_le_bytes(h[..8].try_into().expect("8 bytes"))
+}
+
+/// Which child of a shard at `depth` holds `key`: bit `depth` of
+/// [`key_hash`], counted from the most significant.
+pub fn key_bit(key: &[u8], depth: u8) -> bool {
+    debug_assert!(depth < 64);
+    (key_hash(key) >> (63 - u32::from(depth))) & 1 == 1
 }
 
 impl From<&str> for ShardId {
@@ -52,11 +84,37 @@ pub struct ShardInfo {
     pub id: ShardId,
     /// The game's name for it.
     pub name: String,
-    /// A peer that gets the shard whenever it is live.
+    /// A peer that gets the shard whenever it is live. A pinned shard never
+    /// splits.
     pub preferred: Option<PeerId>,
+    /// For a shard made by a split: its parent, and which half of the
+    /// parent's keys it holds. `None` for a shard the game declared.
+    pub split_from: Option<SplitFrom>,
+}
+
+/// Where a shard made by a split comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitFrom {
+    /// The shard that split.
+    pub parent: ShardId,
+    /// The parent's depth: the child holds the keys whose [`key_bit`] at this
+    /// depth is `bit`.
+    pub depth: u8,
+    /// Which half.
+    pub bit: bool,
 }
 
 impl ShardInfo {
+    /// A shard the game declared (not made by a split).
+    pub fn declared(id: ShardId, name: &str, preferred: Option<PeerId>) -> Self {
+        ShardInfo { id, name: name.to_owned(), preferred, split_from: None }
+    }
+
+    /// How many splits separate this shard from the shard the game declared.
+    pub fn depth(&self) -> u8 {
+        self.split_from.map_or(0, |s| s.depth + 1)
+    }
+
     /// The shard's declaration as it travels on the wire.
     pub fn decl(&self) -> ShardDecl {
         ShardDecl { name: self.name.clone(), preferred: self.preferred }
@@ -139,7 +197,7 @@ pub type RankedTops = BTreeMap<ShardId, Vec<PeerId>>;
 /// left, the new top is the best of the old top and the newcomers.
 #[derive(Debug, Clone, Default)]
 pub struct RankCache {
-    /// Shard map digest and `take` the tops were computed for.
+    /// Shard map generation and `take` the tops were computed for.
     key: Option<(u64, usize)>,
     /// The live view the tops were computed for, sorted.
     live: Vec<PeerId>,
@@ -151,7 +209,7 @@ impl RankCache {
     /// be sorted and free of duplicates (as member ids in id order are).
     pub fn tops(&mut self, shards: &ShardMap, live: &[PeerId], take: usize) -> &RankedTops {
         debug_assert!(live.windows(2).all(|w| w[0] < w[1]), "live ids sorted and unique");
-        let key = (shards.digest(), take);
+        let key = (shards.generation(), take);
         if self.key != Some(key) {
             self.tops = shards.iter().map(|info| (info.id, ranking(info, live.iter(), take))).collect();
             self.key = Some(key);
@@ -216,6 +274,8 @@ pub struct ShardMap {
     shards: BTreeMap<ShardId, ShardInfo>,
     /// The digest, computed on demand and cleared by every declaration.
     digest: std::cell::Cell<Option<u64>>,
+    /// Bumped by every change, splits included (the digest leaves those out).
+    generation: u64,
 }
 
 impl ShardMap {
@@ -228,6 +288,7 @@ impl ShardMap {
         }
         let id = ShardId::from_name(name);
         self.digest.set(None);
+        self.generation += 1;
         match self.shards.get_mut(&id) {
             Some(info) => {
                 let merged = info.preferred.max(preferred);
@@ -236,10 +297,48 @@ impl ShardMap {
                 Ok((id, changed))
             }
             None => {
-                self.shards.insert(id, ShardInfo { id, name: name.to_owned(), preferred });
+                self.shards.insert(id, ShardInfo::declared(id, name, preferred));
                 Ok((id, true))
             }
         }
+    }
+
+    /// Adds the two children of a split of `parent` (idempotent), named
+    /// `parent/0` and `parent/1`. Children are not declarations: every peer
+    /// derives them from the split in the parent's log, so they stay out of
+    /// [`ShardMap::digest`] and of the lists peers exchange.
+    pub fn add_children(&mut self, parent: ShardId) -> Option<[ShardId; 2]> {
+        let info = self.shards.get(&parent)?;
+        let depth = info.depth();
+        let name = info.name.clone();
+        let ids = [ShardId::child(parent, false), ShardId::child(parent, true)];
+        for (bit, id) in [(false, ids[0]), (true, ids[1])] {
+            if !self.shards.contains_key(&id) {
+                self.generation += 1;
+                let name = format!("{name}/{}", u8::from(bit));
+                let split_from = Some(SplitFrom { parent, depth, bit });
+                self.shards.insert(id, ShardInfo { id, name, preferred: None, split_from });
+            }
+        }
+        Some(ids)
+    }
+
+    /// Removes a shard made by a split (a split undone); declared shards stay.
+    pub fn remove_child(&mut self, id: ShardId) {
+        if self.shards.get(&id).is_some_and(|i| i.split_from.is_some()) {
+            self.shards.remove(&id);
+            self.generation += 1;
+        }
+    }
+
+    /// The shards the game declared (what peers exchange), in id order.
+    pub fn declared_shards(&self) -> impl Iterator<Item = &ShardInfo> {
+        self.shards.values().filter(|i| i.split_from.is_none())
+    }
+
+    /// Changes with every declaration and split: whether cached rankings are stale.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The shard with this id.
@@ -273,7 +372,7 @@ impl ShardMap {
             return d;
         }
         let mut h = blake3::Hasher::new_derive_key("anarchy 2026 shard map digest v1");
-        for info in self.shards.values() {
+        for info in self.declared_shards() {
             h.update(&info.id.0.to_le_bytes());
             match info.preferred {
                 Some(p) => h.update(&[1]).update(&p.0),
@@ -312,7 +411,7 @@ mod tests {
     #[test]
     fn ranking_does_not_depend_on_input_order() {
         let ps = peers(10);
-        let info = ShardInfo { id: ShardId::from_name("w"), name: "w".into(), preferred: None };
+        let info = ShardInfo::declared(ShardId::from_name("w"), "w", None);
         let a = ranking(&info, ps.iter(), 3);
         let b = ranking(&info, ps.iter().rev(), 3);
         assert_eq!(a, b);
@@ -322,7 +421,7 @@ mod tests {
     #[test]
     fn preferred_czar_ranks_first_while_live() {
         let ps = peers(10);
-        let info = ShardInfo { id: ShardId::from_name("avatar"), name: "avatar".into(), preferred: Some(ps[7]) };
+        let info = ShardInfo::declared(ShardId::from_name("avatar"), "avatar", Some(ps[7]));
         assert_eq!(ranking(&info, ps.iter(), 1), vec![ps[7]]);
         let without: Vec<_> = ps.iter().filter(|p| **p != ps[7]).collect();
         assert_ne!(ranking(&info, without, 1), vec![ps[7]]);
@@ -331,7 +430,7 @@ mod tests {
     #[test]
     fn removing_a_non_czar_does_not_move_the_czar() {
         let ps = peers(20);
-        let info = ShardInfo { id: ShardId::from_name("s"), name: "s".into(), preferred: None };
+        let info = ShardInfo::declared(ShardId::from_name("s"), "s", None);
         let czar = ranking(&info, ps.iter(), 1)[0];
         for gone in ps.iter().filter(|p| **p != czar) {
             let rest: Vec<_> = ps.iter().filter(|p| *p != gone).collect();

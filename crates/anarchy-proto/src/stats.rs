@@ -77,11 +77,18 @@ pub enum DropReason {
     /// A stream frame patching a value we no longer hold as of its base: its
     /// other values are taken and the czar is asked for whole values.
     StreamBaseMissing,
+    /// A write or critical proposal for a shard whose split is being voted
+    /// on: the writer retries, and once the split is applied its write goes
+    /// to the child that holds the key.
+    SplitPending,
+    /// A split record that does not decode, or a split past the deepest
+    /// allowed: the parent stays whole here.
+    BadSplit,
 }
 
 impl DropReason {
     /// Every reason, for tables.
-    pub const ALL: [DropReason; 33] = [
+    pub const ALL: [DropReason; 35] = [
         DropReason::Oversized,
         DropReason::Truncated,
         DropReason::BadMagic,
@@ -115,6 +122,8 @@ impl DropReason {
         DropReason::FragmentExpired,
         DropReason::FragmentOverflow,
         DropReason::StreamBaseMissing,
+        DropReason::SplitPending,
+        DropReason::BadSplit,
     ];
 
     /// A stable snake_case name for metrics.
@@ -153,6 +162,8 @@ impl DropReason {
             DropReason::FragmentExpired => "fragment_expired",
             DropReason::FragmentOverflow => "fragment_overflow",
             DropReason::StreamBaseMissing => "stream_base_missing",
+            DropReason::SplitPending => "split_pending",
+            DropReason::BadSplit => "bad_split",
         }
     }
 }
@@ -211,6 +222,8 @@ pub struct Stats {
     pub writes_forwarded: u64,
     /// Critical updates seen committed.
     pub critical_committed: u64,
+    /// Shard splits applied here (§6.18).
+    pub splits: u64,
     /// Frames too large for one datagram, sent as fragments (once per receiver).
     pub frames_fragmented: u64,
     /// Frames joined from fragments received.

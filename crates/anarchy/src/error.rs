@@ -51,6 +51,9 @@ pub enum SessionError {
     /// The shard's stream keys and values would pass their 16 KiB limit.
     #[error("the stream keys of shard {0:?} would pass 16 KiB")]
     StreamsFull(String),
+    /// Keys starting with bytes `FF FF` belong to the protocol (its split records).
+    #[error("keys starting with bytes FF FF are reserved for the protocol")]
+    ReservedKey,
     /// This peer has left the session.
     #[error("this peer is not in the session (it has left)")]
     NotInSession,
@@ -78,6 +81,7 @@ impl SessionError {
             WriteError::StreamValueTooLarge(n) => SessionError::StreamValueTooLarge(n),
             WriteError::NotCzar(_) => SessionError::NotCzar(shard.to_owned()),
             WriteError::StreamsFull(_) => SessionError::StreamsFull(shard.to_owned()),
+            WriteError::ReservedKey => SessionError::ReservedKey,
         }
     }
 }

@@ -25,6 +25,7 @@ use crate::stats::DropReason;
 use crate::time::Instant;
 use crate::wire::{Decision, Frame, Op, Update, MAX_REASON_BYTES, MAX_VALUE_BYTES};
 
+use super::split::{BaseCheck, INTERNAL_WRITE_BIT};
 use super::Peer;
 
 /// Most critical updates a czar votes on at once, per shard.
@@ -96,6 +97,16 @@ pub(super) struct CriticalState {
 }
 
 impl CriticalState {
+    /// Whether no proposal is open.
+    pub(super) fn open_is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
+
+    /// Whether an open proposal is a split record.
+    pub(super) fn open_split(&self) -> bool {
+        self.open.values().any(|p| p.update.key == super::split::SPLIT_KEY)
+    }
+
     fn remember(&mut self, key: CriticalKey, decision: Decision) {
         if self.decided.insert(key, decision).is_none() {
             self.decided_order.push_back(key);
@@ -136,6 +147,7 @@ impl Peer {
         if !self.states.contains_key(&shard) {
             return Err(WriteError::UnknownShard(shard));
         }
+        let shard = self.leaf_of(shard, key);
         if self.pending_critical.len() >= self.config.max_pending_writes {
             return Err(WriteError::TooManyPending(self.pending_critical.len()));
         }
@@ -183,6 +195,14 @@ impl Peer {
     }
 
     fn validate(&mut self, shard: ShardId, origin: PeerId, update: &Update) -> Result<(), String> {
+        if update.key == super::split::SPLIT_KEY {
+            // The protocol's own record: judged by its base, not by the game.
+            return match self.split_base_check(shard, update) {
+                BaseCheck::At => Ok(()),
+                BaseCheck::Behind => Err("behind the split's base".to_owned()),
+                BaseCheck::Off => Err("not at the split's base".to_owned()),
+            };
+        }
         let Some(validator) = self.validator.as_mut() else { return Ok(()) };
         let current = self.states.get(&shard).and_then(|s| s.replica.get(&update.key));
         let value = update.op.resolve(current);
@@ -197,7 +217,14 @@ impl Peer {
     }
 
     /// As ready czar: opens a vote on `update` (or answers a retry of a decided one).
-    fn start_proposal(&mut self, now: Instant, shard: ShardId, origin: PeerId, write_id: u64, update: Update) {
+    pub(super) fn start_proposal(
+        &mut self,
+        now: Instant,
+        shard: ShardId,
+        origin: PeerId,
+        write_id: u64,
+        update: Update,
+    ) {
         let key = (origin, write_id);
         let st = self.states.get(&shard).expect("known shard");
         if let Some(decision) = st.critical.decided.get(&key).cloned() {
@@ -205,6 +232,13 @@ impl Peer {
             return;
         }
         if st.critical.open.contains_key(&key) {
+            return;
+        }
+        let is_split = update.key == super::split::SPLIT_KEY;
+        if st.is_retired() || (st.writes_held() && !is_split) {
+            // A split is being voted on (or done): the writer retries, and
+            // after the split sends its write to the child holding the key.
+            self.stats.drop(DropReason::SplitPending);
             return;
         }
         if st.critical.open.len() >= MAX_OPEN_PROPOSALS {
@@ -226,6 +260,10 @@ impl Peer {
         let frame = Frame::Propose { origin, write_id, shard, epoch, update: update.clone() };
         let proposal = OpenProposal { epoch, update, quorum, accepts, rejects, started: now, last_sent: now };
         let st = self.states.get_mut(&shard).expect("known shard");
+        if is_split {
+            // Ours or a recovered one: the shard's other writes wait for it.
+            st.split.proposing = Some(write_id);
+        }
         st.critical.open.insert(key, proposal);
         self.broadcast(&frame);
         self.check_decision(shard, key);
@@ -303,6 +341,15 @@ impl Peer {
         st.critical.recovered.remove(&key);
         st.critical.remember(key, decision.clone());
         let (origin, write_id) = key;
+        if write_id & INTERNAL_WRITE_BIT != 0 {
+            // The protocol's own proposal (a split): nothing for the game.
+            let committed = matches!(decision, Decision::Committed(_));
+            if origin == self.id || self.states[&shard].split.proposing == Some(write_id) {
+                let now = self.clock;
+                self.split_decided(now, shard, write_id, committed);
+            }
+            return;
+        }
         let mine = origin == self.id;
         if mine {
             if let Some(p) = self.pending_critical.remove(&write_id) {
@@ -361,6 +408,19 @@ impl Peer {
         // no longer complete after that, so the living czar may commit again.
         let promise_fresh = now.saturating_duration_since(st.promised_at) < self.config.recovery_timeout * 2;
         let promised_away = promise_fresh && st.promised.is_some_and(|(e, _)| e > epoch);
+        let seen_committed = matches!(st.critical.decided.get(&key), Some(Decision::Committed(_)));
+        if current
+            && !promised_away
+            && !seen_committed
+            && update.key == super::split::SPLIT_KEY
+            && self.split_base_check(shard, &update) == BaseCheck::Behind
+        {
+            // Not yet at the state the split is made from: vote once there
+            // (the czar asks again), and fetch what we miss meanwhile.
+            self.stats.drop(DropReason::SplitPending);
+            self.request_repair(now, shard, self.states[&shard].replica.seq() + 1, Some(sender), false);
+            return;
+        }
         let verdict = if !current || promised_away {
             self.stats.drop(DropReason::StaleEpoch);
             Err("not the current czar's epoch".to_owned())

@@ -122,7 +122,7 @@ impl Peer {
         for gone in suspects {
             let mut claims = Vec::new();
             for (shard, st) in &self.states {
-                if st.replica.czar != Some(gone) {
+                if st.replica.czar != Some(gone) || st.is_retired() {
                     continue;
                 }
                 let info = self.shards.get(*shard).expect("state implies declaration");
@@ -135,11 +135,8 @@ impl Peer {
                 }
             }
             // One designated peer confirms the silence even if it holds no shard.
-            let pseudo = ShardInfo {
-                id: ShardId(u64::from_le_bytes(gone.0[..8].try_into().expect("8 bytes"))),
-                name: String::new(),
-                preferred: None,
-            };
+            let pseudo =
+                ShardInfo::declared(ShardId(u64::from_le_bytes(gone.0[..8].try_into().expect("8 bytes"))), "", None);
             let confirmer = ranking(&pseudo, healthy.iter(), 1).first() == Some(&self.id);
             if claims.is_empty() && !confirmer {
                 let held = held_by(&self.states, &gone);

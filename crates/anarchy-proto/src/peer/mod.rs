@@ -31,10 +31,12 @@ use crate::time::Instant;
 mod admission;
 mod critical;
 mod failover;
+mod split;
 mod status;
 mod stream;
 
 pub use critical::{Proposal, Validator};
+pub use split::RESERVED_KEY_PREFIX;
 pub use status::{LatencyView, MemberView, PeerStatus, ShardView};
 
 use crate::wire::{
@@ -166,6 +168,9 @@ pub enum WriteError {
     /// The shard's stream keys and values would pass 16 KiB.
     #[error("the stream keys of shard {0} would pass 16 KiB")]
     StreamsFull(ShardId),
+    /// Keys starting with bytes `FF FF` belong to the protocol.
+    #[error("keys starting with bytes FF FF are reserved for the protocol")]
+    ReservedKey,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,6 +263,8 @@ struct ShardState {
     streams: stream::ShardStreams,
     /// The load our czar last advertised (§6.17).
     czar_load: Option<ShardLoad>,
+    /// Split bookkeeping (see `split`).
+    split: split::SplitState,
 }
 
 /// A forwarded write held by a shard's heir (see `ShardState::held_forwards`).
@@ -553,8 +560,10 @@ impl Peer {
         self.states.get(&shard).map(|s| &s.replica)
     }
 
-    /// A key's value in `shard`.
+    /// A key's value in `shard` (read from the child that holds it, if the
+    /// shard split: see [`Peer::shard_of`]).
     pub fn get(&self, shard: ShardId, key: &[u8]) -> Option<&[u8]> {
+        let shard = self.shard_of(shard, key)?;
         self.states.get(&shard)?.replica.get(key)
     }
 
@@ -723,10 +732,13 @@ impl Peer {
             return Err(WriteError::NotInSession);
         }
         check_key(&update.key)?;
-        let Some(st) = self.states.get(&shard) else {
+        if !self.states.contains_key(&shard) {
             return Err(WriteError::UnknownShard(shard));
-        };
-        if self.phase == Phase::Joined && st.is_ready_czar(self.id) {
+        }
+        // A shard that split holds the key in one of its children.
+        let shard = self.leaf_of(shard, &update.key);
+        let st = &self.states[&shard];
+        if self.phase == Phase::Joined && st.is_ready_czar(self.id) && !st.writes_held() {
             // The game's own write: whatever forwarded deltas wait leave with it.
             self.deltas_held_until = None;
             return Ok(self.apply_as_czar(shard, update));
@@ -793,6 +805,7 @@ impl Peer {
             return;
         }
         self.tick(now);
+        self.derive_splits(now);
         // Up to 5% jitter keeps peers from beating in lockstep.
         let interval = self.config.heartbeat_interval;
         let jitter = (interval.as_micros() as u64 / 20).max(1);
@@ -892,6 +905,7 @@ impl Peer {
         for advert in adverts {
             self.handle_czar_advert(now, sender, advert);
         }
+        self.derive_splits(now);
     }
 
     /// A heartbeat from a peer we follow as czar of some shard that it does
@@ -1162,7 +1176,7 @@ impl Peer {
         for chunk in records.chunks(MEMBERS_PER_FRAME) {
             self.queue_frame(to, &Frame::Members(chunk.to_vec()));
         }
-        let decls: Vec<ShardDecl> = self.shards.iter().map(ShardInfo::decl).collect();
+        let decls: Vec<ShardDecl> = self.shards.declared_shards().map(ShardInfo::decl).collect();
         for chunk in decls.chunks(SHARDS_PER_FRAME) {
             self.queue_frame(to, &Frame::Shards(chunk.to_vec()));
         }
@@ -1270,6 +1284,12 @@ impl Peer {
         }
         let ids: Vec<ShardId> = self.states.keys().copied().collect();
         for shard in ids {
+            let st = &self.states[&shard];
+            // A shard that split needs no czar; one whose split is being voted
+            // on keeps its czar until the vote ends.
+            if st.is_retired() || st.split.proposing.is_some() {
+                continue;
+            }
             let Some(desired) = self.top_ranked(shard).first().copied() else {
                 continue;
             };
@@ -1986,6 +2006,27 @@ impl Peer {
             self.stats.drop(DropReason::UnknownShard);
             return;
         };
+        if st.is_retired() {
+            // The writer has not seen the split yet: the child holding the key takes it.
+            let leaf = self.leaf_of(shard, &update.key);
+            if leaf != shard {
+                self.handle_forward(now, from, sender, write_id, origin, leaf, update);
+            }
+            return;
+        }
+        if st.is_ready_czar(self.id) && st.writes_held() {
+            // Our split is being voted on: the write waits for it, then goes
+            // to the child that holds its key.
+            let st = self.states.get_mut(&shard).expect("known shard");
+            if st.held_forwards.iter().any(|h| h.origin == origin && h.write_id == write_id) {
+                self.stats.drop(DropReason::Duplicate);
+            } else if st.held_forwards.len() >= MAX_HELD_FORWARDS {
+                self.stats.drop(DropReason::BufferFull);
+            } else {
+                st.held_forwards.push_back(HeldForward { origin, write_id, update, reply_to: from, at: now });
+            }
+            return;
+        }
         if st.is_ready_czar(self.id) {
             self.apply_forward(now, shard, origin, write_id, update, from);
             return;
@@ -2092,7 +2133,20 @@ impl Peer {
         let shards: Vec<ShardId> =
             self.states.iter().filter(|(_, st)| !st.held_forwards.is_empty()).map(|(s, _)| *s).collect();
         for shard in shards {
-            let ready = self.states[&shard].is_ready_czar(self.id);
+            let st = &self.states[&shard];
+            if st.is_retired() {
+                // Held while the shard split: each goes to the child holding its key.
+                let held = std::mem::take(&mut self.states.get_mut(&shard).expect("listed").held_forwards);
+                for h in held {
+                    let leaf = self.leaf_of(shard, &h.update.key);
+                    self.handle_forward(now, h.reply_to, h.origin, h.write_id, h.origin, leaf, h.update);
+                }
+                continue;
+            }
+            if st.is_ready_czar(self.id) && st.writes_held() {
+                continue; // our split is being voted on
+            }
+            let ready = st.is_ready_czar(self.id);
             if !ready && self.is_heir(shard) {
                 let timeout = self.config.forward_timeout;
                 let st = self.states.get_mut(&shard).expect("listed");
@@ -2117,8 +2171,10 @@ impl Peer {
     }
 
     fn handle_forward_ack(&mut self, write_id: u64, shard: ShardId, version: Version) {
+        // The ack may name a child of the shard we sent to: it split meanwhile.
+        let ours = self.pending.get(&write_id).is_some_and(|p| self.holds_key_later(p.shard, &p.update.key, shard));
         match self.pending.get(&write_id) {
-            Some(p) if p.shard == shard => {
+            Some(p) if ours => {
                 let waited = self.clock.saturating_duration_since(p.created);
                 self.telemetry.forward_latency.record(waited);
                 self.pending.remove(&write_id);
@@ -2151,6 +2207,9 @@ impl Peer {
             }
             let st = &self.states[&shard];
             let Some(czar) = st.replica.czar else { continue };
+            if st.is_ready_czar(self.id) && st.writes_held() {
+                continue; // our split is being voted on: the write follows it
+            }
             if st.is_ready_czar(self.id) {
                 let p = self.pending.remove(&id).expect("present");
                 let version = self.apply_as_czar_version(shard, p.update);
@@ -2502,6 +2561,7 @@ impl Peer {
         self.drive_takeovers(now);
         self.drive_critical(now);
         self.drive_telemetry(now);
+        self.drive_splits(now);
         self.check_suspicions(now);
     }
 
@@ -2761,6 +2821,9 @@ fn check_key(key: &[u8]) -> Result<(), WriteError> {
     }
     if key.len() > MAX_KEY_BYTES {
         return Err(WriteError::KeyTooLong(key.len()));
+    }
+    if key.starts_with(RESERVED_KEY_PREFIX) {
+        return Err(WriteError::ReservedKey);
     }
     Ok(())
 }

@@ -125,6 +125,7 @@ impl Peer {
             return Err(WriteError::StreamValueTooLarge(value.len()));
         }
         let me = self.id;
+        let shard = self.leaf_of(shard, key);
         let st = self.states.get_mut(&shard).ok_or(WriteError::UnknownShard(shard))?;
         if !st.is_ready_czar(me) {
             return Err(WriteError::NotCzar(shard));
@@ -150,6 +151,7 @@ impl Peer {
 
     /// The value of stream key `key` of `shard`, if we hold one.
     pub fn stream_value(&self, shard: ShardId, key: &[u8]) -> Option<&[u8]> {
+        let shard = self.shard_of(shard, key)?;
         self.states.get(&shard)?.streams.values.get(key)
     }
 

@@ -1,0 +1,180 @@
+//! Shard splits: a hot shard splits by key hash into two children that every
+//! peer derives alike, writes follow their keys to the children, and nothing
+//! written before, during or after the split is lost.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anarchy_proto::shards::key_bit;
+use anarchy_proto::{Config, Event, ShardId, WriteError, RESERVED_KEY_PREFIX};
+use support::Net;
+
+/// Five peers sharing `world` with a low split budget (40 writes/s for 300 ms).
+fn session(config: Config) -> (Net, ShardId) {
+    let mut net = Net::new(config);
+    for _ in 0..5 {
+        net.add();
+    }
+    let world = net.declare_everywhere("world", None);
+    net.start_all();
+    net.run_for(Duration::from_secs(1));
+    (net, world)
+}
+
+fn hot_config() -> Config {
+    Config {
+        split_writes_per_sec: 40,
+        split_bytes_per_sec: 0,
+        split_after: Duration::from_millis(300),
+        max_split_depth: 1,
+        ..Config::default()
+    }
+}
+
+/// Every peer writes keys `k{peer}-{n}` (n < 20) for `ticks` ticks of 50 ms;
+/// returns the last value each key was given.
+fn write_load(net: &mut Net, world: ShardId, ticks: u32, round: &mut u32) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut last = BTreeMap::new();
+    for _ in 0..ticks {
+        *round += 1;
+        let now = net.now;
+        for i in net.live() {
+            for n in 0..4u32 {
+                let key = format!("k{i}-{}", (*round * 4 + n) % 20).into_bytes();
+                let value = round.to_le_bytes().to_vec();
+                net.peers[i].write(now, world, &key, &value).unwrap();
+                last.insert(key, value);
+            }
+        }
+        net.drain_all();
+        net.run_for(Duration::from_millis(50));
+    }
+    last
+}
+
+fn splits_seen(net: &Net, i: usize) -> Vec<(ShardId, [ShardId; 2])> {
+    net.events[i]
+        .iter()
+        .filter_map(|e| match e {
+            Event::ShardSplit { parent, children } => Some((*parent, *children)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_hot_shard_splits_and_every_write_lands_in_the_child_holding_its_key() {
+    let (mut net, world) = session(hot_config());
+    let mut round = 0;
+    let mut want = write_load(&mut net, world, 40, &mut round);
+    want.extend(write_load(&mut net, world, 10, &mut round));
+    net.run_for(Duration::from_secs(2));
+    let children = [ShardId::child(world, false), ShardId::child(world, true)];
+    for i in net.live() {
+        assert_eq!(splits_seen(&net, i), vec![(world, children)], "peer {i}{}", net.describe(world));
+        for (key, value) in &want {
+            let leaf = net.peers[i].shard_of(world, key).unwrap();
+            assert_eq!(leaf, children[usize::from(key_bit(key, 0))]);
+            assert_eq!(
+                net.peers[i].get(world, key),
+                Some(&value[..]),
+                "peer {i} key {:?}",
+                String::from_utf8_lossy(key)
+            );
+        }
+    }
+    for child in children {
+        assert!(net.converged(child), "{}", net.describe(child));
+        // Each child holds only its half of the keys, and nothing reserved.
+        let r = net.peers[0].replica(child).unwrap();
+        let bit = child == children[1];
+        assert!(r.entries().all(|(k, _)| key_bit(k, 0) == bit && !k.starts_with(RESERVED_KEY_PREFIX)));
+        assert!(!r.is_empty());
+    }
+    // The parent is retired: its state is frozen at the split.
+    let v = net.peers[0].version_of(world);
+    write_load(&mut net, world, 4, &mut round);
+    net.run_for(Duration::from_millis(500));
+    assert_eq!(net.peers[0].version_of(world), v);
+    // The split went through a majority vote: no game event names it.
+    for i in net.live() {
+        assert!(!net.events[i].iter().any(|e| matches!(e, Event::Committed { .. } | Event::Rejected { .. })));
+    }
+}
+
+#[test]
+fn children_are_spread_by_ranking_and_take_writes_from_everyone() {
+    let (mut net, world) = session(hot_config());
+    let mut round = 0;
+    write_load(&mut net, world, 40, &mut round);
+    net.run_for(Duration::from_secs(1));
+    let children = [ShardId::child(world, false), ShardId::child(world, true)];
+    for child in children {
+        let czars = net.czars(child);
+        assert_eq!(czars.len(), 1, "one czar per child: {czars:?}");
+        assert!(czars.iter().next().unwrap().is_some());
+    }
+    // A write through the parent's name from a peer that is czar of neither child.
+    let czars: Vec<_> = children.iter().map(|c| net.peers[0].czar_of(*c).unwrap()).collect();
+    let writer = (0..5).find(|i| !czars.contains(&net.id(*i))).expect("five peers, two czars");
+    let now = net.now;
+    net.peers[writer].write(now, world, b"late", b"v").unwrap();
+    net.drain_all();
+    net.run_for(Duration::from_millis(300));
+    for i in net.live() {
+        assert_eq!(net.peers[i].get(world, b"late"), Some(&b"v"[..]));
+    }
+    let applied =
+        net.events[writer].iter().any(|e| matches!(e, Event::WriteApplied { shard, .. } if children.contains(shard)));
+    assert!(applied, "the writer heard back from the child's czar");
+}
+
+#[test]
+fn a_quiet_shard_does_not_split_and_reserved_keys_are_refused() {
+    let (mut net, world) = session(Config::default());
+    let mut round = 0;
+    write_load(&mut net, world, 20, &mut round);
+    assert!(splits_seen(&net, 0).is_empty());
+    let now = net.now;
+    let reserved = [RESERVED_KEY_PREFIX, b"x"].concat();
+    assert_eq!(net.peers[1].write(now, world, &reserved, b"v"), Err(WriteError::ReservedKey));
+}
+
+#[test]
+fn a_pinned_shard_never_splits() {
+    let mut net = Net::new(hot_config());
+    for _ in 0..5 {
+        net.add();
+    }
+    let world = net.declare_everywhere("world", Some(2));
+    net.start_all();
+    net.run_for(Duration::from_secs(1));
+    let mut round = 0;
+    write_load(&mut net, world, 40, &mut round);
+    assert!(splits_seen(&net, 0).is_empty());
+}
+
+#[test]
+fn a_peer_that_joins_after_a_split_derives_the_children_and_catches_up() {
+    let (mut net, world) = session(hot_config());
+    let mut round = 0;
+    let want = write_load(&mut net, world, 40, &mut round);
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(splits_seen(&net, 0).len(), 1);
+    let late = net.add();
+    let now = net.now;
+    net.peers[late].declare_shard(now, "world", None).unwrap();
+    net.peers[late].join(now, &[support::addr(0)]);
+    net.drain_all();
+    net.run_for(Duration::from_secs(3));
+    let children = [ShardId::child(world, false), ShardId::child(world, true)];
+    assert_eq!(splits_seen(&net, late).len(), 1, "{}", net.describe(world));
+    for child in children {
+        assert!(net.converged(child), "{}", net.describe(child));
+    }
+    for (key, value) in &want {
+        assert_eq!(net.peers[late].get(world, key), Some(&value[..]));
+    }
+}
