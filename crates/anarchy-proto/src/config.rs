@@ -139,6 +139,11 @@ pub struct Config {
     /// shards (at most [`crate::shards::MAX_SPLIT_DEPTH`]). 0 turns splitting
     /// off. Default 6. Shards with a preferred czar never split.
     pub max_split_depth: u8,
+    /// Two sibling shards (children of one split) whose load together stays
+    /// under a quarter of a split budget for this long merge back into their
+    /// parent. The gap between the two thresholds keeps a shard near the
+    /// budget from flapping. Default 10 s.
+    pub merge_after: Duration,
 }
 
 impl Config {
@@ -247,6 +252,7 @@ impl Default for Config {
             split_bytes_per_sec: 64 << 10,
             split_after: Duration::from_secs(2),
             max_split_depth: 6,
+            merge_after: Duration::from_secs(10),
         }
     }
 }

@@ -65,6 +65,15 @@ pub enum Event {
         /// Its children: the keys whose bit is 0, then those whose bit is 1.
         children: [ShardId; 2],
     },
+    /// Two sibling shards merged back into the shard they split from:
+    /// `parent` holds their keys again and takes their writes. Its new czar
+    /// is announced with `CzarChanged` first.
+    ShardMerged {
+        /// The two children, bit 0 then bit 1.
+        children: [ShardId; 2],
+        /// The shard they came from.
+        parent: ShardId,
+    },
     /// A shard's czar changed.
     CzarChanged {
         /// Which shard.

@@ -224,6 +224,8 @@ pub struct Stats {
     pub critical_committed: u64,
     /// Shard splits applied here (§6.18).
     pub splits: u64,
+    /// Shard merges applied here (§6.18).
+    pub merges: u64,
     /// Frames too large for one datagram, sent as fragments (once per receiver).
     pub frames_fragmented: u64,
     /// Frames joined from fragments received.

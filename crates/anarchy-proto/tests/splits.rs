@@ -29,6 +29,7 @@ fn hot_config() -> Config {
         split_bytes_per_sec: 0,
         split_after: Duration::from_millis(300),
         max_split_depth: 1,
+        merge_after: Duration::from_secs(600),
         ..Config::default()
     }
 }
@@ -52,6 +53,16 @@ fn write_load(net: &mut Net, world: ShardId, ticks: u32, round: &mut u32) -> BTr
         net.run_for(Duration::from_millis(50));
     }
     last
+}
+
+fn merges_seen(net: &Net, i: usize) -> Vec<([ShardId; 2], ShardId)> {
+    net.events[i]
+        .iter()
+        .filter_map(|e| match e {
+            Event::ShardMerged { children, parent } => Some((*children, *parent)),
+            _ => None,
+        })
+        .collect()
 }
 
 fn splits_seen(net: &Net, i: usize) -> Vec<(ShardId, [ShardId; 2])> {
@@ -176,5 +187,72 @@ fn a_peer_that_joins_after_a_split_derives_the_children_and_catches_up() {
     }
     for (key, value) in &want {
         assert_eq!(net.peers[late].get(world, key), Some(&value[..]));
+    }
+}
+
+#[test]
+fn cold_siblings_merge_back_without_losing_a_write() {
+    let config = Config { merge_after: Duration::from_millis(500), ..hot_config() };
+    let (mut net, world) = session(config);
+    let mut round = 0;
+    let mut want = write_load(&mut net, world, 40, &mut round);
+    let children = [ShardId::child(world, false), ShardId::child(world, true)];
+    assert_eq!(splits_seen(&net, 0), vec![(world, children)], "{}", net.describe(world));
+    // A trickle of writes (well under a quarter of the budget) goes on
+    // through the seal and the merge: none may be lost.
+    for t in 0..60u32 {
+        let now = net.now;
+        let i = (t as usize) % 5;
+        let key = format!("slow{}", t % 7).into_bytes();
+        let value = t.to_le_bytes().to_vec();
+        net.peers[i].write(now, world, &key, &value).unwrap();
+        want.insert(key, value);
+        net.drain_all();
+        net.run_for(Duration::from_millis(100));
+    }
+    net.run_for(Duration::from_secs(2));
+    for i in net.live() {
+        assert_eq!(merges_seen(&net, i), vec![(children, world)], "peer {i}{}", net.describe(world));
+        assert_eq!(net.peers[i].shard_of(world, b"any"), Some(world));
+        for (key, value) in &want {
+            assert_eq!(
+                net.peers[i].get(world, key),
+                Some(&value[..]),
+                "peer {i} key {:?}",
+                String::from_utf8_lossy(key)
+            );
+        }
+    }
+    assert!(net.converged(world), "{}", net.describe(world));
+    // The parent is whole again: it holds every key and takes writes.
+    let r = net.peers[0].replica(world).unwrap();
+    assert_eq!(r.entries().filter(|(k, _)| !k.starts_with(RESERVED_KEY_PREFIX)).count(), want.len());
+    let now = net.now;
+    net.peers[3].write(now, world, b"after", b"merge").unwrap();
+    net.drain_all();
+    net.run_for(Duration::from_millis(300));
+    assert!(net.live().iter().all(|i| net.peers[*i].get(world, b"after") == Some(&b"merge"[..])));
+    assert!(net.converged(world), "{}", net.describe(world));
+}
+
+#[test]
+fn a_merged_shard_splits_again_when_it_heats_up() {
+    let config = Config { merge_after: Duration::from_millis(500), ..hot_config() };
+    let (mut net, world) = session(config);
+    let mut round = 0;
+    write_load(&mut net, world, 40, &mut round);
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(merges_seen(&net, 0).len(), 1, "{}", net.describe(world));
+    let want = write_load(&mut net, world, 40, &mut round);
+    net.run_for(Duration::from_millis(500));
+    let children = [ShardId::child(world, false), ShardId::child(world, true)];
+    for i in net.live() {
+        assert_eq!(splits_seen(&net, i).len(), 2, "peer {i}{}", net.describe(world));
+        for (key, value) in &want {
+            assert_eq!(net.peers[i].get(world, key), Some(&value[..]));
+        }
+    }
+    for child in children {
+        assert!(net.converged(child), "{}", net.describe(child));
     }
 }

@@ -102,9 +102,9 @@ impl CriticalState {
         self.open.is_empty()
     }
 
-    /// Whether an open proposal is a split record.
-    pub(super) fn open_split(&self) -> bool {
-        self.open.values().any(|p| p.update.key == super::split::SPLIT_KEY)
+    /// Whether an open proposal is a layout record (split, seal, merge).
+    pub(super) fn open_layout(&self) -> bool {
+        self.open.values().any(|p| super::split::is_layout_key(&p.update.key))
     }
 
     fn remember(&mut self, key: CriticalKey, decision: Decision) {
@@ -195,7 +195,7 @@ impl Peer {
     }
 
     fn validate(&mut self, shard: ShardId, origin: PeerId, update: &Update) -> Result<(), String> {
-        if update.key == super::split::SPLIT_KEY {
+        if super::split::is_layout_key(&update.key) {
             // The protocol's own record: judged by its base, not by the game.
             return match self.split_base_check(shard, update) {
                 BaseCheck::At => Ok(()),
@@ -234,7 +234,7 @@ impl Peer {
         if st.critical.open.contains_key(&key) {
             return;
         }
-        let is_split = update.key == super::split::SPLIT_KEY;
+        let is_split = super::split::is_layout_key(&update.key);
         if st.is_retired() || (st.writes_held() && !is_split) {
             // A split is being voted on (or done): the writer retries, and
             // after the split sends its write to the child holding the key.
@@ -346,7 +346,7 @@ impl Peer {
             let committed = matches!(decision, Decision::Committed(_));
             if origin == self.id || self.states[&shard].split.proposing == Some(write_id) {
                 let now = self.clock;
-                self.split_decided(now, shard, write_id, committed);
+                self.layout_decided(now, shard, write_id, committed);
             }
             return;
         }
@@ -412,7 +412,7 @@ impl Peer {
         if current
             && !promised_away
             && !seen_committed
-            && update.key == super::split::SPLIT_KEY
+            && super::split::is_layout_key(&update.key)
             && self.split_base_check(shard, &update) == BaseCheck::Behind
         {
             // Not yet at the state the split is made from: vote once there

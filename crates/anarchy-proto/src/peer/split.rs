@@ -1,5 +1,6 @@
-//! Shard splits: a shard that stays hot splits into two children by key hash,
-//! with authority moving along (§6.18 of `docs/PROTOCOL.md`).
+//! Shard splits and merges: a shard that stays hot splits into two children
+//! by key hash, two sibling children that stay cold merge back, and authority
+//! moves along (§6.18 of `docs/PROTOCOL.md`).
 //!
 //! The czar of a hot shard proposes a *split record* — a critical update of
 //! the reserved key [`SPLIT_KEY`] naming the state it splits (seq and short
@@ -12,6 +13,16 @@
 //! whose [`key_bit`] at the parent's depth matches. From then on the parent
 //! takes no writes; writes to it, waiting or new, go to the child that holds
 //! their key ([`Peer::shard_of`]).
+//!
+//! A merge takes two records. The czar of the bit-1 child *seals* it (a
+//! record under [`SEAL_KEY`]): from then on it takes no writes. The czar of
+//! the bit-0 sibling, once it holds the sealed state, records the *merge* in
+//! its own log (under [`MERGE_KEY`], naming the sibling's sealed seq and
+//! checksum). Every peer that holds both derives the parent again — the union
+//! of the two children, at a higher epoch, with the czar the record names —
+//! and writes go to it. If the bit-0 sibling splits instead, the sealed child
+//! is unsealed and goes on. All three records are critical updates judged by
+//! their base, like the split.
 
 use crate::event::Event;
 use crate::identity::PeerId;
@@ -25,6 +36,15 @@ use super::{Peer, Phase, ShardState};
 
 /// The reserved key under which a split is recorded in the parent's log.
 pub(crate) const SPLIT_KEY: &[u8] = b"\xff\xffanarchy/split";
+/// The reserved key of a child's seal (value byte 1: 1 sealed, 0 unsealed).
+pub(crate) const SEAL_KEY: &[u8] = b"\xff\xffanarchy/seal";
+/// The reserved key of a merge, in the bit-0 child's log.
+pub(crate) const MERGE_KEY: &[u8] = b"\xff\xffanarchy/merge";
+
+/// Whether `key` is one of the layout records (split, seal, merge).
+pub(super) fn is_layout_key(key: &[u8]) -> bool {
+    key == SPLIT_KEY || key == SEAL_KEY || key == MERGE_KEY
+}
 /// Keys that start with these bytes belong to the protocol; the game's
 /// writes to them are refused ([`super::WriteError::ReservedKey`]).
 pub const RESERVED_KEY_PREFIX: &[u8] = b"\xff\xff";
@@ -34,6 +54,75 @@ pub(super) const INTERNAL_WRITE_BIT: u64 = 1 << 63;
 
 const PLAN_FORMAT: u8 = 1;
 const PLAN_BYTES: usize = 1 + 4 + 16 + 16 + 8 + 8;
+const SEAL_FORMAT: u8 = 2;
+const SEAL_BYTES: usize = 1 + 1 + 8 + 8;
+const MERGE_FORMAT: u8 = 3;
+const MERGE_BYTES: usize = 1 + 4 + 16 + 8 + 8 + 8 + 8;
+/// A merge waits until the two siblings together carry less than this share
+/// of a split budget (hysteresis: a shard near the split budget never flaps).
+const MERGE_SHARE: f64 = 0.25;
+
+/// The state a layout record is made from: the last 16 bytes of every
+/// record (seq, then short checksum). `None` if the value is too short.
+fn record_base(value: &[u8]) -> Option<(u64, u64)> {
+    let n = value.len();
+    if n < 17 {
+        return None;
+    }
+    let seq = u64::from_le_bytes(value[n - 16..n - 8].try_into().expect("8 bytes"));
+    let sum = u64::from_le_bytes(value[n - 8..].try_into().expect("8 bytes"));
+    Some((seq, sum))
+}
+
+/// A merge record: the parent comes back at `epoch` with `czar`, from our
+/// state at the base and the sibling's sealed state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct MergePlan {
+    pub(super) epoch: u32,
+    pub(super) czar: PeerId,
+    /// The sealed sibling's seq and short checksum.
+    pub(super) sibling: (u64, u64),
+    pub(super) base_seq: u64,
+    pub(super) base_checksum: u64,
+}
+
+impl MergePlan {
+    fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(MERGE_BYTES);
+        b.push(MERGE_FORMAT);
+        b.extend_from_slice(&self.epoch.to_le_bytes());
+        b.extend_from_slice(&self.czar.0);
+        b.extend_from_slice(&self.sibling.0.to_le_bytes());
+        b.extend_from_slice(&self.sibling.1.to_le_bytes());
+        b.extend_from_slice(&self.base_seq.to_le_bytes());
+        b.extend_from_slice(&self.base_checksum.to_le_bytes());
+        b
+    }
+
+    fn decode(b: &[u8]) -> Option<Self> {
+        if b.len() != MERGE_BYTES || b[0] != MERGE_FORMAT {
+            return None;
+        }
+        let u64_at = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+        Some(MergePlan {
+            epoch: u32::from_le_bytes(b[1..5].try_into().expect("4 bytes")),
+            czar: PeerId(b[5..21].try_into().expect("16 bytes")),
+            sibling: (u64_at(21), u64_at(29)),
+            base_seq: u64_at(37),
+            base_checksum: u64_at(45),
+        })
+    }
+}
+
+/// A seal (or unseal) record from the state at `base`.
+fn seal_record(sealed: bool, base: (u64, u64)) -> Vec<u8> {
+    let mut b = Vec::with_capacity(SEAL_BYTES);
+    b.push(SEAL_FORMAT);
+    b.push(u8::from(sealed));
+    b.extend_from_slice(&base.0.to_le_bytes());
+    b.extend_from_slice(&base.1.to_le_bytes());
+    b
+}
 
 /// What a split record says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,20 +180,31 @@ pub(super) enum BaseCheck {
 pub(super) struct SplitState {
     /// Since when the shard, as ours, has been over a split budget.
     hot_since: Option<Instant>,
-    /// Our open split proposal's write id: the shard's other writes wait.
+    /// Since when the shard and its sibling, as ours, have been under the
+    /// merge share of a split budget.
+    cold_since: Option<Instant>,
+    /// Our open layout proposal's write id: the shard's other writes wait.
     pub(super) proposing: Option<u64>,
-    /// A split that failed is not tried again before this.
+    /// A layout change that failed is not tried again before this.
     retry_after: Option<Instant>,
     /// The children, once the split is applied here: the shard is retired.
     pub(super) children: Option<[ShardId; 2]>,
-    /// The version we last looked for a split record at.
+    /// The parent it merged back into: the shard is retired.
+    pub(super) merged_into: Option<ShardId>,
+    /// The version we last looked for a layout record at.
     checked: Option<Version>,
 }
 
 impl ShardState {
-    /// Whether the shard split (here): it takes no more writes.
+    /// Whether the shard split or merged back (here): it takes no more writes.
     pub(super) fn is_retired(&self) -> bool {
-        self.split.children.is_some()
+        self.split.children.is_some() || self.split.merged_into.is_some()
+    }
+
+    /// Whether the shard is sealed for a merge: it takes no writes until
+    /// the merge (or an unseal).
+    pub(super) fn is_sealed(&self) -> bool {
+        self.replica.get(SEAL_KEY).is_some_and(|v| v.get(1) == Some(&1))
     }
 
     /// Whether, as its czar, we hold the shard's writes back: our split
@@ -113,8 +213,9 @@ impl ShardState {
     pub(super) fn writes_held(&self) -> bool {
         self.split.proposing.is_some()
             || self.is_retired()
-            || self.critical.recovered.values().any(|p| p.update.key == SPLIT_KEY)
-            || self.critical.open_split()
+            || self.is_sealed()
+            || self.critical.recovered.values().any(|p| is_layout_key(&p.update.key))
+            || self.critical.open_layout()
     }
 }
 
@@ -128,10 +229,16 @@ impl Peer {
 
     /// See [`Peer::shard_of`]; `shard` itself when unknown.
     pub(super) fn leaf_of(&self, mut shard: ShardId, key: &[u8]) -> ShardId {
-        for _ in 0..=MAX_SPLIT_DEPTH {
-            let Some(children) = self.states.get(&shard).and_then(|st| st.split.children) else { break };
-            let depth = self.shards.get(shard).map_or(0, |i| i.depth());
-            shard = children[usize::from(key_bit(key, depth))];
+        for _ in 0..=2 * usize::from(MAX_SPLIT_DEPTH) + 1 {
+            let Some(st) = self.states.get(&shard) else { break };
+            if let Some(parent) = st.split.merged_into {
+                shard = parent;
+            } else if let Some(children) = st.split.children {
+                let depth = self.shards.get(shard).map_or(0, |i| i.depth());
+                shard = children[usize::from(key_bit(key, depth))];
+            } else {
+                break;
+            }
         }
         shard
     }
@@ -151,87 +258,158 @@ impl Peer {
     }
 
     /// Where our state of `shard` stands against the base of the split
-    /// record `update` proposes (`Off` if it is not a split record we can read).
+    /// or seal or merge record `update` proposes (`Off` if it has no base we can read).
     pub(super) fn split_base_check(&self, shard: ShardId, update: &Update) -> BaseCheck {
         let (Some(st), Op::Put(value)) = (self.states.get(&shard), &update.op) else { return BaseCheck::Off };
-        let Some(plan) = SplitPlan::decode(value) else { return BaseCheck::Off };
+        let Some((base_seq, base_checksum)) = record_base(value) else { return BaseCheck::Off };
         let r = &st.replica;
-        if r.seq() < plan.base_seq {
+        if r.seq() < base_seq {
             BaseCheck::Behind
-        } else if r.seq() == plan.base_seq && r.checksum().short() == plan.base_checksum && !st.is_retired() {
+        } else if r.seq() == base_seq && r.checksum().short() == base_checksum && !st.is_retired() {
             BaseCheck::At
         } else {
             BaseCheck::Off
         }
     }
 
-    /// Periodic work, as czar: starts the split of a shard that stayed over
-    /// its budget for `split_after`.
+    /// Periodic work, as czar: splits a shard that stayed over its budget for
+    /// `split_after`; seals a bit-1 child that stayed cold with its sibling
+    /// for `merge_after`; merges a bit-0 child whose sibling is sealed;
+    /// unseals a sealed child whose sibling split instead.
     pub(super) fn drive_splits(&mut self, now: Instant) {
         if self.phase != Phase::Joined || self.config.max_split_depth == 0 {
             return;
         }
         let max_depth = self.config.max_split_depth.min(MAX_SPLIT_DEPTH);
-        let (writes_cap, bytes_cap) = (self.config.split_writes_per_sec, self.config.split_bytes_per_sec);
+        let (writes_cap, bytes_cap) =
+            (f64::from(self.config.split_writes_per_sec), f64::from(self.config.split_bytes_per_sec));
+        let over = |(w, b): (f64, f64), share: f64| {
+            (writes_cap > 0.0 && w > writes_cap * share) || (bytes_cap > 0.0 && b > bytes_cap * share)
+        };
         let live = self.members.alive_count();
         let mut due = Vec::new();
-        for (id, st) in self.states.iter_mut() {
-            let Some(info) = self.shards.get(*id) else { continue };
-            let eligible = st.is_ready_czar(self.id)
+        let ids: Vec<ShardId> = self.states.keys().copied().collect();
+        for id in ids {
+            let Some(info) = self.shards.get(id) else { continue };
+            let (depth, split_from, pinned) = (info.depth(), info.split_from, info.preferred.is_some());
+            let st = &self.states[&id];
+            let ours = st.is_ready_czar(self.id)
                 && st.replica.backed
                 && st.replica.on_current_lineage()
                 && !st.is_retired()
                 && st.split.proposing.is_none()
-                && info.preferred.is_none()
-                && info.depth() < max_depth
-                && live >= 2;
-            let (writes, bytes) = st.load.rates();
-            let hot =
-                (writes_cap > 0 && writes > f64::from(writes_cap)) || (bytes_cap > 0 && bytes > f64::from(bytes_cap));
-            if !eligible || !hot {
+                && st.critical.open_is_empty()
+                && st.split.retry_after.is_none_or(|t| now >= t);
+            if !ours {
+                let st = self.states.get_mut(&id).expect("listed");
                 st.split.hot_since = None;
+                st.split.cold_since = None;
                 continue;
             }
-            let since = *st.split.hot_since.get_or_insert(now);
-            let waited = now.saturating_duration_since(since) >= self.config.split_after;
-            let may_retry = st.split.retry_after.is_none_or(|t| now >= t);
-            if waited && may_retry && !st.writes_held() && st.critical.open_is_empty() {
-                due.push(*id);
+            let load = st.load.rates();
+            let sealed = st.is_sealed();
+            let sibling = split_from.map(|f| ShardId::child(f.parent, !f.bit));
+            let sib = sibling.and_then(|s| self.states.get(&s));
+            let sib_live = sib.is_some_and(|s| !s.is_retired());
+            let sib_split = sib.is_some_and(|s| s.split.children.is_some());
+            let sib_sealed = sib
+                .filter(|s| s.is_sealed() && !s.is_retired())
+                .map(|s| (s.replica.seq(), s.replica.checksum().short()));
+            let sib_load = sibling
+                .and_then(|s| self.shard_load(s))
+                .map(|l| (f64::from(l.writes_per_sec), f64::from(l.bytes_per_sec)));
+            let hot = !sealed && !pinned && depth < max_depth && live >= 2 && over(load, 1.0);
+            let bit = split_from.map(|f| f.bit);
+            // Cold: both siblings together under the merge share, both live leaves.
+            let cold = bit == Some(true)
+                && !sealed
+                && sib_live
+                && sib_sealed.is_none()
+                && sib_load.is_some_and(|(w, b)| !over((load.0 + w, load.1 + b), MERGE_SHARE));
+            let st = self.states.get_mut(&id).expect("listed");
+            if !hot {
+                st.split.hot_since = None;
+            }
+            if !cold {
+                st.split.cold_since = None;
+            }
+            let action = if hot {
+                let since = *st.split.hot_since.get_or_insert(now);
+                (now.saturating_duration_since(since) >= self.config.split_after).then_some(Layout::Split)
+            } else if cold {
+                let since = *st.split.cold_since.get_or_insert(now);
+                (now.saturating_duration_since(since) >= self.config.merge_after).then_some(Layout::Seal(true))
+            } else if bit == Some(true) && sealed && sib_split {
+                Some(Layout::Seal(false))
+            } else if bit == Some(false) && !sealed {
+                sib_sealed.map(Layout::Merge)
+            } else {
+                None
+            };
+            if let Some(action) = action {
+                due.push((id, action));
             }
         }
-        for shard in due {
-            self.start_split(now, shard);
+        for (shard, action) in due {
+            self.propose_layout(now, shard, action);
         }
     }
 
-    /// Proposes the split of `shard` (ours, ready) from our current state.
-    fn start_split(&mut self, now: Instant, shard: ShardId) {
+    /// Proposes a layout record for `shard` (ours, ready) from our current state.
+    fn propose_layout(&mut self, now: Instant, shard: ShardId, action: Layout) {
         // Our unsent updates leave first, so members reach the base before the proposal.
         self.flush_outgoing();
         let live: Vec<PeerId> = self.members.alive_ids().copied().collect();
-        let czar_of = |bit: bool| {
-            let child = crate::shards::ShardInfo::declared(ShardId::child(shard, bit), "", None);
-            ranking(&child, live.iter(), 1).first().copied()
+        let top = |id: ShardId| {
+            let info = crate::shards::ShardInfo::declared(id, "", None);
+            ranking(&info, live.iter(), 1).first().copied()
         };
-        let (Some(c0), Some(c1)) = (czar_of(false), czar_of(true)) else { return };
-        let st = self.states.get_mut(&shard).expect("listed");
-        let plan = SplitPlan {
-            epoch: st.replica.epoch,
-            czars: [c0, c1],
-            base_seq: st.replica.seq(),
-            base_checksum: st.replica.checksum().short(),
+        let st = &self.states[&shard];
+        let base = (st.replica.seq(), st.replica.checksum().short());
+        let (key, value) = match action {
+            Layout::Split => {
+                let (Some(c0), Some(c1)) = (top(ShardId::child(shard, false)), top(ShardId::child(shard, true))) else {
+                    return;
+                };
+                let plan =
+                    SplitPlan { epoch: st.replica.epoch, czars: [c0, c1], base_seq: base.0, base_checksum: base.1 };
+                (SPLIT_KEY, plan.encode())
+            }
+            Layout::Seal(sealed) => (SEAL_KEY, seal_record(sealed, base)),
+            Layout::Merge(sibling) => {
+                let Some(parent) = self.shards.get(shard).and_then(|i| i.split_from).map(|f| f.parent) else {
+                    return;
+                };
+                let Some(czar) = top(parent) else { return };
+                // Above every epoch the parent and both children ever had here.
+                let sib = ShardId::child(parent, true);
+                let highest = [shard, sib, parent]
+                    .iter()
+                    .filter_map(|s| self.states.get(s))
+                    .map(|s| s.replica.epoch.max(s.replica.version().epoch))
+                    .max()
+                    .unwrap_or(0);
+                let epoch = super::unilateral_epoch(highest);
+                if epoch > crate::wire::MAX_EPOCH {
+                    return;
+                }
+                let plan = MergePlan { epoch, czar, sibling, base_seq: base.0, base_checksum: base.1 };
+                (MERGE_KEY, plan.encode())
+            }
         };
         let write_id = INTERNAL_WRITE_BIT | self.next_write_id;
         self.next_write_id += 1;
+        let st = self.states.get_mut(&shard).expect("listed");
         st.split.proposing = Some(write_id);
         st.split.hot_since = None;
-        let update = Update { key: SPLIT_KEY.to_vec(), op: Op::Put(plan.encode()) };
+        st.split.cold_since = None;
+        let update = Update { key: key.to_vec(), op: Op::Put(value) };
         self.start_proposal(now, shard, self.id, write_id, update);
     }
 
-    /// A proposal of ours was decided: if it was a split that did not
-    /// commit, the shard's writes go on and the split waits `split_after`.
-    pub(super) fn split_decided(&mut self, now: Instant, shard: ShardId, write_id: u64, committed: bool) {
+    /// A proposal of ours was decided: if it was a layout record that did not
+    /// commit, the shard's writes go on and the change waits `split_after`.
+    pub(super) fn layout_decided(&mut self, now: Instant, shard: ShardId, write_id: u64, committed: bool) {
         let retry = now + self.config.split_after;
         let Some(st) = self.states.get_mut(&shard) else { return };
         if st.split.proposing == Some(write_id) {
@@ -242,9 +420,9 @@ impl Peer {
         }
     }
 
-    /// Applies every split record our replicas hold and have not applied yet
-    /// (and undoes a split whose record a resync took away). Run after every
-    /// datagram and tick.
+    /// Applies every split and merge record our replicas hold and have not
+    /// applied yet (and undoes a split whose record a resync took away). Run
+    /// after every datagram and tick.
     pub(super) fn derive_splits(&mut self, now: Instant) {
         let mut found = Vec::new();
         for (id, st) in self.states.iter_mut() {
@@ -253,15 +431,21 @@ impl Peer {
                 continue;
             }
             st.split.checked = Some(v);
-            let record = st.replica.get(SPLIT_KEY).map(<[u8]>::to_vec);
-            if record.is_some() != st.is_retired() {
-                found.push((*id, record));
+            let split = st.replica.get(SPLIT_KEY).map(<[u8]>::to_vec);
+            if split.is_some() != st.split.children.is_some() {
+                found.push((*id, Found::Split(split)));
+            }
+            if st.split.merged_into.is_none() {
+                if let Some(merge) = st.replica.get(MERGE_KEY) {
+                    found.push((*id, Found::Merge(merge.to_vec())));
+                }
             }
         }
-        for (parent, record) in found {
-            match record {
-                Some(bytes) => self.apply_split(now, parent, &bytes),
-                None => self.undo_split(parent),
+        for (shard, what) in found {
+            match what {
+                Found::Split(Some(bytes)) => self.apply_split(now, shard, &bytes),
+                Found::Split(None) => self.undo_split(shard),
+                Found::Merge(bytes) => self.apply_merge(now, shard, &bytes),
             }
         }
     }
@@ -284,24 +468,17 @@ impl Peer {
         }
         for (i, entries) in halves.into_iter().enumerate() {
             let child = children[i];
-            if self.states.contains_key(&child) {
-                continue; // derived before (the record came again after a resync)
+            // Derived before (the record came again after a resync): kept.
+            // Merged back into us before: this split makes it anew.
+            if self.states.get(&child).is_some_and(|c| c.split.merged_into.is_none()) {
+                continue;
             }
-            let czar = plan.czars[i];
-            let mut cs = ShardState::default();
-            cs.replica.install(Version { epoch: plan.epoch, seq }, entries);
-            cs.replica.epoch = plan.epoch;
-            cs.replica.czar = Some(czar);
+            let mut cs = Self::fresh_shard(now, Version { epoch: plan.epoch, seq }, entries, plan.czars[i]);
             cs.replica.prev_czar = parent_czar;
-            cs.replica.backed = true;
-            cs.replica.epoch_start_seq = seq;
-            cs.replica.epoch_start_checksum = cs.replica.checksum().short();
-            cs.replica.epoch_start_trusted = true;
-            cs.czar_since = now;
             self.states.insert(child, cs);
             let name = self.shards.get(child).expect("added").name.clone();
             self.push_event(Event::ShardDeclared { shard: child, name });
-            self.push_event(Event::CzarChanged { shard: child, old: None, new: czar, epoch: plan.epoch });
+            self.push_event(Event::CzarChanged { shard: child, old: None, new: plan.czars[i], epoch: plan.epoch });
         }
         let st = self.states.get_mut(&parent).expect("known");
         st.split.children = Some(children);
@@ -309,10 +486,81 @@ impl Peer {
         st.split.hot_since = None;
         self.stats.splits += 1;
         self.push_event(Event::ShardSplit { parent, children });
-        // Writes waiting for the parent go to the children that hold their keys.
-        for p in self.pending.values_mut().chain(self.pending_critical.values_mut()) {
-            if p.shard == parent {
-                p.shard = children[usize::from(key_bit(&p.update.key, depth))];
+        self.reroute_writes(now, &[parent]);
+    }
+
+    /// A replica that starts at `version` holding `entries`, with `czar`
+    /// named by a record a majority accepted (a backed claim whose start is
+    /// that state).
+    fn fresh_shard(now: Instant, version: Version, entries: Vec<(Vec<u8>, Vec<u8>)>, czar: PeerId) -> ShardState {
+        let mut cs = ShardState::default();
+        cs.replica.install(version, entries);
+        cs.replica.epoch = version.epoch;
+        cs.replica.czar = Some(czar);
+        cs.replica.backed = true;
+        cs.replica.epoch_start_seq = version.seq;
+        cs.replica.epoch_start_checksum = cs.replica.checksum().short();
+        cs.replica.epoch_start_trusted = true;
+        cs.czar_since = now;
+        cs
+    }
+
+    /// Brings back the parent of the bit-0 child `shard` from its state and
+    /// its sealed sibling's, as the merge record says; waits (does nothing)
+    /// until we hold the sibling's sealed state.
+    fn apply_merge(&mut self, now: Instant, shard: ShardId, record: &[u8]) {
+        let from = self.shards.get(shard).and_then(|i| i.split_from);
+        let (Some(plan), Some(from)) = (MergePlan::decode(record), from.filter(|f| !f.bit)) else {
+            self.stats.drop(DropReason::BadSplit);
+            return;
+        };
+        let parent = from.parent;
+        let sibling = ShardId::child(parent, true);
+        let ready = self
+            .states
+            .get(&sibling)
+            .is_some_and(|s| s.is_sealed() && (s.replica.seq(), s.replica.checksum().short()) == plan.sibling);
+        if !ready || !self.states.contains_key(&parent) {
+            // Not yet: look again when anything changes (the sibling repairs).
+            self.states.get_mut(&shard).expect("known").split.checked = None;
+            return;
+        }
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = [shard, sibling]
+            .iter()
+            .flat_map(|s| self.states[s].replica.entries())
+            .filter(|(k, _)| !k.starts_with(RESERVED_KEY_PREFIX))
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect();
+        let seq = self.states[&shard].replica.seq();
+        let old_czar = self.states[&parent].replica.czar;
+        let mut ps = Self::fresh_shard(now, Version { epoch: plan.epoch, seq }, entries, plan.czar);
+        ps.replica.prev_czar = self.states[&shard].replica.czar;
+        self.states.insert(parent, ps);
+        for child in [shard, sibling] {
+            let st = self.states.get_mut(&child).expect("known");
+            st.split.merged_into = Some(parent);
+            st.split.proposing = None;
+        }
+        self.stats.merges += 1;
+        self.push_event(Event::CzarChanged { shard: parent, old: old_czar, new: plan.czar, epoch: plan.epoch });
+        self.push_event(Event::ShardMerged { children: [shard, sibling], parent });
+        self.reroute_writes(now, &[shard, sibling]);
+    }
+
+    /// Writes waiting for `from` shards go to the shards that hold their keys now.
+    fn reroute_writes(&mut self, now: Instant, from: &[ShardId]) {
+        let moved: Vec<(u64, bool, ShardId)> = self
+            .pending
+            .iter()
+            .map(|(id, p)| (*id, false, p))
+            .chain(self.pending_critical.iter().map(|(id, p)| (*id, true, p)))
+            .filter(|(_, _, p)| from.contains(&p.shard))
+            .map(|(id, critical, p)| (id, critical, self.leaf_of(p.shard, &p.update.key)))
+            .collect();
+        for (id, critical, leaf) in moved {
+            let p = if critical { self.pending_critical.get_mut(&id) } else { self.pending.get_mut(&id) };
+            if let Some(p) = p {
+                p.shard = leaf;
                 p.last_sent = None;
             }
         }
@@ -335,6 +583,22 @@ impl Peer {
     }
 }
 
+/// A layout change a czar proposes.
+#[derive(Debug, Clone, Copy)]
+enum Layout {
+    Split,
+    /// Seal (true) or unseal (false).
+    Seal(bool),
+    /// Merge with the sibling sealed at this (seq, short checksum).
+    Merge((u64, u64)),
+}
+
+/// A layout record found in a replica.
+enum Found {
+    Split(Option<Vec<u8>>),
+    Merge(Vec<u8>),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,7 +615,22 @@ mod tests {
     }
 
     #[test]
-    fn the_split_key_is_reserved() {
-        assert!(SPLIT_KEY.starts_with(RESERVED_KEY_PREFIX));
+    fn records_read_back_with_their_base_last() {
+        let merge = MergePlan { epoch: 5, czar: PeerId([3; 16]), sibling: (8, 9), base_seq: 10, base_checksum: 11 };
+        assert_eq!(MergePlan::decode(&merge.encode()), Some(merge));
+        assert_eq!(record_base(&merge.encode()), Some((10, 11)));
+        assert_eq!(record_base(&seal_record(true, (4, 6))), Some((4, 6)));
+        let split = SplitPlan { epoch: 1, czars: [PeerId([1; 16]); 2], base_seq: 2, base_checksum: 3 };
+        assert_eq!(record_base(&split.encode()), Some((2, 3)));
+        assert_eq!(record_base(&[1; 16]), None);
+        assert_eq!(MergePlan::decode(&split.encode()), None);
+    }
+
+    #[test]
+    fn layout_keys_are_reserved() {
+        for key in [SPLIT_KEY, SEAL_KEY, MERGE_KEY] {
+            assert!(key.starts_with(RESERVED_KEY_PREFIX) && is_layout_key(key));
+        }
+        assert!(!is_layout_key(b"split"));
     }
 }
