@@ -68,6 +68,15 @@
 //!   the converged version is lost (reported once per commit), as is a commit
 //!   whose version no czar authored a critical update at.
 //!
+//! - `split-merge-union`: when a peer applies a split, each child starts from
+//!   exactly the parent's keys whose hash bit is the child's (checked against
+//!   the child's agreed starting checksum), so no key is lost or doubled by
+//!   the split; when it applies a merge, the parent starts from exactly the
+//!   union of its two children's keys.
+//! - `one-shard-per-key`: each check step, at one live peer in turn, every key
+//!   of every shard holding keys is where `Peer::shard_of` of its declared
+//!   shard says: no key belongs to two live shards, none to a retired one.
+//!
 //! Lost optimistic writes of a partition's losing side are expected in v0.1
 //! and are not checked.
 
@@ -138,6 +147,8 @@ pub fn registry() -> Vec<Box<dyn Checker>> {
         Box::new(SignedByCzar::default()),
         Box::new(EpochsNeverGoBackwards::default()),
         Box::new(CriticalNeverLost::default()),
+        Box::new(SplitMergeUnion),
+        Box::new(OneShardPerKey::default()),
     ]
 }
 
@@ -431,7 +442,10 @@ impl CriticalNeverLost {
             let recs = world.critical_authored(shard, version);
             let rec = recs.iter().find(|r| r.origin == commit.origin).or(recs.first());
             if let Some(rec) = rec {
-                self.history.entry((shard, rec.key.clone())).or_default().insert(version, rec.content);
+                // Per key of the declared shard: a key's versions only grow
+                // along the splits and merges it moves through.
+                let root = world.root_of(shard);
+                self.history.entry((root, rec.key.clone())).or_default().insert(version, rec.content);
                 done.push((shard, version));
             }
         }
@@ -450,7 +464,9 @@ impl CriticalNeverLost {
         commits: &BTreeMap<Version, u64>,
     ) -> Option<(Version, String)> {
         let peer = world.peer(i)?;
-        let at = peer.version_of(shard)?;
+        // `shard` is the declared shard; the key lives in one of its
+        // children if it split (`get` reads from there).
+        let at = peer.version_of(peer.shard_of(shard, key)?)?;
         let (&v, &want) = commits.range(..=at).next_back()?;
         let held = peer.get(shard, key);
         let got = crate::sim::fingerprint(key, held);
@@ -480,15 +496,15 @@ impl Checker for CriticalNeverLost {
 
     fn on_event(&mut self, world: &World, ev: &PeerEvent<'_>, _out: &mut Findings) {
         if let Event::Committed { shard, version, .. } = ev.event {
+            let root = world.root_of(*shard);
             let known = self
                 .history
-                .range((*shard, Vec::new())..)
-                .take_while(|((s, _), _)| s == shard)
+                .range((root, Vec::new())..)
+                .take_while(|((s, _), _)| *s == root)
                 .any(|(_, h)| h.contains_key(version));
             if !known {
                 self.pending.insert((*shard, *version));
             }
-            let _ = world;
         }
     }
 
@@ -556,7 +572,7 @@ impl Checker for CriticalNeverLost {
         let Some(&first) = live.first() else { return };
         let Some(peer) = world.peer(first) else { return };
         for ((shard, key), commits) in &self.history {
-            let Some(at) = peer.version_of(*shard) else { continue };
+            let Some(at) = peer.shard_of(*shard, key).and_then(|leaf| peer.version_of(leaf)) else { continue };
             for (v, _) in commits.range(at..).filter(|(v, _)| **v > at) {
                 out.violation(
                     self.name(),
@@ -567,6 +583,125 @@ impl Checker for CriticalNeverLost {
                         world.shard_name(*shard)
                     ),
                 );
+            }
+        }
+    }
+}
+
+/// The non-reserved keys and values of `shard` at `peer`.
+fn game_entries(peer: &anarchy_proto::Peer, shard: ShardId) -> Vec<(Vec<u8>, Vec<u8>)> {
+    peer.replica(shard)
+        .map(|r| {
+            r.entries()
+                .filter(|(k, _)| !k.starts_with(anarchy_proto::RESERVED_KEY_PREFIX))
+                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn short_checksum_of(entries: &[(Vec<u8>, Vec<u8>)]) -> u64 {
+    anarchy_proto::Replica::checksum_of(entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).short()
+}
+
+/// See the module docs: splits and merges carry every key over exactly once.
+#[derive(Debug, Default)]
+pub struct SplitMergeUnion;
+
+impl Checker for SplitMergeUnion {
+    fn name(&self) -> &'static str {
+        "split-merge-union"
+    }
+
+    fn on_event(&mut self, world: &World, ev: &PeerEvent<'_>, out: &mut Findings) {
+        let Some(peer) = world.peer(ev.peer) else { return };
+        match ev.event {
+            Event::ShardSplit { parent, children } => {
+                let depth = peer.shard(*parent).map_or(0, |i| i.depth());
+                let all = game_entries(peer, *parent);
+                for (bit, child) in children.iter().enumerate() {
+                    let half: Vec<_> = all
+                        .iter()
+                        .filter(|(k, _)| anarchy_proto::shards::key_bit(k, depth) == (bit == 1))
+                        .cloned()
+                        .collect();
+                    let start = peer.replica(*child).map(|r| r.epoch_start_checksum);
+                    if start != Some(short_checksum_of(&half)) {
+                        out.violation(
+                            self.name(),
+                            ev.at_us,
+                            format!(
+                                "p{} split {} but {} does not start from its {} keys",
+                                ev.peer,
+                                world.shard_name(*parent),
+                                world.shard_name(*child),
+                                half.len()
+                            ),
+                        );
+                    }
+                }
+            }
+            Event::ShardMerged { children, parent } => {
+                let mut union: Vec<_> = children.iter().flat_map(|c| game_entries(peer, *c)).collect();
+                union.sort();
+                let start = peer.replica(*parent).map(|r| r.epoch_start_checksum);
+                if start != Some(short_checksum_of(&union)) {
+                    out.violation(
+                        self.name(),
+                        ev.at_us,
+                        format!(
+                            "p{} merged {} and {} but {} does not start from the union of their {} keys",
+                            ev.peer,
+                            world.shard_name(children[0]),
+                            world.shard_name(children[1]),
+                            world.shard_name(*parent),
+                            union.len()
+                        ),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// See the module docs: every key is in the one live shard that holds it.
+#[derive(Debug, Default)]
+pub struct OneShardPerKey {
+    /// Which live peer is checked next (round robin).
+    next: usize,
+}
+
+impl Checker for OneShardPerKey {
+    fn name(&self) -> &'static str {
+        "one-shard-per-key"
+    }
+
+    fn on_step(&mut self, world: &World, out: &mut Findings) {
+        let live: Vec<usize> = world.live_peers().map(|(i, _)| i).collect();
+        if live.is_empty() {
+            return;
+        }
+        self.next = (self.next + 1) % live.len();
+        let i = live[self.next];
+        let Some(peer) = world.peer(i) else { return };
+        for shard in peer.live_shards() {
+            let root = world.root_of(shard);
+            for (key, _) in game_entries(peer, shard) {
+                let holder = peer.shard_of(root, &key);
+                if holder != Some(shard) {
+                    out.violation(
+                        self.name(),
+                        world.now_us(),
+                        format!(
+                            "p{i} holds {} in {}, but its keys now belong to {}",
+                            String::from_utf8_lossy(&key),
+                            world.shard_name(shard),
+                            holder.map_or("no shard".to_string(), |h| world.shard_name(h).to_string())
+                        ),
+                    );
+                    return;
+                }
             }
         }
     }

@@ -101,6 +101,16 @@ pub struct SimArgs {
     /// budgeted per link) instead of reliable updates.
     #[arg(long)]
     pub streams: bool,
+    /// World writes per player per second into a hot spot of the key space
+    /// that moves every `--hot-move-secs` (drives shard splits and merges).
+    #[arg(long, value_name = "HZ")]
+    pub hot_rate: Option<f64>,
+    /// How long the hot spot stays in one eighth of the key space.
+    #[arg(long, value_name = "SECS")]
+    pub hot_move_secs: Option<f64>,
+    /// Protocol setting: updates per second over which a shard splits (0: never).
+    #[arg(long, value_name = "N")]
+    pub split_writes: Option<u32>,
     /// Cap one peer's uplink: `N:KBPS` (e.g. `3:256`); its propagation is reported apart.
     #[arg(long, value_name = "N:KBPS")]
     pub cap_peer: Option<String>,
@@ -232,6 +242,21 @@ impl SimArgs {
         if cfg.streams && cfg.entities.is_none() {
             return Err("--streams: only the entity workload writes stream keys (add --workload standard)".into());
         }
+        cfg.hot_rate_hz = self.hot_rate.or(run.hot_rate).unwrap_or(cfg.hot_rate_hz);
+        if !(0.0..=10_000.0).contains(&cfg.hot_rate_hz) {
+            return Err(format!("--hot-rate {}: expected 0 to 10000", cfg.hot_rate_hz));
+        }
+        cfg.hot_move_secs = self.hot_move_secs.or(run.hot_move_secs).unwrap_or(cfg.hot_move_secs);
+        if !(cfg.hot_move_secs > 0.0 && cfg.hot_move_secs.is_finite()) {
+            return Err(format!("--hot-move-secs {}: expected a positive number", cfg.hot_move_secs));
+        }
+        if cfg.hot_rate_hz > 0.0 && cfg.entities.is_some() {
+            return Err("--hot-rate: only the game workload writes the hot spot (drop --workload standard)".into());
+        }
+        if let Some(n) = self.split_writes.or(run.split_writes) {
+            cfg.proto.split_writes_per_sec = n;
+        }
+        cfg.initial_peers = run.initial_peers;
         if let Some(spec) = &self.cap_peer {
             let bad = || format!("--cap-peer {spec:?}: expected N:KBPS with N a peer slot and KBPS > 0");
             let (n, kbps) = spec.split_once(':').ok_or_else(bad)?;
@@ -330,6 +355,9 @@ impl SimArgs {
         add("value-bytes", self.value_bytes.map(|v| v.to_string()));
         add("moving", self.moving.map(|v| v.to_string()));
         add("cap-peer", self.cap_peer.clone());
+        add("hot-rate", self.hot_rate.map(|v| v.to_string()));
+        add("hot-move-secs", self.hot_move_secs.map(|v| v.to_string()));
+        add("split-writes", self.split_writes.map(|v| v.to_string()));
         add("seed", Some(seed.to_string()));
         if self.streams {
             c += " --streams";

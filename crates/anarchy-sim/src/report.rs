@@ -37,6 +37,15 @@ pub struct Failover {
     pub samples: Vec<f64>,
 }
 
+/// One sample of `shards_over_time`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct ShardsSample {
+    /// Simulated seconds.
+    pub at_s: f64,
+    /// Shards holding keys then.
+    pub shards: usize,
+}
+
 impl Failover {
     /// Percentiles over failover times in ms (nearest rank).
     pub fn from_samples(samples: Vec<f64>, unfinished: u64) -> Self {
@@ -187,6 +196,13 @@ pub struct Report {
     /// over the mean czar's: the median of samples taken every check step of
     /// the measurement window (`null` without load).
     pub czar_load_max_over_mean: Option<f64>,
+    /// Shard splits: the most any one peer process applied.
+    pub splits: u64,
+    /// Shard merges: the most any one peer process applied.
+    pub merges: u64,
+    /// Shards holding keys (neither split nor merged away), in the view of
+    /// the first live peer, sampled once per simulated second.
+    pub shards_over_time: Vec<ShardsSample>,
     /// The first false evictions: when, who evicted whom, and how.
     pub false_eviction_notes: Vec<String>,
     /// Critical updates.
@@ -274,6 +290,13 @@ impl Report {
             failover_ms,
             false_evictions: outcome.false_evictions,
             czar_load_max_over_mean: median(&outcome.czar_load_samples),
+            splits: outcome.splits,
+            merges: outcome.merges,
+            shards_over_time: outcome
+                .shards_over_time
+                .iter()
+                .map(|&(at_s, shards)| ShardsSample { at_s: (at_s * 1000.0).round() / 1000.0, shards })
+                .collect(),
             false_eviction_notes: outcome.false_eviction_notes.clone(),
             critical,
             byzantine: cfg.byzantine,
@@ -355,6 +378,17 @@ impl Report {
         }
         if let Some(ratio) = self.czar_load_max_over_mean {
             s += &format!("  czar load: busiest over mean {ratio:.2} (median of samples)\n");
+        }
+        if self.splits > 0 || self.merges > 0 {
+            let counts: Vec<usize> = self.shards_over_time.iter().map(|x| x.shards).collect();
+            s += &format!(
+                "  shards: {} splits, {} merges; holding keys: {} at the start, {} at most, {} at the end\n",
+                self.splits,
+                self.merges,
+                counts.first().copied().unwrap_or(0),
+                counts.iter().copied().max().unwrap_or(0),
+                counts.last().copied().unwrap_or(0)
+            );
         }
         let c = &self.critical;
         s += &format!(

@@ -25,7 +25,8 @@
 //! `oneway = { from = [sel...], to = [sel...] }` (`to` stops hearing `from`),
 //! `isolate = sel`, `heal = true`, `crash = sel`, `restart = sel` with
 //! `state = "blank" | "kept"`, `pause = sel` with `for_ms = N`,
-//! `leave = sel`, or `network = { loss = 0.2, ... }`.
+//! `leave = sel`, `join = sel` (slots not started yet, see `[run]
+//! initial_peers`, or that left), or `network = { loss = 0.2, ... }`.
 //! A peer selector `sel` is an index, `"a..b"`, `"a%..b%"`, `"czar:SHARD"`
 //! (the czar most live peers follow, by shard name or number), `"random"` (a
 //! random live peer) or `"crashed"` (the peer crashed last).
@@ -87,6 +88,9 @@ pub enum Action {
     },
     /// A graceful leave.
     Leave(PeerSel),
+    /// Slots that have not started yet (see `initial_peers`), or that left,
+    /// start and join, 10 ms apart.
+    Join(PeerSel),
     /// Changes link parameters from now on.
     Network(NetworkPatch),
 }
@@ -205,6 +209,14 @@ pub struct RunDefaults {
     pub moving: Option<f64>,
     /// `--streams`.
     pub streams: Option<bool>,
+    /// Slots that start at the beginning; the others wait for a `join`.
+    pub initial_peers: Option<usize>,
+    /// `--hot-rate`.
+    pub hot_rate: Option<f64>,
+    /// `--hot-move-secs`.
+    pub hot_move_secs: Option<f64>,
+    /// `--split-writes`.
+    pub split_writes: Option<u32>,
 }
 
 /// A parsed scenario file.
@@ -259,6 +271,7 @@ struct AtEntry {
     pause: Option<SelValue>,
     for_ms: Option<u64>,
     leave: Option<SelValue>,
+    join: Option<SelValue>,
     network: Option<NetworkPatch>,
 }
 
@@ -356,11 +369,14 @@ impl AtEntry {
         if let Some(s) = &self.leave {
             found.push(("leave", parse_sel(s).map(Action::Leave)));
         }
+        if let Some(s) = &self.join {
+            found.push(("join", parse_sel(s).map(Action::Join)));
+        }
         if let Some(n) = &self.network {
             found.push(("network", n.validate().map(|_| Action::Network(n.clone()))));
         }
         match found.len() {
-            0 => Err("no action (expected one of partition, split, oneway, isolate, heal, crash, restart, pause, leave, network)".into()),
+            0 => Err("no action (expected one of partition, split, oneway, isolate, heal, crash, restart, pause, leave, join, network)".into()),
             1 => found.pop().expect("one").1,
             _ => Err(format!(
                 "more than one action ({}); use one [[at]] entry per action",

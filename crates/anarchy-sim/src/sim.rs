@@ -28,6 +28,26 @@ const STREAM_MEMORY_US: u64 = 10_000_000;
 const SIM_PORT: u16 = 7000;
 /// Keys in the shared world shard the workload writes to.
 const WORLD_KEYS: u64 = 64;
+/// The hot spot moves over this many equal parts of the key space.
+const HOT_REGIONS: usize = 8;
+/// Hot-spot keys per player per part of the key space.
+const HOT_KEYS_PER_REGION: usize = 4;
+
+/// Slot `i`'s hot-spot keys (`h{i}-{n}`), grouped by the part of the key
+/// space their hash falls in (its top three bits: the first three splits).
+fn hot_keys_of(i: usize) -> Vec<Vec<Vec<u8>>> {
+    let mut regions = vec![Vec::new(); HOT_REGIONS];
+    let mut n = 0u64;
+    while regions.iter().any(|r| r.len() < HOT_KEYS_PER_REGION) {
+        let key = format!("h{i}-{n}").into_bytes();
+        let r = (anarchy_proto::shards::key_hash(&key) >> 61) as usize;
+        if regions[r].len() < HOT_KEYS_PER_REGION {
+            regions[r].push(key);
+        }
+        n += 1;
+    }
+    regions
+}
 /// Keys one burst writes at once.
 const BURST_KEYS: usize = 10;
 /// Score keys (`score-0` ...) in the world shard that critical writes go to.
@@ -93,6 +113,15 @@ pub struct SimConfig {
     /// (`Peer::write_stream`: newest value only, budgeted per link) instead
     /// of reliable updates.
     pub streams: bool,
+    /// Slots that start at the beginning; the rest wait for a scenario's
+    /// `join`. `None`: all of them.
+    pub initial_peers: Option<usize>,
+    /// World writes per player per second into a *hot spot*: keys whose hash
+    /// falls into one eighth of the key space, moving to the next eighth
+    /// every `hot_move_secs` (drives shard splits and merges). 0: none.
+    pub hot_rate_hz: f64,
+    /// How long the hot spot stays in one eighth of the key space.
+    pub hot_move_secs: f64,
 }
 
 impl Default for SimConfig {
@@ -121,6 +150,9 @@ impl Default for SimConfig {
             warmup_seconds: 1.0,
             capped_peer: None,
             streams: false,
+            initial_peers: None,
+            hot_rate_hz: 0.0,
+            hot_move_secs: 10.0,
         }
     }
 }
@@ -294,6 +326,15 @@ pub struct World {
     avatars: Vec<Avatar>,
     /// Entity workload: slot `i` is the preferred czar of `shard_ids[1 + i]`.
     preferred: Vec<PeerId>,
+    /// Hot-spot keys per slot, per eighth of the key space.
+    hot_keys: Vec<Vec<Vec<Vec<u8>>>>,
+    /// Most splits and merges any one peer process applied.
+    splits: u64,
+    merges: u64,
+    /// (simulated s, shards holding keys in the view of the first live peer).
+    shards_over_time: Vec<(f64, usize)>,
+    /// Shard made by a split → the declared shard it comes from.
+    roots: HashMap<ShardId, ShardId>,
 }
 
 impl World {
@@ -320,6 +361,11 @@ impl World {
     /// Slot index of a peer id.
     pub fn index_of(&self, id: &PeerId) -> Option<usize> {
         self.ids.get(id).copied()
+    }
+
+    /// The declared shard `shard` comes from by splits (itself if declared).
+    pub fn root_of(&self, shard: ShardId) -> ShardId {
+        self.roots.get(&shard).copied().unwrap_or(shard)
     }
 
     /// A shard's name.
@@ -440,7 +486,7 @@ impl World {
 
     /// The versions at which some czar authored this (key, value) content in `shard`.
     pub fn content_versions(&self, shard: ShardId, content: u64) -> &[Version] {
-        self.content_versions.get(&(shard, content)).map(Vec::as_slice).unwrap_or(&[])
+        self.content_versions.get(&(self.root_of(shard), content)).map(Vec::as_slice).unwrap_or(&[])
     }
 
     /// Every commit seen so far: (shard, version) → first sighting.
@@ -612,6 +658,12 @@ pub struct Outcome {
     /// Busiest czar's load over the mean czar's, sampled every check step of
     /// the measurement window.
     pub czar_load_samples: Vec<f64>,
+    /// Most splits one peer process applied.
+    pub splits: u64,
+    /// Most merges one peer process applied.
+    pub merges: u64,
+    /// (simulated s, shards holding keys), once a second.
+    pub shards_over_time: Vec<(f64, usize)>,
 }
 
 /// A running simulation.
@@ -712,6 +764,7 @@ impl Sim {
             None => Vec::new(),
         };
         let preferred = slots.iter().map(|s| Keypair::from_seed(s.key_seed).peer_id()).collect();
+        let hot_keys = if cfg.hot_rate_hz > 0.0 { (0..n).map(hot_keys_of).collect() } else { Vec::new() };
         // Staggered joins: the whole session forms within a few seconds.
         let spread_us = (n as u64 * 10_000).min(3_000_000);
         let window_from_us = (spread_us + (cfg.warmup_seconds * 1e6) as u64).min(end_us / 2);
@@ -744,6 +797,11 @@ impl Sim {
             false_eviction_notes: Vec::new(),
             avatars,
             preferred,
+            hot_keys,
+            splits: 0,
+            merges: 0,
+            shards_over_time: Vec::new(),
+            roots: HashMap::new(),
         };
         let mut sim = Sim {
             world,
@@ -765,7 +823,8 @@ impl Sim {
             work_rng,
             window_from_us,
         };
-        for i in 0..n {
+        let initial = sim.world.cfg.initial_peers.unwrap_or(n).min(n);
+        for i in 0..initial {
             let at = if i == 0 { 0 } else { spread_us * i as u64 / n as u64 };
             sim.push(at, Job::Start { peer: i as u32 });
         }
@@ -960,6 +1019,9 @@ impl Sim {
         }
         Outcome {
             czar_load_samples: self.czar_load_samples.clone(),
+            splits: w.splits,
+            merges: w.merges,
+            shards_over_time: w.shards_over_time.clone(),
             honest_drops,
             failover_us,
             failovers_unfinished: w.failovers.iter().filter(|f| f.done_us.is_none()).count() as u64,
@@ -1066,6 +1128,13 @@ impl Sim {
             }
             Job::Step => {
                 self.world.check_failovers();
+                let step_us = self.world.cfg.check_interval_ms.max(1) * 1000;
+                if now % 1_000_000 < step_us {
+                    let count = self.world.live_peers().next().map(|(_, p)| p.live_shards().count());
+                    if let Some(count) = count {
+                        self.world.shards_over_time.push((now as f64 / 1e6, count));
+                    }
+                }
                 if !self.writes_stopped && now >= self.window_from_us {
                     self.sample_czar_load();
                 }
@@ -1152,7 +1221,7 @@ impl Sim {
         if !joined {
             return;
         }
-        let shards = self.world.shard_ids.len();
+        let shards = self.world.cfg.shards;
         let avatar = self.world.shard_ids[if shards > 1 { 1 + i % (shards - 1) } else { 0 }];
         let in_window = now >= self.window_from_us;
         let receivers = self.world.live_peers().count().saturating_sub(1) as u64;
@@ -1218,6 +1287,17 @@ impl Sim {
             for b in 0..BURST_KEYS {
                 let k = format!("p{i}/b{b}");
                 tally(peer.write(local, avatar, k.as_bytes(), &value), k.len() + value.len(), true);
+            }
+        }
+        // The hot spot: this many writes this tick (the fraction by chance).
+        let hot = self.world.cfg.hot_rate_hz / self.world.cfg.rate_hz.max(1e-9);
+        let hot_writes = hot.floor() as usize + usize::from(self.rng.gen::<f64>() < hot.fract());
+        if hot_writes > 0 {
+            let region = ((now as f64 / 1e6 / self.world.cfg.hot_move_secs.max(1e-3)) as usize) % HOT_REGIONS;
+            let keys = &self.world.hot_keys[i][region];
+            for _ in 0..hot_writes {
+                let k = &keys[self.rng.gen_range(0..keys.len())];
+                tally(peer.write(local, world_shard, k, &value), k.len() + value.len(), false);
             }
         }
         self.totals.writes_refused += refused;
@@ -1331,6 +1411,9 @@ impl Sim {
         for &shard in &w.shard_ids {
             let Some(c) = w.czar_index(shard) else { continue };
             let Some(p) = w.slots[c].peer.as_ref() else { continue };
+            if p.is_retired(shard) {
+                continue; // split or merged away: no czar load
+            }
             let load = p.shard_load(shard).map_or(0, |l| u64::from(l.bytes_per_sec));
             *per_czar.entry(c).or_default() += load;
         }
@@ -1391,6 +1474,25 @@ impl Sim {
             }
         }
         match e {
+            Event::ShardSplit { children, parent } | Event::ShardMerged { children, parent } => {
+                let w = &mut self.world;
+                let root = w.root_of(*parent);
+                for child in children {
+                    w.roots.insert(*child, root);
+                }
+                if let Some(p) = w.slots[i].peer.as_ref() {
+                    w.splits = w.splits.max(p.stats().splits);
+                    w.merges = w.merges.max(p.stats().merges);
+                    for child in children {
+                        if !w.shard_ids.contains(child) {
+                            w.shard_ids.push(*child);
+                            let name = p.shard(*child).map_or_else(|| child.to_string(), |info| info.name.clone());
+                            w.shard_names.insert(*child, name);
+                        }
+                    }
+                }
+                0
+            }
             Event::Authored { shard, version } => {
                 self.world.updates_written += 1;
                 self.note_epoch(i, *shard, version.epoch);
@@ -1415,7 +1517,8 @@ impl Sim {
                         if !recs.contains(&rec) {
                             recs.push(rec);
                         }
-                        let vs = self.world.content_versions.entry((*shard, fp)).or_default();
+                        let root = self.world.root_of(*shard);
+                        let vs = self.world.content_versions.entry((root, fp)).or_default();
                         if !vs.contains(version) {
                             vs.push(*version);
                         }
@@ -1616,6 +1719,16 @@ impl Sim {
             Action::Leave(sel) => {
                 for p in self.resolve(sel) {
                     self.leave(p);
+                }
+            }
+            Action::Join(sel) => {
+                // Slots that never started or left: 10 ms apart, as at the start.
+                let mut k = 0;
+                for p in self.resolve(sel) {
+                    if matches!(self.world.slots[p].state, SlotState::Waiting | SlotState::Left) {
+                        self.push(now + k * 10_000, Job::Start { peer: p as u32 });
+                        k += 1;
+                    }
                 }
             }
             Action::Network(patch) => {

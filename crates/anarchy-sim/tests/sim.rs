@@ -172,6 +172,27 @@ fn every_shipped_scenario_parses() {
 }
 
 #[test]
+fn splits_and_merges_follow_a_moving_hot_spot() {
+    // grow-shrink.toml at CI size: 4 → 24 peers, back to 8, the hot spot
+    // moving every 10 s, a split budget of 300 updates/s.
+    let r = run(Some("grow-shrink.toml"), 1, |a| {
+        a.peers = Some(24);
+        a.split_writes = Some(300);
+    });
+    assert_passes(&r);
+    assert!(r.splits >= 2, "the hot spot splits shards: {}", r.human());
+    assert!(r.merges >= 1, "cold siblings merge back: {}", r.human());
+    let counts: Vec<usize> = r.shards_over_time.iter().map(|s| s.shards).collect();
+    assert_eq!(counts.first(), Some(&4), "four declared shards at the start");
+    assert!(counts.iter().max() > counts.first(), "{counts:?}");
+    assert!(r.czar_load_max_over_mean.is_some());
+    let json = serde_json::to_value(&r).unwrap();
+    for field in ["splits", "merges", "shards_over_time", "czar_load_max_over_mean"] {
+        assert!(json.get(field).is_some(), "report field {field}");
+    }
+}
+
+#[test]
 fn bad_arguments_are_refused_with_a_reason() {
     let bad = SimArgs { loss: Some(1.5), ..SimArgs::default() };
     assert!(bad.plan().unwrap_err().contains("--loss 1.5"));

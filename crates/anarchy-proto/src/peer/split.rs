@@ -227,6 +227,17 @@ impl Peer {
         self.states.contains_key(&shard).then(|| self.leaf_of(shard, key))
     }
 
+    /// Whether `shard` split or merged back into its parent here: it takes
+    /// no writes, and its keys live in the shards [`Peer::shard_of`] names.
+    pub fn is_retired(&self, shard: ShardId) -> bool {
+        self.states.get(&shard).is_some_and(ShardState::is_retired)
+    }
+
+    /// The shards that hold keys now (neither split nor merged back), in id order.
+    pub fn live_shards(&self) -> impl Iterator<Item = ShardId> + '_ {
+        self.states.iter().filter(|(_, st)| !st.is_retired()).map(|(id, _)| *id)
+    }
+
     /// See [`Peer::shard_of`]; `shard` itself when unknown.
     pub(super) fn leaf_of(&self, mut shard: ShardId, key: &[u8]) -> ShardId {
         for _ in 0..=2 * usize::from(MAX_SPLIT_DEPTH) + 1 {
