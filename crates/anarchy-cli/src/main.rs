@@ -30,7 +30,7 @@ enum Commands {
     /// Run N players over real UDP on loopback and measure propagation.
     Demo(demo::DemoArgs),
     /// Simulate many peers over a faulty network, deterministically, checking invariants.
-    Sim(anarchy_sim::cli::SimArgs),
+    Sim(Box<anarchy_sim::cli::SimArgs>),
     /// Watch a node's admin endpoint (`anarchy node --admin`) on a terminal dashboard.
     Monitor(monitor::MonitorArgs),
     // ---- future subcommands go here --------------------------------------------
@@ -43,6 +43,6 @@ fn main() -> ExitCode {
         Commands::Node(args) => node::run(args),
         Commands::Demo(args) => demo::run(args),
         Commands::Monitor(args) => monitor::run(args),
-        Commands::Sim(args) => ExitCode::from(u8::try_from(anarchy_sim::cli::run(args)).unwrap_or(1)),
+        Commands::Sim(args) => ExitCode::from(u8::try_from(anarchy_sim::cli::run(*args)).unwrap_or(1)),
     }
 }

@@ -178,6 +178,12 @@ fn log_event(session: &Session, event: &Event) {
             tracing::warn!(write = write.0, %shard, ?reason, "forwarded write failed")
         }
         Event::ShardResynced { shard, version } => tracing::info!(%shard, %version, "shard resynced"),
+        Event::ShardSplit { parent, children } => {
+            tracing::info!(%parent, child0 = %children[0], child1 = %children[1], "shard split")
+        }
+        Event::ShardMerged { children, parent } => {
+            tracing::info!(%parent, child0 = %children[0], child1 = %children[1], "shards merged")
+        }
         #[allow(unreachable_patterns)] // the core may grow events; log them rather than fail to build
         other => tracing::info!(event = ?other, "event"),
     }

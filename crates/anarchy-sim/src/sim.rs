@@ -1290,8 +1290,10 @@ impl Sim {
             }
         }
         // The hot spot: this many writes this tick (the fraction by chance).
+        // (No draw without a hot spot: every other run keeps its random stream.)
         let hot = self.world.cfg.hot_rate_hz / self.world.cfg.rate_hz.max(1e-9);
-        let hot_writes = hot.floor() as usize + usize::from(self.rng.gen::<f64>() < hot.fract());
+        let hot_writes =
+            if hot > 0.0 { hot.floor() as usize + usize::from(self.rng.gen::<f64>() < hot.fract()) } else { 0 };
         if hot_writes > 0 {
             let region = ((now as f64 / 1e6 / self.world.cfg.hot_move_secs.max(1e-3)) as usize) % HOT_REGIONS;
             let keys = &self.world.hot_keys[i][region];

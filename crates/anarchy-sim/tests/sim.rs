@@ -173,10 +173,10 @@ fn every_shipped_scenario_parses() {
 
 #[test]
 fn splits_and_merges_follow_a_moving_hot_spot() {
-    // grow-shrink.toml at CI size: 4 → 24 peers, back to 8, the hot spot
+    // grow-shrink.toml at CI size: 4 → 32 peers, back to 8, the hot spot
     // moving every 10 s, a split budget of 300 updates/s.
     let r = run(Some("grow-shrink.toml"), 1, |a| {
-        a.peers = Some(24);
+        a.peers = Some(32);
         a.split_writes = Some(300);
     });
     assert_passes(&r);

@@ -219,24 +219,39 @@ impl Session {
         self.shared.peer().get(ShardId::from_name(shard), key).map(<[u8]>::to_vec)
     }
 
+    /// Which shard holds `key` of the declared shard `shard` now: the shard
+    /// itself, or, once it split under load, the child that holds the key
+    /// (children are named `shard/0`, `shard/1`, `shard/0/1`, ...). Reads and
+    /// writes through the declared name always reach it; this tells the game
+    /// where the key lives (whose czar applies it). `None` for an unknown shard.
+    pub fn shard_of(&self, shard: &str, key: &[u8]) -> Option<ShardInfo> {
+        let peer = self.shared.peer();
+        let id = peer.shard_of(ShardId::from_name(shard), key)?;
+        peer.shard(id).cloned()
+    }
+
     /// The czar this peer follows for `shard`.
     pub fn czar_of(&self, shard: &str) -> Option<PeerId> {
-        self.shared.peer().czar_of(ShardId::from_name(shard))
+        let peer = self.shared.peer();
+        peer.czar_of(shard_id(&peer, shard))
     }
 
     /// The ranked backups of `shard` in our live view, strongest first.
     pub fn backups_of(&self, shard: &str) -> Vec<PeerId> {
-        self.shared.peer().backups_of(ShardId::from_name(shard))
+        let peer = self.shared.peer();
+        peer.backups_of(shard_id(&peer, shard))
     }
 
     /// `shard`'s content checksum here.
     pub fn shard_checksum(&self, shard: &str) -> Option<Checksum> {
-        self.shared.peer().checksum_of(ShardId::from_name(shard))
+        let peer = self.shared.peer();
+        peer.checksum_of(shard_id(&peer, shard))
     }
 
     /// `shard`'s version here.
     pub fn shard_version(&self, shard: &str) -> Option<Version> {
-        self.shared.peer().version_of(ShardId::from_name(shard))
+        let peer = self.shared.peer();
+        peer.version_of(shard_id(&peer, shard))
     }
 
     /// Every shard declared in the session that this peer knows, in id order.
@@ -315,4 +330,10 @@ impl Session {
             Err(_) => Err(SessionError::Timeout(timeout)),
         }
     }
+}
+
+/// The id of the shard named `name`: a declared shard, or a child a split
+/// made (`world/0`, ...), which is not derived from its name.
+fn shard_id(peer: &Peer, name: &str) -> ShardId {
+    peer.shards().find(|s| s.name == name).map_or_else(|| ShardId::from_name(name), |s| s.id)
 }
