@@ -100,6 +100,29 @@ fn a_peer_that_skips_a_delta_is_caught() {
 }
 
 #[test]
+fn a_peer_that_misplaces_a_key_on_a_split_is_caught() {
+    let cfg = SimConfig {
+        peers: 8,
+        shards: 2,
+        seconds: 8.0,
+        seed: 3,
+        hot_rate_hz: 60.0,
+        proto: anarchy_proto::Config { split_writes_per_sec: 200, ..anarchy_proto::Config::default() },
+        ..SimConfig::default()
+    };
+    let mut sim = Sim::new(cfg);
+    sim.run_until(1_000_000);
+    for i in 1..8 {
+        sim.peer_mut(i).expect("started").inject_fault(Fault::MisplaceKeyOnSplit);
+    }
+    let outcome = sim.run(|_, _| {});
+    assert!(outcome.splits > 0, "the hot spot split a shard");
+    let names: Vec<&str> = outcome.findings.counts.keys().copied().collect();
+    assert!(names.contains(&"split-merge-union"), "a child without its keys went unnoticed: {names:?}");
+    assert!(names.contains(&"one-shard-per-key"), "a key in the wrong child went unnoticed: {names:?}");
+}
+
+#[test]
 fn hostile_members_are_rejected_and_honest_peers_converge() {
     for seed in [1, 2] {
         let r = run(None, seed, |a| {

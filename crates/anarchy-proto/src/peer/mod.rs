@@ -391,6 +391,9 @@ pub enum Fault {
     SkipDeltaSilently,
     /// Take every run's signature as valid (proves the simulator catches forgeries).
     AcceptAnySignature,
+    /// On a split, put one key of child 0 into child 1 (proves the simulator
+    /// catches a split that loses or misplaces keys).
+    MisplaceKeyOnSplit,
 }
 
 impl std::fmt::Debug for Peer {
@@ -630,6 +633,16 @@ impl Peer {
 
     #[cfg(not(feature = "faults"))]
     fn never_resync(&self) -> bool {
+        false
+    }
+
+    #[cfg(feature = "faults")]
+    fn misplaces_on_split(&self) -> bool {
+        self.fault == Some(Fault::MisplaceKeyOnSplit)
+    }
+
+    #[cfg(not(feature = "faults"))]
+    fn misplaces_on_split(&self) -> bool {
         false
     }
 

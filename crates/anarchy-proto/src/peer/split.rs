@@ -308,9 +308,10 @@ impl Peer {
                 && st.replica.backed
                 && st.replica.on_current_lineage()
                 && !st.is_retired()
-                && st.split.proposing.is_none()
-                && st.critical.open_is_empty()
-                && st.split.retry_after.is_none_or(|t| now >= t);
+                && st.split.proposing.is_none();
+            // A critical vote in progress only delays the change (the record
+            // must follow the shard's state directly); it does not restart the clock.
+            let free = st.critical.open_is_empty() && st.split.retry_after.is_none_or(|t| now >= t);
             if !ours {
                 let st = self.states.get_mut(&id).expect("listed");
                 st.split.hot_since = None;
@@ -357,7 +358,7 @@ impl Peer {
             } else {
                 None
             };
-            if let Some(action) = action {
+            if let Some(action) = action.filter(|_| free) {
                 due.push((id, action));
             }
         }
@@ -476,6 +477,10 @@ impl Peer {
         let mut halves: [Vec<(Vec<u8>, Vec<u8>)>; 2] = [Vec::new(), Vec::new()];
         for (k, v) in st.replica.entries().filter(|(k, _)| !k.starts_with(RESERVED_KEY_PREFIX)) {
             halves[usize::from(key_bit(k, depth))].push((k.to_vec(), v.to_vec()));
+        }
+        if self.misplaces_on_split() && !halves[0].is_empty() {
+            let moved = halves[0].remove(0);
+            halves[1].push(moved);
         }
         for (i, entries) in halves.into_iter().enumerate() {
             let child = children[i];
