@@ -368,6 +368,12 @@ impl World {
         self.roots.get(&shard).copied().unwrap_or(shard)
     }
 
+    /// The shard called `name`: declared, or made by a split (`world/0/1`).
+    pub fn shard_by_name(&self, name: &str) -> ShardId {
+        let derived = self.shard_names.iter().find(|(_, n)| n.as_str() == name).map(|(id, _)| *id);
+        derived.unwrap_or_else(|| ShardId::from_name(name))
+    }
+
     /// A shard's name.
     pub fn shard_name(&self, shard: ShardId) -> &str {
         self.shard_names.get(&shard).map(String::as_str).unwrap_or("?")
@@ -687,7 +693,7 @@ pub struct Sim {
     end_us: u64,
     last_crashed: Option<usize>,
     /// Shard whose events are printed to stderr (`ANARCHY_SIM_TRACE=name`), for debugging.
-    trace: Option<ShardId>,
+    trace: Option<String>,
     /// The entity workload's own stream, so the other streams stay as they were.
     work_rng: ChaCha8Rng,
     /// Start of the bandwidth measurement window, simulated µs.
@@ -819,7 +825,7 @@ impl Sim {
             czar_load_samples: Vec::new(),
             end_us,
             last_crashed: None,
-            trace: std::env::var("ANARCHY_SIM_TRACE").ok().map(|n| ShardId::from_name(&n)),
+            trace: std::env::var("ANARCHY_SIM_TRACE").ok(),
             work_rng,
             window_from_us,
         };
@@ -965,7 +971,7 @@ impl Sim {
             c.at_end(&self.world, &mut self.findings);
         }
         let w = &self.world;
-        if let Some(shard) = self.trace {
+        if let Some(shard) = self.trace.as_deref().map(|name| w.shard_by_name(name)) {
             // Debugging aid: every peer's view of the traced shard and its drops.
             for i in 0..w.slots.len() {
                 if let Some(p) = w.peer(i) {
@@ -1463,7 +1469,7 @@ impl Sim {
     /// the content fingerprint of an `Updated`.
     fn record(&mut self, i: usize, e: &Event) -> u64 {
         let now = self.world.now_us;
-        if let Some(trace) = self.trace {
+        if let Some(trace) = self.trace.as_deref().map(|name| self.world.shard_by_name(name)) {
             let shard = match e {
                 Event::CzarChanged { shard, .. }
                 | Event::Authored { shard, .. }
