@@ -355,7 +355,12 @@ impl Replica {
     /// continues our state: the run's first update must build on our
     /// checksum, a later one must follow the update of the same run we
     /// applied just before. Unverifiable (no proof, or our log restarted
-    /// right there at a snapshot) counts as continuing.
+    /// right there at a snapshot) counts as continuing, but a run straddling
+    /// the snapshot only if it is of the epoch whose history the snapshot is
+    /// on (its lineage): a run of another epoch wrote the seqs up to ours
+    /// with updates our state does not hold (a follower that installed the
+    /// old czar's state past the new epoch's start, then heard of the new
+    /// epoch by its delta first: isolate-and-stall, 32 peers, seed 45).
     fn continues(&self, seq: u64, proof: Option<&BatchProof>) -> bool {
         let Some(p) = proof else { return true };
         if p.first_seq == seq {
@@ -363,7 +368,7 @@ impl Replica {
         }
         match self.log.back() {
             Some(last) => last.seq + 1 == seq && last.proof.as_deref() == Some(p),
-            None => self.log_base.0 + 1 == seq,
+            None => self.log_base.0 + 1 == seq && p.epoch == self.lineage,
         }
     }
 
@@ -623,6 +628,31 @@ mod tests {
         assert_eq!((r.seq(), out.gap), (2, false), "catching up to the start stops there");
         r.apply_remote(2, 4, vec![put("b", "4")], None, 16, 16);
         assert_eq!(r.drop_early_past_start(2, 2), 0, "the new epoch's own are kept");
+    }
+
+    #[test]
+    fn a_run_straddling_a_snapshot_continues_it_only_in_the_snapshots_epoch() {
+        // A run of seqs 3 and 4 written in epoch 8: its update at 3 is not
+        // ours (our snapshot at 3 is on epoch 5's history), so the one at 4
+        // must not land on our state.
+        let run = |epoch| {
+            let proof = BatchProof {
+                author: PeerId([7; crate::identity::PEER_ID_BYTES]),
+                epoch,
+                first_seq: 3,
+                count: 2,
+                base: 0,
+                after: 0,
+                sig: [0; crate::identity::SIGNATURE_BYTES],
+            };
+            Some(Arc::new(proof))
+        };
+        let mut r = Replica::default();
+        r.install(Version { epoch: 5, seq: 3 }, vec![(b"a".to_vec(), b"5".to_vec())]);
+        let out = r.apply_remote(8, 3, vec![put("a", "8"), put("b", "8")], run(8), 16, 16);
+        assert_eq!((out.applied.len(), out.off_history, r.seq()), (0, 1, 3), "off our history");
+        let out = r.apply_remote(5, 3, vec![put("a", "5"), put("b", "5")], run(5), 16, 16);
+        assert_eq!((out.applied.len(), r.seq()), (1, 4), "the snapshot's own epoch continues it");
     }
 
     #[test]

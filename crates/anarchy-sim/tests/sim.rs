@@ -407,6 +407,33 @@ fn regression_two_czars_write_one_epoch_after_isolate_and_stall_seed_33() {
 }
 
 #[test]
+fn regression_takeover_starts_behind_its_claimant_after_isolate_and_stall_seed_45() {
+    // isolate-and-stall.toml, 32 peers, 4 shards, 40 ± 10 ms, seed 45, the
+    // scenario's 9 s (`run_large`'s 6 s shows only the first finding):
+    // `monotonic-versions`, p22 installed snapshot 1.323 of avatars-3 after
+    // 1.327. Its recovery round for the isolated czar p0's shard counted its
+    // own grant at 1.228, its state when the round began; by the time a
+    // majority granted (3237 ms) it held 1.327, but the round took the most
+    // advanced grant, 1.323, as epoch 2's start. Past the start, p22 asked for
+    // it whole, installed it over its own state (3899 ms) and wrote epoch 2
+    // from seq 324 on, over seqs it already held. The claimant's own grant is
+    // now its state when the round completes.
+    // Then `czar-authored` / `signed-by-czar`: p16 applied 8.1479 of avatars-3
+    // with content p22 never wrote. p16 had installed p0's snapshot 5.1478;
+    // p22's takeover started epoch 8 at 5.1476, and its first run (8.1477 on)
+    // reached p16 before the `Authority` frame: p16 took 1477-1478 for
+    // duplicates and applied the patches from 1479 on to its own state, since
+    // a run straddling a snapshot's seq counted as continuing it. It now does
+    // only in the snapshot's own epoch; otherwise the follower resyncs.
+    assert_passes(&run(Some("isolate-and-stall.toml"), 45, |a| {
+        a.peers = Some(32);
+        a.shards = Some(4);
+        a.latency_ms = Some(40.0);
+        a.jitter_ms = Some(10.0);
+    }));
+}
+
+#[test]
 fn regression_older_epoch_update_applied_after_newer_one() {
     // oneway-partition.toml, seed 1: e.g. p0 applied 4.235 of avatars-3 after 7.234.
     assert_passes(&run(Some("oneway-partition.toml"), 1, |_| {}));

@@ -157,6 +157,8 @@ impl Peer {
             let st = self.states.get_mut(shard).expect("claimed shard");
             st.promised = Some((*epoch, self.id));
             st.promised_at = now;
+            // Our own grant; the state it names is taken afresh when the round
+            // completes (see `try_complete_takeover`).
             let own = (st.replica.version(), st.replica.checksum().short(), 0);
             grants.entry(*shard).or_default().insert(self.id, own);
         }
@@ -400,10 +402,22 @@ impl Peer {
                 if complete.len() < needed {
                     return None;
                 }
-                // Adopt the most advanced state a majority member holds.
-                let (peer, (version, sum, _)) =
-                    complete.into_iter().max_by_key(|(p, (v, _, _))| (v.seq, v.epoch, **p == self.id))?;
-                Some((*s, *e, *peer, *version, *sum))
+                // Adopt the most advanced state a majority member holds. Ours is
+                // the state we hold now, not the one the round began with: we
+                // may have applied more of the gone czar's history meanwhile.
+                // Starting the epoch from an older state would have us install
+                // it over ours (our version going back within its epoch) and
+                // write the new epoch at seqs we already hold with other content
+                // (isolate-and-stall, 32 peers, seed 45).
+                let own = self.states.get(s).map(|st| (st.replica.version(), st.replica.checksum().short()));
+                let (peer, version, sum) = complete
+                    .into_iter()
+                    .map(|(p, (v, sum, _))| match own.filter(|_| *p == self.id) {
+                        Some((v, sum)) => (*p, v, sum),
+                        None => (*p, *v, *sum),
+                    })
+                    .max_by_key(|(p, v, _)| (v.seq, v.epoch, *p == self.id))?;
+                Some((*s, *e, peer, version, sum))
             })
             .collect();
         let confirm = !t.confirmed && t.silent_votes.len() >= needed;
