@@ -440,15 +440,21 @@ impl Replica {
     }
 
     /// Whether an update we applied after `seq` was written by someone other
-    /// than `czar` (or is an unsent write of our own): then our state past
-    /// `seq` is not on `czar`'s history. `false` when the log no longer
+    /// than `czar` (or is an unsent write of our own), or in an epoch before
+    /// `epoch`: then our state past `seq` is not on the history of `czar`'s
+    /// claim at `epoch` (past its start, an epoch's history holds only
+    /// updates written in it or later — the same czar's updates from an
+    /// older claim it lost are not on it). `false` when the log no longer
     /// reaches back to `seq` (we cannot tell).
-    pub fn foreign_after(&self, seq: u64, czar: PeerId) -> bool {
+    pub fn foreign_after(&self, seq: u64, czar: PeerId, epoch: u32) -> bool {
         let Some(first) = self.log.front().map(|e| e.seq) else { return false };
         if seq + 1 < first {
             return false;
         }
-        self.log.iter().skip((seq + 1 - first) as usize).any(|e| e.proof.as_ref().is_none_or(|p| p.author != czar))
+        self.log
+            .iter()
+            .skip((seq + 1 - first) as usize)
+            .any(|e| e.epoch < epoch || e.proof.as_ref().is_none_or(|p| p.author != czar))
     }
 
     /// Whole signed runs from the one holding `from_seq` on, as first sent

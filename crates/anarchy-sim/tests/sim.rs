@@ -407,6 +407,18 @@ fn regression_two_czars_write_one_epoch_after_isolate_and_stall_seed_33() {
 }
 
 #[test]
+fn regression_a_snapshot_we_hold_is_taken_over_a_lost_claims_updates_seed_45() {
+    // isolate-and-stall.toml, 32 peers, 4 shards, 40 ± 10 ms, seed 45 at 6 s
+    // (+ 5 s settle): `convergence`, p15 stayed at 17.1411 of avatars-1 while
+    // everyone else was at 25.1370. p22 wrote 17.1371-1411, was paused, and
+    // p27 took the shard over from 1370; the shard came back to p22 at epoch
+    // 25, still from 1370. p15 dropped every snapshot of 25.1370 as "a state
+    // we already hold", since p22 had written its later updates too. Now
+    // updates written in an epoch before the snapshot's count as foreign.
+    assert_passes(&run_large("isolate-and-stall.toml", 45));
+}
+
+#[test]
 fn regression_takeover_starts_behind_its_claimant_after_isolate_and_stall_seed_45() {
     // isolate-and-stall.toml, 32 peers, 4 shards, 40 ± 10 ms, seed 45, the
     // scenario's 9 s (`run_large`'s 6 s shows only the first finding):

@@ -1720,7 +1720,7 @@ impl Peer {
         let ours_there = st.replica.checksum_at(seq);
         // Ahead of the advert is in sync only if the czar wrote what we applied since.
         let czar = st.replica.czar;
-        let foreign = mine > seq && czar.is_some_and(|c| st.replica.foreign_after(seq, c));
+        let foreign = mine > seq && czar.is_some_and(|c| st.replica.foreign_after(seq, c, 0));
         // Past the czar's state on an older lineage: its epoch's history past its
         // start holds only updates written in it (or later), so ours are not on
         // it, even when we no longer remember our checksum at the advert (a
@@ -2460,10 +2460,12 @@ impl Peer {
         // We already hold exactly this state (a late answer to an old request):
         // installing it would only roll back what we applied since (unless what
         // we applied since was written by someone else than this snapshot's
-        // czar: a lineage that lost a race at an equal epoch).
+        // czar — a lineage that lost a race at an equal epoch — or in an epoch
+        // before the snapshot's: the same czar's updates from a claim it lost,
+        // isolate-and-stall 32 peers seed 45 at 6 s).
         if !catch_up_match
             && st.replica.checksum_at(version.seq) == Some(short)
-            && !st.replica.foreign_after(version.seq, czar)
+            && !st.replica.foreign_after(version.seq, czar, version.epoch)
         {
             st.want_snapshot = false;
             if st.replica.seq() == version.seq && st.replica.czar == Some(czar) && st.replica.epoch == version.epoch {
