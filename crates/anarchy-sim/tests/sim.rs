@@ -728,6 +728,26 @@ fn regression_a_hand_over_lands_on_the_epoch_a_round_claims() {
 }
 
 #[test]
+fn regression_a_mass_leave_strands_followers_behind_a_forgotten_authors_run() {
+    // grow-shrink.toml, 24 peers, split budget 300, seed 1: `convergence`, p1
+    // and p3 stuck at 9.10262 of world while the others reached 17.10736. At
+    // 40 s, when 16 of 24 peers left at once, world's czar p14 handed the
+    // shard to p18 (leaving too) with its last run, 9.10263-10266, flushed
+    // just before its `Leave`; at p1 and p3 the run arrived after the `Leave`
+    // and was dropped (unknown sender). p7, next in line, learned of p18's
+    // departure before the hand-over, so it held off claiming until the
+    // tombstones expired at 70 s, and p14's key went with them. Asked by p1
+    // and p3 for 10263 on, p7 kept resending p14's run, which neither could
+    // verify (`BadSignature`); the members they asked in between may not
+    // relay older epochs (`StaleEpoch`). Now a run whose author we no longer
+    // know is not resent: the asker gets a snapshot.
+    assert_passes(&run(Some("grow-shrink.toml"), 1, |a| {
+        a.peers = Some(24);
+        a.split_writes = Some(300);
+    }));
+}
+
+#[test]
 #[ignore = "250 peers: about a minute in release; run with --ignored"]
 fn regression_late_joiners_stay_on_a_czar_that_handed_over() {
     // 250 peers, 64 shards, 2 s at 1 Hz + 5 s settle, seed 1: `convergence`,

@@ -2274,7 +2274,16 @@ impl Peer {
         // stays unsigned for good) cannot be resent, so the asker, behind us,
         // gets our state whole instead of nothing.
         let own_unsent = st.outgoing.first().is_some_and(|e| e.seq <= from_seq);
-        let servable = |runs: &Vec<_>| !runs.is_empty() || from_seq > st.replica.seq() || own_unsent;
+        // A run signed by a peer we no longer know (it left and its tombstone
+        // expired, taking its key) cannot be checked by the asker either: it
+        // would refuse it (`BadSignature`) at every ask, for good. Nothing
+        // else serves that history (only the czar relays older epochs), so the
+        // asker gets our state whole instead (grow-shrink, 24 peers, seed 1).
+        let verifiable = |runs: &Vec<(Arc<BatchProof>, Vec<Update>)>| {
+            runs.iter().all(|(proof, _)| self.members.get(&proof.author).is_some())
+        };
+        let servable =
+            |runs: &Vec<_>| (!runs.is_empty() || from_seq > st.replica.seq() || own_unsent) && verifiable(runs);
         match st.replica.signed_runs_from(from_seq, MAX_REPAIR_UPDATES).filter(|runs| prefix && servable(runs)) {
             Some(runs) => {
                 // Resent exactly as their author signed them, at most about
