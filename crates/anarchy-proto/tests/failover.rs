@@ -243,3 +243,37 @@ fn a_write_made_while_the_czar_is_suspected_is_applied_at_takeover() {
     assert!(net.converged(world), "{}", net.describe(world));
     assert!(net.events[writer].iter().any(|e| matches!(e, Event::WriteApplied { .. })));
 }
+
+#[test]
+fn a_shard_handed_to_a_peer_leaving_at_the_same_moment_gets_a_czar_soon() {
+    // The czar leaves and hands its shard to its first backup, which leaves
+    // at the same instant: the others hear the backup's goodbye before the
+    // hand-over naming it. They wait for it to come back one `peer_timeout`
+    // at most (before, for the 30 s of its tombstone), then take the shard
+    // over by a recovery round.
+    let (mut net, shard) = Net::session_with_shard(6, "world", None);
+    let czar = net.index_of(net.peers[0].czar_of(shard).expect("a czar"));
+    let heir = net.index_of(net.peers[czar].backups_of(shard)[0]);
+    // The heir's goodbye leaves first; the czar, not having heard it yet,
+    // hands the shard to it a millisecond later: the others hear the goodbye
+    // before the hand-over.
+    let now = net.now;
+    net.peers[heir].leave(now);
+    net.drain_all();
+    net.run_for(Duration::from_millis(1));
+    let now = net.now;
+    net.peers[czar].leave(now);
+    net.drain_all();
+    net.run_for(Duration::from_secs(3));
+    let rest: Vec<usize> = net.live();
+    assert_eq!(rest.len(), 4);
+    let czars = net.czars(shard);
+    assert_eq!(czars.len(), 1, "one czar: {czars:?}{}", net.describe(shard));
+    let new = czars.into_iter().next().flatten().expect("a czar");
+    assert!(rest.contains(&net.index_of(new)), "a live czar{}", net.describe(shard));
+    let now = net.now;
+    net.peers[rest[0]].write(now, shard, b"after", b"v").unwrap();
+    net.drain_all();
+    net.run_for(Duration::from_millis(500));
+    assert!(rest.iter().all(|i| net.peers[*i].get(shard, b"after") == Some(&b"v"[..])), "{}", net.describe(shard));
+}

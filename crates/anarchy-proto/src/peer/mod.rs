@@ -1328,7 +1328,14 @@ impl Peer {
                 // We were told of this czar after we counted it gone: our record
                 // of it is older than its claim (it came back, and we have not
                 // heard of it yet). Claiming over it would undo what it holds.
-                Some(c) if self.members.get(&c).and_then(|m| m.left_at).is_some_and(|t| t < st.czar_since) => {}
+                // A czar that came back beats every tick, so this waits one
+                // `peer_timeout` at most: a leaving czar may have handed the
+                // shard to a peer leaving at the same moment, which never
+                // comes back (grow-shrink, 24 peers: `world` had no czar for
+                // the 30 s of the tombstones).
+                Some(c)
+                    if self.members.get(&c).and_then(|m| m.left_at).is_some_and(|t| t < st.czar_since)
+                        && now.saturating_duration_since(st.czar_since) < self.config.peer_timeout => {}
                 // A czar we have never heard of: our member lists are not
                 // complete yet (the welcome overtook them, say). Its state may
                 // hold what a majority holds; a newcomer waits to learn of it.
