@@ -256,3 +256,56 @@ fn a_merged_shard_splits_again_when_it_heats_up() {
         assert!(net.converged(child), "{}", net.describe(child));
     }
 }
+
+/// Whether peer `from` has sent a `Propose` of a layout record (split, seal
+/// or merge) since log entry `since`.
+fn proposed_layout(net: &Net, from: usize, since: usize) -> bool {
+    net.log[since..]
+        .iter()
+        .filter(|(_, f, _, _)| *f == from)
+        .filter_map(|(_, _, _, payload)| support::decode(payload))
+        .flat_map(|d| d.frames)
+        .any(|f| matches!(f, anarchy_proto::wire::Frame::Propose { update, .. } if update.key.starts_with(RESERVED_KEY_PREFIX)))
+}
+
+#[test]
+fn a_czar_that_crashes_while_its_split_is_voted_on_leaves_one_valid_layout() {
+    for crash_after_ms in [0u64, 10, 30] {
+        let (mut net, world) = session(hot_config());
+        let czar = net.index_of(net.peers[0].czar_of(world).unwrap());
+        let mut round = 0;
+        let mut since = net.log.len();
+        let mut crashed = false;
+        for _ in 0..80 {
+            write_load(&mut net, world, 1, &mut round);
+            if !crashed && proposed_layout(&net, czar, since) {
+                net.run_for(Duration::from_millis(crash_after_ms));
+                net.crash(czar);
+                crashed = true;
+            }
+            since = net.log.len();
+        }
+        assert!(crashed, "the czar proposed a split");
+        // Writes stop; the survivors settle.
+        net.run_for(Duration::from_secs(3));
+        let live = net.live();
+        let children = [ShardId::child(world, false), ShardId::child(world, true)];
+        let split: Vec<bool> = live.iter().map(|i| !splits_seen(&net, *i).is_empty()).collect();
+        assert!(split.iter().all(|s| *s == split[0]), "one layout everywhere: {split:?}{}", net.describe(world));
+        assert!(net.converged(world), "{}", net.describe(world));
+        if split[0] {
+            for child in children {
+                assert!(net.converged(child), "{}", net.describe(child));
+                assert_eq!(net.czars(child).len(), 1, "one czar of {child:?}");
+            }
+        }
+        // Every key reads the same everywhere through the declared name.
+        let keys: Vec<Vec<u8>> = (0..5).flat_map(|i| (0..20).map(move |n| format!("k{i}-{n}").into_bytes())).collect();
+        for key in &keys {
+            let first = net.peers[live[0]].get(world, key).map(<[u8]>::to_vec);
+            for i in &live {
+                assert_eq!(net.peers[*i].get(world, key).map(<[u8]>::to_vec), first, "peer {i}");
+            }
+        }
+    }
+}

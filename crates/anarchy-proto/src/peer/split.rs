@@ -301,6 +301,12 @@ impl Peer {
         let mut due = Vec::new();
         let ids: Vec<ShardId> = self.states.keys().copied().collect();
         for id in ids {
+            // A proposal of ours that ended without a decision here (we lost
+            // the shard, and a new czar finishes it) no longer holds writes.
+            let st = self.states.get_mut(&id).expect("listed");
+            if st.split.proposing.is_some() && !st.critical.open_layout() {
+                st.split.proposing = None;
+            }
             let Some(info) = self.shards.get(id) else { continue };
             let (depth, split_from, pinned) = (info.depth(), info.split_from, info.preferred.is_some());
             let st = &self.states[&id];
