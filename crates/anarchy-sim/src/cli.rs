@@ -105,9 +105,13 @@ pub struct SimArgs {
     /// that moves every `--hot-move-secs` (drives shard splits and merges).
     #[arg(long, value_name = "HZ")]
     pub hot_rate: Option<f64>,
-    /// How long the hot spot stays in one eighth of the key space.
+    /// How long the hot spot stays in one region.
     #[arg(long, value_name = "SECS")]
     pub hot_move_secs: Option<f64>,
+    /// Hot-spot regions are eighths of the key-hash space (the worst case for
+    /// splitting by hash) instead of places on the game's map.
+    #[arg(long)]
+    pub hot_by_hash: bool,
     /// Protocol setting: updates per second over which a shard splits (0: never).
     #[arg(long, value_name = "N")]
     pub split_writes: Option<u32>,
@@ -257,6 +261,7 @@ impl SimArgs {
             cfg.proto.split_writes_per_sec = n;
         }
         cfg.initial_peers = run.initial_peers;
+        cfg.hot_by_hash = self.hot_by_hash || run.hot_by_hash.unwrap_or(false);
         if let Some(spec) = &self.cap_peer {
             let bad = || format!("--cap-peer {spec:?}: expected N:KBPS with N a peer slot and KBPS > 0");
             let (n, kbps) = spec.split_once(':').ok_or_else(bad)?;
@@ -361,6 +366,9 @@ impl SimArgs {
         add("seed", Some(seed.to_string()));
         if self.streams {
             c += " --streams";
+        }
+        if self.hot_by_hash {
+            c += " --hot-by-hash";
         }
         c
     }

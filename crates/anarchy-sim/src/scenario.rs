@@ -217,6 +217,8 @@ pub struct RunDefaults {
     pub hot_move_secs: Option<f64>,
     /// `--split-writes`.
     pub split_writes: Option<u32>,
+    /// `--hot-by-hash`.
+    pub hot_by_hash: Option<bool>,
 }
 
 /// A parsed scenario file.

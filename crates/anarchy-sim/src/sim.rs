@@ -33,9 +33,18 @@ const HOT_REGIONS: usize = 8;
 /// Hot-spot keys per player per part of the key space.
 const HOT_KEYS_PER_REGION: usize = 4;
 
-/// Slot `i`'s hot-spot keys (`h{i}-{n}`), grouped by the part of the key
-/// space their hash falls in (its top three bits: the first three splits).
-fn hot_keys_of(i: usize) -> Vec<Vec<Vec<u8>>> {
+/// Slot `i`'s hot-spot keys, per region. By default a region is a part of
+/// the game's map: keys `c{region}-{i}-{n}`, which the key hash spreads over
+/// every shard of the family, as a crowd in one place of the map would be.
+/// With `by_hash` a region is a part of the *hash* space (`h{i}-{n}` keys
+/// whose hash's top three bits are the region): the worst case for splitting
+/// by hash, where one path of splits carries the load and its siblings idle.
+fn hot_keys_of(i: usize, by_hash: bool) -> Vec<Vec<Vec<u8>>> {
+    if !by_hash {
+        return (0..HOT_REGIONS)
+            .map(|r| (0..HOT_KEYS_PER_REGION).map(|n| format!("c{r}-{i}-{n}").into_bytes()).collect())
+            .collect();
+    }
     let mut regions = vec![Vec::new(); HOT_REGIONS];
     let mut n = 0u64;
     while regions.iter().any(|r| r.len() < HOT_KEYS_PER_REGION) {
@@ -116,12 +125,15 @@ pub struct SimConfig {
     /// Slots that start at the beginning; the rest wait for a scenario's
     /// `join`. `None`: all of them.
     pub initial_peers: Option<usize>,
-    /// World writes per player per second into a *hot spot*: keys whose hash
-    /// falls into one eighth of the key space, moving to the next eighth
-    /// every `hot_move_secs` (drives shard splits and merges). 0: none.
+    /// World writes per player per second into a *hot spot*: the keys of one
+    /// of eight regions, moving to the next region every `hot_move_secs`
+    /// (drives shard splits and merges; see `hot_keys_of`). 0: none.
     pub hot_rate_hz: f64,
-    /// How long the hot spot stays in one eighth of the key space.
+    /// How long the hot spot stays in one region.
     pub hot_move_secs: f64,
+    /// The hot spot's regions are eighths of the key *hash* space instead of
+    /// places on the game's map (see `hot_keys_of`).
+    pub hot_by_hash: bool,
 }
 
 impl Default for SimConfig {
@@ -153,6 +165,7 @@ impl Default for SimConfig {
             initial_peers: None,
             hot_rate_hz: 0.0,
             hot_move_secs: 10.0,
+            hot_by_hash: false,
         }
     }
 }
@@ -770,7 +783,8 @@ impl Sim {
             None => Vec::new(),
         };
         let preferred = slots.iter().map(|s| Keypair::from_seed(s.key_seed).peer_id()).collect();
-        let hot_keys = if cfg.hot_rate_hz > 0.0 { (0..n).map(hot_keys_of).collect() } else { Vec::new() };
+        let hot_keys =
+            if cfg.hot_rate_hz > 0.0 { (0..n).map(|i| hot_keys_of(i, cfg.hot_by_hash)).collect() } else { Vec::new() };
         // Staggered joins: the whole session forms within a few seconds.
         let spread_us = (n as u64 * 10_000).min(3_000_000);
         let window_from_us = (spread_us + (cfg.warmup_seconds * 1e6) as u64).min(end_us / 2);

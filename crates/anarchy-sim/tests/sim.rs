@@ -197,10 +197,12 @@ fn every_shipped_scenario_parses() {
 #[test]
 fn splits_and_merges_follow_a_moving_hot_spot() {
     // grow-shrink.toml at CI size: 4 → 32 peers, back to 8, the hot spot
-    // moving every 10 s, a split budget of 300 updates/s.
+    // moving every 10 s, a split budget of 300 updates/s, the hot spot in
+    // one eighth of the hash space (deep splits, and merges as it moves on).
     let r = run(Some("grow-shrink.toml"), 1, |a| {
         a.peers = Some(32);
         a.split_writes = Some(300);
+        a.hot_by_hash = true;
     });
     assert_passes(&r);
     assert!(r.splits >= 2, "the hot spot splits shards: {}", r.human());
