@@ -613,6 +613,30 @@ fn regression_a_commit_missed_by_a_paused_czar_is_committed_again_when_handed_ba
 }
 
 #[test]
+fn regression_a_former_czar_answers_a_decided_write_instead_of_relaying_it_seed_502() {
+    // isolate-and-stall.toml, 32 peers, 4 shards, 40 ± 10 ms, seed 502, the
+    // scenario's 9 s: `critical-never-lost`, "a critical update committed at
+    // 13.68 of world that no czar authored". p14, world's czar at epoch 9
+    // (isolated, its uplink stalled), committed p2's write of score-8 at 9.61
+    // (4932 ms); its decision reached p2 only at 5238 ms, so p2 kept
+    // retrying `ForwardCritical` to p14. Having lost world to p30 (epoch 13,
+    // 5080 ms), p14 relayed those retries to p30, which had never heard of
+    // the write and proposed it afresh (5337 ms). p30's state (a snapshot of
+    // 9.64) already held the value and its log no longer reached 9.61, so the
+    // update committed a second time at p30's current version 13.68, an
+    // ordinary write (5450 ms); the reports of the members that knew the
+    // commit arrived 2-37 ms after the majority's accepts. Now a non-czar
+    // that knows a write's decision answers the writer's retry with it
+    // instead of relaying it.
+    assert_passes(&run(Some("isolate-and-stall.toml"), 502, |a| {
+        a.peers = Some(32);
+        a.shards = Some(4);
+        a.latency_ms = Some(40.0);
+        a.jitter_ms = Some(10.0);
+    }));
+}
+
+#[test]
 fn regression_a_joiner_confirmed_gone_before_it_knew_anyone_stays_alone() {
     // lossy-link.toml, 8 peers, seed 74 (on the code with idle heartbeats, before
     // the fix): p5 at 1.2 of world for good while the others reached 2.23. p5's

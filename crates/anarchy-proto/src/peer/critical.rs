@@ -581,6 +581,19 @@ impl Peer {
             self.start_proposal(now, shard, origin, write_id, update);
             return;
         }
+        // A write we know decided (we were its czar and lost the shard before
+        // the writer heard, or we saw the decision) is answered with that
+        // decision, as a czar answers a retry, and not relayed: the czar we
+        // follow may never have heard of it and would propose it again, so a
+        // commit would commit a second time (at its current version if the
+        // value is already in its state: a commit no czar authored).
+        let key = (origin, write_id);
+        if sender == origin {
+            if let Some(decision) = st.critical.decided.get(&key).cloned() {
+                self.send_decision(shard, key, decision, Some(origin));
+                return;
+            }
+        }
         self.relay_to_czar(shard, sender, origin, &Frame::ForwardCritical { write_id, origin, shard, update });
     }
 
