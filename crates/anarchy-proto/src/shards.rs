@@ -287,20 +287,24 @@ impl ShardMap {
             return Err(ShardError::BadName(name.len()));
         }
         let id = ShardId::from_name(name);
-        self.digest.set(None);
-        self.generation += 1;
-        match self.shards.get_mut(&id) {
+        let changed = match self.shards.get_mut(&id) {
             Some(info) => {
                 let merged = info.preferred.max(preferred);
                 let changed = merged != info.preferred;
                 info.preferred = merged;
-                Ok((id, changed))
+                changed
             }
             None => {
                 self.shards.insert(id, ShardInfo::declared(id, name, preferred));
-                Ok((id, true))
+                true
             }
+        };
+        if changed {
+            // A declaration repeated as it was keeps the cached digest and rankings.
+            self.digest.set(None);
+            self.generation += 1;
         }
+        Ok((id, changed))
     }
 
     /// Adds the two children of a split of `parent` (idempotent), named

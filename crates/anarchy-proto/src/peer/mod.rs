@@ -2037,14 +2037,7 @@ impl Peer {
         if st.is_ready_czar(self.id) && st.writes_held() {
             // Our split is being voted on: the write waits for it, then goes
             // to the child that holds its key.
-            let st = self.states.get_mut(&shard).expect("known shard");
-            if st.held_forwards.iter().any(|h| h.origin == origin && h.write_id == write_id) {
-                self.stats.drop(DropReason::Duplicate);
-            } else if st.held_forwards.len() >= MAX_HELD_FORWARDS {
-                self.stats.drop(DropReason::BufferFull);
-            } else {
-                st.held_forwards.push_back(HeldForward { origin, write_id, update, reply_to: from, at: now });
-            }
+            self.hold_forward(now, from, origin, write_id, shard, update);
             return;
         }
         if st.is_ready_czar(self.id) {
@@ -2055,17 +2048,31 @@ impl Peer {
         // taking it over): hold the write and apply it once we are ready, so
         // the new czar's first update does not wait for writers to learn of it.
         if sender == origin && self.is_heir(shard) {
-            let st = self.states.get_mut(&shard).expect("known shard");
-            if st.held_forwards.iter().any(|h| h.origin == origin && h.write_id == write_id) {
-                self.stats.drop(DropReason::Duplicate);
-            } else if st.held_forwards.len() >= MAX_HELD_FORWARDS {
-                self.stats.drop(DropReason::BufferFull);
-            } else {
-                st.held_forwards.push_back(HeldForward { origin, write_id, update, reply_to: from, at: now });
-            }
+            self.hold_forward(now, from, origin, write_id, shard, update);
             return;
         }
         self.relay_to_czar(shard, sender, origin, &Frame::Forward { write_id, origin, shard, update });
+    }
+
+    /// Keeps a forwarded write in `shard`'s `held_forwards` (once per write,
+    /// up to `MAX_HELD_FORWARDS`) until `flush_held_forwards` sends it on.
+    fn hold_forward(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        origin: PeerId,
+        write_id: u64,
+        shard: ShardId,
+        update: Update,
+    ) {
+        let st = self.states.get_mut(&shard).expect("known shard");
+        if st.held_forwards.iter().any(|h| h.origin == origin && h.write_id == write_id) {
+            self.stats.drop(DropReason::Duplicate);
+        } else if st.held_forwards.len() >= MAX_HELD_FORWARDS {
+            self.stats.drop(DropReason::BufferFull);
+        } else {
+            st.held_forwards.push_back(HeldForward { origin, write_id, update, reply_to: from, at: now });
+        }
     }
 
     /// Not (yet) the czar: relays a writer's frame once toward the czar we
