@@ -4,11 +4,14 @@
 
 mod support;
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::time::Duration;
 
 use anarchy_proto::shards::key_bit;
-use anarchy_proto::{Config, Event, ShardId, WriteError, RESERVED_KEY_PREFIX};
+use anarchy_proto::wire::Frame;
+use anarchy_proto::{Config, Event, ShardId, WriteError, WriteId, WriteOutcome, RESERVED_KEY_PREFIX};
 use support::Net;
 
 /// Five peers sharing `world` with a low split budget (40 writes/s for 300 ms).
@@ -265,7 +268,7 @@ fn proposed_layout(net: &Net, from: usize, since: usize) -> bool {
         .filter(|(_, f, _, _)| *f == from)
         .filter_map(|(_, _, _, payload)| support::decode(payload))
         .flat_map(|d| d.frames)
-        .any(|f| matches!(f, anarchy_proto::wire::Frame::Propose { update, .. } if update.key.starts_with(RESERVED_KEY_PREFIX)))
+        .any(|f| matches!(f, Frame::Propose { update, .. } if update.key.starts_with(RESERVED_KEY_PREFIX)))
 }
 
 #[test]
@@ -308,4 +311,65 @@ fn a_czar_that_crashes_while_its_split_is_voted_on_leaves_one_valid_layout() {
             }
         }
     }
+}
+
+#[test]
+fn a_write_acknowledged_too_late_for_the_split_is_applied_once() {
+    // Each other peer as the writer: some hold the key's child afterwards.
+    for offset in 1..5 {
+        let (net, world, write, writer) = lose_an_ack_then_split(offset);
+        let applied: Vec<&Event> = net.events[writer]
+            .iter()
+            .filter(|e| matches!(e, Event::WriteApplied { write: w, .. } | Event::WriteFailed { write: w, .. } if *w == write))
+            .collect();
+        for i in net.live() {
+            let value = net.peers[i].get(world, b"contested");
+            assert_eq!(value, Some(&b"second"[..]), "writer {writer}, peer {i}{}", net.describe(world));
+        }
+        assert!(
+            matches!(applied[..], [Event::WriteApplied { shard, .. }] if *shard == world),
+            "the writer learns its write was applied, in the shard it sent it to: {applied:?}"
+        );
+    }
+}
+
+/// The czar of `world` applies a write of the peer `offset` places after it
+/// and writes the same key again; its acknowledgements of `world`'s writes to
+/// that peer are lost until the peer has seen `world` split.
+fn lose_an_ack_then_split(offset: usize) -> (Net, ShardId, WriteId, usize) {
+    let (mut net, world) = session(hot_config());
+    let czar = net.index_of(net.peers[0].czar_of(world).unwrap());
+    let writer = (czar + offset) % 5;
+    // The czar's acknowledgements of world's writes to the writer are lost
+    // until the writer has seen the split.
+    let lose_acks = Rc::new(Cell::new(true));
+    let lose = lose_acks.clone();
+    net.frame_filter = Some(Box::new(move |d, f| {
+        lose.get()
+            && d.from == czar
+            && d.to == writer
+            && matches!(f, Frame::ForwardAck { shard, .. } if *shard == world)
+    }));
+    let now = net.now;
+    let Ok(WriteOutcome::Forwarded(write)) = net.peers[writer].write(now, world, b"contested", b"first") else {
+        panic!("a forwarded write");
+    };
+    net.drain_all();
+    net.run_for(Duration::from_millis(150));
+    assert_eq!(net.peers[czar].get(world, b"contested"), Some(&b"first"[..]), "the czar applied it");
+    // A later write of the same key: a second application of the first
+    // would undo it.
+    let now = net.now;
+    net.peers[czar].write(now, world, b"contested", b"second").unwrap();
+    net.drain_all();
+    let mut round = 0;
+    for _ in 0..60 {
+        write_load(&mut net, world, 1, &mut round);
+        if !splits_seen(&net, writer).is_empty() {
+            lose_acks.set(false);
+        }
+    }
+    assert!(!lose_acks.get(), "the shard split{}", net.describe(world));
+    net.run_for(Duration::from_secs(2));
+    (net, world, write, writer)
 }

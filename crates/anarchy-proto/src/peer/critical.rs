@@ -158,7 +158,7 @@ impl Peer {
         let update = Update { key: key.to_vec(), op };
         let id = self.next_write_id;
         self.next_write_id += 1;
-        self.pending_critical.insert(id, PendingWrite { shard, update, created: now, last_sent: None });
+        self.pending_critical.insert(id, PendingWrite { shard, update, created: now, last_sent: None, via: None });
         self.retry_critical(now, Some(id));
         Ok(WriteId(id))
     }

@@ -181,12 +181,17 @@ enum Phase {
     Left,
 }
 
+/// A write of ours waiting for its czar's acknowledgement.
 #[derive(Debug)]
 struct PendingWrite {
     shard: ShardId,
     update: Update,
     created: Instant,
     last_sent: Option<(Instant, PeerId)>,
+    /// The shard we first sent it to and that shard's czar, when that shard
+    /// split or merged back before the write was acknowledged: that czar may
+    /// have applied it, so retries ask it first (see `retry_pending`).
+    via: Option<(ShardId, PeerId)>,
 }
 
 /// A (key, value) pair of a snapshot.
@@ -761,7 +766,7 @@ impl Peer {
         }
         let id = self.next_write_id;
         self.next_write_id += 1;
-        self.pending.insert(id, PendingWrite { shard, update, created: now, last_sent: None });
+        self.pending.insert(id, PendingWrite { shard, update, created: now, last_sent: None, via: None });
         self.retry_pending(now, Some(id));
         Ok(WriteOutcome::Forwarded(WriteId(id)))
     }
@@ -2026,10 +2031,36 @@ impl Peer {
             self.stats.drop(DropReason::UnknownShard);
             return;
         };
+        if origin == self.id {
+            // Our own write, passed back by the czar of the shard we first
+            // sent it to, which had not applied it: the shard holding its key
+            // is ours now.
+            let leaf = self.pending.get(&write_id).map(|p| self.leaf_of(p.shard, &p.update.key));
+            match leaf {
+                Some(leaf) if self.states.get(&leaf).is_some_and(|l| l.is_ready_czar(self.id) && !l.writes_held()) => {
+                    self.pending.get_mut(&write_id).expect("present").shard = leaf;
+                    self.apply_own_pending(write_id);
+                }
+                _ => self.stats.drop(DropReason::Duplicate),
+            }
+            return;
+        }
         if st.is_retired() {
-            // The writer has not seen the split yet: the child holding the key takes it.
+            // We applied it as the shard's czar before the split or merge and
+            // the writer missed our acknowledgement: it gets it again, so the
+            // shard holding the key now does not apply it a second time.
+            if let Some(version) = st.applied_forwards.get(&(origin, write_id)).copied() {
+                self.send_forward_ack(origin, from, write_id, shard, version);
+                return;
+            }
+            // The writer has not seen the split yet, or asks us first: the
+            // shard holding the key now takes it.
             let leaf = self.leaf_of(shard, &update.key);
-            if leaf != shard {
+            let leaf_czar = self.states.get(&leaf).and_then(|l| l.replica.czar);
+            if leaf_czar == Some(origin) && sender == origin {
+                // The writer holds the key's shard now: it applies the write itself.
+                self.queue_frame(from, &Frame::Forward { write_id, origin, shard: leaf, update });
+            } else if leaf != shard {
                 self.handle_forward(now, from, sender, write_id, origin, leaf, update);
             }
             return;
@@ -2116,12 +2147,18 @@ impl Peer {
                 version
             }
         };
-        let to = self.members.get(&origin).filter(|m| m.is_alive()).map(|m| m.addr).unwrap_or(from);
-        let ack = Frame::ForwardAck { write_id, shard, version }.to_bytes();
         // Batch the delta with others arriving soon; the ack waits for it.
         if self.deltas_held_until.is_none() && !self.config.delta_batch_delay.is_zero() {
             self.deltas_held_until = Some(now + self.config.delta_batch_delay);
         }
+        self.send_forward_ack(origin, from, write_id, shard, version);
+    }
+
+    /// Acknowledges a forwarded write to its writer (at its member address,
+    /// else where the frame came from); held with our deltas if they are.
+    fn send_forward_ack(&mut self, origin: PeerId, from: SocketAddr, write_id: u64, shard: ShardId, version: Version) {
+        let to = self.members.get(&origin).filter(|m| m.is_alive()).map(|m| m.addr).unwrap_or(from);
+        let ack = Frame::ForwardAck { write_id, shard, version }.to_bytes();
         if self.deltas_held_until.is_some() {
             self.held_acks.push((to, ack));
         } else {
@@ -2198,8 +2235,11 @@ impl Peer {
     }
 
     fn handle_forward_ack(&mut self, write_id: u64, shard: ShardId, version: Version) {
-        // The ack may name a child of the shard we sent to: it split meanwhile.
-        let ours = self.pending.get(&write_id).is_some_and(|p| self.holds_key_later(p.shard, &p.update.key, shard));
+        // The ack may name a child of the shard we sent to (it split
+        // meanwhile), or the shard we first sent to (its czar had applied it).
+        let ours = self.pending.get(&write_id).is_some_and(|p| {
+            self.holds_key_later(p.shard, &p.update.key, shard) || p.via.is_some_and(|(s, _)| s == shard)
+        });
         match self.pending.get(&write_id) {
             Some(p) if ours => {
                 let waited = self.clock.saturating_duration_since(p.created);
@@ -2232,15 +2272,21 @@ impl Peer {
                 self.push_event(Event::WriteFailed { write: WriteId(id), shard, reason: WriteFailure::TimedOut });
                 continue;
             }
+            // First sent to a shard that split or merged since: its czar
+            // answers if it applied the write and passes it on otherwise
+            // (back to us if the shard holding the key now is ours).
+            let alive = |c: &PeerId| *c != self.id && self.members.get(c).is_some_and(|m| m.is_alive());
+            let (shard, via) = match p.via.filter(|(_, c)| alive(c)) {
+                Some((first, czar)) => (first, Some(czar)),
+                None => (shard, None),
+            };
             let st = &self.states[&shard];
-            let Some(czar) = st.replica.czar else { continue };
-            if st.is_ready_czar(self.id) && st.writes_held() {
+            let Some(czar) = via.or(st.replica.czar) else { continue };
+            if via.is_none() && st.is_ready_czar(self.id) && st.writes_held() {
                 continue; // our split is being voted on: the write follows it
             }
-            if st.is_ready_czar(self.id) {
-                let p = self.pending.remove(&id).expect("present");
-                let version = self.apply_as_czar_version(shard, p.update);
-                self.push_event(Event::WriteApplied { write: WriteId(id), shard, version });
+            if via.is_none() && st.is_ready_czar(self.id) {
+                self.apply_own_pending(id);
                 continue;
             }
             if czar == self.id {
@@ -2249,10 +2295,11 @@ impl Peer {
             // While the czar is suspected, the write goes to the peer that
             // would take the shard over, which holds it and applies it as soon
             // as it is ready (if that is us, it waits here for the same).
-            let target = match self.heir_of(shard) {
-                Some(heir) if heir == self.id => continue,
-                Some(heir) => heir,
-                None => czar,
+            let target = match (via, self.heir_of(shard)) {
+                (Some(czar), _) => czar,
+                (None, Some(heir)) if heir == self.id => continue,
+                (None, Some(heir)) => heir,
+                (None, None) => czar,
             };
             let p = &self.pending[&id];
             let due = match p.last_sent {
@@ -2270,6 +2317,13 @@ impl Peer {
                 self.queue_frame(addr, &frame);
             }
         }
+    }
+
+    /// Applies our waiting write `id` as the ready czar of its shard.
+    fn apply_own_pending(&mut self, id: u64) {
+        let p = self.pending.remove(&id).expect("present");
+        let version = self.apply_as_czar_version(p.shard, p.update);
+        self.push_event(Event::WriteApplied { write: WriteId(id), shard: p.shard, version });
     }
 
     fn handle_repair_request(&mut self, to: SocketAddr, shard: ShardId, from_seq: u64, checksum: u64) {

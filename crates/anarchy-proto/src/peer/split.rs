@@ -557,6 +557,11 @@ impl Peer {
         let old_czar = self.states[&parent].replica.czar;
         let mut ps = Self::fresh_shard(now, Version { epoch: plan.epoch, seq }, entries, plan.czar);
         ps.replica.prev_czar = self.states[&shard].replica.czar;
+        // What we applied as the parent's czar before it split still answers
+        // its writers' retries (see `handle_forward`).
+        let old = self.states.get_mut(&parent).expect("known");
+        ps.applied_forwards = std::mem::take(&mut old.applied_forwards);
+        ps.applied_order = std::mem::take(&mut old.applied_order);
         self.states.insert(parent, ps);
         for child in [shard, sibling] {
             let st = self.states.get_mut(&child).expect("known");
@@ -580,8 +585,15 @@ impl Peer {
             .map(|(id, critical, p)| (id, critical, self.leaf_of(p.shard, &p.update.key)))
             .collect();
         for (id, critical, leaf) in moved {
+            let czar = self.pending.get(&id).and_then(|p| self.states.get(&p.shard)).and_then(|st| st.replica.czar);
             let p = if critical { self.pending_critical.get_mut(&id) } else { self.pending.get_mut(&id) };
             if let Some(p) = p {
+                // Sent already: the czar of the shard we sent it to may have
+                // applied it, its acknowledgement lost or still on its way.
+                // It is asked first, so the write is not applied twice.
+                if !critical && p.via.is_none() && p.last_sent.is_some() {
+                    p.via = czar.map(|c| (p.shard, c));
+                }
                 p.shard = leaf;
                 p.last_sent = None;
             }
