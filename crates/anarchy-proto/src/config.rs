@@ -132,6 +132,10 @@ pub struct Config {
     /// czar's uplink multiplies by the session size). 0: never on this
     /// count. Default 64 KiB/s.
     pub split_bytes_per_sec: u32,
+    /// The same for keys held, however quiet the shard: a shard's keys are
+    /// what a joiner's snapshot and a resync carry whole. 0: never on this
+    /// count. Default 65 536.
+    pub split_keys: u32,
     /// How long a shard must stay over a split budget before it splits, and
     /// how long a split that failed waits before it is tried again. Default 2 s.
     pub split_after: Duration,
@@ -250,6 +254,7 @@ impl Default for Config {
             max_tracked_sources: 4096,
             split_writes_per_sec: 1000,
             split_bytes_per_sec: 64 << 10,
+            split_keys: 1 << 16,
             split_after: Duration::from_secs(2),
             max_split_depth: 6,
             merge_after: Duration::from_secs(10),

@@ -373,3 +373,52 @@ fn lose_an_ack_then_split(offset: usize) -> (Net, ShardId, WriteId, usize) {
     net.run_for(Duration::from_secs(2));
     (net, world, write, writer)
 }
+
+#[test]
+fn a_shard_holding_too_many_keys_splits_however_quiet_and_merges_back_once_emptied() {
+    let config = Config {
+        split_writes_per_sec: 0,
+        split_bytes_per_sec: 0,
+        split_keys: 60,
+        merge_after: Duration::from_millis(500),
+        ..hot_config()
+    };
+    let (mut net, world) = session(config);
+    let children = [ShardId::child(world, false), ShardId::child(world, true)];
+    // 80 keys at 20 writes per second: far under any rate budget.
+    let mut want = BTreeMap::new();
+    for n in 0..80u32 {
+        let now = net.now;
+        let key = format!("tile{n}").into_bytes();
+        net.peers[(n % 5) as usize].write(now, world, &key, b"grass").unwrap();
+        want.insert(key, b"grass".to_vec());
+        net.drain_all();
+        net.run_for(Duration::from_millis(50));
+    }
+    net.run_for(Duration::from_secs(1));
+    for i in net.live() {
+        assert_eq!(splits_seen(&net, i), vec![(world, children)], "peer {i}{}", net.describe(world));
+        for (key, value) in &want {
+            assert_eq!(net.peers[i].get(world, key), Some(&value[..]), "peer {i}");
+        }
+    }
+    // Deleted down to 10 keys, under a quarter of the budget together: the
+    // children merge back.
+    for n in 10..80u32 {
+        let now = net.now;
+        let key = format!("tile{n}").into_bytes();
+        net.peers[(n % 5) as usize].delete(now, world, &key).unwrap();
+        want.remove(&key);
+        net.drain_all();
+        net.run_for(Duration::from_millis(20));
+    }
+    net.run_for(Duration::from_secs(3));
+    for i in net.live() {
+        assert_eq!(merges_seen(&net, i), vec![(children, world)], "peer {i}{}", net.describe(world));
+        for n in 0..80u32 {
+            let key = format!("tile{n}").into_bytes();
+            assert_eq!(net.peers[i].get(world, &key).map(<[u8]>::to_vec), want.get(&key).cloned(), "peer {i}");
+        }
+    }
+    assert!(net.converged(world), "{}", net.describe(world));
+}

@@ -292,10 +292,16 @@ impl Peer {
             return;
         }
         let max_depth = self.config.max_split_depth.min(MAX_SPLIT_DEPTH);
-        let (writes_cap, bytes_cap) =
-            (f64::from(self.config.split_writes_per_sec), f64::from(self.config.split_bytes_per_sec));
-        let over = |(w, b): (f64, f64), share: f64| {
-            (writes_cap > 0.0 && w > writes_cap * share) || (bytes_cap > 0.0 && b > bytes_cap * share)
+        let (writes_cap, bytes_cap, keys_cap) = (
+            f64::from(self.config.split_writes_per_sec),
+            f64::from(self.config.split_bytes_per_sec),
+            f64::from(self.config.split_keys),
+        );
+        // Load as (updates/s, bytes/s, keys held), against each budget's share.
+        let over = |(w, b, k): (f64, f64, f64), share: f64| {
+            (writes_cap > 0.0 && w > writes_cap * share)
+                || (bytes_cap > 0.0 && b > bytes_cap * share)
+                || (keys_cap > 0.0 && k > keys_cap * share)
         };
         let live = self.members.alive_count();
         let mut due = Vec::new();
@@ -325,6 +331,7 @@ impl Peer {
                 continue;
             }
             let load = st.load.rates();
+            let load = (load.0, load.1, st.replica.len() as f64);
             let sealed = st.is_sealed();
             let sibling = split_from.map(|f| ShardId::child(f.parent, !f.bit));
             let sib = sibling.and_then(|s| self.states.get(&s));
@@ -333,9 +340,10 @@ impl Peer {
             let sib_sealed = sib
                 .filter(|s| s.is_sealed() && !s.is_retired())
                 .map(|s| (s.replica.seq(), s.replica.checksum().short()));
-            let sib_load = sibling
-                .and_then(|s| self.shard_load(s))
-                .map(|l| (f64::from(l.writes_per_sec), f64::from(l.bytes_per_sec)));
+            let sib_load = sibling.and_then(|s| self.shard_load(s)).map(|l| {
+                let keys = sib.map_or(0, |s| s.replica.len());
+                (f64::from(l.writes_per_sec), f64::from(l.bytes_per_sec), keys as f64)
+            });
             let hot = !sealed && !pinned && depth < max_depth && live >= 2 && over(load, 1.0);
             let bit = split_from.map(|f| f.bit);
             // Cold: both siblings together under the merge share, both live leaves.
@@ -343,7 +351,7 @@ impl Peer {
                 && !sealed
                 && sib_live
                 && sib_sealed.is_none()
-                && sib_load.is_some_and(|(w, b)| !over((load.0 + w, load.1 + b), MERGE_SHARE));
+                && sib_load.is_some_and(|(w, b, k)| !over((load.0 + w, load.1 + b, load.2 + k), MERGE_SHARE));
             let st = self.states.get_mut(&id).expect("listed");
             if !hot {
                 st.split.hot_since = None;
