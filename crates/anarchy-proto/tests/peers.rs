@@ -523,6 +523,58 @@ fn a_delta_must_carry_its_czars_signature_whoever_sends_it() {
     assert_eq!(net.peers[2].version_of(world).unwrap(), before);
 }
 
+/// A czar that lost its claim and got the shard back by a hand-over may
+/// still have runs of its old claim on their way (a capped uplink queues them
+/// for long). A follower already on the new epoch's history must not take
+/// such a run for a sign that it is off: it would ask for a snapshot and stop
+/// serving its own, and when it is the only holder of the start a czar
+/// catching up needs, neither ever gets one (isolate-and-stall, 32 peers,
+/// seeds 556, 566, 631 and 632).
+#[test]
+fn a_late_run_of_an_older_epoch_does_not_put_a_follower_off_its_epochs_history() {
+    let mut net = session(3);
+    // Peer 0 claims first; peer 2, preferred, gets the shard by a hand-over.
+    let world = net.declare_everywhere("world", Some(2));
+    net.start_all();
+    settle(&mut net);
+    for k in 0..4u8 {
+        let now = net.now;
+        net.peers[2].write(now, world, &[k], b"v").unwrap();
+    }
+    settle(&mut net);
+    assert!(net.converged(world));
+    let version = net.peers[1].version_of(world).unwrap();
+    assert!(version.epoch > 1, "the shard was handed over: {}", net.describe(world));
+    // A run the czar signed under an older claim, on another history: it
+    // builds on a state peer 1 never had, at seqs peer 1 holds.
+    let ours = net.peers[1].checksum_of(world).unwrap().short();
+    let keypair = Keypair::from_seed(2 + 100);
+    let tag = proof::session_tag(&Config::default().session_secret);
+    let updates = vec![wire::Update { key: b"lost".to_vec(), op: wire::Op::Put(b"1".to_vec()) }];
+    let (epoch, first_seq) = (version.epoch - 1, version.seq);
+    let run = proof::BatchProof::sign(&keypair, &tag, world, epoch, first_seq, ours ^ 1, ours ^ 2, &updates)
+        .frame(world, updates);
+    let stale_before = net.peers[1].stats().drops(DropReason::StaleEpoch);
+    let off_before = net.peers[1].stats().drops(DropReason::OffHistory);
+    let (now, bytes) = (net.now, support::seal(&wire::encode_frames(&net.peers[2].id(), &[run])));
+    net.peers[1].handle_datagram(now, net.addrs[2], &bytes);
+    assert_eq!(net.peers[1].stats().drops(DropReason::StaleEpoch), stale_before + 1);
+    assert_eq!(net.peers[1].stats().drops(DropReason::OffHistory), off_before);
+    // It still serves its state whole, at once.
+    let ask = Frame::RepairReq { shard: world, from_seq: 0, checksum: 0 };
+    let bytes = support::seal(&wire::encode_frames(&net.peers[0].id(), &[ask]));
+    net.peers[1].handle_datagram(now, net.addrs[0], &bytes);
+    net.drain(1);
+    let served = net.flights.values().filter(|d| d.from == 1 && d.to == 0).any(|d| {
+        support::decode(&d.payload).is_some_and(|dg| dg.frames.iter().any(|f| matches!(f, Frame::Snapshot { .. })))
+    });
+    assert!(served, "{}", net.describe(world));
+    settle(&mut net);
+    assert!(net.converged(world), "{}", net.describe(world));
+    assert!(!net.events[1].iter().any(|e| matches!(e, Event::Diverged { .. })));
+    assert_eq!(net.peers[1].get(world, b"lost"), None);
+}
+
 #[test]
 fn a_signed_run_that_ends_at_another_checksum_is_a_divergence_and_resyncs() {
     let mut net = session(3);

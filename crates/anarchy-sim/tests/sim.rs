@@ -637,6 +637,87 @@ fn regression_a_former_czar_answers_a_decided_write_instead_of_relaying_it_seed_
 }
 
 #[test]
+fn regression_a_late_run_of_a_lost_claim_does_not_stall_a_hand_back_seed_556() {
+    // isolate-and-stall.toml, 32 peers, 4 shards, 40 ± 10 ms, seed 556:
+    // `convergence`, replicas of avatars-1 at epochs 15, 16, 19 and 41 after the
+    // settle. p15, avatars-1's czar, was paused at 5 s; p25 took the shard over by
+    // a round (epoch 16, 5412 ms). Back at 6.8 s, p15 still wrote in its epoch 19
+    // (to 19.1285); p25 re-asserted (epochs 23 to 39) and handed the shard back to
+    // p15, which ranks first, at epoch 41 from 35.1415 (7335 ms). A run p15 had
+    // signed in epoch 19 at 7208 ms, still on its way (queued at its capped
+    // uplink), reached p25 after the hand-over; from the czar it followed, of an
+    // older epoch, it was checked against p25's history, did not build on it, and
+    // p25 marked itself off and asked p15 for a snapshot. Wanting one, p25 served
+    // none, and p15, catching up to 1415 from another history, could only get that
+    // state whole from p25: neither moved again. Now a follower on its epoch's
+    // history (at or past its start) takes nothing from a run of an older epoch:
+    // it is dropped as stale.
+    assert_passes(&run(Some("isolate-and-stall.toml"), 556, |a| {
+        a.peers = Some(32);
+        a.shards = Some(4);
+        a.latency_ms = Some(40.0);
+        a.jitter_ms = Some(10.0);
+    }));
+}
+
+#[test]
+fn regression_a_late_run_of_a_lost_claim_does_not_stall_a_hand_back_seed_566() {
+    // isolate-and-stall.toml, 32 peers, 4 shards, 40 ± 10 ms, seed 566:
+    // `convergence`, replicas of avatars-1 at epochs 15, 19 and 45 after the
+    // settle. The cause of seed 556: p23, the paused czar, wrote in its epoch 19
+    // after it resumed; p3, which had taken the shard over at epoch 14,
+    // re-asserted (23 to 43) and handed it back at epoch 45 from 43.1495 (7343
+    // ms); p23's epoch-19 run from seq 1190 (authored at 7186 ms) reached p3 after
+    // that, and p3, the only holder of the start, stopped serving it.
+    assert_passes(&run(Some("isolate-and-stall.toml"), 566, |a| {
+        a.peers = Some(32);
+        a.shards = Some(4);
+        a.latency_ms = Some(40.0);
+        a.jitter_ms = Some(10.0);
+    }));
+}
+
+#[test]
+fn regression_a_late_run_of_a_lost_claim_does_not_stall_a_hand_back_seed_631() {
+    // isolate-and-stall.toml, 32 peers, 4 shards, 40 ± 10 ms, seed 631:
+    // `convergence`, replicas of avatars-2 at epochs 1, 3 and 5 after the settle,
+    // no write applied after 0.9 s. p27 joined, knew no czar of avatars-2 yet and
+    // claimed it first at epoch 1 (580 ms) from an empty state while p0 held it at
+    // 1.57; p27 re-asserted at epoch 3 over p0's equal-epoch claim (619 ms) and
+    // wrote to 3.111, while p0 handed the shard to p27 at epoch 5 from 1.57 (601
+    // ms). p27's epoch-1 run then reached p0: its base was the empty state, so it
+    // applied as duplicates, but its end checksum differed from p0's
+    // (`BadChecksum`), and p0 marked itself off. p27, catching up to 57 from its
+    // own 3.111, needed p0's state whole, which p0 no longer served. The same
+    // cause as seed 556, found by the end check instead of the base check; the
+    // same change fixes it.
+    assert_passes(&run(Some("isolate-and-stall.toml"), 631, |a| {
+        a.peers = Some(32);
+        a.shards = Some(4);
+        a.latency_ms = Some(40.0);
+        a.jitter_ms = Some(10.0);
+    }));
+}
+
+#[test]
+fn regression_a_late_run_of_a_lost_claim_does_not_stall_a_hand_back_seed_632() {
+    // isolate-and-stall.toml, 32 peers, 4 shards, 40 ± 10 ms, seed 632:
+    // `convergence`, replicas of avatars-1 at epochs 5, 8, 13, 27, 31 and 33 after
+    // the settle. The cause of seed 556: p3, avatars-1's czar at epoch 13, was
+    // paused and wrote on in epoch 13 once back (to 13.1775); p11 took the shard
+    // over at epoch 16 (7880 ms), re-asserted (19 to 31) and handed it back at
+    // epoch 33 from 31.2001 (8216 ms); p3's epoch-13 run from seq 1756 (authored
+    // at 8060 ms) reached p11 after that, and p11, the only holder of the start,
+    // stopped serving it.
+    assert_passes(&run(Some("isolate-and-stall.toml"), 632, |a| {
+        a.peers = Some(32);
+        a.shards = Some(4);
+        a.latency_ms = Some(40.0);
+        a.jitter_ms = Some(10.0);
+    }));
+}
+
+#[test]
 fn regression_a_joiner_confirmed_gone_before_it_knew_anyone_stays_alone() {
     // lossy-link.toml, 8 peers, seed 74 (on the code with idle heartbeats, before
     // the fix): p5 at 1.2 of world for good while the others reached 2.23. p5's

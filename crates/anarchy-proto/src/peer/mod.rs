@@ -1912,6 +1912,24 @@ impl Peer {
         if st.want_snapshot && st.catch_up_to.is_none() {
             return;
         }
+        // A run of an older epoch is history from before our epoch's start.
+        // A follower whose state is on its epoch's history (at or past the
+        // start) takes nothing from one: up to its seq it holds that history
+        // already, and past the start an epoch's history holds only updates
+        // written in it or later. Such a run that does not match ours is
+        // another lineage's (its czar sent it under a claim it has since
+        // given up, and it was still on its way when we took the new claim),
+        // not a sign that we are off: marking ourselves off would stop us
+        // serving the start a czar catching up needs, while we wait for its
+        // snapshot (isolate-and-stall, 32 peers, seeds 556 and 631).
+        if epoch < st.replica.epoch
+            && st.catch_up_to.is_none()
+            && st.replica.on_current_lineage()
+            && st.replica.seq() >= st.replica.epoch_start_seq
+        {
+            self.stats.drop(DropReason::StaleEpoch);
+            return;
+        }
         // The run builds on a state we can check: if ours there differs, we are
         // off the sender's history (a lost race between claims): resync.
         if st.replica.checksum_at(first_seq - 1).is_some_and(|ours| ours != base) {
