@@ -29,13 +29,26 @@ fn run_small(scenario: &str, seed: u64) -> Report {
     })
 }
 
-/// The failover issue's setting: 32 peers, 4 shards, 40 ± 10 ms links, 6 s.
-fn run_large(scenario: &str, seed: u64) -> Report {
+/// The failover issue's setting: 32 peers, 4 shards, 40 ± 10 ms links, with
+/// `tweak` on top (the scenario's own length otherwise).
+fn run_failover_setting(scenario: &str, seed: u64, tweak: impl FnOnce(&mut SimArgs)) -> Report {
     run(Some(scenario), seed, |a| {
         a.peers = Some(32);
         a.shards = Some(4);
         a.latency_ms = Some(40.0);
         a.jitter_ms = Some(10.0);
+        tweak(a);
+    })
+}
+
+/// The wider sweeps' runs: the failover setting over the scenario's own length.
+fn run_swept(scenario: &str, seed: u64) -> Report {
+    run_failover_setting(scenario, seed, |_| {})
+}
+
+/// The failover setting cut to 6 s of workload and at most 5 s to settle.
+fn run_large(scenario: &str, seed: u64) -> Report {
+    run_failover_setting(scenario, seed, |a| {
         a.seconds = Some(6.0);
         a.settle = Some(5.0);
     })
@@ -439,12 +452,7 @@ fn regression_takeover_starts_behind_its_claimant_after_isolate_and_stall_seed_4
     // duplicates and applied the patches from 1479 on to its own state, since
     // a run straddling a snapshot's seq counted as continuing it. It now does
     // only in the snapshot's own epoch; otherwise the follower resyncs.
-    assert_passes(&run(Some("isolate-and-stall.toml"), 45, |a| {
-        a.peers = Some(32);
-        a.shards = Some(4);
-        a.latency_ms = Some(40.0);
-        a.jitter_ms = Some(10.0);
-    }));
+    assert_passes(&run_swept("isolate-and-stall.toml", 45));
 }
 
 #[test]
@@ -619,12 +627,7 @@ fn regression_a_commit_lost_at_a_heal_partition_heal_seed_308() {
     // `critical-never-lost`, the update of score-13 committed at 5.45 of
     // world is missing from every peer at 13.101 after the heal. Not yet
     // analysed.
-    assert_passes(&run(Some("partition-heal.toml"), 308, |a| {
-        a.peers = Some(32);
-        a.shards = Some(4);
-        a.latency_ms = Some(40.0);
-        a.jitter_ms = Some(10.0);
-    }));
+    assert_passes(&run_swept("partition-heal.toml", 308));
 }
 
 #[test]
@@ -643,12 +646,7 @@ fn regression_a_former_czar_answers_a_decided_write_instead_of_relaying_it_seed_
     // commit arrived 2-37 ms after the majority's accepts. Now a non-czar
     // that knows a write's decision answers the writer's retry with it
     // instead of relaying it.
-    assert_passes(&run(Some("isolate-and-stall.toml"), 502, |a| {
-        a.peers = Some(32);
-        a.shards = Some(4);
-        a.latency_ms = Some(40.0);
-        a.jitter_ms = Some(10.0);
-    }));
+    assert_passes(&run_swept("isolate-and-stall.toml", 502));
 }
 
 #[test]
@@ -667,12 +665,7 @@ fn regression_a_late_run_of_a_lost_claim_does_not_stall_a_hand_back_seed_556() {
     // state whole from p25: neither moved again. Now a follower on its epoch's
     // history (at or past its start) takes nothing from a run of an older epoch:
     // it is dropped as stale.
-    assert_passes(&run(Some("isolate-and-stall.toml"), 556, |a| {
-        a.peers = Some(32);
-        a.shards = Some(4);
-        a.latency_ms = Some(40.0);
-        a.jitter_ms = Some(10.0);
-    }));
+    assert_passes(&run_swept("isolate-and-stall.toml", 556));
 }
 
 #[test]
@@ -684,12 +677,7 @@ fn regression_a_late_run_of_a_lost_claim_does_not_stall_a_hand_back_seed_566() {
     // re-asserted (23 to 43) and handed it back at epoch 45 from 43.1495 (7343
     // ms); p23's epoch-19 run from seq 1190 (authored at 7186 ms) reached p3 after
     // that, and p3, the only holder of the start, stopped serving it.
-    assert_passes(&run(Some("isolate-and-stall.toml"), 566, |a| {
-        a.peers = Some(32);
-        a.shards = Some(4);
-        a.latency_ms = Some(40.0);
-        a.jitter_ms = Some(10.0);
-    }));
+    assert_passes(&run_swept("isolate-and-stall.toml", 566));
 }
 
 #[test]
@@ -706,12 +694,7 @@ fn regression_a_late_run_of_a_lost_claim_does_not_stall_a_hand_back_seed_631() {
     // own 3.111, needed p0's state whole, which p0 no longer served. The same
     // cause as seed 556, found by the end check instead of the base check; the
     // same change fixes it.
-    assert_passes(&run(Some("isolate-and-stall.toml"), 631, |a| {
-        a.peers = Some(32);
-        a.shards = Some(4);
-        a.latency_ms = Some(40.0);
-        a.jitter_ms = Some(10.0);
-    }));
+    assert_passes(&run_swept("isolate-and-stall.toml", 631));
 }
 
 #[test]
@@ -724,12 +707,7 @@ fn regression_a_late_run_of_a_lost_claim_does_not_stall_a_hand_back_seed_632() {
     // epoch 33 from 31.2001 (8216 ms); p3's epoch-13 run from seq 1756 (authored
     // at 8060 ms) reached p11 after that, and p11, the only holder of the start,
     // stopped serving it.
-    assert_passes(&run(Some("isolate-and-stall.toml"), 632, |a| {
-        a.peers = Some(32);
-        a.shards = Some(4);
-        a.latency_ms = Some(40.0);
-        a.jitter_ms = Some(10.0);
-    }));
+    assert_passes(&run_swept("isolate-and-stall.toml", 632));
 }
 
 #[test]

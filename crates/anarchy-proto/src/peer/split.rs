@@ -593,13 +593,13 @@ impl Peer {
             .map(|(id, critical, p)| (id, critical, self.leaf_of(p.shard, &p.update.key)))
             .collect();
         for (id, critical, leaf) in moved {
-            let czar = self.pending.get(&id).and_then(|p| self.states.get(&p.shard)).and_then(|st| st.replica.czar);
             let p = if critical { self.pending_critical.get_mut(&id) } else { self.pending.get_mut(&id) };
             if let Some(p) = p {
                 // Sent already: the czar of the shard we sent it to may have
                 // applied it, its acknowledgement lost or still on its way.
                 // It is asked first, so the write is not applied twice.
                 if !critical && p.via.is_none() && p.last_sent.is_some() {
+                    let czar = self.states.get(&p.shard).and_then(|st| st.replica.czar);
                     p.via = czar.map(|c| (p.shard, c));
                 }
                 p.shard = leaf;
