@@ -247,3 +247,52 @@ fn a_blank_restarted_peer_whose_welcome_overtakes_the_member_lists_does_not_clai
     }
     assert!(net.converged(world));
 }
+
+/// A new czar's proposals travel ahead of its claim (critical traffic goes
+/// first), so a voter may see the re-proposal of a commit before it hears who
+/// made it. A reject there would undo the commit; the voter waits instead
+/// (isolate-and-stall, 32 peers, seed 397).
+#[test]
+fn a_re_proposal_that_overtakes_its_claim_is_not_rejected() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let mut net = session(5);
+    let world = net.declare_everywhere("world", None);
+    net.start_all();
+    net.run_for(Duration::from_secs(1));
+    let czar = net.index_of(net.peers[0].czar_of(world).unwrap());
+    let writer = (czar + 1) % 5;
+    // The czar's delta and decision never leave it, and claims are held up.
+    let hold_claims = Rc::new(Cell::new(true));
+    let hold = hold_claims.clone();
+    net.frame_filter = Some(Box::new(move |d, f| {
+        (d.from == czar && matches!(f, Frame::Delta { .. } | Frame::Decided { .. }))
+            || (hold.get() && matches!(f, Frame::Authority { .. }))
+    }));
+    let now = net.now;
+    let id = net.peers[writer].write_critical(now, world, b"kill", Some(b"p3")).unwrap();
+    net.drain_all();
+    let origin = net.id(writer);
+    let committed = net.run_until(Duration::from_secs(1), |net| {
+        net.events[czar].iter().any(|e| matches!(e, Event::Committed { origin: o, .. } if *o == origin))
+    });
+    assert!(committed, "the czar committed the write");
+    net.crash(czar);
+    // Until a new czar re-proposes it, voters hear of no claim.
+    let reproposed = net.run_until(Duration::from_secs(3), |net| {
+        net.log.iter().any(|(_, from, _, bytes)| {
+            *from != czar
+                && support::decode(bytes).is_some_and(|dg| dg.frames.iter().any(|f| matches!(f, Frame::Propose { .. })))
+        })
+    });
+    assert!(reproposed, "a new czar re-proposed the write");
+    net.run_for(Duration::from_millis(50));
+    hold_claims.set(false);
+    net.run_for(Duration::from_secs(3));
+    assert!(!net.events[writer].iter().any(|e| matches!(e, Event::Rejected { .. })), "the commit was undone");
+    assert!(committed_everywhere(&net, id, writer));
+    for i in net.live() {
+        assert_eq!(net.peers[i].get(world, b"kill"), Some(&b"p3"[..]), "peer {i}");
+    }
+    assert!(net.converged(world), "{}", net.describe(world));
+}

@@ -686,3 +686,54 @@ fn every_member_sees_the_load_a_czar_advertises() {
         assert!(seen.writes_per_sec >= 60, "peer {i}: {seen:?}");
     }
 }
+
+/// A follower that took a newer claim from a delta alone (the minority side's
+/// czar, after a heal) has only assumed that the claim is backed. Its hints
+/// must not state that as fact: a backed czar told so by its own followers
+/// gave way to the minority side's provisional claim, and the commit it had
+/// made during the cut was lost (partition-heal, 32 peers, seed 308).
+#[test]
+fn a_claim_taken_from_a_delta_is_never_hinted_as_backed() {
+    let mut net = session(3);
+    let world = net.declare_everywhere("world", Some(0));
+    net.start_all();
+    settle(&mut net);
+    net.peers[0].write(net.now, world, b"a", b"1").unwrap();
+    settle(&mut net);
+    let czar = net.id(0);
+    assert!(net.live().iter().all(|i| net.peers[*i].czar_of(world) == Some(czar)));
+    // Peer 2 signs a run of a far later epoch (a claim of its own that peer 1
+    // never heard stated) and sends it to peer 1.
+    let version = net.peers[1].version_of(world).unwrap();
+    let base = net.peers[1].checksum_of(world).unwrap().short();
+    let keypair = Keypair::from_seed(2 + 100);
+    let tag = proof::session_tag(&Config::default().session_secret);
+    let updates = vec![wire::Update { key: b"minority".to_vec(), op: wire::Op::Put(b"1".to_vec()) }];
+    let epoch = version.epoch + 8;
+    let run = proof::BatchProof::sign(&keypair, &tag, world, epoch, version.seq + 1, base, base ^ 1, &updates)
+        .frame(world, updates);
+    let (now, bytes) = (net.now, support::seal(&wire::encode_frames(&net.peers[2].id(), &[run])));
+    net.peers[1].handle_datagram(now, net.addrs[2], &bytes);
+    assert_eq!(net.peers[1].czar_of(world), Some(net.id(2)), "peer 1 took the implied claim");
+    // The czar's next adverts are stale to peer 1, which hints the claim back.
+    let first = net.log.len();
+    net.run_for(Duration::from_millis(300));
+    let hinted: Vec<bool> = net.log[first..]
+        .iter()
+        .filter(|(_, from, _, _)| *from == 1)
+        .filter_map(|(_, _, _, bytes)| support::decode(bytes))
+        .flat_map(|dg| dg.frames)
+        .filter_map(|f| match f {
+            Frame::Authority { epoch: e, backed, .. } if e == epoch => Some(backed),
+            _ => None,
+        })
+        .collect();
+    assert!(!hinted.is_empty(), "peer 1 hinted the claim");
+    assert!(hinted.iter().all(|backed| !backed), "hinted as backed: {hinted:?}");
+    settle(&mut net);
+    // The backed czar kept the shard, and everyone is on its lineage.
+    assert!(net.live().iter().all(|i| net.peers[*i].czar_of(world) == Some(czar)), "{}", net.describe(world));
+    assert!(net.converged(world), "{}", net.describe(world));
+    assert_eq!(net.peers[1].get(world, b"minority"), None);
+    assert_eq!(net.peers[1].get(world, b"a"), Some(&b"1"[..]));
+}

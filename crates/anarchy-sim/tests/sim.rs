@@ -621,13 +621,33 @@ fn regression_a_commit_missed_by_a_paused_czar_is_committed_again_when_handed_ba
 }
 
 #[test]
-#[ignore = "open finding (PROTOCOL.md §7): a committed critical update is lost at the heal"]
 fn regression_a_commit_lost_at_a_heal_partition_heal_seed_308() {
     // partition-heal.toml, 32 peers, 4 shards, 40 ± 10 ms, seed 308:
     // `critical-never-lost`, the update of score-13 committed at 5.45 of
-    // world is missing from every peer at 13.101 after the heal. Not yet
-    // analysed.
+    // world was missing from every peer at 13.101 after the heal. The 16/16
+    // split left neither side a majority; p25 held world backed (epoch 5) and
+    // committed 5.45 as the cut began, p6 claimed it provisionally on the
+    // other side (epoch 9). After the heal, p25's followers took the epoch-9
+    // claim from its deltas, assumed it backed (a delta does not state its
+    // standing), and hinted it to p25 as backed; p25 gave way and its commit
+    // was lost. Hints now state an assumed standing as provisional, and only
+    // the czar (or a statement replacing an assumed one) changes a claim's
+    // standing.
     assert_passes(&run_swept("partition-heal.toml", 308));
+}
+
+#[test]
+fn regression_a_re_proposal_that_overtakes_its_claim_is_not_rejected_seed_397() {
+    // isolate-and-stall.toml, 32 peers, 4 shards, 40 ± 10 ms, seed 397:
+    // `critical-never-lost`, score-6 committed at 5.36 of world was replaced
+    // by its value of 5.7. p26, world's czar, committed it at the moment it
+    // was isolated; no peer got the delta or the decision. p19 took over by a
+    // round (epoch 6) with the prepared copy and proposed it again, but its
+    // proposals left ahead of its `Authority` (critical traffic first): every
+    // voter still followed epoch 5 and rejected the proposal as "not the
+    // current czar's epoch", and the commit was undone. A voter now ignores a
+    // proposal of a later epoch than it follows; the czar asks again.
+    assert_passes(&run_swept("isolate-and-stall.toml", 397));
 }
 
 #[test]

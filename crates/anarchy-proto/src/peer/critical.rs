@@ -400,7 +400,22 @@ impl Peer {
         // committed would be lost. We do not vote; the czar asks again, and
         // once its claim is backed (or another czar's is) the proposal is
         // decided or times out.
-        if current && !st.replica.backed {
+        // Nor while we only assumed its standing (we took the claim from a
+        // delta or snapshot, which do not state it): it may be provisional.
+        // Its adverts state it within a tick.
+        let assumed = st.standing_assumed == Some((epoch, sender));
+        if current && (!st.replica.backed || assumed) {
+            self.stats.drop(DropReason::StaleEpoch);
+            return;
+        }
+        // A proposal of a later epoch than the one we follow comes from a claim
+        // that has not reached us yet: proposals travel first, ahead of the
+        // `Authority` that announces it. No vote; the czar asks again. A
+        // reject would count against it, and the proposal may be a new czar's
+        // re-proposal of an update its old czar committed, which a rejection
+        // would undo (isolate-and-stall, 32 peers, seed 397: the re-proposal
+        // reached every voter before the claim and was rejected).
+        if !current && epoch > st.replica.epoch {
             self.stats.drop(DropReason::StaleEpoch);
             return;
         }

@@ -246,6 +246,10 @@ struct ShardState {
     applied_forwards: BTreeMap<(PeerId, u64), Version>,
     /// When we accepted the current czar's claim from someone else.
     czar_since: Instant,
+    /// The claim (epoch, czar) whose standing we only assumed: we took it
+    /// from a frame that implies it (a delta, a snapshot) and have not heard
+    /// it stated since. A hint never states such a standing as backed.
+    standing_assumed: Option<(u32, PeerId)>,
     /// When we last re-asserted a backed claim (see `reassert`).
     last_reassert: Option<Instant>,
     /// A recovery round of ours claiming this shard from this gone czar timed
@@ -1457,8 +1461,15 @@ impl Peer {
         // The same czar in the same epoch is the same claim, whatever a frame
         // that does not carry the flag (a delta, a snapshot) implies.
         if offered == current || (epoch == st.replica.epoch && st.replica.czar == Some(czar)) {
-            if explicit && backed != st.replica.backed {
-                self.states.get_mut(&shard).expect("checked").replica.backed = backed;
+            // Only the czar states its claim's standing with authority (a
+            // third party may repeat an older statement); we take it from
+            // another only in place of one we assumed. The czar itself knows
+            // its standing.
+            let assumed = st.standing_assumed == Some((epoch, czar));
+            if explicit && czar != self.id && (source == Some(czar) || assumed) {
+                let st = self.states.get_mut(&shard).expect("checked");
+                st.replica.backed = backed;
+                st.standing_assumed = None;
             }
             // Our own epoch, stated from another starting state: a hand-over
             // to us that raced with a claim of our own. Its sender labels
@@ -1521,6 +1532,7 @@ impl Peer {
         st.replica.epoch = epoch;
         st.replica.czar = Some(czar);
         st.replica.backed = backed;
+        st.standing_assumed = (!explicit).then_some((epoch, czar));
         st.czar_since = now;
         let (seq, sum) = (st.replica.seq(), st.replica.checksum().short());
         // Without a stated start we only trust the old czar for what we already have.
@@ -1665,13 +1677,21 @@ impl Peer {
         self.last_hint.insert((shard, to), now);
         let Some(st) = self.states.get(&shard) else { return };
         let Some(czar) = st.replica.czar else { return };
+        // A standing we only assumed is stated as provisional: stated as
+        // backed, it would let a provisional claim displace a live backed czar
+        // at whoever took our word for it, the czar itself included
+        // (partition-heal, 32 peers, seed 308: the minority side's claim
+        // reached the majority side's followers in deltas after the heal, and
+        // their hints told the backed czar that claim was backed; it gave way,
+        // and its commit made during the cut was lost).
+        let assumed = st.standing_assumed == Some((st.replica.epoch, czar));
         let frame = Frame::Authority {
             shard,
             epoch: st.replica.epoch,
             czar,
             seq: st.replica.epoch_start_seq,
             checksum: st.replica.epoch_start_checksum,
-            backed: st.replica.backed,
+            backed: st.replica.backed && !assumed,
             start_known: st.replica.epoch_start_trusted,
         };
         self.queue_frame(to, &frame);
