@@ -277,3 +277,68 @@ fn a_shard_handed_to_a_peer_leaving_at_the_same_moment_gets_a_czar_soon() {
     net.run_for(Duration::from_millis(500));
     assert!(rest.iter().all(|i| net.peers[*i].get(shard, b"after") == Some(&b"v"[..])), "{}", net.describe(shard));
 }
+
+/// A czar that hands its shard over just as a round takes it from it (its
+/// `Authority` held up at a jammed uplink) names the new czar at a later epoch
+/// than the round's, from its own older state. The new czar must not take
+/// that as a hand-over: it would cut its history back to that state, and its
+/// commits with it (isolate-and-stall, 32 peers, seed 328).
+#[test]
+fn a_late_hand_over_from_the_czar_a_round_replaced_does_not_undo_the_takeover() {
+    let mut net = Net::new(Config::default());
+    for _ in 0..3 {
+        net.add();
+    }
+    let world = net.declare_everywhere("world", Some(0));
+    net.start_all();
+    net.run_for(Duration::from_secs(1));
+    net.peers[0].write(net.now, world, b"a", b"1").unwrap();
+    net.run_for(Duration::from_secs(1));
+    assert!(net.converged(world), "{}", net.describe(world));
+    let old = net.id(0);
+    let old_version = net.peers[0].version_of(world).unwrap();
+    let old_sum = net.peers[0].checksum_of(world).unwrap().short();
+    // The czar falls silent to everyone; a round takes the shard over.
+    net.drop_filter = Some(Box::new(|d| d.from == 0 || d.to == 0));
+    let taken = net.run_until(Duration::from_secs(3), |net| {
+        net.peers[1].czar_of(world).is_some_and(|c| c != old)
+            && net.peers[2].czar_of(world) == net.peers[1].czar_of(world)
+    });
+    assert!(taken, "{}", net.describe(world));
+    let heir = net.index_of(net.peers[1].czar_of(world).unwrap());
+    net.run_for(Duration::from_millis(300));
+    let id = net.peers[heir].write_critical(net.now, world, b"score", Some(b"7")).unwrap();
+    net.drain_all();
+    net.run_for(Duration::from_millis(500));
+    assert!(net.events[heir].iter().any(|e| matches!(e, Event::Committed { write, .. } if *write == Some(id))));
+    // The old czar comes back (it refutes its confirmation and rejoins).
+    let seen = net.events[heir].len();
+    net.drop_filter = None;
+    let back = net.run_until(Duration::from_secs(2), |net| {
+        net.events[heir][seen..].iter().any(|e| matches!(e, Event::PeerJoined { peer, .. } if *peer == old))
+    });
+    assert!(back, "{}", net.describe(world));
+    let new_epoch = net.peers[heir].version_of(world).unwrap().epoch;
+    // Its hand-over to the heir, made from its state before the takeover at
+    // the next epoch of its own class, arrives only now.
+    let epoch = (old_version.epoch / 4 + 1) * 4 + 1;
+    assert!(epoch > new_epoch, "the late hand-over names a later epoch ({epoch} over {new_epoch})");
+    let hand_over = anarchy_proto::wire::Frame::Authority {
+        shard: world,
+        epoch,
+        czar: net.id(heir),
+        seq: old_version.seq,
+        checksum: old_sum,
+        backed: true,
+        start_known: true,
+    };
+    let bytes = support::seal(&anarchy_proto::wire::encode_frames(&old, &[hand_over]));
+    net.peers[heir].handle_datagram(net.now, net.addrs[0], &bytes);
+    net.drain(heir);
+    net.run_for(Duration::from_secs(2));
+    assert!(net.converged(world), "{}", net.describe(world));
+    // (The shard goes back to peer 0, its preferred czar, by a hand-over.)
+    for i in 0..3 {
+        assert_eq!(net.peers[i].get(world, b"score"), Some(&b"7"[..]), "peer {i} lost the commit");
+    }
+}

@@ -651,6 +651,37 @@ fn regression_a_re_proposal_that_overtakes_its_claim_is_not_rejected_seed_397() 
 }
 
 #[test]
+fn regression_a_provisional_hand_over_never_displaces_a_stated_backed_czar_seed_395() {
+    // isolate-and-stall.toml, 32 peers, 4 shards, 40 ± 10 ms, seed 395 (on
+    // the build with the seed 397 change): `convergence`, every replica of
+    // avatars-2 at epoch 13 waiting for a snapshot. p26, isolated, claimed
+    // avatars-2 provisionally (epoch 9) from its stale state and handed it to
+    // p24 (epoch 13, provisional). After the heal, avatars-2's backed czar
+    // re-asserted (epoch 11) and stalled at once, before any advert of epoch 11
+    // left it; its followers then took the epoch-13 claim, from p26's
+    // snapshots (implied, so assumed backed) and from the stated hand-over
+    // (their czar had never advertised its epoch), and all ended off the new
+    // epoch's history with nobody serving its start. A backed standing stated
+    // to us now counts without an advert, and an implied claim never displaces
+    // a live backed czar at a follower either.
+    assert_passes(&run_swept("isolate-and-stall.toml", 395));
+}
+
+#[test]
+fn regression_a_late_hand_over_from_a_replaced_czar_does_not_undo_its_successor_seed_328() {
+    // isolate-and-stall.toml, 32 peers, 4 shards, 40 ± 10 ms, seed 328 (on
+    // the build with the seed 395 change): `critical-never-lost`, score-0,
+    // score-2 and score-3 committed at 8.74-8.77 of world were lost at 9.98.
+    // p23, world's czar at epoch 6, handed it to p6 (epoch 9) from its state
+    // while p6's round took it over (epoch 8); the hand-over, held up at
+    // p23's capped uplink, reached p6 two seconds later. p6, the ready czar at
+    // epoch 8, took it as a hand-over to itself and cut its history back to
+    // p23's old state, its commits with it. A hand-over to a ready backed czar
+    // from the czar it took the shard from now makes it re-assert instead.
+    assert_passes(&run_swept("isolate-and-stall.toml", 328));
+}
+
+#[test]
 fn regression_a_former_czar_answers_a_decided_write_instead_of_relaying_it_seed_502() {
     // isolate-and-stall.toml, 32 peers, 4 shards, 40 ± 10 ms, seed 502, the
     // scenario's 9 s: `critical-never-lost`, "a critical update committed at

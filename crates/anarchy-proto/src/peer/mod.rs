@@ -1484,11 +1484,53 @@ impl Peer {
             }
             return Verdict::Same;
         }
-        // An implied claim never displaces us as the ready czar of a backed
-        // claim: its standing is unknown, and a provisional one must meet our
-        // re-assertion, not our history's discard (partition-heal, 32 peers,
-        // seed 25). The claimant's adverts, which state it, follow within a tick.
-        if !explicit && epoch > st.replica.epoch && st.replica.backed && st.is_ready_czar(self.id) {
+        // A hand-over to us, as the ready czar of a backed claim, from the czar
+        // we took the shard over from: it continues that czar's older claim
+        // (its `Authority` left before our takeover and arrived after it, held
+        // up at a jammed uplink), and its start is that czar's state, not ours.
+        // Taken, it would cut our history back to that start, commits
+        // included (isolate-and-stall, 32 peers, seed 328). We re-assert, so
+        // whoever took it resyncs forward to us.
+        let from_prev = source.is_some_and(|s| s != self.id && st.replica.prev_czar == Some(s));
+        let our_state = start.is_some_and(|s| (s.seq, s.checksum) == (st.replica.seq(), st.replica.checksum().short()));
+        if explicit
+            && czar == self.id
+            && epoch > st.replica.epoch
+            && from_prev
+            && !our_state
+            && st.replica.backed
+            && st.is_ready_czar(self.id)
+        {
+            if self.hears_majority() && !self.just_resumed(now) {
+                self.reassert(now, shard, epoch);
+            }
+            return Verdict::Stale;
+        }
+        // A backed claim whose czar is alive in our view and whose standing
+        // was stated to us (an `Authority`, an advert), or our own. "Alive" as
+        // czar: a standing we only assumed (a snapshot's implied claim at our
+        // join) for a czar that has since handed the shard on would otherwise
+        // hold us on its epoch for good, refusing every later hand-over that
+        // states its standing. A stated one counts without an advert: a czar
+        // that re-asserted just before it stalled never advertised its new
+        // epoch (isolate-and-stall, 32 peers, seed 395).
+        let advertised = st.czar_advert.is_some_and(|(e, _, _)| e == st.replica.epoch);
+        let stated = |c: PeerId| advertised || st.standing_assumed != Some((st.replica.epoch, c));
+        // A claim our czar itself states (its hand-over) is its own word on
+        // what follows its claim, whatever the standing.
+        let live_backed = st.replica.backed
+            && st.replica.czar.is_some_and(|c| {
+                c == self.id || (c != czar && source != Some(c) && self.members.is_alive(&c) && stated(c))
+            });
+        // An implied claim never displaces a live backed czar, us included
+        // (catching up or ready):
+        // its standing is unknown, and a provisional one must meet the backed
+        // czar's re-assertion, not our history's discard (partition-heal, 32
+        // peers, seed 25; isolate-and-stall seed 395, where followers took the
+        // cut-off side's provisional hand-over from its snapshots and all ended
+        // waiting for a snapshot of its stale state that nobody could serve).
+        // The claimant's adverts, which state its standing, follow within a tick.
+        if !explicit && epoch > st.replica.epoch && live_backed {
             return Verdict::Stale;
         }
         // A provisional claim (the minority side of a partition, made because
@@ -1496,15 +1538,7 @@ impl Peer {
         // is alive in our view. If we are that czar, we re-assert at a higher
         // epoch so both sides of a healed partition end on the backed lineage,
         // and nothing committed on the majority side is undone.
-        // "Alive" as czar: we have its advert for our epoch. A standing we only
-        // assumed (a snapshot's implied claim at our join) for a czar that has
-        // since handed the shard on would otherwise hold us on its epoch for
-        // good, refusing every later hand-over that states its standing.
-        let advertised = st.czar_advert.is_some_and(|(e, _, _)| e == st.replica.epoch);
-        let displaces_live_backed = explicit
-            && !backed
-            && st.replica.backed
-            && st.replica.czar.is_some_and(|c| c == self.id || (c != czar && self.members.is_alive(&c) && advertised));
+        let displaces_live_backed = explicit && !backed && live_backed;
         if displaces_live_backed {
             if st.is_ready_czar(self.id) && self.hears_majority() && !self.just_resumed(now) {
                 self.reassert(now, shard, epoch);
