@@ -682,6 +682,18 @@ fn regression_a_late_hand_over_from_a_replaced_czar_does_not_undo_its_successor_
 }
 
 #[test]
+#[ignore = "open finding (PROTOCOL.md §7): a commit made as its czar was isolated is lost"]
+fn regression_a_commit_made_at_an_isolation_is_lost_seed_469() {
+    // isolate-and-stall.toml, 32 peers, 4 shards, 40 ± 10 ms, seed 469:
+    // `critical-never-lost`, score-5 committed at 5.36 of world (by p22, as it
+    // was isolated at 2.5 s; 9 peers saw the decision) holds its 5.24 value at
+    // 13.74 on every peer. p9 took world over by a round at epoch 12 and
+    // re-committed another write of the same origin (12.44, score-3), not this
+    // one. Not yet analysed.
+    assert_passes(&run_swept("isolate-and-stall.toml", 469));
+}
+
+#[test]
 fn regression_a_former_czar_answers_a_decided_write_instead_of_relaying_it_seed_502() {
     // isolate-and-stall.toml, 32 peers, 4 shards, 40 ± 10 ms, seed 502, the
     // scenario's 9 s: `critical-never-lost`, "a critical update committed at
