@@ -452,6 +452,23 @@ fn bad_input_is_counted_never_a_panic() {
     assert!(matches!(p.write(now, world, b"k", b"v").unwrap(), WriteOutcome::Applied(Version { .. })));
 }
 
+/// A run of `updates` for `shard` signed with peer `signer`'s real key
+/// (`after` is stated, not checked).
+#[allow(clippy::too_many_arguments)]
+fn signed_run(
+    signer: usize,
+    shard: anarchy_proto::ShardId,
+    epoch: u32,
+    first_seq: u64,
+    base: u64,
+    after: u64,
+    updates: Vec<wire::Update>,
+) -> Frame {
+    let keypair = Keypair::from_seed(signer as u64 + 100);
+    let tag = proof::session_tag(&Config::default().session_secret);
+    proof::BatchProof::sign(&keypair, &tag, shard, epoch, first_seq, base, after, &updates).frame(shard, updates)
+}
+
 /// A run of updates for `world` that would apply next at peer `at`, signed
 /// by peer `signer` (with `signer`'s real key, or with junk).
 fn next_run(net: &Net, world: anarchy_proto::ShardId, at: usize, signer: usize, real_sig: bool) -> Frame {
@@ -461,10 +478,7 @@ fn next_run(net: &Net, world: anarchy_proto::ShardId, at: usize, signer: usize, 
     let author = net.peers[signer].id();
     let (epoch, first_seq, after) = (version.epoch, version.seq + 1, base ^ 1);
     if real_sig {
-        let keypair = Keypair::from_seed(signer as u64 + 100);
-        let tag = proof::session_tag(&Config::default().session_secret);
-        return proof::BatchProof::sign(&keypair, &tag, world, epoch, first_seq, base, after, &updates)
-            .frame(world, updates);
+        return signed_run(signer, world, epoch, first_seq, base, after, updates);
     }
     let sig = [7; 64];
     Frame::Delta { shard: world, epoch, first_seq, base, after, author, sig, updates }
@@ -548,12 +562,8 @@ fn a_late_run_of_an_older_epoch_does_not_put_a_follower_off_its_epochs_history()
     // A run the czar signed under an older claim, on another history: it
     // builds on a state peer 1 never had, at seqs peer 1 holds.
     let ours = net.peers[1].checksum_of(world).unwrap().short();
-    let keypair = Keypair::from_seed(2 + 100);
-    let tag = proof::session_tag(&Config::default().session_secret);
     let updates = vec![wire::Update { key: b"lost".to_vec(), op: wire::Op::Put(b"1".to_vec()) }];
-    let (epoch, first_seq) = (version.epoch - 1, version.seq);
-    let run = proof::BatchProof::sign(&keypair, &tag, world, epoch, first_seq, ours ^ 1, ours ^ 2, &updates)
-        .frame(world, updates);
+    let run = signed_run(2, world, version.epoch - 1, version.seq, ours ^ 1, ours ^ 2, updates);
     let stale_before = net.peers[1].stats().drops(DropReason::StaleEpoch);
     let off_before = net.peers[1].stats().drops(DropReason::OffHistory);
     let (now, bytes) = (net.now, support::seal(&wire::encode_frames(&net.peers[2].id(), &[run])));
@@ -706,12 +716,9 @@ fn a_claim_taken_from_a_delta_is_never_hinted_as_backed() {
     // never heard stated) and sends it to peer 1.
     let version = net.peers[1].version_of(world).unwrap();
     let base = net.peers[1].checksum_of(world).unwrap().short();
-    let keypair = Keypair::from_seed(2 + 100);
-    let tag = proof::session_tag(&Config::default().session_secret);
     let updates = vec![wire::Update { key: b"minority".to_vec(), op: wire::Op::Put(b"1".to_vec()) }];
     let epoch = version.epoch + 8;
-    let run = proof::BatchProof::sign(&keypair, &tag, world, epoch, version.seq + 1, base, base ^ 1, &updates)
-        .frame(world, updates);
+    let run = signed_run(2, world, epoch, version.seq + 1, base, base ^ 1, updates);
     let run = wire::encode_frames(&net.peers[2].id(), &[run]);
     // While peer 1 follows a live czar whose standing was stated to it, a
     // claim a delta only implies does not displace it.

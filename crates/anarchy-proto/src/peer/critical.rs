@@ -403,7 +403,7 @@ impl Peer {
         // Nor while we only assumed its standing (we took the claim from a
         // delta or snapshot, which do not state it): it may be provisional.
         // Its adverts state it within a tick.
-        let assumed = st.standing_assumed == Some((epoch, sender));
+        let assumed = st.assumes_standing(epoch, sender);
         if current && (!st.replica.backed || assumed) {
             self.stats.drop(DropReason::StaleEpoch);
             return;

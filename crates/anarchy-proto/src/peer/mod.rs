@@ -291,6 +291,12 @@ impl ShardState {
         self.replica.czar == Some(me) && self.catch_up_to.is_none()
     }
 
+    /// Whether we only assumed the standing of `czar`'s claim at `epoch`
+    /// (see `standing_assumed`).
+    fn assumes_standing(&self, epoch: u32, czar: PeerId) -> bool {
+        self.standing_assumed == Some((epoch, czar))
+    }
+
     /// The shard's load as we measure it over the last window (as its czar).
     fn own_load(&self) -> ShardLoad {
         let (writes, bytes) = self.load.rates();
@@ -1465,7 +1471,7 @@ impl Peer {
             // third party may repeat an older statement); we take it from
             // another only in place of one we assumed. The czar itself knows
             // its standing.
-            let assumed = st.standing_assumed == Some((epoch, czar));
+            let assumed = st.assumes_standing(epoch, czar);
             if explicit && czar != self.id && (source == Some(czar) || assumed) {
                 let st = self.states.get_mut(&shard).expect("checked");
                 st.replica.backed = backed;
@@ -1515,7 +1521,7 @@ impl Peer {
         // that re-asserted just before it stalled never advertised its new
         // epoch (isolate-and-stall, 32 peers, seed 395).
         let advertised = st.czar_advert.is_some_and(|(e, _, _)| e == st.replica.epoch);
-        let stated = |c: PeerId| advertised || st.standing_assumed != Some((st.replica.epoch, c));
+        let stated = |c: PeerId| advertised || !st.assumes_standing(st.replica.epoch, c);
         // A claim our czar itself states (its hand-over) is its own word on
         // what follows its claim, whatever the standing.
         let live_backed = st.replica.backed
@@ -1523,13 +1529,13 @@ impl Peer {
                 c == self.id || (c != czar && source != Some(c) && self.members.is_alive(&c) && stated(c))
             });
         // An implied claim never displaces a live backed czar, us included
-        // (catching up or ready):
-        // its standing is unknown, and a provisional one must meet the backed
-        // czar's re-assertion, not our history's discard (partition-heal, 32
-        // peers, seed 25; isolate-and-stall seed 395, where followers took the
-        // cut-off side's provisional hand-over from its snapshots and all ended
-        // waiting for a snapshot of its stale state that nobody could serve).
-        // The claimant's adverts, which state its standing, follow within a tick.
+        // (catching up or ready): its standing is unknown, and a provisional
+        // one must meet the backed czar's re-assertion, not our history's
+        // discard (partition-heal, 32 peers, seed 25; isolate-and-stall seed
+        // 395, where followers took the cut-off side's provisional hand-over
+        // from its snapshots and all ended waiting for a snapshot of its stale
+        // state that nobody could serve). The claimant's adverts, which state
+        // its standing, follow within a tick.
         if !explicit && epoch > st.replica.epoch && live_backed {
             return Verdict::Stale;
         }
@@ -1718,7 +1724,7 @@ impl Peer {
         // reached the majority side's followers in deltas after the heal, and
         // their hints told the backed czar that claim was backed; it gave way,
         // and its commit made during the cut was lost).
-        let assumed = st.standing_assumed == Some((st.replica.epoch, czar));
+        let assumed = st.assumes_standing(st.replica.epoch, czar);
         let frame = Frame::Authority {
             shard,
             epoch: st.replica.epoch,
