@@ -296,3 +296,43 @@ fn a_re_proposal_that_overtakes_its_claim_is_not_rejected() {
     }
     assert!(net.converged(world), "{}", net.describe(world));
 }
+
+/// A new czar may know a commit only by its decision: it never had the
+/// proposal nor the delta that applied it. The copies its voters hand over are
+/// then the last ones left, and it finishes them like any other
+/// (isolate-and-stall, 32 peers, seed 469).
+#[test]
+fn a_commit_the_new_czar_knows_only_by_its_decision_is_finished_from_the_voters_copies() {
+    let mut net = session(5);
+    let world = net.declare_everywhere("world", None);
+    net.start_all();
+    net.run_for(Duration::from_secs(1));
+    let czar = net.index_of(net.peers[0].czar_of(world).unwrap());
+    let heir = net.index_of(net.peers[czar].backups_of(world)[0]);
+    let writer = (0..5).find(|i| *i != czar && *i != heir).unwrap();
+    // No delta of the czar arrives anywhere, and the heir never sees a
+    // proposal: it hears only the decision.
+    net.frame_filter = Some(Box::new(move |d, f| {
+        (d.from == czar && matches!(f, Frame::Delta { .. }))
+            || (d.from == czar && d.to == heir && matches!(f, Frame::Propose { .. }))
+    }));
+    let now = net.now;
+    let id = net.peers[writer].write_critical(now, world, b"kill", Some(b"p3")).unwrap();
+    net.drain_all();
+    let origin = net.id(writer);
+    let heard = net.run_until(Duration::from_secs(1), |net| {
+        net.events[heir].iter().any(|e| matches!(e, Event::Committed { origin: o, .. } if *o == origin))
+    });
+    assert!(heard, "the heir heard the decision");
+    assert_eq!(net.peers[heir].get(world, b"kill"), None, "the heir holds no copy of the write");
+    net.crash(czar);
+    net.frame_filter = None;
+    let taken = net.run_until(Duration::from_secs(3), |net| net.peers[writer].czar_of(world) == Some(net.id(heir)));
+    assert!(taken, "{}", net.describe(world));
+    net.run_for(Duration::from_secs(2));
+    assert!(committed_everywhere(&net, id, writer));
+    for i in net.live() {
+        assert_eq!(net.peers[i].get(world, b"kill"), Some(&b"p3"[..]), "peer {i} lost the commit");
+    }
+    assert!(net.converged(world), "{}", net.describe(world));
+}

@@ -682,14 +682,16 @@ fn regression_a_late_hand_over_from_a_replaced_czar_does_not_undo_its_successor_
 }
 
 #[test]
-#[ignore = "open finding (PROTOCOL.md §7): a commit made as its czar was isolated is lost"]
-fn regression_a_commit_made_at_an_isolation_is_lost_seed_469() {
+fn regression_a_commit_the_new_czar_knows_only_by_its_decision_is_kept_seed_469() {
     // isolate-and-stall.toml, 32 peers, 4 shards, 40 ± 10 ms, seed 469:
-    // `critical-never-lost`, score-5 committed at 5.36 of world (by p22, as it
-    // was isolated at 2.5 s; 9 peers saw the decision) holds its 5.24 value at
-    // 13.74 on every peer. p9 took world over by a round at epoch 12 and
-    // re-committed another write of the same origin (12.44, score-3), not this
-    // one. Not yet analysed.
+    // `critical-never-lost`, score-5 committed at 5.36 of world (by p22 just
+    // before it was isolated at 2.5 s; 9 peers saw the decision) holds its
+    // 5.24 value at 13.74 on every peer. p9 took world over by a round at
+    // epoch 12. It had heard the decision but held neither the proposal nor
+    // the delta (its replica stood at 5.29), and it dropped the copies its
+    // voters handed over as "already decided", so no one finished the
+    // commit. Now a claimant keeps a copy of a commit it knows and proposes
+    // it again once the round's state turns out not to hold it.
     assert_passes(&run_swept("isolate-and-stall.toml", 469));
 }
 

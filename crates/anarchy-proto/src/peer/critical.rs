@@ -637,8 +637,14 @@ impl Peer {
         if !claiming || st.critical.recovered.len() >= MAX_PREPARED {
             return;
         }
-        if st.critical.decided.contains_key(&key) {
-            // Already decided here: nothing to finish, but it completes the grant.
+        // Rejected or timed out here: nothing to finish, but it completes the
+        // grant. A commit we know of is kept all the same: our history may
+        // not hold it (we heard the decision, never the delta or a copy), and
+        // the copies the voters hand us may be the last ones left
+        // (isolate-and-stall, 32 peers, seed 469). Once the round has adopted
+        // a state, `drive_critical` proposes it again only if that state
+        // lacks it.
+        if st.critical.decided.get(&key).is_some_and(|d| !matches!(d, Decision::Committed(_))) {
             self.note_prepared_received(sender, shard, key);
             return;
         }
