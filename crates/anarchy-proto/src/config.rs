@@ -30,7 +30,7 @@ pub struct Config {
     /// at once. Default 10 ms.
     pub delta_batch_delay: Duration,
     /// A member silent for this long is suspected: the first backups of its
-    /// shards start a recovery round. Default 75 ms (one and a half heartbeats;
+    /// shards start a recovery round. Default 60 ms (1.2 heartbeats;
     /// a suspicion alone evicts nobody).
     pub suspect_after: Duration,
     /// In a recovery round, a voter agrees that a peer is silent if it has not
@@ -219,7 +219,7 @@ impl Default for Config {
             idle_heartbeat_interval: Duration::from_millis(250),
             idle_heartbeat_fanout: 16,
             delta_batch_delay: Duration::from_millis(10),
-            suspect_after: Duration::from_millis(75),
+            suspect_after: Duration::from_millis(60),
             silent_vote_after: Duration::from_millis(75),
             recovery_retry_interval: Duration::from_millis(100),
             recovery_timeout: Duration::from_millis(600),

@@ -40,9 +40,18 @@ pub struct SimArgs {
     /// Mean one-way latency, ms.
     #[arg(long, value_name = "L")]
     pub latency_ms: Option<f64>,
-    /// Mean jitter (exponentially distributed), ms.
+    /// Jitter per datagram, ms: the mean of an exponential delay, or with
+    /// `--jitter-dist uniform` the half-width of a uniform one (L ± J).
     #[arg(long, value_name = "J")]
     pub jitter_ms: Option<f64>,
+    /// Jitter distribution: `exp` (default; always late, long tail) or
+    /// `uniform` (symmetric around the base latency).
+    #[arg(long, value_name = "DIST")]
+    pub jitter_dist: Option<crate::net::JitterDist>,
+    /// How far links' base latencies spread around the mean, as a fraction
+    /// (default 0.5: each link's base is drawn in [0.5, 1.5] × L; 0: all equal).
+    #[arg(long, value_name = "F")]
+    pub latency_spread: Option<f64>,
     /// Independent loss probability per datagram.
     #[arg(long, value_name = "P")]
     pub loss: Option<f64>,
@@ -200,6 +209,10 @@ impl SimArgs {
             cfg.rate_hz = r.rate.unwrap_or(cfg.rate_hz);
             cfg.churn_per_min = r.churn.unwrap_or(cfg.churn_per_min);
             cfg.critical_rate_hz = r.critical_rate.unwrap_or(cfg.critical_rate_hz);
+            cfg.world_write_prob = r.world_write_prob.unwrap_or(cfg.world_write_prob);
+            if !(0.0..=1.0).contains(&cfg.world_write_prob) {
+                return Err(format!("world_write_prob = {}: expected a probability in [0, 1]", cfg.world_write_prob));
+            }
             cfg.settle_seconds = r.settle.unwrap_or(cfg.settle_seconds);
             sc.network.apply_to(&mut cfg.link);
             cfg.schedule = sc.schedule.clone();
@@ -213,6 +226,11 @@ impl SimArgs {
         cfg.critical_rate_hz = self.critical_rate.unwrap_or(cfg.critical_rate_hz);
         cfg.link.latency_ms = self.latency_ms.unwrap_or(cfg.link.latency_ms);
         cfg.link.jitter_ms = self.jitter_ms.unwrap_or(cfg.link.jitter_ms);
+        cfg.link.jitter_dist = self.jitter_dist.unwrap_or(cfg.link.jitter_dist);
+        cfg.link.latency_spread = self.latency_spread.unwrap_or(cfg.link.latency_spread);
+        if !(0.0..=1.0).contains(&cfg.link.latency_spread) {
+            return Err(format!("--latency-spread {}: expected a fraction in [0, 1]", cfg.link.latency_spread));
+        }
         cfg.link.loss = probability("loss", self.loss.unwrap_or(cfg.link.loss))?;
         cfg.link.dup = probability("dup", self.dup.unwrap_or(cfg.link.dup))?;
         cfg.link.reorder = probability("reorder", self.reorder.unwrap_or(cfg.link.reorder))?;
@@ -343,6 +361,8 @@ impl SimArgs {
         add("settle", self.settle.map(|v| v.to_string()));
         add("latency-ms", self.latency_ms.map(|v| v.to_string()));
         add("jitter-ms", self.jitter_ms.map(|v| v.to_string()));
+        add("jitter-dist", self.jitter_dist.map(|v| format!("{v}")));
+        add("latency-spread", self.latency_spread.map(|v| v.to_string()));
         add("loss", self.loss.map(|v| v.to_string()));
         add("dup", self.dup.map(|v| v.to_string()));
         add("reorder", self.reorder.map(|v| v.to_string()));

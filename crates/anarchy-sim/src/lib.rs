@@ -27,7 +27,7 @@ pub mod sim;
 pub mod workload;
 
 pub use check::{Checker, Findings, Violation};
-pub use net::LinkParams;
+pub use net::{JitterDist, LinkParams};
 pub use report::Report;
 pub use scenario::Scenario;
 pub use sim::{Outcome, Sim, SimConfig, World};

@@ -21,15 +21,52 @@ pub struct BurstLoss {
     pub loss: f64,
 }
 
+/// How the jitter added to each datagram's delay is distributed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JitterDist {
+    /// Exponential with mean `jitter_ms`, capped at 10×: always late, with a
+    /// long tail (one-way delay averages base + jitter).
+    #[default]
+    Exp,
+    /// Uniform in ±`jitter_ms` around the base: "40 ms ± 10 ms" (never below 0).
+    Uniform,
+}
+
+impl std::fmt::Display for JitterDist {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            JitterDist::Exp => "exp",
+            JitterDist::Uniform => "uniform",
+        })
+    }
+}
+
+impl std::str::FromStr for JitterDist {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "exp" => Ok(JitterDist::Exp),
+            "uniform" => Ok(JitterDist::Uniform),
+            other => Err(format!("unknown jitter distribution {other:?} (expected exp or uniform)")),
+        }
+    }
+}
+
 /// Link parameters, the same for every link (each link still gets its own
 /// base latency around `latency_ms` and its own burst state).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinkParams {
     /// Mean one-way base latency. Each directed link's base is drawn once in
-    /// [0.5, 1.5] × this from the run seed.
+    /// [1 − spread, 1 + spread] × this from the run seed.
     pub latency_ms: f64,
-    /// Mean of the exponential jitter added per datagram (capped at 10×).
+    /// How far links' base latencies spread around `latency_ms`, as a
+    /// fraction of it (0: every link has the same base). Default 0.5.
+    pub latency_spread: f64,
+    /// Jitter per datagram: the exponential mean, or the uniform half-width.
     pub jitter_ms: f64,
+    /// How the jitter is distributed. Default exponential.
+    pub jitter_dist: JitterDist,
     /// Independent loss probability per datagram.
     pub loss: f64,
     /// Optional bursty loss on top of `loss`.
@@ -48,7 +85,9 @@ impl Default for LinkParams {
     fn default() -> Self {
         LinkParams {
             latency_ms: 20.0,
+            latency_spread: 0.5,
             jitter_ms: 5.0,
+            jitter_dist: JitterDist::Exp,
             loss: 0.0,
             burst: None,
             dup: 0.0,
@@ -186,7 +225,8 @@ impl Network {
     #[inline]
     pub fn base_latency_us(&self, from: usize, to: usize) -> u64 {
         let h = mix64(self.link_salt ^ ((from as u64) << 32 | to as u64));
-        let factor = 0.5 + (h >> 11) as f64 / (1u64 << 53) as f64;
+        let spread = self.params.latency_spread;
+        let factor = 1.0 - spread + 2.0 * spread * ((h >> 11) as f64 / (1u64 << 53) as f64);
         (self.params.latency_ms * 1000.0 * factor) as u64
     }
 
@@ -228,25 +268,29 @@ impl Network {
             queue_us = wait + tx_us;
         }
         let base = self.base_latency_us(from, to) + queue_us;
-        let first = base + self.extra_delay(rng);
+        let first = self.delay(rng, base);
         if p.dup > 0.0 && rng.gen::<f64>() < p.dup {
-            let second = base + self.extra_delay(rng);
+            let second = self.delay(rng, base);
             return Fate::Twice(first, second);
         }
         Fate::Once(first)
     }
 
-    fn extra_delay(&self, rng: &mut ChaCha8Rng) -> u64 {
+    /// `base` plus this datagram's jitter and reordering delay, µs.
+    fn delay(&self, rng: &mut ChaCha8Rng, base: u64) -> u64 {
         let p = &self.params;
         let mut extra = 0.0;
         if p.jitter_ms > 0.0 {
             let u: f64 = rng.gen::<f64>().max(1e-12);
-            extra += (-u.ln() * p.jitter_ms).min(10.0 * p.jitter_ms) * 1000.0;
+            extra += match p.jitter_dist {
+                JitterDist::Exp => (-u.ln() * p.jitter_ms).min(10.0 * p.jitter_ms) * 1000.0,
+                JitterDist::Uniform => (2.0 * u - 1.0) * p.jitter_ms * 1000.0,
+            };
         }
         if p.reorder > 0.0 && rng.gen::<f64>() < p.reorder {
             extra += rng.gen::<f64>() * 2.0 * p.latency_ms.max(1.0) * 1000.0;
         }
-        extra as u64
+        (base as f64 + extra).max(0.0) as u64
     }
 }
 
@@ -309,5 +353,41 @@ mod tests {
         assert!(matches!(net.route(&mut rng, 0, 0, 1, 1000), Fate::Once(_)));
         assert!(matches!(net.route(&mut rng, 0, 0, 1, 1000), Fate::Once(_)));
         assert_eq!(net.route(&mut rng, 0, 0, 1, 1000), Fate::QueueFull);
+    }
+
+    #[test]
+    fn uniform_jitter_without_spread_keeps_every_delay_within_its_band() {
+        let params = LinkParams {
+            latency_ms: 40.0,
+            latency_spread: 0.0,
+            jitter_ms: 10.0,
+            jitter_dist: JitterDist::Uniform,
+            ..LinkParams::default()
+        };
+        let mut net = Network::new(8, params, 7);
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut delays = Vec::new();
+        for i in 0..4000usize {
+            match net.route(&mut rng, 0, i % 8, (i + 1) % 8, 100) {
+                Fate::Once(us) => delays.push(us),
+                other => panic!("unexpected fate {other:?}"),
+            }
+        }
+        assert!(delays.iter().all(|d| (30_000..=50_000).contains(d)), "a delay left 40 ± 10 ms");
+        let mean = delays.iter().sum::<u64>() as f64 / delays.len() as f64;
+        assert!((mean - 40_000.0).abs() < 1_000.0, "mean {mean} µs");
+        // Both halves of the band are used.
+        assert!(delays.iter().any(|d| *d < 32_000) && delays.iter().any(|d| *d > 48_000));
+    }
+
+    #[test]
+    fn the_default_link_model_spreads_bases_and_adds_late_jitter() {
+        let params = LinkParams { latency_ms: 40.0, jitter_ms: 10.0, ..LinkParams::default() };
+        let net = Network::new(16, params, 7);
+        let bases: Vec<u64> = (0..16).map(|to| net.base_latency_us(0, to)).collect();
+        assert!(bases.iter().all(|b| (20_000..=60_000).contains(b)));
+        assert!(bases.iter().max().unwrap() - bases.iter().min().unwrap() > 10_000, "bases spread: {bases:?}");
+        assert_eq!("uniform".parse::<JitterDist>(), Ok(JitterDist::Uniform));
+        assert!("gauss".parse::<JitterDist>().is_err());
     }
 }

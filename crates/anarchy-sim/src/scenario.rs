@@ -110,8 +110,12 @@ pub struct Scheduled {
 pub struct NetworkPatch {
     /// See [`LinkParams::latency_ms`].
     pub latency_ms: Option<f64>,
+    /// See [`LinkParams::latency_spread`].
+    pub latency_spread: Option<f64>,
     /// See [`LinkParams::jitter_ms`].
     pub jitter_ms: Option<f64>,
+    /// See [`LinkParams::jitter_dist`]: `"exp"` or `"uniform"`.
+    pub jitter_dist: Option<crate::net::JitterDist>,
     /// See [`LinkParams::loss`].
     pub loss: Option<f64>,
     /// See [`LinkParams::dup`].
@@ -132,8 +136,14 @@ impl NetworkPatch {
         if let Some(v) = self.latency_ms {
             p.latency_ms = v;
         }
+        if let Some(v) = self.latency_spread {
+            p.latency_spread = v;
+        }
         if let Some(v) = self.jitter_ms {
             p.jitter_ms = v;
+        }
+        if let Some(v) = self.jitter_dist {
+            p.jitter_dist = v;
         }
         if let Some(v) = self.loss {
             p.loss = v;
@@ -170,6 +180,11 @@ impl NetworkPatch {
                 }
             }
         }
+        if let Some(v) = self.latency_spread {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(format!("latency_spread = {v} is not in [0, 1]"));
+            }
+        }
         if let Some(b) = self.burst {
             for (name, v) in [("burst.enter", b.enter), ("burst.exit", b.exit), ("burst.loss", b.loss)] {
                 if !(0.0..=1.0).contains(&v) {
@@ -197,6 +212,9 @@ pub struct RunDefaults {
     pub churn: Option<f64>,
     /// `--critical-rate`.
     pub critical_rate: Option<f64>,
+    /// Probability a player's tick also writes a world key (default 0.02:
+    /// with 32 players at 20 Hz, about 13 world writes a second).
+    pub world_write_prob: Option<f64>,
     /// `--settle`.
     pub settle: Option<f64>,
     /// `--workload` (`game` or `standard`).
