@@ -77,9 +77,9 @@ fn failover_time_on(mut net: Net, n: usize, seed: u64) -> Duration {
 
 /// On a LAN the claimant's request reaches the voters before the czar has
 /// been silent to them for `silent_vote_after` (the claimant suspects after
-/// the shorter `suspect_after`): they hold it until then instead of answering
-/// "not silent", which would end the round and leave the shard czarless until
-/// `recovery_timeout`.
+/// the shorter `suspect_after`): their "not silent" is asked again at the
+/// round's next re-send instead of ending the round, which would leave the
+/// shard czarless until `recovery_timeout`.
 #[test]
 fn backup_takes_over_a_crashed_czar_within_a_few_heartbeats_on_a_lan() {
     let mut times: Vec<Duration> = (0..8)
@@ -88,8 +88,9 @@ fn backup_takes_over_a_crashed_czar_within_a_few_heartbeats_on_a_lan() {
     times.sort();
     let ms: Vec<u128> = times.iter().map(|d| d.as_millis()).collect();
     eprintln!("failover ms over 8 seeds: {ms:?}");
-    // Silence (up to a heartbeat) + 75 ms for the voters + a few ticks.
-    assert!(*times.last().unwrap() <= Duration::from_millis(200), "failover times {ms:?}");
+    // Silence (up to a heartbeat) + one re-send of the round (100 ms) + a tick
+    // or two; `recovery_timeout` (600 ms) if the "not silent" answers stood.
+    assert!(*times.last().unwrap() <= Duration::from_millis(300), "failover times {ms:?}");
 }
 
 #[test]

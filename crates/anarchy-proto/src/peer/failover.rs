@@ -29,21 +29,6 @@ use super::Peer;
 /// `(1 + MAX_LOCAL_HEALTH) × suspect_after` when we seem to be the one in trouble.
 const MAX_LOCAL_HEALTH: u32 = 4;
 
-/// Most recovery requests a voter holds until their silent peer falls silent to it.
-const MAX_DEFERRED_RECOVERS: usize = 256;
-
-/// A recovery request that reached us a little before its silent peer had
-/// been silent to us for `silent_vote_after`: answered at `due` rather than
-/// with a "not silent" that would end the round for us. The claimant suspects
-/// after `suspect_after`, which is shorter, and on a fast link its request
-/// arrives before our own silence is long enough.
-#[derive(Debug)]
-pub(super) struct DeferredRecover {
-    pub(super) due: Instant,
-    from: SocketAddr,
-    claims: Vec<(ShardId, u32)>,
-}
-
 /// One recovery round we run about one silent peer.
 #[derive(Debug)]
 pub(super) struct Takeover {
@@ -282,10 +267,15 @@ impl Peer {
                         })
                     })
                 };
+                // A voter that answered "not silent" is asked again: on a fast
+                // link our request (sent after `suspect_after`) reaches it
+                // before the czar has been silent to it for `silent_vote_after`.
                 let unanswered: Vec<PeerId> = t
                     .quorum
                     .iter()
-                    .filter(|p| **p != gone && (!t.answered.contains(p) || incomplete(p)))
+                    .filter(|p| {
+                        **p != gone && (!t.answered.contains(p) || !t.silent_votes.contains(p) || incomplete(p))
+                    })
                     .copied()
                     .collect();
                 self.takeovers.get_mut(&gone).expect("present").last_sent = now;
@@ -299,24 +289,7 @@ impl Peer {
         }
     }
 
-    /// Answers the recovery requests we held whose time has come.
-    pub(super) fn answer_deferred_recovers(&mut self, now: Instant) {
-        if !self.deferred_recovers.values().any(|d| d.due <= now) {
-            return;
-        }
-        let due: Vec<(PeerId, PeerId)> =
-            self.deferred_recovers.iter().filter(|(_, d)| d.due <= now).map(|(k, _)| *k).collect();
-        for key in due {
-            let d = self.deferred_recovers.remove(&key).expect("present");
-            // Answered now whatever the silence: heard from meanwhile, it is
-            // not silent, and the claimant drops its round once it hears it too.
-            self.handle_recover(now, d.from, key.0, key.1, d.claims, false);
-        }
-    }
-
-    /// A voter's side of a recovery round. With `may_defer`, a request about
-    /// a peer that will have been silent long enough within
-    /// `silent_vote_after` is held until then instead of answered "not silent".
+    /// A voter's side of a recovery round.
     pub(super) fn handle_recover(
         &mut self,
         now: Instant,
@@ -324,9 +297,7 @@ impl Peer {
         sender: PeerId,
         gone: PeerId,
         claims: Vec<(ShardId, u32)>,
-        may_defer: bool,
     ) {
-        self.deferred_recovers.remove(&(sender, gone));
         if gone == self.id {
             // We are suspected but alive: refute with a higher incarnation.
             let me = self.members.myself_mut();
@@ -337,20 +308,10 @@ impl Peer {
             return;
         }
         let czars = self.czars();
-        let silent_at = match self.members.get(&gone) {
-            Some(m) if m.is_alive() => Some(self.silent_from(m, &czars, self.config.silent_vote_after)),
-            _ => None,
+        let silent = match self.members.get(&gone) {
+            Some(m) if m.is_alive() => now >= self.silent_from(m, &czars, self.config.silent_vote_after),
+            _ => true,
         };
-        let silent = silent_at.is_none_or(|at| now >= at);
-        if let Some(at) = silent_at.filter(|at| {
-            may_defer
-                && *at > now
-                && at.saturating_duration_since(now) <= self.config.silent_vote_after
-                && self.deferred_recovers.len() < MAX_DEFERRED_RECOVERS
-        }) {
-            self.deferred_recovers.insert((sender, gone), DeferredRecover { due: at, from, claims });
-            return;
-        }
         if silent {
             if let Some(m) = self.members.get_mut(&gone) {
                 if m.is_alive() && !m.suspected {

@@ -350,9 +350,6 @@ pub struct Peer {
     not_ours: BTreeMap<PeerId, (u64, u64)>,
     /// When a member may next cross the suspicion threshold.
     next_suspect_check: Instant,
-    /// Recovery requests we answer once their silent peer has been silent to
-    /// us too, by (claimant, silent peer).
-    deferred_recovers: BTreeMap<(PeerId, PeerId), failover::DeferredRecover>,
     /// Lifeguard-style local health: 0 is healthy; each failed round slows suspicion.
     local_health: u32,
     /// A tick passed: heartbeats go out with the next flush.
@@ -481,7 +478,6 @@ impl Peer {
             takeovers: BTreeMap::new(),
             not_ours: BTreeMap::new(),
             next_suspect_check: next_tick,
-            deferred_recovers: BTreeMap::new(),
             local_health: 0,
             heartbeat_due: false,
             ticks: 0,
@@ -822,7 +818,6 @@ impl Peer {
             Phase::Joining { .. } => Some(self.next_tick),
             Phase::Joined => {
                 let next = self.next_tick.min(self.next_suspect_check);
-                let next = self.deferred_recovers.values().map(|d| d.due).fold(next, Instant::min);
                 Some(self.deltas_held_until.map_or(next, |t| next.min(t)))
             }
         }
@@ -834,7 +829,6 @@ impl Peer {
         if self.phase == Phase::Joined && now >= self.next_suspect_check {
             self.check_suspicions(now);
         }
-        self.answer_deferred_recovers(now);
         if now < self.next_tick {
             return;
         }
@@ -1038,7 +1032,7 @@ impl Peer {
                 }
             }
             Frame::SyncReq => self.send_lists(from),
-            Frame::Recover { gone, claims, .. } => self.handle_recover(now, from, sender, gone, claims, true),
+            Frame::Recover { gone, claims, .. } => self.handle_recover(now, from, sender, gone, claims),
             Frame::RecoverAck { gone, silent, votes } => self.handle_recover_ack(now, sender, gone, silent, votes),
             Frame::Propose { origin, write_id, shard, epoch, update } => {
                 self.handle_propose(now, from, sender, origin, write_id, shard, epoch, update)
