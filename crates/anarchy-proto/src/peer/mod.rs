@@ -2911,10 +2911,21 @@ impl Peer {
     /// may still be joining, with its welcome or its lists lost, and beats
     /// nobody until it has them). Suspicion and silence votes both use it.
     fn silent_from(&self, m: &Member, czars: &BTreeSet<PeerId>, allowed: Duration) -> Instant {
+        self.silent_from_with(m, czars, allowed, self.config.idle_grace(self.members.alive_count()))
+    }
+
+    /// [`Peer::silent_from`] with the idle grace of the current view already
+    /// worked out (for a pass over every member).
+    fn silent_from_with(
+        &self,
+        m: &Member,
+        czars: &BTreeSet<PeerId>,
+        allowed: Duration,
+        idle_grace: Duration,
+    ) -> Instant {
         if czars.contains(&m.id) {
             m.last_heard + allowed
         } else {
-            let idle_grace = self.config.idle_grace(self.members.alive_count());
             (m.last_heard + allowed + idle_grace).max(m.known_since + self.config.peer_timeout)
         }
     }
