@@ -9,6 +9,9 @@
 //! bomb and is rejected as [`DecodeError::BadCompression`].
 
 use std::borrow::Cow;
+use std::cell::RefCell;
+
+use lz4_flex::block::{compress_into_with_table, get_maximum_output_size, CompressTable};
 
 use crate::wire::{
     decode_datagram, Datagram, DecodeError, HEADER_BYTES, MAGIC, MAX_DATAGRAM_BYTES, MAX_FRAME_BYTES, PROTOCOL_VERSION,
@@ -33,15 +36,23 @@ pub fn compress_datagram(datagram: Vec<u8>) -> Vec<u8> {
     if datagram.len() < HEADER_BYTES + MIN_COMPRESS_BYTES || datagram[FLAGS_AT] != 0 {
         return datagram;
     }
+    thread_local! {
+        // The compressor's hash table, kept between datagrams: cleared before
+        // each use, so the output is what `lz4_flex::block::compress` gives,
+        // without allocating a fresh 8 KiB table (and its output buffer) each time.
+        static TABLE: RefCell<CompressTable> = RefCell::new(CompressTable::small());
+    }
     let frames = &datagram[HEADER_BYTES..];
-    let packed = lz4_flex::block::compress(frames);
-    if packed.len() >= frames.len() {
+    let mut out = vec![0u8; HEADER_BYTES + get_maximum_output_size(frames.len())];
+    let packed = TABLE
+        .with(|table| compress_into_with_table(frames, &mut out[HEADER_BYTES..], &mut table.borrow_mut()))
+        .expect("the output has room for the worst case");
+    if packed >= frames.len() {
         return datagram;
     }
-    let mut out = Vec::with_capacity(HEADER_BYTES + packed.len());
-    out.extend_from_slice(&datagram[..HEADER_BYTES]);
+    out.truncate(HEADER_BYTES + packed);
+    out[..HEADER_BYTES].copy_from_slice(&datagram[..HEADER_BYTES]);
     out[FLAGS_AT] |= FLAG_COMPRESSED;
-    out.extend_from_slice(&packed);
     debug_assert!(out.len() < datagram.len());
     out
 }
@@ -111,6 +122,24 @@ mod tests {
                 updates,
             }],
         )
+    }
+
+    #[test]
+    fn the_kept_table_compresses_as_a_fresh_one_does() {
+        // Different sizes one after another, so a reused table that kept
+        // anything of the last datagram would show.
+        for n in [40, 3, 17, 40, 1, 25] {
+            let plain = delta(n);
+            let packed = compress_datagram(plain.clone());
+            let fresh = lz4_flex::block::compress(&plain[HEADER_BYTES..]);
+            if fresh.len() < plain.len() - HEADER_BYTES {
+                assert_eq!(&packed[HEADER_BYTES..], &fresh[..], "{n} updates");
+                assert_eq!(packed[FLAGS_AT], plain[FLAGS_AT] | FLAG_COMPRESSED);
+                assert_eq!(packed[..FLAGS_AT], plain[..FLAGS_AT]);
+            } else {
+                assert_eq!(packed, plain, "{n} updates");
+            }
+        }
     }
 
     #[test]

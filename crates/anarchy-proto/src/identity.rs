@@ -18,8 +18,23 @@ const PEER_ID_CONTEXT: &str = "anarchy 2026 peer id v1";
 
 /// A peer's identity in the session: the first 16 bytes of a keyed BLAKE3
 /// hash of its Ed25519 public key.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PeerId(pub [u8; PEER_ID_BYTES]);
+
+// Ordered by its bytes, lexicographically (as the derived order would be), but
+// compared as one big-endian integer: ids key the busiest maps, and a derived
+// order calls `memcmp` for every comparison.
+impl Ord for PeerId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        u128::from_be_bytes(self.0).cmp(&u128::from_be_bytes(other.0))
+    }
+}
+
+impl PartialOrd for PeerId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl PeerId {
     /// Derives the id that belongs to `public_key`.
@@ -219,5 +234,19 @@ mod tests {
         assert_eq!(id.to_string().parse::<PeerId>().unwrap(), id);
         assert_eq!("zz".parse::<PeerId>(), Err(IdentityError::BadHex));
         assert_eq!("abcd".parse::<PeerId>(), Err(IdentityError::BadLength));
+    }
+
+    #[test]
+    fn ids_order_by_their_bytes() {
+        let ids: Vec<PeerId> = (0..64u64).map(|i| Keypair::from_seed(i).peer_id()).collect();
+        for a in &ids {
+            for b in &ids {
+                assert_eq!(a.cmp(b), a.0.cmp(&b.0));
+            }
+        }
+        let mut x = [0u8; PEER_ID_BYTES];
+        x[PEER_ID_BYTES - 1] = 1;
+        assert!(PeerId([0; PEER_ID_BYTES]) < PeerId(x));
+        assert!(PeerId(x) < PeerId([0xff; PEER_ID_BYTES]));
     }
 }

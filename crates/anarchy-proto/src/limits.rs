@@ -119,7 +119,8 @@ impl SourceLimits {
 
     /// `from`'s entry, made (and room made for it) if it has none.
     fn entry(&mut self, now: Instant, from: SocketAddr) -> &mut Source {
-        if !self.sources.contains_key(&from) && self.sources.len() >= self.settings.max_tracked_sources {
+        // The table is rarely full: test that first, and look `from` up once.
+        if self.sources.len() >= self.settings.max_tracked_sources && !self.sources.contains_key(&from) {
             self.evict(now);
         }
         let burst = u64::from(self.settings.burst_datagrams.max(1)) * TOKEN;

@@ -75,8 +75,13 @@ pub struct Checksum(pub [u8; 16]);
 
 impl Checksum {
     fn toggle(&mut self, key: &[u8], value: &[u8]) {
+        self.toggle_hash(&Checksum::entry_hash(key, value));
+    }
+
+    /// An entry's share of the checksum: its keyed hash, cut to 16 bytes.
+    fn entry_hash(key: &[u8], value: &[u8]) -> [u8; 16] {
         // Keyed mode with a key derived once from the context: one compression
-        // per short entry instead of two (this runs twice per applied update).
+        // per short entry instead of two.
         static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
         let hash_key = KEY.get_or_init(|| blake3::derive_key("anarchy 2026 entry checksum v1", b""));
         let mut h = blake3::Hasher::new_keyed(hash_key);
@@ -84,7 +89,14 @@ impl Checksum {
         h.update(key);
         h.update(value);
         let out = h.finalize();
-        for (a, b) in self.0.iter_mut().zip(out.as_bytes()) {
+        let mut share = [0u8; 16];
+        share.copy_from_slice(&out.as_bytes()[..16]);
+        share
+    }
+
+    /// Adds or removes an entry's share (see [`Checksum::entry_hash`]).
+    fn toggle_hash(&mut self, share: &[u8; 16]) {
+        for (a, b) in self.0.iter_mut().zip(share) {
             *a ^= b;
         }
     }
@@ -98,7 +110,9 @@ impl Checksum {
 /// One shard's replicated state.
 #[derive(Debug, Clone, Default)]
 pub struct Replica {
-    state: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Key → (value, the entry's checksum share), so replacing or removing
+    /// a value does not hash the old one again.
+    state: BTreeMap<Vec<u8>, (Vec<u8>, [u8; 16])>,
     checksum: Checksum,
     bytes: usize,
     /// Current authority epoch.
@@ -187,12 +201,12 @@ impl Replica {
 
     /// A key's value.
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.state.get(key).map(Vec::as_slice)
+        self.state.get(key).map(|(v, _)| v.as_slice())
     }
 
     /// All entries, in key order.
     pub fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.state.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))
+        self.state.iter().map(|(k, (v, _))| (k.as_slice(), v.as_slice()))
     }
 
     /// Number of keys.
@@ -220,16 +234,37 @@ impl Replica {
     /// the value it made) with the patch it came as, if any.
     fn apply_to_state(&mut self, update: Update) -> (Update, Option<Vec<u8>>) {
         let Update { key, op } = update;
-        let new = op.resolve(self.get(&key));
-        if let Some(old) = self.state.remove(&key) {
-            self.checksum.toggle(&key, &old);
-            self.bytes -= key.len() + old.len();
-        }
-        if let Some(v) = &new {
-            self.checksum.toggle(&key, v);
-            self.bytes += key.len() + v.len();
-            self.state.insert(key.clone(), v.clone());
-        }
+        // One look-up for the usual case (a key that is there and stays).
+        let new = match self.state.get_mut(&key) {
+            Some((old, old_share)) => {
+                let new = op.resolve(Some(old));
+                self.checksum.toggle_hash(old_share);
+                self.bytes -= key.len() + old.len();
+                match &new {
+                    Some(v) => {
+                        let share = Checksum::entry_hash(&key, v);
+                        self.checksum.toggle_hash(&share);
+                        self.bytes += key.len() + v.len();
+                        old.clone_from(v);
+                        *old_share = share;
+                    }
+                    None => {
+                        self.state.remove(&key);
+                    }
+                }
+                new
+            }
+            None => {
+                let new = op.resolve(None);
+                if let Some(v) = &new {
+                    let share = Checksum::entry_hash(&key, v);
+                    self.checksum.toggle_hash(&share);
+                    self.bytes += key.len() + v.len();
+                    self.state.insert(key.clone(), (v.clone(), share));
+                }
+                new
+            }
+        };
         let patch = match op {
             Op::Patch(x) => Some(x),
             Op::Put(_) | Op::Delete => None,

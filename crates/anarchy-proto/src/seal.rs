@@ -453,20 +453,22 @@ impl Opener {
     /// the tag, and only then is anything remembered about the sender.
     pub fn open(&mut self, bytes: &[u8]) -> Result<Opened, SealError> {
         let header = read_header(bytes)?;
-        let known = self.senders.get(&header.sender).and_then(|s| s.boots.iter().position(|b| b.boot == header.boot));
-        let plain = match known {
-            Some(i) => {
-                let b = &self.senders[&header.sender].boots[i];
+        // A known sender and boot (nearly every datagram): one look-up.
+        if let Some(state) = self.senders.get_mut(&header.sender) {
+            if let Some(i) = state.boots.iter().position(|b| b.boot == header.boot) {
+                let b = &mut state.boots[i];
                 b.window.check(header.counter)?;
-                open_with(&b.cipher, &header, bytes)?
+                let plain = open_with(&b.cipher, &header, bytes)?;
+                let highest = b.window.accept(header.counter);
+                self.accepted += 1;
+                state.last_used = self.accepted;
+                let newest = highest && i == state.boots.len() - 1;
+                return Ok(Opened { header, newest, plain });
             }
-            None => {
-                let cipher = self.secret.cipher(&header.sender, header.boot);
-                let plain = open_with(&cipher, &header, bytes)?;
-                self.remember_boot(header.sender, header.boot, cipher);
-                plain
-            }
-        };
+        }
+        let cipher = self.secret.cipher(&header.sender, header.boot);
+        let plain = open_with(&cipher, &header, bytes)?;
+        self.remember_boot(header.sender, header.boot, cipher);
         self.accepted += 1;
         let state = self.senders.get_mut(&header.sender).expect("remembered above");
         state.last_used = self.accepted;

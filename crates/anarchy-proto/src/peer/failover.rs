@@ -66,8 +66,9 @@ impl Peer {
         let czars = self.czars();
         let mut newly = Vec::new();
         let mut next = self.next_tick;
+        let idle_grace = self.config.idle_grace(self.members.alive_count());
         for m in self.members.others().filter(|m| !m.suspected) {
-            let due = self.silent_from(m, &czars, threshold);
+            let due = self.silent_from_with(m, &czars, threshold, idle_grace);
             if due <= now {
                 newly.push(m.id);
             } else {

@@ -897,20 +897,26 @@ impl Peer {
             self.stats.drop(DropReason::Invalid);
             return;
         }
-        if self.members.get(&sender).is_some() {
-            self.note_bytes_in(sender, bytes.len());
-        }
         let mut moved = false;
-        if let Some(m) = self.members.get_mut(&sender) {
+        let mut was_suspected = false;
+        // One look-up of the sender for its bookkeeping; the byte count and
+        // the end of a suspicion touch other state, so they follow.
+        let member = self.members.get_mut(&sender);
+        let known = member.is_some();
+        if let Some(m) = member {
             if m.is_alive() {
                 m.last_heard = now;
                 // Its newest datagram from elsewhere: the address moves only once
                 // the member proves it with its key (a delayed one proves nothing).
                 moved = opened.newest && m.addr != from;
-                if m.suspected {
-                    self.heard_from(sender);
-                }
+                was_suspected = m.suspected;
             }
+        }
+        if known {
+            self.note_bytes_in(sender, bytes.len());
+        }
+        if was_suspected {
+            self.heard_from(sender);
         }
         if moved {
             self.check_address(now, sender, from, bytes.len());
@@ -2911,10 +2917,21 @@ impl Peer {
     /// may still be joining, with its welcome or its lists lost, and beats
     /// nobody until it has them). Suspicion and silence votes both use it.
     fn silent_from(&self, m: &Member, czars: &BTreeSet<PeerId>, allowed: Duration) -> Instant {
+        self.silent_from_with(m, czars, allowed, self.config.idle_grace(self.members.alive_count()))
+    }
+
+    /// [`Peer::silent_from`] with the idle grace of the current view already
+    /// worked out (for a pass over every member).
+    fn silent_from_with(
+        &self,
+        m: &Member,
+        czars: &BTreeSet<PeerId>,
+        allowed: Duration,
+        idle_grace: Duration,
+    ) -> Instant {
         if czars.contains(&m.id) {
             m.last_heard + allowed
         } else {
-            let idle_grace = self.config.idle_grace(self.members.alive_count());
             (m.last_heard + allowed + idle_grace).max(m.known_since + self.config.peer_timeout)
         }
     }
