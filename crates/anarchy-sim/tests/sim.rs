@@ -695,6 +695,38 @@ fn regression_a_commit_the_new_czar_knows_only_by_its_decision_is_kept_seed_469(
     assert_passes(&run_swept("isolate-and-stall.toml", 469));
 }
 
+// Open findings of the 1000-seed sweep of the four failover scenarios at 32
+// peers (PROTOCOL.md §7): 3995 of 4000 runs pass; these five, all of
+// isolate-and-stall, do not. Not analysed yet.
+
+#[test]
+#[ignore = "open finding (PROTOCOL.md §7): a commit made at 5.38 is lost"]
+fn open_finding_a_commit_is_lost_seed_712() {
+    // `critical-never-lost`: score-4, committed at 5.38 of world, holds no
+    // value at 13.67 on every peer (lost_after_commit 32).
+    assert_passes(&run_swept("isolate-and-stall.toml", 712));
+}
+
+#[test]
+#[ignore = "open finding (PROTOCOL.md §7): avatars-1 does not converge"]
+fn open_finding_avatars_1_does_not_converge_seed_572() {
+    // `convergence`: 30 of 32 live peers differ on avatars-1 after the settle
+    // (epochs 5 and 13).
+    assert_passes(&run_swept("isolate-and-stall.toml", 572));
+}
+
+#[test]
+#[ignore = "open finding (PROTOCOL.md §6.10 point 4, §7): a commit is committed a second time"]
+fn open_finding_a_commit_is_reported_at_a_version_no_czar_authored_seeds_463_513_701() {
+    // `critical-never-lost`, "a critical update committed at 16.58 / 10.43 /
+    // 14.81 of world that no czar authored": the double-commit gap, a
+    // re-proposal of a commit the new czar already held committed again at
+    // an ordinary write's version.
+    for seed in [463, 513, 701] {
+        assert_passes(&run_swept("isolate-and-stall.toml", seed));
+    }
+}
+
 #[test]
 fn regression_a_former_czar_answers_a_decided_write_instead_of_relaying_it_seed_502() {
     // isolate-and-stall.toml, 32 peers, 4 shards, 40 ± 10 ms, seed 502, the
