@@ -67,6 +67,9 @@ pub(super) struct OpenProposal {
     rejects: BTreeMap<PeerId, String>,
     started: Instant,
     last_sent: Instant,
+    /// Proposed again from a recovery round's copies: it may be a commit of
+    /// an earlier czar that our state lacks, and nobody else will propose it.
+    recovered: bool,
 }
 
 /// A proposal a member accepted and has not seen decided.
@@ -100,6 +103,15 @@ impl CriticalState {
     /// Whether no proposal is open.
     pub(super) fn open_is_empty(&self) -> bool {
         self.open.is_empty()
+    }
+
+    /// Whether proposals handed over in a recovery round are still to be
+    /// finished here. Until they are, the shard is not handed over: a czar
+    /// that takes it by hand-over runs no round, so it would never learn of
+    /// them, and a commit of the czar before might be lost (isolate-and-stall,
+    /// 32 peers, seed 712).
+    pub(super) fn finishing_recovered(&self) -> bool {
+        !self.recovered.is_empty() || self.open.values().any(|p| p.recovered)
     }
 
     /// Whether an open proposal is a layout record (split, seal, merge).
@@ -258,7 +270,8 @@ impl Peer {
             }
         }
         let frame = Frame::Propose { origin, write_id, shard, epoch, update: update.clone() };
-        let proposal = OpenProposal { epoch, update, quorum, accepts, rejects, started: now, last_sent: now };
+        let proposal =
+            OpenProposal { epoch, update, quorum, accepts, rejects, started: now, last_sent: now, recovered: false };
         let st = self.states.get_mut(&shard).expect("known shard");
         if is_split {
             // Ours or a recovered one: the shard's other writes wait for it.
@@ -761,6 +774,9 @@ impl Peer {
                         }
                     }
                     self.start_proposal(now, shard, origin, write_id, p.update);
+                    if let Some(open) = self.states.get_mut(&shard).and_then(|s| s.critical.open.get_mut(&key)) {
+                        open.recovered = true;
+                    }
                 }
             }
             let st = self.states.get_mut(&shard).expect("known");

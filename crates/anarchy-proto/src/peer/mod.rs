@@ -713,8 +713,15 @@ impl Peer {
             self.phase = Phase::Left;
             return;
         }
-        let mine: Vec<ShardId> =
-            self.states.iter().filter(|(_, s)| s.replica.czar == Some(self.id)).map(|(id, _)| *id).collect();
+        // A shard whose recovered proposals are unfinished is not handed
+        // over: the goodbye lets the next czar take it by a recovery round,
+        // which collects the voters' copies again.
+        let mine: Vec<ShardId> = self
+            .states
+            .iter()
+            .filter(|(_, s)| s.replica.czar == Some(self.id) && !s.critical.finishing_recovered())
+            .map(|(id, _)| *id)
+            .collect();
         for shard in mine {
             let info = self.shards.get(shard).expect("state implies declaration").clone();
             let others: Vec<&PeerId> = self.members.alive_ids().filter(|p| **p != self.id).collect();
@@ -1340,8 +1347,14 @@ impl Peer {
                     let settled = self.members.get(&desired).is_some_and(|m| {
                         !m.suspected && now.saturating_duration_since(m.known_since) >= self.config.handover_delay
                     });
-                    // Nor just after a stall (`just_resumed`).
-                    if desired != self.id && st.catch_up_to.is_none() && settled && !self.just_resumed(now) {
+                    // Nor just after a stall (`just_resumed`), nor while
+                    // proposals from our recovery round are unfinished.
+                    if desired != self.id
+                        && st.catch_up_to.is_none()
+                        && settled
+                        && !st.critical.finishing_recovered()
+                        && !self.just_resumed(now)
+                    {
                         self.hand_over(shard, desired);
                     }
                 }
