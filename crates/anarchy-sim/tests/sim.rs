@@ -711,14 +711,20 @@ fn regression_a_czar_finishes_its_recovered_proposals_before_handing_over_seed_7
 }
 
 // Open findings of the 1000-seed sweep of the four failover scenarios at 32
-// peers (PROTOCOL.md §7): 3995 of 4000 runs passed; seed 712 is fixed above,
-// these four, all of isolate-and-stall, are not.
+// peers (PROTOCOL.md §7): 3995 of 4000 runs passed; seeds 712 and 572 are
+// fixed (above and below), these three, all of isolate-and-stall, are not.
 
 #[test]
-#[ignore = "open finding (PROTOCOL.md §7): avatars-1 does not converge"]
-fn open_finding_avatars_1_does_not_converge_seed_572() {
-    // `convergence`: 30 of 32 live peers differ on avatars-1 after the settle
-    // (epochs 5 and 13).
+fn regression_a_czar_that_handed_over_ignores_the_adverts_of_the_claim_before_seed_572() {
+    // `convergence`: 30 of 32 live peers differed on avatars-1 after the
+    // settle (epochs 5 and 13). p3, cut off with world, claimed avatars-1
+    // provisionally at the heal (epoch 9), wrote to 495 and handed it to p18
+    // (epoch 13, starting at 495). It still held an advert of p12, the czar
+    // before (epoch 5, seq 468): compared with it, its own writes past 468
+    // looked foreign, so it wanted a snapshot and stopped serving the start
+    // state only it held. p18 waited for that state for good, and every
+    // follower (off its history) waited for p18. Now an advert of an epoch
+    // before ours is dropped, and a hand-over clears the adverts kept.
     assert_passes(&run_swept("isolate-and-stall.toml", 572));
 }
 

@@ -1450,6 +1450,8 @@ impl Peer {
         st.replica.epoch_start_seq = st.replica.seq();
         st.replica.epoch_start_checksum = st.replica.checksum().short();
         st.replica.epoch_start_trusted = true;
+        // Adverts we kept are of a claim before ours, not of the successor's.
+        st.czar_advert = None;
         let (epoch, seq, checksum) = (st.replica.epoch, st.replica.seq(), st.replica.checksum().short());
         // A hand-over keeps the standing of the claim it continues.
         let backed = st.replica.backed;
@@ -1801,6 +1803,16 @@ impl Peer {
             return;
         }
         let Some((advert_epoch, seq, checksum)) = st.czar_advert else { return };
+        // An advert of an epoch before ours says nothing of our czar's state:
+        // compared with it, a czar that handed the shard on from the state
+        // it wrote as czar (the start of the successor's epoch, which only
+        // it holds) took its own writes for foreign ones, wanted a snapshot
+        // and so stopped serving the start its successor was waiting for
+        // (isolate-and-stall, 32 peers, seed 572).
+        if advert_epoch < st.replica.epoch {
+            st.czar_advert = None;
+            return;
+        }
         let mine = st.replica.seq();
         if mine == seq && st.replica.checksum().short() == checksum && advert_epoch == st.replica.epoch {
             // Exactly the czar's state: on its epoch's history.
