@@ -27,7 +27,7 @@ use crate::wire::{put_update, Frame, Update};
 const DELTA_CONTEXT: &str = "anarchy 2026 signed delta v1";
 const STREAM_CONTEXT: &str = "anarchy 2026 signed stream v1";
 const SNAPSHOT_CONTEXT: &str = "anarchy 2026 signed snapshot v1";
-const SNAPSHOT_DIGEST_CONTEXT: &str = "anarchy 2026 snapshot digest v1";
+const SNAPSHOT_DIGEST_CONTEXT: &str = "anarchy 2026 snapshot digest v2";
 const VERIFIED_CONTEXT: &str = "anarchy 2026 verified signature cache v1";
 
 const SESSION_TAG_CONTEXT: &str = "anarchy 2026 session signing tag v1";
@@ -168,14 +168,16 @@ pub fn stream_message(
 }
 
 /// A collision-resistant digest of a shard's complete state, entries in key
-/// order (as a snapshot carries them).
-pub fn snapshot_digest<'a>(entries: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> [u8; 32] {
+/// order (as a snapshot carries them), each with the version that wrote it.
+pub fn snapshot_digest<'a>(entries: impl IntoIterator<Item = (&'a [u8], &'a [u8], Version)>) -> [u8; 32] {
     let mut h = blake3::Hasher::new_derive_key(SNAPSHOT_DIGEST_CONTEXT);
-    for (k, v) in entries {
+    for (k, v, written) in entries {
         h.update(&(k.len() as u64).to_le_bytes());
         h.update(k);
         h.update(&(v.len() as u64).to_le_bytes());
         h.update(v);
+        h.update(&written.epoch.to_le_bytes());
+        h.update(&written.seq.to_le_bytes());
     }
     *h.finalize().as_bytes()
 }
@@ -287,8 +289,16 @@ mod tests {
 
     #[test]
     fn snapshot_digest_depends_on_entry_boundaries() {
-        let a = snapshot_digest([(&b"ab"[..], &b"c"[..])]);
-        let b = snapshot_digest([(&b"a"[..], &b"bc"[..])]);
+        let w = Version { epoch: 1, seq: 2 };
+        let a = snapshot_digest([(&b"ab"[..], &b"c"[..], w)]);
+        let b = snapshot_digest([(&b"a"[..], &b"bc"[..], w)]);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn snapshot_digest_covers_the_versions_that_wrote_the_entries() {
+        let a = snapshot_digest([(&b"k"[..], &b"v"[..], Version { epoch: 1, seq: 2 })]);
+        let b = snapshot_digest([(&b"k"[..], &b"v"[..], Version { epoch: 1, seq: 3 })]);
         assert_ne!(a, b);
     }
 }

@@ -110,9 +110,11 @@ impl Checksum {
 /// One shard's replicated state.
 #[derive(Debug, Clone, Default)]
 pub struct Replica {
-    /// Key → (value, the entry's checksum share), so replacing or removing
-    /// a value does not hash the old one again.
-    state: BTreeMap<Vec<u8>, (Vec<u8>, [u8; 16])>,
+    /// Key → (value, the entry's checksum share, the version of the write
+    /// that gave the key this value), so replacing or removing a value does
+    /// not hash the old one again. The version is `Version::default()` when
+    /// unknown (a split child's key, or a snapshot entry that did not say).
+    state: BTreeMap<Vec<u8>, (Vec<u8>, [u8; 16], Version)>,
     checksum: Checksum,
     bytes: usize,
     /// Current authority epoch.
@@ -201,12 +203,26 @@ impl Replica {
 
     /// A key's value.
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.state.get(key).map(|(v, _)| v.as_slice())
+        self.state.get(key).map(|(v, _, _)| v.as_slice())
+    }
+
+    /// The version of the write that gave `key` its current value, if known.
+    /// Unlike the log, it survives log truncation and travels in snapshots:
+    /// a new czar finishing a recovered critical proposal that its state
+    /// already holds names the original commit with it.
+    pub fn written_at(&self, key: &[u8]) -> Option<Version> {
+        self.state.get(key).map(|(_, _, w)| *w).filter(|w| *w != Version::default())
     }
 
     /// All entries, in key order.
     pub fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.state.iter().map(|(k, (v, _))| (k.as_slice(), v.as_slice()))
+        self.state.iter().map(|(k, (v, _, _))| (k.as_slice(), v.as_slice()))
+    }
+
+    /// All entries with the version that wrote each (`Version::default()`
+    /// if unknown), in key order: what a snapshot carries.
+    pub fn entries_written(&self) -> impl Iterator<Item = (&[u8], &[u8], Version)> {
+        self.state.iter().map(|(k, (v, _, w))| (k.as_slice(), v.as_slice(), *w))
     }
 
     /// Number of keys.
@@ -232,11 +248,12 @@ impl Replica {
 
     /// Applies `update` and returns it resolved (a patch becomes the put of
     /// the value it made) with the patch it came as, if any.
-    fn apply_to_state(&mut self, update: Update) -> (Update, Option<Vec<u8>>) {
+    /// `at` is the version of the write (see [`Replica::written_at`]).
+    fn apply_to_state(&mut self, update: Update, at: Version) -> (Update, Option<Vec<u8>>) {
         let Update { key, op } = update;
         // One look-up for the usual case (a key that is there and stays).
         let new = match self.state.get_mut(&key) {
-            Some((old, old_share)) => {
+            Some((old, old_share, written)) => {
                 let new = op.resolve(Some(old));
                 self.checksum.toggle_hash(old_share);
                 self.bytes -= key.len() + old.len();
@@ -247,6 +264,7 @@ impl Replica {
                         self.bytes += key.len() + v.len();
                         old.clone_from(v);
                         *old_share = share;
+                        *written = at;
                     }
                     None => {
                         self.state.remove(&key);
@@ -260,7 +278,7 @@ impl Replica {
                     let share = Checksum::entry_hash(&key, v);
                     self.checksum.toggle_hash(&share);
                     self.bytes += key.len() + v.len();
-                    self.state.insert(key.clone(), (v.clone(), share));
+                    self.state.insert(key.clone(), (v.clone(), share, at));
                 }
                 new
             }
@@ -312,7 +330,7 @@ impl Replica {
             },
             _ => None,
         };
-        let (update, _) = self.apply_to_state(update);
+        let (update, _) = self.apply_to_state(update, Version { epoch, seq: self.seq });
         self.set_lineage(epoch);
         let entry = LogEntry { seq: self.seq, epoch, update, patch, checksum: self.checksum.short(), proof: None };
         self.push_log(entry.clone(), log_capacity);
@@ -416,7 +434,7 @@ impl Replica {
         log_capacity: usize,
         out: &mut ApplyOutcome,
     ) {
-        let (update, patch) = self.apply_to_state(update);
+        let (update, patch) = self.apply_to_state(update, Version { epoch, seq });
         self.seq = seq;
         self.set_lineage(epoch);
         let entry = LogEntry { seq, epoch, update, patch, checksum: self.checksum.short(), proof };
@@ -551,15 +569,18 @@ impl Replica {
     }
 
     /// Replaces the whole state with a snapshot at `version` (its epoch is
-    /// the lineage it is on). The log restarts.
-    pub fn install(&mut self, version: Version, entries: Vec<(Vec<u8>, Vec<u8>)>) {
+    /// the lineage it is on). The log restarts. Each entry carries the
+    /// version that wrote it (`Version::default()`: unknown).
+    pub fn install(&mut self, version: Version, entries: Vec<(Vec<u8>, Vec<u8>, Version)>) {
         let seq = version.seq;
         self.lineage = version.epoch;
         self.state.clear();
         self.checksum = Checksum::default();
         self.bytes = 0;
-        for (k, v) in entries {
-            self.apply_to_state(Update { key: k, op: Op::Put(v) });
+        for (k, v, written) in entries {
+            // A write is never after the state that holds it.
+            let written = if written <= version { written } else { Version::default() };
+            self.apply_to_state(Update { key: k, op: Op::Put(v) }, written);
         }
         self.seq = seq;
         self.log.clear();
@@ -689,7 +710,7 @@ mod tests {
             Some(Arc::new(proof))
         };
         let mut r = Replica::default();
-        r.install(Version { epoch: 5, seq: 3 }, vec![(b"a".to_vec(), b"5".to_vec())]);
+        r.install(Version { epoch: 5, seq: 3 }, vec![(b"a".to_vec(), b"5".to_vec(), Version { epoch: 5, seq: 2 })]);
         let out = r.apply_remote(8, 3, vec![put("a", "8"), put("b", "8")], run(8), 16, 16);
         assert_eq!((out.applied.len(), out.off_history, r.seq()), (0, 1, 3), "off our history");
         let out = r.apply_remote(5, 3, vec![put("a", "5"), put("b", "5")], run(5), 16, 16);
@@ -711,5 +732,24 @@ mod tests {
         assert_eq!(r.checksum_at(6), Some(r.log_from(7, 1).unwrap()[0].checksum).map(|_| r.checksum_at(6).unwrap()));
         assert!(r.checksum_at(6).is_some(), "the base of the log");
         assert_eq!(r.checksum_at(3), None, "forgotten");
+    }
+
+    #[test]
+    fn the_version_that_wrote_a_key_outlives_the_log_and_travels_in_snapshots() {
+        let mut r = Replica { epoch: 2, ..Default::default() };
+        r.apply_local(2, put("a", "1"), 2);
+        r.apply_remote(2, 2, vec![put("b", "1"), put("c", "1"), put("b", "2")], None, 2, 16);
+        assert_eq!(r.written_at(b"a"), Some(Version { epoch: 2, seq: 1 }), "the log no longer holds it");
+        assert!(r.last_entry_of(b"a", r.seq()).is_none());
+        assert_eq!(r.written_at(b"b"), Some(Version { epoch: 2, seq: 4 }), "the last write counts");
+        let entries: Vec<(Vec<u8>, Vec<u8>, Version)> =
+            r.entries_written().map(|(k, v, w)| (k.to_vec(), v.to_vec(), w)).collect();
+        let mut copy = Replica::default();
+        copy.install(r.version(), entries);
+        assert_eq!(copy.written_at(b"a"), Some(Version { epoch: 2, seq: 1 }));
+        assert_eq!(copy.checksum(), r.checksum());
+        // A snapshot cannot hold a write from after its own version.
+        copy.install(Version { epoch: 2, seq: 1 }, vec![(b"a".to_vec(), b"1".to_vec(), Version { epoch: 2, seq: 9 })]);
+        assert_eq!(copy.written_at(b"a"), None);
     }
 }

@@ -176,7 +176,7 @@ pub enum SealError {
 /// The cleartext fields of a sealed datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SealHeader {
-    /// Header flags (authenticated; version 2 defines none).
+    /// Header flags (authenticated; versions 2 and 3 define none).
     pub flags: u8,
     /// The sender's id.
     pub sender: PeerId,

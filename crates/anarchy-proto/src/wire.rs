@@ -16,8 +16,9 @@ use crate::shards::ShardId;
 
 /// The two bytes every datagram starts with.
 pub const MAGIC: [u8; 2] = *b"AY";
-/// The protocol version this build speaks (2: every datagram is sealed, see `seal`).
-pub const PROTOCOL_VERSION: u8 = 2;
+/// The protocol version this build speaks (2: every datagram is sealed, see
+/// `seal`; 3: snapshot entries carry the version that wrote them).
+pub const PROTOCOL_VERSION: u8 = 3;
 /// No datagram is ever larger than this: safe for IPv6 and most tunnels.
 pub const MAX_DATAGRAM_BYTES: usize = 1200;
 /// Bytes in the datagram header: magic, version, flags, sender id.
@@ -319,8 +320,9 @@ pub enum Frame {
         chunk: u16,
         /// How many chunks make up the state.
         chunks: u16,
-        /// Entries in this chunk.
-        entries: Vec<(Vec<u8>, Vec<u8>)>,
+        /// Entries in this chunk: key, value, and the version of the write
+        /// that gave the key that value (`Version::default()` if unknown).
+        entries: Vec<SnapshotEntry>,
         /// Sent because the asker's history is not a prefix of the sender's:
         /// installing it discards updates (reported as `Event::Diverged`).
         resync: bool,
@@ -627,9 +629,10 @@ impl Frame {
                 put_varint(out, u64::from(*chunk));
                 put_varint(out, u64::from(*chunks));
                 put_varint(out, entries.len() as u64);
-                for (k, v) in entries {
+                for (k, v, written) in entries {
                     put_bytes(out, k);
                     put_bytes(out, v);
+                    put_version(out, *written);
                 }
             }
             Frame::Authority { shard, epoch, czar, seq, checksum, backed, start_known } => {
@@ -1029,12 +1032,12 @@ fn decode_frame(r: &mut Reader<'_>, sender: &PeerId) -> Result<Frame, DecodeErro
             if chunks == 0 || chunk >= chunks {
                 return Err(DecodeError::Invalid("snapshot chunk index"));
             }
-            let n = r.count(2)?;
+            let n = r.count(4)?;
             let mut entries = Vec::with_capacity(n);
             for _ in 0..n {
                 let k = r.bytes(MAX_KEY_BYTES, "key")?.to_vec();
                 let v = r.bytes(MAX_VALUE_BYTES, "value")?.to_vec();
-                entries.push((k, v));
+                entries.push((k, v, r.version()?));
             }
             Frame::Snapshot { shard, version, czar, checksum, chunk, chunks, entries, resync, signer, sig }
         }
@@ -1219,6 +1222,10 @@ fn put_version(out: &mut Vec<u8>, v: Version) {
 }
 
 /// Appends `u` as it is encoded inside a delta.
+/// One snapshot entry: key, value, and the version of the write that gave
+/// the key that value (`Version::default()` if unknown).
+pub type SnapshotEntry = (Vec<u8>, Vec<u8>, Version);
+
 /// The type byte of a `Delta` whose author is the datagram's sender (see
 /// [`Frame::encode_from`]); it decodes to a [`Frame::Delta`] like type 7.
 pub const OWN_DELTA_KIND: u8 = 25;
@@ -1551,7 +1558,7 @@ mod tests {
                 checksum: [7; 16],
                 chunk: 1,
                 chunks: 2,
-                entries: vec![(b"a".to_vec(), b"b".to_vec())],
+                entries: vec![(b"a".to_vec(), b"b".to_vec(), Version { epoch: 4, seq: 98 })],
                 resync: true,
                 signer: id,
                 sig: [4; 64],

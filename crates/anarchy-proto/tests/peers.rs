@@ -662,7 +662,7 @@ fn an_unverified_snapshot_chunk_moves_no_claim() {
         checksum: [0; 16],
         chunk: 0,
         chunks: 2,
-        entries: vec![(b"gold".to_vec(), b"999".to_vec())],
+        entries: vec![(b"gold".to_vec(), b"999".to_vec(), Version::default())],
         resync: true,
         signer: czar,
         sig: [5; 64],

@@ -195,7 +195,7 @@ fn delta() -> impl Strategy<Value = Frame> {
 
 /// A snapshot chunk: `chunks` ≥ 1 and `chunk < chunks`; entry keys may be empty.
 fn snapshot() -> impl Strategy<Value = Frame> {
-    let entry = (prop::collection::vec(any::<u8>(), 0..=MAX_KEY_BYTES), value());
+    let entry = (prop::collection::vec(any::<u8>(), 0..=MAX_KEY_BYTES), value(), version());
     (shard_id(), version(), peer_id(), any::<[u8; 16]>(), 1u16..=u16::MAX, prop::collection::vec(entry, 0..=4))
         .prop_flat_map(|(shard, version, czar, checksum, chunks, entries)| {
             (0..chunks).prop_map(move |chunk| Frame::Snapshot {

@@ -550,10 +550,12 @@ impl Peer {
 
     /// Applies a committed proposal as czar; the version the commit names.
     /// A commit that changes nothing names the version of the write that
-    /// gave its key this value, while the log remembers it (a recovered
-    /// proposal whose old czar committed it and whose decision was lost: the
-    /// commit is that write, not whatever our state is at now), else our
-    /// current version.
+    /// gave its key this value (a recovered proposal whose old czar
+    /// committed it and whose decision was lost: the commit is that write,
+    /// not whatever our state is at now): from the log while it remembers
+    /// the write, else as the state records it (it travels in snapshots, so
+    /// a czar whose log starts past the write still knows it; isolate-and-
+    /// stall, 32 peers, seeds 463, 513 and 701), else our current version.
     fn apply_commit(&mut self, shard: ShardId, update: Update) -> Version {
         let key = update.key.clone();
         let op = update.op.clone();
@@ -563,7 +565,8 @@ impl Peer {
                 let r = &self.states[&shard].replica;
                 match r.last_entry_of(&key, r.seq()) {
                     Some(e) if e.update.op == op => Version { epoch: e.epoch, seq: e.seq },
-                    _ => v,
+                    Some(_) => v,
+                    None => r.written_at(&key).unwrap_or(v),
                 }
             }
             WriteOutcome::Forwarded(_) => self.states[&shard].replica.version(),

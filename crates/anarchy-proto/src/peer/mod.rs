@@ -195,7 +195,7 @@ struct PendingWrite {
 }
 
 /// A (key, value) pair of a snapshot.
-type Entry = (Vec<u8>, Vec<u8>);
+type Entry = wire::SnapshotEntry;
 
 /// The fields every chunk of one snapshot repeats.
 struct SnapshotHeader {
@@ -2498,23 +2498,28 @@ impl Peer {
         }
         let version = st.replica.version();
         let checksum = st.replica.checksum().0;
-        let mut chunks: Vec<Vec<(Vec<u8>, Vec<u8>)>> = vec![Vec::new()];
+        let mut chunks: Vec<Vec<Entry>> = vec![Vec::new()];
         let mut used = 0;
-        for (k, v) in st.replica.entries() {
-            let len = wire::varint_len(k.len() as u64) + k.len() + wire::varint_len(v.len() as u64) + v.len();
+        for (k, v, written) in st.replica.entries_written() {
+            let len = wire::varint_len(k.len() as u64)
+                + k.len()
+                + wire::varint_len(v.len() as u64)
+                + v.len()
+                + wire::varint_len(u64::from(written.epoch))
+                + wire::varint_len(written.seq);
             let current = chunks.last().expect("non-empty");
             if used + len > MAX_FRAME_BYTES - SNAPSHOT_FRAME_OVERHEAD && !current.is_empty() {
                 chunks.push(Vec::new());
                 used = 0;
             }
             used += len;
-            chunks.last_mut().expect("non-empty").push((k.to_vec(), v.to_vec()));
+            chunks.last_mut().expect("non-empty").push((k.to_vec(), v.to_vec(), written));
         }
         let Ok(count) = u16::try_from(chunks.len()) else { return };
         if count > MAX_SNAPSHOT_CHUNKS {
             return;
         }
-        let digest = proof::snapshot_digest(st.replica.entries());
+        let digest = proof::snapshot_digest(st.replica.entries_written());
         let message = proof::snapshot_message(&self.session_tag, shard, version, &czar, &checksum, count, &digest);
         let sig = proof::sign(&self.keypair, &message);
         for (i, entries) in chunks.into_iter().enumerate() {
@@ -2543,7 +2548,7 @@ impl Peer {
         now: Instant,
         header: SnapshotHeader,
         chunk: u16,
-        entries: Vec<(Vec<u8>, Vec<u8>)>,
+        entries: Vec<Entry>,
         any_signer: bool,
     ) {
         let SnapshotHeader { shard, version, czar, checksum, chunks, resync, signer, sig } = header;
@@ -2614,13 +2619,13 @@ impl Peer {
             return;
         }
         let a = st.assembly.take().expect("complete");
-        let all: Vec<(Vec<u8>, Vec<u8>)> = a.chunks.into_iter().flatten().flatten().collect();
-        let sum = Replica::checksum_of(all.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
+        let all: Vec<Entry> = a.chunks.into_iter().flatten().flatten().collect();
+        let sum = Replica::checksum_of(all.iter().map(|(k, v, _)| (k.as_slice(), v.as_slice())));
         if sum.0 != a.checksum {
             self.stats.drop(DropReason::BadSnapshot);
             return;
         }
-        let digest = proof::snapshot_digest(all.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
+        let digest = proof::snapshot_digest(all.iter().map(|(k, v, w)| (k.as_slice(), v.as_slice(), *w)));
         let message =
             proof::snapshot_message(&self.session_tag, shard, a.version, &a.czar, &a.checksum, chunks, &digest);
         let key = self.members.get(&a.signer).map(|m| m.public_key);

@@ -524,7 +524,8 @@ impl Peer {
     /// that state).
     fn fresh_shard(now: Instant, version: Version, entries: Vec<(Vec<u8>, Vec<u8>)>, czar: PeerId) -> ShardState {
         let mut cs = ShardState::default();
-        cs.replica.install(version, entries);
+        // The parent's (or children's) versions number another shard's history.
+        cs.replica.install(version, entries.into_iter().map(|(k, v)| (k, v, Version::default())).collect());
         cs.replica.epoch = version.epoch;
         cs.replica.czar = Some(czar);
         cs.replica.backed = true;
