@@ -297,6 +297,50 @@ fn a_re_proposal_that_overtakes_its_claim_is_not_rejected() {
     assert!(net.converged(world), "{}", net.describe(world));
 }
 
+/// A czar that took a shard over by a recovery round does not pass it on
+/// (here: leaving at once) before it has finished the proposals the voters
+/// handed it: its successor would take the shard by hand-over, run no round,
+/// and never learn of them (isolate-and-stall, 32 peers, seed 712).
+#[test]
+fn a_new_czar_leaving_before_it_finished_the_voters_copies_leaves_them_to_a_round() {
+    let mut net = session(5);
+    let world = net.declare_everywhere("world", None);
+    net.start_all();
+    net.run_for(Duration::from_secs(1));
+    let czar = net.index_of(net.peers[0].czar_of(world).unwrap());
+    let backups = net.peers[czar].backups_of(world);
+    let heir = net.index_of(backups[0]);
+    let next = net.index_of(backups[1]);
+    let writer = (0..5).find(|i| ![czar, heir, next].contains(i)).unwrap();
+    // The commit reaches nobody's state, and the heir never holds a copy.
+    net.frame_filter = Some(Box::new(move |d, f| {
+        (d.from == czar && matches!(f, Frame::Delta { .. }))
+            || (d.from == czar && d.to == heir && matches!(f, Frame::Propose { .. }))
+    }));
+    let now = net.now;
+    let id = net.peers[writer].write_critical(now, world, b"kill", Some(b"p3")).unwrap();
+    net.drain_all();
+    let heard = net.run_until(Duration::from_secs(1), |net| {
+        net.events[writer].iter().any(|e| matches!(e, Event::Committed { write: Some(w), .. } if *w == id))
+    });
+    assert!(heard, "the write committed");
+    net.crash(czar);
+    net.frame_filter = None;
+    // The moment the heir holds the shard, it leaves.
+    let taken = net.run_until(Duration::from_secs(3), |net| net.peers[heir].czar_of(world) == Some(net.id(heir)));
+    assert!(taken, "{}", net.describe(world));
+    let now = net.now;
+    net.peers[heir].leave(now);
+    net.drain(heir);
+    net.crash(heir);
+    net.run_for(Duration::from_secs(3));
+    assert!(net.peers[writer].czar_of(world).is_some_and(|c| c != net.id(heir) && c != net.id(czar)));
+    for i in net.live() {
+        assert_eq!(net.peers[i].get(world, b"kill"), Some(&b"p3"[..]), "peer {i} lost the commit");
+    }
+    assert!(net.converged(world), "{}", net.describe(world));
+}
+
 /// A new czar may know a commit only by its decision: it never had the
 /// proposal nor the delta that applied it. The copies its voters hand over are
 /// then the last ones left, and it finishes them like any other
