@@ -713,6 +713,7 @@ fn regression_a_czar_finishes_its_recovered_proposals_before_handing_over_seed_7
 // Findings of the 1000-seed sweep of the four failover scenarios at 32 peers
 // (PROTOCOL.md §7): 3995 of 4000 runs passed; the five that did not, all of
 // isolate-and-stall, are fixed (seed 712 above, 572 and 463/513/701 here).
+// The sweep of isolate-and-stall on those fixes found 259 and 671 (below).
 
 #[test]
 fn regression_a_czar_that_handed_over_ignores_the_adverts_of_the_claim_before_seed_572() {
@@ -741,6 +742,23 @@ fn regression_a_recovered_commit_the_new_czar_holds_only_by_snapshot_keeps_its_v
     // version that wrote it, snapshots carry it, and such a commit is named
     // at 14.28.
     for seed in [463, 513, 701] {
+        assert_passes(&run_swept("isolate-and-stall.toml", seed));
+    }
+}
+
+#[test]
+fn regression_a_replaced_czars_proposal_gets_no_vote_instead_of_a_reject_seeds_259_671() {
+    // `critical-never-lost`: score-11 (seed 259), committed at 5.41 of world
+    // as its czar was cut off, held no value on any peer from 9.74 on
+    // (lost_after_commit 30; seed 671 likewise, score-7 at 5.45). The new
+    // czar proposed the voters' copy again while a later round gathered
+    // promises; the members that had promised the later epoch voted reject
+    // ("not the current czar's epoch"), which made a majority, so the update
+    // was decided `Rejected` everywhere, and the winner of the later round
+    // dropped the copies it had just collected. Now a member that does not
+    // follow the proposer in its epoch, or promised a later one, does not
+    // vote, and a recovered proposal that times out is dropped undecided.
+    for seed in [259, 671] {
         assert_passes(&run_swept("isolate-and-stall.toml", seed));
     }
 }

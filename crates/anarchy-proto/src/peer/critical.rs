@@ -436,10 +436,22 @@ impl Peer {
         // no longer complete after that, so the living czar may commit again.
         let promise_fresh = now.saturating_duration_since(st.promised_at) < self.config.recovery_timeout * 2;
         let promised_away = promise_fresh && st.promised.is_some_and(|(e, _)| e > epoch);
+        // Not the czar we follow in its epoch (an older claim, or a rival's),
+        // or one we promised a later epoch away from: no vote either. A
+        // reject would decide nothing about the update itself, only that
+        // its czar is being replaced, and a majority of such rejects made
+        // the update `Rejected` everywhere: a re-proposal of a commit (the
+        // new czar finishing a voter's copy while a later round gathered
+        // promises) was undone, and every member dropped its copy
+        // (isolate-and-stall, 32 peers, seeds 259 and 671). Unanswered, the
+        // czar learns of the new claim and drops the proposal undecided, for
+        // the new czar to finish; the writer retries there.
+        if !current || promised_away {
+            self.stats.drop(DropReason::StaleEpoch);
+            return;
+        }
         let seen_committed = matches!(st.critical.decided.get(&key), Some(Decision::Committed(_)));
-        if current
-            && !promised_away
-            && !seen_committed
+        if !seen_committed
             && super::split::is_layout_key(&update.key)
             && self.split_base_check(shard, &update) == BaseCheck::Behind
         {
@@ -449,21 +461,14 @@ impl Peer {
             self.request_repair(now, shard, self.states[&shard].replica.seq() + 1, Some(sender), false);
             return;
         }
-        let verdict = if !current || promised_away {
-            self.stats.drop(DropReason::StaleEpoch);
-            Err("not the current czar's epoch".to_owned())
-        } else if matches!(st.critical.decided.get(&key), Some(Decision::Committed(_))) {
-            Ok(())
-        } else {
-            self.validate(shard, origin, &update)
-        };
+        let verdict = if seen_committed { Ok(()) } else { self.validate(shard, origin, &update) };
         let accept = verdict.is_ok();
         let st = self.states.get(&shard).expect("known");
         let known = match st.critical.decided.get(&key) {
             Some(Decision::Committed(v)) => Some(*v),
             _ => None,
         };
-        if let Some(v) = known.filter(|_| current) {
+        if let Some(v) = known {
             // A proposal we saw committed (a new czar finishing a copy whose
             // decision it never heard): tell it first, so it does not commit
             // it a second time if its history already holds it.
@@ -798,8 +803,14 @@ impl Peer {
                     continue;
                 }
                 if now.saturating_duration_since(p.started) >= self.config.critical_timeout {
-                    st.critical.open.remove(&key);
-                    self.decide(shard, key, Decision::TimedOut);
+                    let p = st.critical.open.remove(&key).expect("present");
+                    // A recovered proposal may be a commit of an earlier czar:
+                    // a `TimedOut` would undo it everywhere. It is dropped
+                    // undecided; the voters' copies outlive it (`prepared_ttl`)
+                    // for the next round to collect.
+                    if !p.recovered {
+                        self.decide(shard, key, Decision::TimedOut);
+                    }
                     continue;
                 }
                 if now.saturating_duration_since(p.last_sent) >= self.config.critical_retry_interval {
