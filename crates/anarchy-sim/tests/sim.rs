@@ -763,6 +763,38 @@ fn regression_a_replaced_czars_proposal_gets_no_vote_instead_of_a_reject_seeds_2
     }
 }
 
+// Open findings of the 1000-seed sweep of isolate-and-stall at 32 peers on
+// the fixes above (PROTOCOL.md §7): 996 of 1000 runs pass, and no commit is
+// lost in any; these four fail. Not analysed yet.
+
+#[test]
+#[ignore = "open finding (PROTOCOL.md §7): two first claims of avatars-3 at epoch 1"]
+fn open_finding_two_first_claims_author_one_version_seed_329() {
+    // `czar-authored` and `signed-by-czar` at 650 ms: p31 applied 1.4 of
+    // avatars-3 with content neither of its two authors (p0, p29) wrote.
+    assert_passes(&run_swept("isolate-and-stall.toml", 329));
+}
+
+#[test]
+#[ignore = "open finding (PROTOCOL.md §7): two czars write in epoch 23 of avatars-1"]
+fn open_finding_two_czars_in_one_epoch_seed_685() {
+    // `one-czar-per-epoch` at 7727 ms: p9 authored 23.1457 of avatars-1 while
+    // p17, which it could hear, also authored in epoch 23 (a re-assertion
+    // epoch, 3 mod 4).
+    assert_passes(&run_swept("isolate-and-stall.toml", 685));
+}
+
+#[test]
+#[ignore = "open finding (PROTOCOL.md §7): an avatar shard does not converge"]
+fn open_finding_an_avatar_shard_does_not_converge_seeds_51_918() {
+    // `convergence` after the settle: seed 51, 30 of 32 live peers differ on
+    // avatars-1 (epochs 14 and 22); seed 918, 15 of 32 on avatars-2 (epochs
+    // 5, 76 and 78).
+    for seed in [51, 918] {
+        assert_passes(&run_swept("isolate-and-stall.toml", seed));
+    }
+}
+
 #[test]
 fn regression_a_former_czar_answers_a_decided_write_instead_of_relaying_it_seed_502() {
     // isolate-and-stall.toml, 32 peers, 4 shards, 40 ± 10 ms, seed 502, the
