@@ -780,7 +780,7 @@ fn open_finding_two_first_claims_author_one_version_seed_329() {
 fn open_finding_two_czars_in_one_epoch_seed_685() {
     // `one-czar-per-epoch` at 7727 ms: p9 authored 23.1457 of avatars-1 while
     // p17, which it could hear, also authored in epoch 23. p17 (backed czar
-    // of epoch 20, back from its stall) re-asserted at 23 over p9's round
+    // of epoch 20, by a round while p8 stalled) re-asserted at 23 over p9's round
     // claim of 22; p9 re-asserted from 22 at 23 before p17's claim reached
     // it: two claims made alone on one epoch (3 mod 4).
     assert_passes(&run_swept("isolate-and-stall.toml", 685));
