@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::identity::PeerId;
 use crate::proof::BatchProof;
-use crate::wire::{patch_value_len, Op, Update};
+use crate::wire::{patch_value_len, Op, SnapshotEntry, Update};
 
 /// A shard version: the authority epoch, then the sequence number.
 /// Ordered lexicographically; an update from an older epoch loses to any newer one.
@@ -571,7 +571,7 @@ impl Replica {
     /// Replaces the whole state with a snapshot at `version` (its epoch is
     /// the lineage it is on). The log restarts. Each entry carries the
     /// version that wrote it (`Version::default()`: unknown).
-    pub fn install(&mut self, version: Version, entries: Vec<(Vec<u8>, Vec<u8>, Version)>) {
+    pub fn install(&mut self, version: Version, entries: Vec<SnapshotEntry>) {
         let seq = version.seq;
         self.lineage = version.epoch;
         self.state.clear();
@@ -742,8 +742,7 @@ mod tests {
         assert_eq!(r.written_at(b"a"), Some(Version { epoch: 2, seq: 1 }), "the log no longer holds it");
         assert!(r.last_entry_of(b"a", r.seq()).is_none());
         assert_eq!(r.written_at(b"b"), Some(Version { epoch: 2, seq: 4 }), "the last write counts");
-        let entries: Vec<(Vec<u8>, Vec<u8>, Version)> =
-            r.entries_written().map(|(k, v, w)| (k.to_vec(), v.to_vec(), w)).collect();
+        let entries: Vec<SnapshotEntry> = r.entries_written().map(|(k, v, w)| (k.to_vec(), v.to_vec(), w)).collect();
         let mut copy = Replica::default();
         copy.install(r.version(), entries);
         assert_eq!(copy.written_at(b"a"), Some(Version { epoch: 2, seq: 1 }));

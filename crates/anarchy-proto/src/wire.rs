@@ -221,6 +221,10 @@ pub enum Decision {
     TimedOut,
 }
 
+/// One snapshot entry: key, value, and the version of the write that gave
+/// the key that value (`Version::default()` if unknown).
+pub type SnapshotEntry = (Vec<u8>, Vec<u8>, Version);
+
 /// One protocol message. Several frames may share a datagram.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Frame {
@@ -1221,11 +1225,6 @@ fn put_version(out: &mut Vec<u8>, v: Version) {
     put_varint(out, v.seq);
 }
 
-/// Appends `u` as it is encoded inside a delta.
-/// One snapshot entry: key, value, and the version of the write that gave
-/// the key that value (`Version::default()` if unknown).
-pub type SnapshotEntry = (Vec<u8>, Vec<u8>, Version);
-
 /// The type byte of a `Delta` whose author is the datagram's sender (see
 /// [`Frame::encode_from`]); it decodes to a [`Frame::Delta`] like type 7.
 pub const OWN_DELTA_KIND: u8 = 25;
@@ -1258,6 +1257,7 @@ fn put_delta(
     }
 }
 
+/// Appends `u` as it is encoded inside a delta.
 pub(crate) fn put_update(out: &mut Vec<u8>, u: &Update) {
     match &u.op {
         Op::Put(value) => {

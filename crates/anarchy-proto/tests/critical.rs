@@ -28,6 +28,16 @@ fn committed_everywhere(net: &Net, write: WriteId, writer: usize) -> bool {
     })
 }
 
+/// From now on no delta of `czar` arrives anywhere, and `heir` sees none of
+/// its proposals: a commit reaches nobody's state, and only the voters other
+/// than the heir hold copies of it.
+fn hide_deltas_and_the_heirs_proposals(net: &mut Net, czar: usize, heir: usize) {
+    net.frame_filter = Some(Box::new(move |d, f| {
+        (d.from == czar && matches!(f, Frame::Delta { .. }))
+            || (d.from == czar && d.to == heir && matches!(f, Frame::Propose { .. }))
+    }));
+}
+
 #[test]
 fn a_critical_write_commits_with_a_majority_and_every_member_sees_it() {
     let mut net = session(5);
@@ -313,10 +323,7 @@ fn a_new_czar_leaving_before_it_finished_the_voters_copies_leaves_them_to_a_roun
     let next = net.index_of(backups[1]);
     let writer = (0..5).find(|i| ![czar, heir, next].contains(i)).unwrap();
     // The commit reaches nobody's state, and the heir never holds a copy.
-    net.frame_filter = Some(Box::new(move |d, f| {
-        (d.from == czar && matches!(f, Frame::Delta { .. }))
-            || (d.from == czar && d.to == heir && matches!(f, Frame::Propose { .. }))
-    }));
+    hide_deltas_and_the_heirs_proposals(&mut net, czar, heir);
     let now = net.now;
     let id = net.peers[writer].write_critical(now, world, b"kill", Some(b"p3")).unwrap();
     net.drain_all();
@@ -354,12 +361,8 @@ fn a_commit_the_new_czar_knows_only_by_its_decision_is_finished_from_the_voters_
     let czar = net.index_of(net.peers[0].czar_of(world).unwrap());
     let heir = net.index_of(net.peers[czar].backups_of(world)[0]);
     let writer = (0..5).find(|i| *i != czar && *i != heir).unwrap();
-    // No delta of the czar arrives anywhere, and the heir never sees a
-    // proposal: it hears only the decision.
-    net.frame_filter = Some(Box::new(move |d, f| {
-        (d.from == czar && matches!(f, Frame::Delta { .. }))
-            || (d.from == czar && d.to == heir && matches!(f, Frame::Propose { .. }))
-    }));
+    // The heir hears only the decision.
+    hide_deltas_and_the_heirs_proposals(&mut net, czar, heir);
     let now = net.now;
     let id = net.peers[writer].write_critical(now, world, b"kill", Some(b"p3")).unwrap();
     net.drain_all();

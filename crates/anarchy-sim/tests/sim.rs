@@ -725,7 +725,7 @@ fn regression_a_czar_that_handed_over_ignores_the_adverts_of_the_claim_before_se
     // looked foreign, so it wanted a snapshot and stopped serving the start
     // state only it held. p18 waited for that state for good, and every
     // follower (off its history) waited for p18. Now an advert of an epoch
-    // before ours is dropped, and a hand-over clears the adverts kept.
+    // before ours is dropped unused.
     assert_passes(&run_swept("isolate-and-stall.toml", 572));
 }
 

@@ -1450,8 +1450,6 @@ impl Peer {
         st.replica.epoch_start_seq = st.replica.seq();
         st.replica.epoch_start_checksum = st.replica.checksum().short();
         st.replica.epoch_start_trusted = true;
-        // Adverts we kept are of a claim before ours, not of the successor's.
-        st.czar_advert = None;
         let (epoch, seq, checksum) = (st.replica.epoch, st.replica.seq(), st.replica.checksum().short());
         // A hand-over keeps the standing of the claim it continues.
         let backed = st.replica.backed;
