@@ -349,8 +349,10 @@ fn a_late_hand_over_from_the_czar_a_round_replaced_does_not_undo_the_takeover() 
     assert!(back, "{}", net.describe(world));
     let new_epoch = net.peers[heir].version_of(world).unwrap().epoch;
     // Its hand-over to the heir, made from its state before the takeover at
-    // the next epoch of its own class, arrives only now.
-    let epoch = (old_version.epoch / 4 + 1) * 4 + 1;
+    // the next epoch of its own class (a round number 1 mod 4, above its
+    // epoch's, with its own 12-bit tag below it), arrives only now.
+    let tag = u32::from(u16::from_be_bytes([old.0[0], old.0[1]])) >> 4;
+    let epoch = ((((old_version.epoch >> 12) / 4 + 1) * 4 + 1) << 12) | tag;
     assert!(epoch > new_epoch, "the late hand-over names a later epoch ({epoch} over {new_epoch})");
     let hand_over = anarchy_proto::wire::Frame::Authority {
         shard: world,

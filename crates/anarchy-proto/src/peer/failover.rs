@@ -129,7 +129,7 @@ impl Peer {
                 let info = self.shards.get(*shard).expect("state implies declaration");
                 if ranking(info, healthy.iter(), 1).first() == Some(&self.id) {
                     let promised = st.promised.map_or(0, |(e, _)| e);
-                    let epoch = super::round_epoch(st.replica.epoch.max(promised));
+                    let epoch = super::round_epoch(st.replica.epoch.max(promised), &self.id);
                     if epoch <= crate::wire::MAX_EPOCH {
                         claims.push((*shard, epoch));
                     }
@@ -198,7 +198,7 @@ impl Peer {
         }
         let st = &self.states[&shard];
         let promised = st.promised.map_or(0, |(e, _)| e);
-        let epoch = super::round_epoch(st.replica.epoch.max(promised));
+        let epoch = super::round_epoch(st.replica.epoch.max(promised), &self.id);
         if epoch > crate::wire::MAX_EPOCH {
             return;
         }

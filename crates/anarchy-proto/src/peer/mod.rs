@@ -70,10 +70,29 @@ const MEMBERS_PER_FRAME: usize = 12;
 const SHARDS_PER_FRAME: usize = 12;
 /// Forwarded writes remembered per czar for de-duplicating retries.
 const MAX_REMEMBERED_FORWARDS: usize = 4096;
-/// The epoch of a claim made alone (a first claim, a plain claim, a
-/// hand-over): the next epoch above `e` that is 1 mod 4. Epochs come in three
-/// classes so that claims made without asking a majority never land on the
-/// epoch another kind of claim may take at the same moment:
+/// Bits of an epoch that name the peer that made the claim (see
+/// `claimant_tag`).
+const EPOCH_TAG_BITS: u32 = 12;
+
+/// The low bits every epoch a peer claims carries: the first bits of its id
+/// (a hash of its public key). An epoch is a round number above these bits, so
+/// two peers claiming from the same round never pick the same epoch (but for
+/// a 1-in-4096 clash of tags): whatever raced, the later epoch wins, and no
+/// two czars write in one epoch.
+pub(crate) fn claimant_tag(by: &PeerId) -> u32 {
+    u32::from(u16::from_be_bytes([by.0[0], by.0[1]])) >> (16 - EPOCH_TAG_BITS)
+}
+
+/// The round number of an epoch (the bits above the claimant's tag).
+pub(crate) fn epoch_round(e: u32) -> u32 {
+    e >> EPOCH_TAG_BITS
+}
+
+/// The epoch of a claim made alone by `by` (a first claim, a plain claim, a
+/// hand-over): above `e`, with a round number that is 1 mod 4. Round numbers
+/// come in three classes so that claims made without asking a majority never
+/// land on the round another kind of claim may take at the same moment, even
+/// when two claimants' tags clash:
 ///
 /// - even: recovery rounds (`round_epoch`), which collect promises, so a czar
 ///   whose uplink jams (silent to the others while it hands its shard over)
@@ -84,34 +103,43 @@ const MAX_REMEMBERED_FORWARDS: usize = 4096;
 ///   epoch with that provisional czar's hand-over made from the same epoch
 ///   (isolate-and-stall, 32 peers, seed 33).
 ///
-/// Callers refuse a result above `MAX_EPOCH`.
-pub(crate) fn unilateral_epoch(e: u32) -> u32 {
-    next_epoch_of_class(e, 1)
+/// The claimant's tag then keeps two claims of one class apart: two first
+/// claims while a session forms (seed 329), or two re-assertions made from
+/// different epochs that reach the same round (seed 685).
+///
+/// Saturates at `u32::MAX`; callers refuse a result above `MAX_EPOCH`.
+pub(crate) fn unilateral_epoch(e: u32, by: &PeerId) -> u32 {
+    next_epoch_of_class(e, 1, by)
 }
 
-/// The epoch a recovery round asks to be promised: the next **even** epoch
-/// above `e` (see `unilateral_epoch`).
-pub(crate) fn round_epoch(e: u32) -> u32 {
-    let next = e.saturating_add(1);
-    if next % 2 == 0 {
-        next
-    } else {
-        next.saturating_add(1)
-    }
+/// The epoch a recovery round by `by` asks to be promised: above `e`, with an
+/// **even** round number (see `unilateral_epoch`).
+pub(crate) fn round_epoch(e: u32, by: &PeerId) -> u32 {
+    let next = epoch_round(e).saturating_add(1);
+    tagged(next.saturating_add(next % 2), by)
 }
 
-/// The epoch of a re-assertion: the next epoch above `e` that is 3 mod 4 (see
-/// `unilateral_epoch`).
-pub(crate) fn reassert_epoch(e: u32) -> u32 {
-    next_epoch_of_class(e, 3)
+/// The epoch of a re-assertion by `by`: above `e`, with a round number that is
+/// 3 mod 4 (see `unilateral_epoch`).
+pub(crate) fn reassert_epoch(e: u32, by: &PeerId) -> u32 {
+    next_epoch_of_class(e, 3, by)
 }
 
-/// The smallest epoch above `e` whose remainder mod 4 is `class`
-/// (saturating at `u32::MAX`).
-fn next_epoch_of_class(e: u32, class: u32) -> u32 {
-    let next = e.saturating_add(1);
+/// The smallest epoch claimed by `by` above `e` whose round number is `class`
+/// mod 4.
+fn next_epoch_of_class(e: u32, class: u32, by: &PeerId) -> u32 {
+    let next = epoch_round(e).saturating_add(1);
     let skip = (class + 4 - next % 4) % 4;
-    next.saturating_add(skip)
+    tagged(next.saturating_add(skip), by)
+}
+
+/// The epoch of round `round` claimed by `by` (`u32::MAX` when the round does
+/// not fit).
+fn tagged(round: u32, by: &PeerId) -> u32 {
+    if round > u32::MAX >> EPOCH_TAG_BITS {
+        return u32::MAX;
+    }
+    (round << EPOCH_TAG_BITS) | claimant_tag(by)
 }
 
 /// Forwarded writes a shard's heir holds while its czar is suspected.
@@ -1412,13 +1440,13 @@ impl Peer {
         // backed claim it meets.
         let backed = self.states[&shard].replica.czar.is_none();
         let st = self.states.get_mut(&shard).expect("caller checked");
-        if unilateral_epoch(st.replica.epoch) > MAX_EPOCH {
+        if unilateral_epoch(st.replica.epoch, &self.id) > MAX_EPOCH {
             return; // epochs are exhausted (only a hostile peer gets here)
         }
         st.replica.backed = backed;
         let old = st.replica.czar;
         st.replica.prev_czar = old;
-        st.replica.epoch = unilateral_epoch(st.replica.epoch);
+        st.replica.epoch = unilateral_epoch(st.replica.epoch, &self.id);
         st.replica.czar = Some(self.id);
         let epoch = st.replica.epoch;
         st.replica.set_lineage(epoch);
@@ -1439,11 +1467,11 @@ impl Peer {
         self.flush_outgoing();
         let st = self.states.get_mut(&shard).expect("caller checked");
         debug_assert_eq!(st.replica.czar, Some(self.id));
-        if unilateral_epoch(st.replica.epoch) > MAX_EPOCH {
+        if unilateral_epoch(st.replica.epoch, &self.id) > MAX_EPOCH {
             return;
         }
         st.replica.prev_czar = Some(self.id);
-        st.replica.epoch = unilateral_epoch(st.replica.epoch);
+        st.replica.epoch = unilateral_epoch(st.replica.epoch, &self.id);
         st.replica.czar = Some(to);
         let epoch = st.replica.epoch;
         st.replica.set_lineage(epoch);
@@ -1673,7 +1701,7 @@ impl Peer {
     fn reassert(&mut self, now: Instant, shard: ShardId, seen: u32) {
         let st = self.states.get_mut(&shard).expect("known shard");
         let due = st.last_reassert.is_none_or(|t| now.saturating_duration_since(t) >= self.config.heartbeat_interval);
-        let epoch = reassert_epoch(seen.max(st.replica.epoch));
+        let epoch = reassert_epoch(seen.max(st.replica.epoch), &self.id);
         if !due || epoch > MAX_EPOCH {
             return;
         }
@@ -3107,18 +3135,32 @@ fn runs_of(base: u64, entries: &[LogEntry]) -> Vec<Run> {
 
 #[cfg(test)]
 mod tests {
-    use super::{reassert_epoch, round_epoch, unilateral_epoch};
+    use super::{claimant_tag, epoch_round, reassert_epoch, round_epoch, unilateral_epoch, PeerId};
 
     #[test]
     fn claims_made_alone_rounds_and_reassertions_never_share_an_epoch() {
-        for e in 0..1000u32 {
-            let (alone, round, again) = (unilateral_epoch(e), round_epoch(e), reassert_epoch(e));
-            assert!(alone > e && alone <= e + 4 && alone % 4 == 1, "{e} -> {alone}");
-            assert!(round > e && round <= e + 2 && round % 2 == 0, "{e} -> {round}");
-            assert!(again > e && again <= e + 4 && again % 4 == 3, "{e} -> {again}");
+        let (a, b) = (PeerId([0x12; 16]), PeerId([0xfe; 16]));
+        assert_ne!(claimant_tag(&a), claimant_tag(&b));
+        for e in (0..1000u32).chain([40_000, 1 << 20, (1 << 20) + 4095]) {
+            let r = epoch_round(e);
+            for by in [&a, &b] {
+                let (alone, round, again) = (unilateral_epoch(e, by), round_epoch(e, by), reassert_epoch(e, by));
+                for (epoch, class) in [(alone, "alone"), (round, "round"), (again, "again")] {
+                    assert!(epoch > e, "{class}: {e} -> {epoch}");
+                    assert_eq!(epoch & 0xfff, claimant_tag(by), "{class}: names its claimant");
+                }
+                let (alone, round, again) = (epoch_round(alone), epoch_round(round), epoch_round(again));
+                assert!(alone > r && alone <= r + 4 && alone % 4 == 1, "{e} -> {alone}");
+                assert!(round > r && round <= r + 2 && round % 2 == 0, "{e} -> {round}");
+                assert!(again > r && again <= r + 4 && again % 4 == 3, "{e} -> {again}");
+            }
+            // Two peers making the same kind of claim from the same epoch, or
+            // from two epochs of one round, never land on one epoch.
+            assert_ne!(reassert_epoch(e, &a), reassert_epoch(e | 0xfff, &b));
+            assert_ne!(unilateral_epoch(e, &a), unilateral_epoch(e, &b));
         }
-        assert_eq!(unilateral_epoch(0), 1, "a fresh shard's first claim");
-        assert_eq!(reassert_epoch(u32::MAX), u32::MAX, "saturates");
-        assert_eq!(unilateral_epoch(u32::MAX), u32::MAX, "saturates; callers refuse it past MAX_EPOCH");
+        assert_eq!(epoch_round(unilateral_epoch(0, &a)), 1, "a fresh shard's first claim");
+        assert_eq!(reassert_epoch(u32::MAX, &a), u32::MAX, "saturates");
+        assert_eq!(unilateral_epoch(u32::MAX, &a), u32::MAX, "saturates; callers refuse it past MAX_EPOCH");
     }
 }

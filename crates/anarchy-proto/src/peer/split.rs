@@ -415,7 +415,7 @@ impl Peer {
                     .map(|s| s.replica.epoch.max(s.replica.version().epoch))
                     .max()
                     .unwrap_or(0);
-                let epoch = super::unilateral_epoch(highest);
+                let epoch = super::unilateral_epoch(highest, &self.id);
                 if epoch > crate::wire::MAX_EPOCH {
                     return;
                 }
