@@ -17,8 +17,9 @@ use crate::shards::ShardId;
 /// The two bytes every datagram starts with.
 pub const MAGIC: [u8; 2] = *b"AY";
 /// The protocol version this build speaks (2: every datagram is sealed, see
-/// `seal`; 3: snapshot entries carry the version that wrote them).
-pub const PROTOCOL_VERSION: u8 = 3;
+/// `seal`; 3: snapshot entries carry the version that wrote them; 4: epochs
+/// name their claimant, see `peer::claimant_tag`).
+pub const PROTOCOL_VERSION: u8 = 4;
 /// No datagram is ever larger than this: safe for IPv6 and most tunnels.
 pub const MAX_DATAGRAM_BYTES: usize = 1200;
 /// Bytes in the datagram header: magic, version, flags, sender id.
