@@ -67,6 +67,10 @@ pub struct Config {
     pub sync_interval: Duration,
     /// An incomplete snapshot is dropped after this long. Default 2 s.
     pub snapshot_timeout: Duration,
+    /// A new czar catching up to its epoch's starting state that gets no
+    /// nearer for this long (whoever held the start is gone) gives up on it
+    /// and claims the shard again from its own state. Default 3 s.
+    pub catch_up_timeout: Duration,
     /// A frame sent in fragments (a value too large for one datagram) that is
     /// not complete this long after its first piece is dropped; repair resends
     /// it. Default 2 s.
@@ -233,6 +237,7 @@ impl Default for Config {
             repair_retry_interval: Duration::from_millis(150),
             sync_interval: Duration::from_millis(250),
             snapshot_timeout: Duration::from_secs(2),
+            catch_up_timeout: Duration::from_secs(3),
             fragment_timeout: Duration::from_secs(2),
             max_partial_frames_per_peer: 64,
             max_fragment_bytes: 8 << 20,

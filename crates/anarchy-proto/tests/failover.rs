@@ -373,3 +373,57 @@ fn a_late_hand_over_from_the_czar_a_round_replaced_does_not_undo_the_takeover() 
         assert_eq!(net.peers[i].get(world, b"score"), Some(&b"7"[..]), "peer {i} lost the commit");
     }
 }
+
+/// A new czar whose starting state only a member that then died held (the
+/// round's most advanced voter) cannot catch up to it. It waited for good, and
+/// with it every write to the shard (isolate-and-stall, 32 peers, seed 51 on
+/// an earlier build). After `catch_up_timeout` without getting nearer it
+/// claims the shard again from its own state, and writes flow.
+#[test]
+fn a_czar_whose_start_died_with_its_only_holder_gives_up_catching_up() {
+    use anarchy_proto::wire::Frame;
+    let mut net = wan(6, 51);
+    let world = net.declare_everywhere("world", None);
+    net.start_all();
+    net.run_for(Duration::from_secs(2));
+    let czar = net.index_of(net.peers[0].czar_of(world).unwrap());
+    let heir = net.index_of(net.peers[0].backups_of(world)[0]);
+    let mut others = (0..6).filter(|i| *i != czar && *i != heir);
+    let (holder, mute) = (others.next().unwrap(), others.next().unwrap());
+    // From now on only the holder gets the czar's history, and it passes
+    // none of it on. One other voter's answers to rounds are lost, so the
+    // round's majority must include the holder.
+    net.frame_filter = Some(Box::new(move |d, f| {
+        (matches!(f, Frame::Delta { .. } | Frame::Snapshot { .. })
+            && ((d.from == czar && d.to != holder) || d.from == holder))
+            || (d.from == mute && matches!(f, Frame::RecoverAck { .. }))
+    }));
+    for i in 0..5u8 {
+        let now = net.now;
+        net.peers[czar].write(now, world, &[b'k', i], b"only the holder has this").unwrap();
+        net.drain(czar);
+        net.run_for(Duration::from_millis(20));
+    }
+    net.run_for(Duration::from_millis(300));
+    let target = net.peers[holder].version_of(world).unwrap().seq;
+    assert!(net.peers[heir].version_of(world).unwrap().seq < target, "{}", net.describe(world));
+    // The czar dies; the heir's round adopts the holder's state as the start.
+    net.crash(czar);
+    let claimed = net.run_until(Duration::from_secs(3), |net| net.peers[heir].czar_of(world) == Some(net.id(heir)));
+    assert!(claimed, "{}", net.describe(world));
+    // The holder dies before it served the start.
+    net.crash(holder);
+    let now = net.now;
+    net.peers[heir].write(now, world, b"after", b"1").unwrap();
+    net.drain(heir);
+    // It waits for a start nobody can serve...
+    net.run_for(Duration::from_millis(1500));
+    assert_eq!(net.peers[heir].get(world, b"after"), None, "{}", net.describe(world));
+    // ... until it gives up on it.
+    let flowing = net.run_until(Duration::from_secs(8), |net| {
+        net.live().into_iter().all(|i| net.peers[i].get(world, b"after") == Some(&b"1"[..]))
+    });
+    assert!(flowing, "the new czar never got ready: {}", net.describe(world));
+    net.run_for(Duration::from_secs(1));
+    assert!(net.converged(world), "{}", net.describe(world));
+}

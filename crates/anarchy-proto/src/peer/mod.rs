@@ -259,6 +259,8 @@ struct ShardState {
     catch_up_to: Option<(u64, u64)>,
     /// Who we catch up from (a member known to hold the starting state).
     catch_up_source: Option<PeerId>,
+    /// While catching up: our (epoch, seq) and since when it has not moved.
+    catch_up_still: Option<((u32, u64), Instant)>,
     /// Our state disagrees with the czar's: the next repair asks for a snapshot.
     want_snapshot: bool,
     /// Since when our version has disagreed with the czar's advertised one.
@@ -1696,6 +1698,44 @@ impl Peer {
         self.retry_pending(now, None);
     }
 
+    /// Whether we have been catching up to `shard`'s starting state for
+    /// `catch_up_timeout` without our state moving (no update applied, no
+    /// snapshot arriving): its holders are gone, or never answer.
+    fn catch_up_stuck(&mut self, now: Instant, shard: ShardId) -> bool {
+        let st = self.states.get_mut(&shard).expect("known shard");
+        if st.catch_up_to.is_none() {
+            st.catch_up_still = None;
+            return false;
+        }
+        let at = (st.replica.epoch, st.replica.seq());
+        match st.catch_up_still {
+            Some((was, since)) if was == at && st.assembly.is_none() => {
+                now.saturating_duration_since(since) >= self.config.catch_up_timeout
+            }
+            _ => {
+                st.catch_up_still = Some((at, now));
+                false
+            }
+        }
+    }
+
+    /// Gives up catching up to a starting state nobody serves: as when even a
+    /// snapshot did not bring it (`check_catch_up`), we claim the shard again
+    /// from our own state, so everyone resyncs to us. Without this bound a
+    /// czar whose start was held only by members that left waited for good,
+    /// and so did every follower (isolate-and-stall, 32 peers, seed 51: a
+    /// start at seq 1067, the most advanced live member at 996). Callers check
+    /// that we hear a majority: a re-assertion claims its backing.
+    fn abandon_catch_up(&mut self, now: Instant, shard: ShardId) {
+        let st = self.states.get_mut(&shard).expect("known shard");
+        st.catch_up_to = None;
+        st.catch_up_still = None;
+        st.want_snapshot = false;
+        st.last_reassert = None;
+        let epoch = st.replica.epoch;
+        self.reassert(now, shard, epoch);
+    }
+
     /// As a backed czar that learned of a provisional claim at `seen` or
     /// above: claims the shard again at a higher epoch, with our state.
     fn reassert(&mut self, now: Instant, shard: ShardId, seen: u32) {
@@ -2765,7 +2805,12 @@ impl Peer {
         self.ticks += 1;
         // Repairs, stale snapshots, waiting writes.
         let ids: Vec<ShardId> = self.states.keys().copied().collect();
+        let may_reassert = self.hears_majority() && !self.just_resumed(now);
         for shard in ids {
+            if self.catch_up_stuck(now, shard) && may_reassert {
+                self.abandon_catch_up(now, shard);
+                continue;
+            }
             let st = self.states.get_mut(&shard).expect("known");
             if st
                 .assembly
