@@ -1725,15 +1725,21 @@ impl Peer {
     /// czar whose start was held only by members that left waited for good,
     /// and so did every follower (isolate-and-stall, 32 peers, seed 51: a
     /// start at seq 1067, the most advanced live member at 996). Callers check
-    /// that we hear a majority: a re-assertion claims its backing.
+    /// that we hear a majority. A backed claim is re-asserted; a provisional
+    /// one is claimed again, still provisional: giving up on its start gives
+    /// it no standing it did not have.
     fn abandon_catch_up(&mut self, now: Instant, shard: ShardId) {
         let st = self.states.get_mut(&shard).expect("known shard");
         st.catch_up_to = None;
         st.catch_up_still = None;
         st.want_snapshot = false;
         st.last_reassert = None;
-        let epoch = st.replica.epoch;
-        self.reassert(now, shard, epoch);
+        let (epoch, backed) = (st.replica.epoch, st.replica.backed);
+        if backed {
+            self.reassert(now, shard, epoch);
+        } else {
+            self.claim(shard);
+        }
     }
 
     /// As a backed czar that learned of a provisional claim at `seen` or
