@@ -1682,10 +1682,7 @@ impl Peer {
             // Even a whole snapshot did not bring the agreed starting state (its
             // holders moved on): start from the freshest state we could get and
             // claim the shard again with it, so everyone resyncs to us.
-            st.catch_up_to = None;
-            st.want_snapshot = false;
-            st.last_reassert = None;
-            let epoch = st.replica.epoch;
+            let (epoch, _) = self.give_up_start(shard);
             self.reassert(now, shard, epoch);
         } else if !st.want_snapshot {
             st.want_snapshot = true;
@@ -1719,6 +1716,18 @@ impl Peer {
         }
     }
 
+    /// Stops catching up to `shard`'s agreed start, which cannot be had; the
+    /// caller claims the shard again from the state we hold. Returns our
+    /// epoch and standing.
+    fn give_up_start(&mut self, shard: ShardId) -> (u32, bool) {
+        let st = self.states.get_mut(&shard).expect("known shard");
+        st.catch_up_to = None;
+        st.catch_up_still = None;
+        st.want_snapshot = false;
+        st.last_reassert = None;
+        (st.replica.epoch, st.replica.backed)
+    }
+
     /// Gives up catching up to a starting state nobody serves: as when even a
     /// snapshot did not bring it (`check_catch_up`), we claim the shard again
     /// from our own state, so everyone resyncs to us. Without this bound a
@@ -1729,12 +1738,7 @@ impl Peer {
     /// one is claimed again, still provisional: giving up on its start gives
     /// it no standing it did not have.
     fn abandon_catch_up(&mut self, now: Instant, shard: ShardId) {
-        let st = self.states.get_mut(&shard).expect("known shard");
-        st.catch_up_to = None;
-        st.catch_up_still = None;
-        st.want_snapshot = false;
-        st.last_reassert = None;
-        let (epoch, backed) = (st.replica.epoch, st.replica.backed);
+        let (epoch, backed) = self.give_up_start(shard);
         if backed {
             self.reassert(now, shard, epoch);
         } else {
@@ -2811,9 +2815,12 @@ impl Peer {
         self.ticks += 1;
         // Repairs, stale snapshots, waiting writes.
         let ids: Vec<ShardId> = self.states.keys().copied().collect();
-        let may_reassert = self.hears_majority() && !self.just_resumed(now);
+        // Asked only when a shard is stuck: it walks every member.
+        let mut may_reassert = None;
         for shard in ids {
-            if self.catch_up_stuck(now, shard) && may_reassert {
+            if self.catch_up_stuck(now, shard)
+                && *may_reassert.get_or_insert_with(|| self.hears_majority() && !self.just_resumed(now))
+            {
                 self.abandon_catch_up(now, shard);
                 continue;
             }
