@@ -57,6 +57,7 @@ pub use replica::{Checksum, Replica, Version};
 pub use seal::{SealError, SessionSecret, SEAL_OVERHEAD_BYTES};
 pub use shards::{ShardError, ShardId, ShardInfo, SplitFrom};
 pub use stats::{DropReason, Histogram, Stats};
+pub use stream::DEFAULT_STREAM_PRIORITY;
 pub use time::Instant;
 pub use wire::{
     MemberStatus, MAX_DATAGRAM_BYTES, MAX_KEY_BYTES, MAX_STREAM_VALUE_BYTES, MAX_VALUE_BYTES, PROTOCOL_VERSION,

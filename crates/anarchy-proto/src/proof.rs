@@ -26,6 +26,7 @@ use crate::wire::{put_update, Frame, Update};
 
 const DELTA_CONTEXT: &str = "anarchy 2026 signed delta v1";
 const STREAM_CONTEXT: &str = "anarchy 2026 signed stream v1";
+const STREAM_PART_CONTEXT: &str = "anarchy 2026 signed stream part v1";
 const SNAPSHOT_CONTEXT: &str = "anarchy 2026 signed snapshot v1";
 const SNAPSHOT_DIGEST_CONTEXT: &str = "anarchy 2026 snapshot digest v2";
 const VERIFIED_CONTEXT: &str = "anarchy 2026 verified signature cache v1";
@@ -157,6 +158,33 @@ pub fn stream_message(
     h.update(&author.0);
     let mut buf = Vec::with_capacity(64);
     crate::wire::put_stream_header(&mut buf, shard, epoch, from, to, base);
+    h.update(&buf);
+    h.update(&(entries.len() as u64).to_le_bytes());
+    for u in entries {
+        buf.clear();
+        put_update(&mut buf, u);
+        h.update(&buf);
+    }
+    *h.finalize().as_bytes()
+}
+
+/// What the czar `author` signs for one [`Frame::StreamPart`]: the session,
+/// the shard, the epoch, the stamp, the base and every entry as encoded. Its
+/// own context, so a partial list can never pass for a whole one.
+pub fn stream_part_message(
+    session: &[u8; 32],
+    author: &PeerId,
+    shard: ShardId,
+    epoch: u32,
+    at: u64,
+    base: u64,
+    entries: &[Update],
+) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key(STREAM_PART_CONTEXT);
+    h.update(session);
+    h.update(&author.0);
+    let mut buf = Vec::with_capacity(64);
+    crate::wire::put_stream_part_header(&mut buf, shard, epoch, at, base);
     h.update(&buf);
     h.update(&(entries.len() as u64).to_le_bytes());
     for u in entries {

@@ -232,6 +232,9 @@ pub struct Stats {
     pub frames_joined: u64,
     /// Newer stream values taken from czars.
     pub stream_values_applied: u64,
+    /// Partial stream lists sent: a link's budget had room for only some of
+    /// a shard's changed stream keys ([`crate::wire::Frame::StreamPart`]).
+    pub stream_parts_sent: u64,
     drops: Drops,
 }
 

@@ -130,15 +130,7 @@ impl StreamValues {
         let mut used = 0;
         let mut to = from;
         for ((e, stamp), keys) in self.by_stamp.range(start..=(epoch, u64::MAX)) {
-            let updates: Vec<Update> = keys
-                .iter()
-                .map(|k| {
-                    let new = self.values[k].value();
-                    let old = (base > 0).then(|| self.value_as_of(epoch, k, base)).flatten();
-                    let op = old.and_then(|old| Op::patch(old, new)).unwrap_or_else(|| Op::Put(new.to_vec()));
-                    Update { key: k.clone(), op }
-                })
-                .collect();
+            let updates: Vec<Update> = keys.iter().map(|k| self.entry(epoch, k, base)).collect();
             let len: usize = updates.iter().map(Update::encoded_len).sum();
             if !out.is_empty() && used + len > max_bytes {
                 break;
@@ -149,6 +141,29 @@ impl StreamValues {
             to = if *e == epoch { (*stamp).max(to) } else { to };
         }
         (out, to)
+    }
+
+    /// As czar at `epoch`: the keys [`StreamValues::changed_after`] would
+    /// list, each with the stamp of its last change (0 for an older epoch's),
+    /// oldest change first.
+    pub fn changed_keys_after(&self, epoch: u32, from: u64) -> Vec<(&[u8], u64)> {
+        let start = if from == 0 { (0, 0) } else { (epoch, from + 1) };
+        let mut out = Vec::new();
+        for ((e, stamp), keys) in self.by_stamp.range(start..=(epoch, u64::MAX)) {
+            let stamp = if *e == epoch { *stamp } else { 0 };
+            out.extend(keys.iter().map(|k| (k.as_slice(), stamp)));
+        }
+        out
+    }
+
+    /// `key`'s newest value as a frame entry: a patch against its value as of
+    /// `base` (a stamp of `epoch` the receiver acknowledged, 0 for none) when
+    /// that is smaller, otherwise whole. The key must be held.
+    pub fn entry(&self, epoch: u32, key: &[u8], base: u64) -> Update {
+        let new = self.values[key].value();
+        let old = (base > 0).then(|| self.value_as_of(epoch, key, base)).flatten();
+        let op = old.and_then(|old| Op::patch(old, new)).unwrap_or_else(|| Op::Put(new.to_vec()));
+        Update { key: key.to_vec(), op }
     }
 
     /// Stamps every key as changed at (`epoch`, 1): a new czar takes the
@@ -199,6 +214,62 @@ fn remember(history: &mut VecDeque<(u64, Vec<u8>)>, stamp: u64, value: &[u8]) {
     }
     while history.len() > HISTORY {
         history.pop_front();
+    }
+}
+
+/// A stream key's priority when the game gives none (see
+/// [`Accumulator`]): room above and below for keys that matter more or less.
+pub const DEFAULT_STREAM_PRIORITY: u8 = 15;
+
+/// The priority accumulator of one link and shard: which stream keys go when
+/// a link's budget has room for only some of them.
+///
+/// At every send opportunity each key still waiting gains its priority plus
+/// one; the keys with the most go first, as many as fit, and start again from
+/// zero. A key that waits keeps gaining, so however low its priority it
+/// overtakes any higher one in time: nothing starves. Higher goes more
+/// often: with room for one key per send, keys of priority 0, 15 and 47
+/// always waiting go 2 %, 33 % and 65 % of the time.
+#[derive(Debug, Clone, Default)]
+pub struct Accumulator {
+    acc: BTreeMap<Vec<u8>, u64>,
+}
+
+impl Accumulator {
+    /// One send opportunity with room for `budget` bytes of entries.
+    /// `pending` lists every key waiting, oldest change first, as (key,
+    /// priority, bytes its entry takes). Each gains its priority plus one;
+    /// then keys go highest total first (ties: older change first) while
+    /// they fit, stopping at the first that does not, so the key that has
+    /// waited longest for its priority is never passed over by smaller ones.
+    /// Returns the indexes into `pending` of the keys to send, in `pending`
+    /// order; they start again from zero, and keys not in `pending` are
+    /// forgotten.
+    pub fn pick(&mut self, pending: &[(&[u8], u8, usize)], budget: usize) -> Vec<usize> {
+        let mut scored: Vec<(u64, usize)> = pending
+            .iter()
+            .enumerate()
+            .map(|(i, (key, priority, _))| (self.acc.get(*key).copied().unwrap_or(0) + u64::from(*priority) + 1, i))
+            .collect();
+        scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut chosen = vec![false; pending.len()];
+        let mut used = 0;
+        for &(_, i) in &scored {
+            let len = pending[i].2;
+            if used + len > budget {
+                break;
+            }
+            used += len;
+            chosen[i] = true;
+        }
+        self.acc =
+            scored.iter().filter(|(_, i)| !chosen[*i]).map(|&(total, i)| (pending[i].0.to_vec(), total)).collect();
+        (0..pending.len()).filter(|i| chosen[*i]).collect()
+    }
+
+    /// What `key` has gained while waiting (0 if it is not waiting).
+    pub fn total(&self, key: &[u8]) -> u64 {
+        self.acc.get(key).copied().unwrap_or(0)
     }
 }
 
@@ -278,6 +349,13 @@ impl LinkRate {
     pub fn may_send(&mut self, now: Instant) -> bool {
         self.refill(now);
         self.tokens > 0
+    }
+
+    /// Bytes that may be sent now without going over the budget (at most
+    /// 0 while earlier sends are still being paid for).
+    pub fn available(&mut self, now: Instant) -> i64 {
+        self.refill(now);
+        self.tokens / 1000
     }
 
     /// Pays for `bytes` sent at `now`.
@@ -433,6 +511,52 @@ mod tests {
         }
         assert!(t < 60_000 + 200 * 40, "recovers within 31 good round trips");
         assert!(l.loss().unwrap() > 0.5);
+    }
+
+    #[test]
+    fn the_accumulator_sends_keys_in_proportion_to_priority_and_starves_none() {
+        let mut acc = Accumulator::default();
+        // Three keys always waiting, room for one 10-byte entry per send.
+        let pending: [(&[u8], u8, usize); 3] = [(b"low", 0, 10), (b"mid", 15, 10), (b"high", 47, 10)];
+        let mut sent = [0usize; 3];
+        let mut waited = [0usize; 3];
+        let mut longest_wait = [0usize; 3];
+        for _ in 0..6_500 {
+            let chosen = acc.pick(&pending, 10);
+            assert_eq!(chosen.len(), 1);
+            for (i, w) in waited.iter_mut().enumerate() {
+                if chosen[0] == i {
+                    sent[i] += 1;
+                    *w = 0;
+                } else {
+                    *w += 1;
+                    longest_wait[i] = longest_wait[i].max(*w);
+                }
+            }
+        }
+        // Higher goes more often (measured: 132, 2 122 and 4 246 sends).
+        assert!(sent[2] > sent[1] * 3 / 2 && sent[1] > sent[0] * 10 && sent[0] > 100, "{sent:?}");
+        // And the lowest key never waits much longer than its usual turn.
+        assert!(longest_wait[0] <= 6_500 / sent[0] + 5, "{longest_wait:?} for {sent:?}");
+        // A sent key starts again from zero; one still waiting keeps its total.
+        let chosen = acc.pick(&pending[..2], 1_000);
+        assert_eq!(chosen, vec![0, 1]);
+        assert_eq!(acc.total(b"low"), 0);
+    }
+
+    #[test]
+    fn the_accumulator_never_lets_smaller_keys_pass_the_one_that_waited_longest() {
+        let mut acc = Accumulator::default();
+        let pending: [(&[u8], u8, usize); 2] = [(b"big", 200, 300), (b"small", 0, 10)];
+        // The big key does not fit: nothing goes, both gain.
+        assert!(acc.pick(&pending, 100).is_empty());
+        assert_eq!((acc.total(b"big"), acc.total(b"small")), (201, 1));
+        // Once there is room, the big one goes first, then what still fits.
+        assert_eq!(acc.pick(&pending, 305), vec![0]);
+        assert_eq!(acc.pick(&pending, 400), vec![0, 1]);
+        // A key no longer waiting is forgotten.
+        acc.pick(&pending[..1], 0);
+        assert_eq!(acc.total(b"small"), 0);
     }
 
     #[test]

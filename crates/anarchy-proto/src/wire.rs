@@ -18,8 +18,9 @@ use crate::shards::ShardId;
 pub const MAGIC: [u8; 2] = *b"AY";
 /// The protocol version this build speaks (2: every datagram is sealed, see
 /// `seal`; 3: snapshot entries carry the version that wrote them; 4: epochs
-/// name their claimant, see `peer::claimant_tag`).
-pub const PROTOCOL_VERSION: u8 = 4;
+/// name their claimant, see `peer::claimant_tag`; 5: partial stream lists,
+/// [`Frame::StreamPart`]).
+pub const PROTOCOL_VERSION: u8 = 5;
 /// No datagram is ever larger than this: safe for IPv6 and most tunnels.
 pub const MAX_DATAGRAM_BYTES: usize = 1200;
 /// Bytes in the datagram header: magic, version, flags, sender id.
@@ -493,6 +494,26 @@ pub enum Frame {
         /// The czar's signature (see `proof::stream_message`).
         sig: Signature,
     },
+    /// Some of a shard's stream keys at their newest values as of stamp `at`,
+    /// from its czar (the datagram's sender): what a link's budget left room
+    /// for, chosen by the priority accumulator. Unlike [`Frame::Stream`] it
+    /// says nothing of the keys it leaves out, so the receiver takes its
+    /// values without moving the stamp it acknowledges. Patches are against
+    /// the key's value as of `base`, which the receiver acknowledged.
+    StreamPart {
+        /// Which shard.
+        shard: ShardId,
+        /// The czar's epoch.
+        epoch: u32,
+        /// The czar's stamp when it sent these values; at least 1.
+        at: u64,
+        /// The acknowledged stamp patches are against (0: no patches); at most `at`.
+        base: u64,
+        /// Keys and their newest values (at least one; `Put` or, with a base, `Patch`).
+        entries: Vec<Update>,
+        /// The czar's signature (see `proof::stream_part_message`).
+        sig: Signature,
+    },
     /// "I hold every stream change of this shard's czar up to `have`."
     StreamAck {
         /// Which shard.
@@ -547,6 +568,7 @@ impl Frame {
             Frame::AddrProof { .. } => FrameKind::AddrProof,
             Frame::Fragment { .. } => FrameKind::Fragment,
             Frame::Stream { .. } => FrameKind::Stream,
+            Frame::StreamPart { .. } => FrameKind::StreamPart,
             Frame::StreamAck { .. } => FrameKind::StreamAck,
         }
     }
@@ -703,6 +725,14 @@ impl Frame {
                     put_update(out, u);
                 }
             }
+            Frame::StreamPart { shard, epoch, at, base, entries, sig } => {
+                put_stream_part_header(out, *shard, *epoch, *at, *base);
+                out.extend_from_slice(sig);
+                put_varint(out, entries.len() as u64);
+                for u in entries {
+                    put_update(out, u);
+                }
+            }
             Frame::StreamAck { shard, epoch, have } => {
                 out.extend_from_slice(&shard.0.to_le_bytes());
                 put_varint(out, u64::from(*epoch));
@@ -822,6 +852,8 @@ pub enum FrameKind {
     Stream = 27,
     /// [`Frame::StreamAck`]
     StreamAck = 28,
+    /// [`Frame::StreamPart`]
+    StreamPart = 29,
 }
 
 /// A decoded datagram: who sent it and what it says.
@@ -1147,27 +1179,49 @@ fn decode_frame(r: &mut Reader<'_>, sender: &PeerId) -> Result<Frame, DecodeErro
             if base > from {
                 return Err(DecodeError::Invalid("stream base"));
             }
-            let n = r.count(3)?;
-            if n == 0 {
-                return Err(DecodeError::Invalid("empty stream"));
-            }
-            let mut entries = Vec::with_capacity(n);
-            for _ in 0..n {
-                let u = r.update(base > 0)?;
-                match &u.op {
-                    Op::Put(v) if v.len() > MAX_STREAM_VALUE_BYTES => return Err(DecodeError::TooLong("value")),
-                    Op::Delete => return Err(DecodeError::Invalid("update op")),
-                    Op::Patch(x) if x.len() > MAX_STREAM_VALUE_BYTES => return Err(DecodeError::TooLong("value")),
-                    _ => {}
-                }
-                entries.push(u);
-            }
+            let entries = stream_entries(r, base)?;
             Frame::Stream { shard, epoch, from, to, base, entries, sig }
+        }
+        29 => {
+            let shard = r.shard()?;
+            let epoch = r.epoch()?;
+            let at = r.seq()?;
+            let base = r.seq()?;
+            let sig = r.array()?;
+            if at == 0 {
+                return Err(DecodeError::Invalid("stream stamp"));
+            }
+            if base > at {
+                return Err(DecodeError::Invalid("stream base"));
+            }
+            let entries = stream_entries(r, base)?;
+            Frame::StreamPart { shard, epoch, at, base, entries, sig }
         }
         28 => Frame::StreamAck { shard: r.shard()?, epoch: r.epoch()?, have: r.seq()? },
         other => return Err(DecodeError::UnknownFrame(other)),
     };
     Ok(frame)
+}
+
+/// The entries of a stream frame: at least one, each a `Put` of at most
+/// [`MAX_STREAM_VALUE_BYTES`] or, with a `base`, a `Patch`.
+fn stream_entries(r: &mut Reader<'_>, base: u64) -> Result<Vec<Update>, DecodeError> {
+    let n = r.count(3)?;
+    if n == 0 {
+        return Err(DecodeError::Invalid("empty stream"));
+    }
+    let mut entries = Vec::with_capacity(n);
+    for _ in 0..n {
+        let u = r.update(base > 0)?;
+        match &u.op {
+            Op::Put(v) if v.len() > MAX_STREAM_VALUE_BYTES => return Err(DecodeError::TooLong("value")),
+            Op::Delete => return Err(DecodeError::Invalid("update op")),
+            Op::Patch(x) if x.len() > MAX_STREAM_VALUE_BYTES => return Err(DecodeError::TooLong("value")),
+            _ => {}
+        }
+        entries.push(u);
+    }
+    Ok(entries)
 }
 
 /// Decodes a frame joined from fragments `sender` sent: exactly one frame,
@@ -1194,6 +1248,15 @@ pub(crate) fn put_stream_header(out: &mut Vec<u8>, shard: ShardId, epoch: u32, f
     put_varint(out, u64::from(epoch));
     put_varint(out, from);
     put_varint(out, to);
+    put_varint(out, base);
+}
+
+/// The fields of a [`Frame::StreamPart`] before its signature: also what its
+/// signature covers, with the session, author and entries (`proof::stream_part_message`).
+pub(crate) fn put_stream_part_header(out: &mut Vec<u8>, shard: ShardId, epoch: u32, at: u64, base: u64) {
+    out.extend_from_slice(&shard.0.to_le_bytes());
+    put_varint(out, u64::from(epoch));
+    put_varint(out, at);
     put_varint(out, base);
 }
 
@@ -1638,6 +1701,14 @@ mod tests {
                 sig: [5; 64],
             },
             Frame::StreamAck { shard: ShardId(9), epoch: 2, have: 45 },
+            Frame::StreamPart {
+                shard: ShardId(9),
+                epoch: 2,
+                at: 47,
+                base: 45,
+                entries: vec![Update { key: b"e1".to_vec(), op: Op::Patch(vec![0, 9]) }],
+                sig: [6; 64],
+            },
         ]
     }
 
@@ -1693,6 +1764,22 @@ mod tests {
         assert_eq!(with(&[3, 0b011, 7]), Err(DecodeError::Truncated));
         assert_eq!(MAX_VALUE_BYTES, 16384, "16385 is the varint [0x81, 0x80, 0x01]");
         assert_eq!(with(&[0x81, 0x80, 0x01]), Err(DecodeError::TooLong("value")));
+    }
+
+    #[test]
+    fn a_partial_stream_list_needs_a_stamp_a_base_no_later_and_an_entry() {
+        let sender = Keypair::from_seed(2).peer_id();
+        let put = Update { key: b"e1".to_vec(), op: Op::Put(vec![1; 12]) };
+        let part = |at, base, entries: Vec<Update>| {
+            let f = Frame::StreamPart { shard: ShardId(3), epoch: 2, at, base, entries, sig: [1; 64] };
+            decode_datagram(&encode_frames(&sender, &[f]))
+        };
+        assert!(part(9, 9, vec![put.clone()]).is_ok());
+        assert_eq!(part(0, 0, vec![put.clone()]), Err(DecodeError::Invalid("stream stamp")));
+        assert_eq!(part(9, 10, vec![put.clone()]), Err(DecodeError::Invalid("stream base")));
+        assert_eq!(part(9, 0, vec![]), Err(DecodeError::Invalid("empty stream")));
+        let delete = Update { key: b"e1".to_vec(), op: Op::Delete };
+        assert_eq!(part(9, 0, vec![delete]), Err(DecodeError::Invalid("update op")));
     }
 
     #[test]

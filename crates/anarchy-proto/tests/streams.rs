@@ -157,3 +157,85 @@ fn a_link_that_loses_everything_gets_a_smaller_budget_and_recovers() {
     let shown = status.members.iter().find(|m| m.id == p2).and_then(|m| m.budget_bytes_per_sec);
     assert_eq!(shown, Some(back));
 }
+
+#[test]
+fn under_a_short_budget_higher_priority_keys_go_more_often_and_none_starves() {
+    let (mut net, avatar) = session();
+    // The czar's link to peer 2 carries 4 000 B/s, about half of what 16 keys
+    // changing every tick take. Peer 3's link is not capped.
+    net.link_cap = Some((1, 2, 4_000));
+    let key = |e: u8| [b'e', e];
+    let mut values = ChaCha8Rng::seed_from_u64(12);
+    let (mut from_event, mut from_log) = (0, 0);
+    for tick in 0..200 {
+        let now = net.now;
+        for e in 0..16u8 {
+            // Entities 0..4 are near the player: they matter most.
+            let priority = if e < 4 { 120 } else { 3 };
+            // 12 bytes that change all over: no patch makes them smaller.
+            let value: [u8; 12] = values.gen();
+            net.peers[1].write_stream_with_priority(now, avatar, &key(e), &value, priority).unwrap();
+        }
+        net.drain_all();
+        net.run_for(Duration::from_millis(50));
+        if tick == 60 {
+            // The budget starts at 64 000 B/s: count from when it has come down.
+            (from_event, from_log) = (net.events[2].len(), net.log.len());
+        }
+    }
+    let budget = net.peers[1].link_budget(&net.id(2)).unwrap();
+    assert!(budget < 8_000, "the budget follows the cap: {budget} B/s");
+    assert_eq!(
+        frames_sent(&net, 1, 3, |f| matches!(f, Frame::StreamPart { .. })),
+        0,
+        "the clean link gets whole lists"
+    );
+    // What the czar sent peer 2 over the last 7 s: a whole list every 500 ms,
+    // and partial lists the accumulator filled in between.
+    let (mut wholes, mut parts, mut in_parts) = (0, 0, [0usize; 16]);
+    for (_, from, to, payload) in &net.log[from_log..] {
+        if (*from, *to) != (1, 2) {
+            continue;
+        }
+        for frame in support::decode(payload).map(|d| d.frames).unwrap_or_default() {
+            match frame {
+                Frame::Stream { .. } => wholes += 1,
+                Frame::StreamPart { entries, .. } => {
+                    parts += 1;
+                    for u in entries {
+                        in_parts[usize::from(u.key[1])] += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    // How often each key's value reached peer 2 over the same time.
+    let mut taken = [0usize; 16];
+    for ev in &net.events[2][from_event..] {
+        if let Event::Streamed { key, .. } = ev {
+            taken[usize::from(key[1])] += 1;
+        }
+    }
+    eprintln!("budget {budget} B/s; {wholes} whole and {parts} partial lists; keys in partial lists {in_parts:?}; values taken {taken:?}");
+    assert!((10..=40).contains(&wholes), "{wholes} whole lists in 7 s");
+    assert!(parts >= 20, "{parts} partial lists");
+    assert!(
+        in_parts[..4].iter().all(|n| *n * 10 >= parts * 9),
+        "near entities in nearly every partial list: {in_parts:?}"
+    );
+    assert!(in_parts[4..].iter().all(|n| *n > 0), "no far entity starves: {in_parts:?}");
+    let near = taken[..4].iter().sum::<usize>() / 4;
+    let far = taken[4..].iter().sum::<usize>() / 12;
+    assert!(near * 10 > far * 13, "near entities {near} values each, far ones {far}: {taken:?}");
+    assert!(taken.iter().all(|n| *n >= 14), "every key keeps arriving, at least with each whole list: {taken:?}");
+    // The clean link missed nothing: peer 3 took every tick's value of every key.
+    let clean = net.events[3].iter().filter(|ev| matches!(ev, Event::Streamed { .. })).count();
+    assert!(clean >= 16 * 195, "{clean} values on the clean link");
+    // Once the cap is gone, every member ends with the newest values.
+    net.link_cap = None;
+    net.run_for(Duration::from_millis(1000));
+    for e in 0..16u8 {
+        assert_eq!(net.peers[2].stream_value(avatar, &key(e)), net.peers[1].stream_value(avatar, &key(e)));
+    }
+}

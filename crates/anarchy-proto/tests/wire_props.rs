@@ -320,6 +320,31 @@ fn frame() -> impl Strategy<Value = Frame> {
                 Frame::Stream { shard, epoch, from, to: (from + span).min(MAX_SEQ), base, entries, sig }
             })
             .prop_filter("a range", |f| matches!(f, Frame::Stream { from, to, .. } if to > from)),
+        (
+            shard_id(),
+            0..=MAX_EPOCH,
+            1..=MAX_SEQ,
+            any::<[u8; 32]>(),
+            prop::collection::vec((key(), prop::collection::vec(any::<u8>(), 1..=24), any::<bool>()), 1..=8)
+        )
+            .prop_map(|(shard, epoch, at, half, raw)| {
+                let mut sig = [0u8; 64];
+                sig[32..].copy_from_slice(&half);
+                // Patches only with a base; a patch lists a non-zero byte.
+                let base = at / 3;
+                let entries = raw
+                    .into_iter()
+                    .map(|(key, mut v, patch)| {
+                        if patch && base > 0 {
+                            v[0] |= 1;
+                            Update { key, op: Op::Patch(v) }
+                        } else {
+                            Update { key, op: Op::Put(v) }
+                        }
+                    })
+                    .collect();
+                Frame::StreamPart { shard, epoch, at, base, entries, sig }
+            }),
         (shard_id(), 0..=MAX_EPOCH, 0..=MAX_SEQ).prop_map(|(shard, epoch, have)| Frame::StreamAck {
             shard,
             epoch,

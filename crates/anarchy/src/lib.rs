@@ -51,8 +51,8 @@ pub use status::{
 pub use anarchy_proto as proto;
 pub use anarchy_proto::{
     Checksum, Config, DropReason, Event, Keypair, LeaveReason, PeerId, Proposal, SessionSecret, ShardId, ShardInfo,
-    Stats, Version, WriteFailure, WriteId, WriteOutcome, MAX_DATAGRAM_BYTES, MAX_KEY_BYTES, MAX_STREAM_VALUE_BYTES,
-    MAX_VALUE_BYTES,
+    Stats, Version, WriteFailure, WriteId, WriteOutcome, DEFAULT_STREAM_PRIORITY, MAX_DATAGRAM_BYTES, MAX_KEY_BYTES,
+    MAX_STREAM_VALUE_BYTES, MAX_VALUE_BYTES,
 };
 
 /// The README's code, compiled as a doctest so the quickstart stays true.

@@ -74,6 +74,20 @@ impl Batch<'_> {
         let id = declared(self.peer, shard)?;
         self.peer.write_stream(self.now, id, key, value).map_err(|e| SessionError::from_write(e, shard))
     }
+
+    /// A stream key with its priority. See [`Session::write_stream_with_priority`].
+    pub fn write_stream_with_priority(
+        &mut self,
+        shard: &str,
+        key: &[u8],
+        value: &[u8],
+        priority: u8,
+    ) -> Result<(), SessionError> {
+        let id = declared(self.peer, shard)?;
+        self.peer
+            .write_stream_with_priority(self.now, id, key, value, priority)
+            .map_err(|e| SessionError::from_write(e, shard))
+    }
 }
 
 /// The id of `shard`, if this peer knows it.
@@ -148,6 +162,25 @@ impl Session {
     /// [`crate::MAX_STREAM_VALUE_BYTES`] bytes.
     pub fn write_stream(&self, shard: &str, key: &[u8], value: &[u8]) -> Result<(), SessionError> {
         self.batch(|b| b.write_stream(shard, key, value))
+    }
+
+    /// [`Session::write_stream`] with the key's priority (default
+    /// [`crate::DEFAULT_STREAM_PRIORITY`], 15; higher matters more).
+    /// When a member's link has room for only some of the changed stream
+    /// keys, a priority accumulator picks which go: higher goes more often,
+    /// and a key that waits gains until it goes, so none starves; every
+    /// changed key still reaches each member at least every 500 ms. A game
+    /// might give the entities near a player a higher priority than the
+    /// scenery far away. The priority stays with the key until a write gives
+    /// another.
+    pub fn write_stream_with_priority(
+        &self,
+        shard: &str,
+        key: &[u8],
+        value: &[u8],
+        priority: u8,
+    ) -> Result<(), SessionError> {
+        self.batch(|b| b.write_stream_with_priority(shard, key, value, priority))
     }
 
     /// The newest value of stream key `key` of `shard` this peer holds.

@@ -11,6 +11,10 @@
 //! link spends and that only stream sends wait for: under a short budget,
 //! critical and reliable traffic goes first and streams to that member go
 //! less often, each send carrying every key changed since, so no key starves.
+//! Between those whole lists, whatever room the budget has goes to the keys
+//! the priority accumulator picks ([`Frame::StreamPart`]): under a short
+//! budget the keys the game ranks higher go more often, and every key still
+//! goes in time.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -21,13 +25,16 @@ use crate::identity::PeerId;
 use crate::proof;
 use crate::shards::ShardId;
 use crate::stats::DropReason;
-use crate::stream::{LinkRate, StreamValues};
+use crate::stream::{Accumulator, LinkRate, StreamValues, DEFAULT_STREAM_PRIORITY};
 use crate::time::Instant;
-use crate::wire::{Frame, Op, Update, MAX_FRAGMENTED_FRAME_BYTES, MAX_STREAM_VALUE_BYTES};
+use crate::wire::{Frame, Op, Update, MAX_FRAGMENTED_FRAME_BYTES, MAX_FRAME_BYTES, MAX_STREAM_VALUE_BYTES};
 
 /// A stream frame's fields besides its entries, at their largest: type, shard,
 /// epoch, three stamps, signature, entry count.
 const STREAM_FRAME_OVERHEAD: usize = 1 + 8 + 5 + 10 + 10 + 10 + 64 + 2;
+/// A partial stream frame's fields besides its entries, at their largest:
+/// type, shard, epoch, two stamps, signature, entry count.
+const STREAM_PART_OVERHEAD: usize = 1 + 8 + 5 + 10 + 10 + 64 + 2;
 /// Stream keys and values one shard holds at most, as frame entries: all of
 /// them always fit one (fragmented) `Stream` frame.
 pub const MAX_STREAM_SHARD_BYTES: usize = 16 * 1024;
@@ -56,6 +63,19 @@ pub(super) struct ShardStreams {
     have: Option<(PeerId, u32, u64)>,
     /// Our acknowledgement is due with the next acknowledging tick.
     ack_due: bool,
+    /// As czar: the priorities the game gave keys (the others have
+    /// [`DEFAULT_STREAM_PRIORITY`]).
+    priorities: BTreeMap<Vec<u8>, u8>,
+}
+
+/// What a stream frame covers: every key changed in a range of stamps
+/// ([`Frame::Stream`]), or some keys as of one stamp ([`Frame::StreamPart`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Span {
+    /// Every key changed in stamps `from + 1 ..= to`.
+    Whole { from: u64, to: u64 },
+    /// Some keys, at their values as of stamp `at`.
+    Part { at: u64 },
 }
 
 impl ShardStreams {
@@ -66,6 +86,15 @@ impl ShardStreams {
             self.values.adopt(epoch);
             self.czar_epoch = epoch;
             self.stamp = 1;
+        }
+    }
+
+    /// Gives a key we hold its priority as czar.
+    fn set_priority(&mut self, key: &[u8], priority: u8) {
+        if priority == DEFAULT_STREAM_PRIORITY {
+            self.priorities.remove(key);
+        } else {
+            self.priorities.insert(key.to_vec(), priority);
         }
     }
 
@@ -92,6 +121,14 @@ struct Cursor {
     acked: u64,
     /// Recent sends: (stamp covered, when).
     sends: VecDeque<(u64, Instant)>,
+    /// Keys sent in partial lists since the last whole one, with the stamp
+    /// they went as of: not sent again until they change.
+    part: BTreeMap<Vec<u8>, u64>,
+    /// Who goes next in a partial list.
+    acc: Accumulator,
+    /// The budget had no room for a whole list, and has not had room for
+    /// two since.
+    short: bool,
 }
 
 /// One member's link: its budget and its stream cursors.
@@ -99,7 +136,7 @@ struct Cursor {
 pub(super) struct StreamLink {
     pub(super) rate: LinkRate,
     cursors: BTreeMap<ShardId, Cursor>,
-    /// When a stream send last went on this link.
+    /// When a whole stream list last went on this link.
     last_send: Option<Instant>,
     /// The member's incarnation the cursors are for: a member that restarted
     /// holds nothing of what it acknowledged before.
@@ -116,6 +153,25 @@ impl Peer {
     /// reliable or critical updates later. Stream keys are apart from the
     /// shard's versioned state: read them with [`Peer::stream_value`].
     pub fn write_stream(&mut self, now: Instant, shard: ShardId, key: &[u8], value: &[u8]) -> Result<(), WriteError> {
+        self.write_stream_with_priority(now, shard, key, value, DEFAULT_STREAM_PRIORITY)
+    }
+
+    /// [`Peer::write_stream`] with the key's priority: when a member's link
+    /// budget has room for only some of the shard's changed stream keys, the
+    /// priority accumulator picks them, and a key of priority `p` gains
+    /// `p + 1` each time it waits ([`crate::stream::Accumulator`]). Higher
+    /// goes more often; every key still goes, and every changed key reaches
+    /// each member in a whole list at least every 500 ms whatever the budget.
+    /// The priority stays with the key on this peer until a write gives
+    /// another. [`DEFAULT_STREAM_PRIORITY`] is 15.
+    pub fn write_stream_with_priority(
+        &mut self,
+        now: Instant,
+        shard: ShardId,
+        key: &[u8],
+        value: &[u8],
+        priority: u8,
+    ) -> Result<(), WriteError> {
         self.clock = self.clock.max(now);
         if !self.is_joined() {
             return Err(WriteError::NotInSession);
@@ -135,6 +191,7 @@ impl Peer {
         streams.own(epoch);
         let old = streams.values.get(key);
         if old == Some(value) {
+            streams.set_priority(key, priority);
             return Ok(());
         }
         // Every stream key of a shard fits one (fragmented) frame.
@@ -145,6 +202,7 @@ impl Peer {
         }
         streams.stamp += 1;
         streams.values.offer(epoch, streams.stamp, key, value);
+        streams.set_priority(key, priority);
         self.streams_dirty = true;
         Ok(())
     }
@@ -206,11 +264,13 @@ impl Peer {
                 link.cursors.clear();
             }
             let starving = link.last_send.is_none_or(|t| now.saturating_duration_since(t) >= STREAM_MAX_GAP);
-            if !link.rate.may_send(now) && !starving {
-                continue;
-            }
+            let may_send = link.rate.may_send(now);
+            // Bytes the budget has room for now: whole lists that fit go, and
+            // the room that is left goes to partial lists.
+            let mut room = link.rate.available(now);
             let rto = link.rate.srtt().unwrap_or(Duration::from_millis(100)).mul_f64(1.5) + Duration::from_millis(50);
             let mut frames = Vec::new();
+            let mut whole_sent = false;
             for shard in &shards {
                 let st = &self.states[shard];
                 let (epoch, stamp) = (st.streams.czar_epoch, st.streams.stamp);
@@ -218,18 +278,20 @@ impl Peer {
                 if cursor.epoch != epoch {
                     *cursor = Cursor { epoch, ..Cursor::default() };
                 }
-                // Unacknowledged for longer than a round trip: the receiver
-                // missed a send; start again from what it holds.
-                let overdue = cursor.acked < cursor.sent
-                    && cursor
-                        .sends
-                        .iter()
-                        .find(|(to, _)| *to > cursor.acked)
-                        .is_some_and(|(_, at)| now.saturating_duration_since(*at) > rto);
-                if overdue {
-                    link.rate.on_loss(now);
-                    cursor.sent = cursor.acked;
-                    cursor.sends.clear();
+                if may_send || starving {
+                    // Unacknowledged for longer than a round trip: the receiver
+                    // missed a send; start again from what it holds.
+                    let overdue = cursor.acked < cursor.sent
+                        && cursor
+                            .sends
+                            .iter()
+                            .find(|(to, _)| *to > cursor.acked)
+                            .is_some_and(|(_, at)| now.saturating_duration_since(*at) > rto);
+                    if overdue {
+                        link.rate.on_loss(now);
+                        cursor.sent = cursor.acked;
+                        cursor.sends.clear();
+                    }
                 }
                 let from = cursor.sent;
                 if from >= stamp {
@@ -237,27 +299,85 @@ impl Peer {
                 }
                 // Patches against what the member acknowledged, once it has.
                 let base = if cursor.acked <= from { cursor.acked } else { 0 };
-                let list = signed.entry((*shard, from, base)).or_insert_with(|| {
-                    // Every changed key, in fragments if need be (see `changed_after`).
-                    let budget = MAX_FRAGMENTED_FRAME_BYTES - STREAM_FRAME_OVERHEAD;
-                    let (entries, to) = st.streams.values.changed_after(epoch, from, base, budget);
-                    if to <= from || entries.is_empty() {
-                        return None;
+                // The whole list's size, once built (before: as large as can be).
+                let mut whole_len = MAX_FRAME_BYTES;
+                if may_send || starving {
+                    let list = signed.entry((*shard, from, base)).or_insert_with(|| {
+                        // Every changed key, in fragments if need be (see `changed_after`).
+                        let budget = MAX_FRAGMENTED_FRAME_BYTES - STREAM_FRAME_OVERHEAD;
+                        let (entries, to) = st.streams.values.changed_after(epoch, from, base, budget);
+                        if to <= from || entries.is_empty() {
+                            return None;
+                        }
+                        let message =
+                            proof::stream_message(&self.session_tag, &me, *shard, epoch, from, to, base, &entries);
+                        let sig = proof::sign(&self.keypair, &message);
+                        Some((to, Frame::Stream { shard: *shard, epoch, from, to, base, entries, sig }.to_bytes()))
+                    });
+                    let Some((to, frame)) = list else { continue };
+                    whole_len = frame.len();
+                    // Once the budget fell short of a whole list, partial
+                    // lists go until it has room for two (or 500 ms passed):
+                    // whole lists would take the room the priorities share.
+                    let need = if cursor.short { 2 * whole_len } else { whole_len };
+                    cursor.short = need as i64 > room;
+                    if starving || !cursor.short {
+                        room -= frame.len() as i64;
+                        cursor.sent = *to;
+                        cursor.sends.push_back((*to, now));
+                        if cursor.sends.len() > MAX_SENDS_REMEMBERED {
+                            cursor.sends.pop_front();
+                        }
+                        cursor.part.clear();
+                        frames.push(frame.clone());
+                        whole_sent = true;
+                        continue;
                     }
-                    let message =
-                        proof::stream_message(&self.session_tag, &me, *shard, epoch, from, to, base, &entries);
-                    let sig = proof::sign(&self.keypair, &message);
-                    Some((to, Frame::Stream { shard: *shard, epoch, from, to, base, entries, sig }.to_bytes()))
-                });
-                let Some((to, frame)) = list else { continue };
-                cursor.sent = *to;
-                cursor.sends.push_back((*to, now));
-                if cursor.sends.len() > MAX_SENDS_REMEMBERED {
-                    cursor.sends.pop_front();
                 }
-                frames.push(frame.clone());
+                // No room for the whole list: the keys the accumulator picks
+                // go once the budget has room for half of it, so that a
+                // partial list is not mostly overhead. Until then they only
+                // gain.
+                let worth = (whole_len / 2).max(2 * STREAM_PART_OVERHEAD) as i64;
+                let room_now = if room >= worth { room } else { 0 };
+                let values = &st.streams.values;
+                let priorities = &st.streams.priorities;
+                let waiting: Vec<(&[u8], u64)> = values
+                    .changed_keys_after(epoch, from)
+                    .into_iter()
+                    .filter(|(k, changed)| cursor.part.get(*k).is_none_or(|sent| sent < changed))
+                    .collect();
+                if waiting.is_empty() {
+                    continue;
+                }
+                let entries: Vec<Update> = waiting.iter().map(|(k, _)| values.entry(epoch, k, base)).collect();
+                let pending: Vec<(&[u8], u8, usize)> = waiting
+                    .iter()
+                    .zip(&entries)
+                    .map(|((k, _), u)| {
+                        (*k, priorities.get(*k).copied().unwrap_or(DEFAULT_STREAM_PRIORITY), u.encoded_len())
+                    })
+                    .collect();
+                let budget = usize::try_from(room_now)
+                    .unwrap_or(0)
+                    .saturating_sub(STREAM_PART_OVERHEAD)
+                    .min(MAX_FRAME_BYTES - STREAM_PART_OVERHEAD);
+                let chosen = cursor.acc.pick(&pending, budget);
+                if chosen.is_empty() {
+                    continue;
+                }
+                let entries: Vec<Update> = chosen.iter().map(|i| entries[*i].clone()).collect();
+                for u in &entries {
+                    cursor.part.insert(u.key.clone(), stamp);
+                }
+                let message = proof::stream_part_message(&self.session_tag, &me, *shard, epoch, stamp, base, &entries);
+                let sig = proof::sign(&self.keypair, &message);
+                let frame = Frame::StreamPart { shard: *shard, epoch, at: stamp, base, entries, sig }.to_bytes();
+                room -= frame.len() as i64;
+                self.stats.stream_parts_sent += 1;
+                frames.push(frame);
             }
-            if !frames.is_empty() {
+            if whole_sent {
                 link.last_send = Some(now);
             }
             for frame in frames {
@@ -266,16 +386,16 @@ impl Peer {
         }
     }
 
-    /// A [`Frame::Stream`] from `sender`: taken if `sender` is the czar we
-    /// follow in that epoch and signed it.
+    /// A [`Frame::Stream`] or [`Frame::StreamPart`] from `sender`: taken if
+    /// `sender` is the czar we follow in that epoch and signed it. Only a
+    /// whole list moves the stamp we acknowledge.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn handle_stream(
         &mut self,
         sender: PeerId,
         shard: ShardId,
         epoch: u32,
-        from: u64,
-        to: u64,
+        span: Span,
         base: u64,
         entries: Vec<Update>,
         sig: proof::Signature,
@@ -293,7 +413,14 @@ impl Peer {
             self.stats.drop(DropReason::UnknownSender);
             return;
         };
-        let message = proof::stream_message(&self.session_tag, &sender, shard, epoch, from, to, base, &entries);
+        let message = match span {
+            Span::Whole { from, to } => {
+                proof::stream_message(&self.session_tag, &sender, shard, epoch, from, to, base, &entries)
+            }
+            Span::Part { at } => {
+                proof::stream_part_message(&self.session_tag, &sender, shard, epoch, at, base, &entries)
+            }
+        };
         if !proof::verify(&key, &message, &sig) {
             self.stats.drop(DropReason::BadSignature);
             return;
@@ -305,7 +432,6 @@ impl Peer {
             Some((czar, e, have)) if czar == sender && e == epoch => have,
             _ => 0,
         };
-        streams.ack_due = true;
         // A patch resolves against the key's value as of `base`, which we
         // acknowledged. Without it (a reset, a history too short) we take the
         // rest and acknowledge 0: the czar then sends every value whole.
@@ -323,11 +449,20 @@ impl Peer {
             })
             .collect();
         let complete = resolved.iter().all(|(_, v)| v.is_some());
+        let to = match span {
+            Span::Whole { from, to } => {
+                streams.ack_due = true;
+                if complete && from <= have {
+                    streams.have = Some((sender, epoch, have.max(to)));
+                }
+                to
+            }
+            Span::Part { at } => at,
+        };
         if !complete {
             streams.have = Some((sender, epoch, 0));
+            streams.ack_due = true;
             self.stats.drop(DropReason::StreamBaseMissing);
-        } else if from <= have {
-            streams.have = Some((sender, epoch, have.max(to)));
         } else if streams.have.is_none_or(|(czar, e, _)| czar != sender || e != epoch) {
             streams.have = Some((sender, epoch, 0));
         }

@@ -53,6 +53,11 @@ pub struct Net {
     pub frame_filter: Option<FrameFilter>,
     pub dropped: usize,
     pub config: Config,
+    /// One link (from, to) that carries at most this many bytes per second:
+    /// datagrams queue for it, and one that would wait over 250 ms is dropped.
+    pub link_cap: Option<(usize, usize, u64)>,
+    /// When the capped link is free again.
+    cap_free: Instant,
 }
 
 /// Opens and decodes a datagram the peers sent (all tests use the default,
@@ -109,6 +114,8 @@ impl Net {
             drop_filter: None,
             frame_filter: None,
             dropped: 0,
+            link_cap: None,
+            cap_free: Instant::ZERO,
             config,
         }
     }
@@ -187,11 +194,24 @@ impl Net {
                 let offset = self.rng.gen_range(-j..=j);
                 delay = Duration::from_micros((delay.as_micros() as i64 + offset).max(0) as u64);
             }
+            let mut queued_too_long = false;
+            if let Some((a, b, rate)) = self.link_cap.filter(|(a, b, _)| *a == i && *b == to) {
+                debug_assert!(a == i && b == to);
+                let start = self.cap_free.max(self.now);
+                if start.saturating_duration_since(self.now) > Duration::from_millis(250) {
+                    queued_too_long = true;
+                } else {
+                    let send_time = Duration::from_micros(payload.len() as u64 * 1_000_000 / rate.max(1));
+                    self.cap_free = start + send_time;
+                    delay += self.cap_free.saturating_duration_since(self.now);
+                }
+            }
             let mut d = InFlight { at: self.now + delay, from: i, to, payload };
-            let mut drop = match self.drop_filter.as_mut() {
-                Some(f) => f(&d),
-                None => false,
-            };
+            let mut drop = queued_too_long
+                || match self.drop_filter.as_mut() {
+                    Some(f) => f(&d),
+                    None => false,
+                };
             if let (false, Some(f)) = (drop, self.frame_filter.as_mut()) {
                 let secret = &self.config.session_secret;
                 if let Ok((header, plain)) = open_datagram(secret, &d.payload) {
