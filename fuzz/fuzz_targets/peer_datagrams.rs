@@ -49,7 +49,7 @@ fuzz_target!(|data: &[u8]| {
     peer.join(now, &[]);
     peer.write(now, world, b"door", b"open").unwrap();
     let them = Keypair::from_seed(2);
-    let join = encode_frames(&them.peer_id(), &[Frame::Join { public_key: them.public_key(), incarnation: 0 }]);
+    let join = encode_frames(&them.peer_id(), &[Frame::Join { public_key: them.public_key(), incarnation: 0, czar_eligible: true }]);
     let secret = SessionSecret::default();
     let boot = 0xf022;
     peer.handle_datagram(now, them_addr, &seal_datagram(&secret, boot, 0, &join));

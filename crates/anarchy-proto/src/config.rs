@@ -52,6 +52,18 @@ pub struct Config {
     pub handover_delay: Duration,
     /// Ranked backup czars per shard. Default 2.
     pub backups: usize,
+    /// Whether this peer may carry a czar's or backup's duties. A czar sends
+    /// every member a datagram every heartbeat, and so do the top-ranked
+    /// backups: with 32 players that is over 60 KB/s of upload before any
+    /// state. A game that knows a player's upload is small (a phone on a
+    /// cellular link, a player who set a low upload rate) or that a peer only
+    /// watches sets this to false: every peer then ranks it after all the
+    /// members that are eligible (`docs/PROTOCOL.md` §6.5), so it is czar or
+    /// backup of nothing while enough others are live (its preferred shards
+    /// included), beats at the idle rate, and its writes are forwarded to
+    /// their czars. Unlike the other settings it is this peer's own: it
+    /// travels in its join and member record. Default true.
+    pub czar_eligible: bool,
     /// How often a joining peer re-sends its join. Default 250 ms.
     pub join_retry_interval: Duration,
     /// How often a forwarded write is re-sent until its czar acknowledges it. Default 200 ms.
@@ -230,6 +242,7 @@ impl Default for Config {
             peer_timeout: Duration::from_secs(1),
             handover_delay: Duration::from_millis(250),
             backups: 2,
+            czar_eligible: true,
             join_retry_interval: Duration::from_millis(250),
             forward_retry_interval: Duration::from_millis(200),
             forward_timeout: Duration::from_secs(5),

@@ -53,6 +53,9 @@ pub struct Member {
     /// gossiped. Second-hand records do not revive it, or peers whose timeouts
     /// fire at different moments would keep reviving a cut-off peer for each other.
     pub soft_left: bool,
+    /// Whether it may be ranked for czar and backup slots ahead of others
+    /// (`Config::czar_eligible`, `docs/PROTOCOL.md` §6.5).
+    pub czar_eligible: bool,
 }
 
 impl Member {
@@ -64,6 +67,7 @@ impl Member {
             addr: self.addr,
             incarnation: self.incarnation,
             status: self.status,
+            czar_eligible: self.czar_eligible,
         }
     }
 
@@ -97,6 +101,9 @@ pub fn view_entry_hash(id: &PeerId, incarnation: u32) -> u64 {
     let hi = u64::from_le_bytes(id.0[8..].try_into().expect("8 bytes"));
     mix(lo ^ mix(hi ^ mix(u64::from(incarnation) ^ 0x616e_6172_6368_7931)))
 }
+
+/// Mixed into a live member's share of the digest when it is not czar-eligible.
+const NOT_ELIGIBLE_MARK: u64 = 0x6e6f_7463_7a61_7221;
 
 /// What merging a record changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,7 +225,17 @@ impl Membership {
     }
 
     fn compute_digest(&self) -> u64 {
-        self.alive().fold(0u64, |sum, m| sum.wrapping_add(view_entry_hash(&m.id, m.incarnation)))
+        self.alive().fold(0u64, |sum, m| {
+            // A member that is not czar-eligible counts apart: views that
+            // differ only in that flag differ in digest, so anti-entropy fixes them.
+            let flag = if m.czar_eligible { 0 } else { NOT_ELIGIBLE_MARK };
+            sum.wrapping_add(view_entry_hash(&m.id, m.incarnation) ^ flag)
+        })
+    }
+
+    /// Live members that are not czar-eligible, in id order.
+    pub fn ineligible_ids(&self) -> impl Iterator<Item = &PeerId> {
+        self.alive().filter(|m| !m.czar_eligible).map(|m| &m.id)
     }
 
     /// Merges a gossiped record. Records about ourselves are never merged
@@ -251,6 +268,7 @@ impl Membership {
                         suspected: false,
                         known_since: now,
                         soft_left: false,
+                        czar_eligible: rec.czar_eligible,
                     },
                 );
                 if alive {
@@ -268,6 +286,7 @@ impl Membership {
                     m.addr = rec.addr;
                     m.status = rec.status;
                     m.public_key = rec.public_key;
+                    m.czar_eligible = rec.czar_eligible;
                     m.suspected = false;
                     m.soft_left = false;
                     if m.is_alive() && !was_alive {
@@ -291,6 +310,16 @@ impl Membership {
                     m.soft_left = false;
                     if was_alive {
                         MergeOutcome::Left
+                    } else {
+                        MergeOutcome::Unchanged
+                    }
+                } else if same && rec.status == MemberStatus::Alive && !rec.czar_eligible && m.czar_eligible {
+                    // Eligibility is fixed for a member's life, but a member
+                    // first learned from a heartbeat is taken as eligible until
+                    // its record arrives: at one incarnation, not eligible wins.
+                    m.czar_eligible = false;
+                    if m.is_alive() {
+                        MergeOutcome::Updated
                     } else {
                         MergeOutcome::Unchanged
                     }
@@ -369,6 +398,7 @@ mod tests {
             addr: format!("127.0.0.1:{}", 1000 + seed).parse().unwrap(),
             incarnation: inc,
             status,
+            czar_eligible: true,
         }
     }
 
@@ -385,6 +415,7 @@ mod tests {
             suspected: false,
             known_since: Instant::ZERO,
             soft_left: false,
+            czar_eligible: true,
         })
     }
 
@@ -411,6 +442,28 @@ mod tests {
         assert_eq!(a.digest(), b.digest());
         a.merge(&member(3, 0, MemberStatus::Alive), t);
         assert_ne!(a.digest(), b.digest());
+    }
+
+    #[test]
+    fn not_eligible_wins_at_one_incarnation_and_shows_in_the_digest() {
+        let mut a = list();
+        let mut b = list();
+        let t = Instant::ZERO;
+        let not_eligible = MemberRecord { czar_eligible: false, ..member(1, 3, MemberStatus::Alive) };
+        a.merge(&member(1, 3, MemberStatus::Alive), t);
+        b.merge(&not_eligible, t);
+        assert_ne!(a.digest(), b.digest(), "views that differ only in the flag differ in digest");
+        assert_eq!(a.merge(&not_eligible, t), MergeOutcome::Updated);
+        assert_eq!(a.ineligible_ids().copied().collect::<Vec<_>>(), vec![not_eligible.id]);
+        assert_eq!(
+            a.merge(&member(1, 3, MemberStatus::Alive), t),
+            MergeOutcome::Unchanged,
+            "an eligible record is older news"
+        );
+        assert_eq!(a.digest(), b.digest());
+        // A new incarnation says afresh.
+        assert_eq!(a.merge(&member(1, 4, MemberStatus::Alive), t), MergeOutcome::Updated);
+        assert_eq!(a.ineligible_ids().count(), 0);
     }
 
     #[test]

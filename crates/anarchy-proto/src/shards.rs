@@ -182,6 +182,27 @@ pub fn ranking<'a>(info: &ShardInfo, live: impl IntoIterator<Item = &'a PeerId>,
     scored.into_iter().map(|(_, p)| p).collect()
 }
 
+/// [`ranking`] with czar eligibility (`docs/PROTOCOL.md` §6.5): the peers of
+/// `live` in `ineligible` (sorted) come after all the others, ranked among
+/// themselves as usual. With nobody ineligible the order is [`ranking`]'s.
+pub fn ranking_eligible<'a>(
+    info: &ShardInfo,
+    live: impl IntoIterator<Item = &'a PeerId>,
+    ineligible: &[PeerId],
+    take: usize,
+) -> Vec<PeerId> {
+    if ineligible.is_empty() {
+        return ranking(info, live, take);
+    }
+    let (late, early): (Vec<&PeerId>, Vec<&PeerId>) =
+        live.into_iter().partition(|p| ineligible.binary_search(p).is_ok());
+    let mut top = ranking(info, early, take);
+    if top.len() < take {
+        top.extend(ranking(info, late, take - top.len()));
+    }
+    top
+}
+
 /// The top-ranked live peers of every shard, by shard id.
 pub type RankedTops = BTreeMap<ShardId, Vec<PeerId>>;
 
@@ -440,6 +461,23 @@ mod tests {
             let rest: Vec<_> = ps.iter().filter(|p| *p != gone).collect();
             assert_eq!(ranking(&info, rest, 1)[0], czar);
         }
+    }
+
+    #[test]
+    fn ineligible_peers_rank_after_every_eligible_one_even_when_preferred() {
+        let ps = peers(6);
+        let info = ShardInfo::declared(ShardId::from_name("s"), "s", Some(ps[2]));
+        let plain = ranking(&info, ps.iter(), 6);
+        assert_eq!(plain[0], ps[2], "the preferred czar comes first");
+        let mut ineligible = vec![ps[2], ps[plain.iter().position(|p| *p != ps[2]).unwrap()]];
+        ineligible.sort();
+        let ranked = ranking_eligible(&info, ps.iter(), &ineligible, 6);
+        let eligible: Vec<PeerId> = plain.iter().filter(|p| !ineligible.contains(p)).copied().collect();
+        assert_eq!(ranked[..4], eligible[..], "eligible peers in their usual order");
+        assert!(ranked[4..].iter().all(|p| ineligible.contains(p)), "then the others");
+        // They fill the ranking only when too few eligible peers are live.
+        assert_eq!(ranking_eligible(&info, ps.iter(), &ineligible, 3), eligible[..3].to_vec());
+        assert_eq!(ranking_eligible(&info, ps.iter(), &[], 3), plain[..3].to_vec());
     }
 
     #[test]

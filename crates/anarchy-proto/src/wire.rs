@@ -153,7 +153,16 @@ pub struct MemberRecord {
     pub incarnation: u32,
     /// Alive or left.
     pub status: MemberStatus,
+    /// Whether it may be ranked for czar and backup slots ahead of others
+    /// (`Config::czar_eligible`, `docs/PROTOCOL.md` §6.5). Sent as bit 1 of
+    /// the status byte, set when the member is *not* eligible.
+    pub czar_eligible: bool,
 }
+
+/// Bit 1 of a member record's status byte: the member is not czar-eligible.
+const MEMBER_NOT_CZAR_ELIGIBLE: u8 = 2;
+/// Bit 0 of a join's flags byte: the joiner is not czar-eligible.
+const JOIN_NOT_CZAR_ELIGIBLE: u8 = 1;
 
 /// A shard declaration as gossiped in a [`Frame::Shards`] list. The shard id
 /// is derived from the name, so it is not sent.
@@ -236,6 +245,9 @@ pub enum Frame {
         public_key: PublicKey,
         /// The joiner's incarnation.
         incarnation: u32,
+        /// Whether the joiner may be ranked for czar and backup slots ahead
+        /// of others (see [`MemberRecord::czar_eligible`]).
+        czar_eligible: bool,
     },
     /// "You are in": the reply to [`Frame::Join`], followed by member and shard lists.
     Welcome,
@@ -577,9 +589,10 @@ impl Frame {
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.push(self.kind() as u8);
         match self {
-            Frame::Join { public_key, incarnation } => {
+            Frame::Join { public_key, incarnation, czar_eligible } => {
                 out.extend_from_slice(&public_key.0);
                 put_varint(out, u64::from(*incarnation));
+                out.push(if *czar_eligible { 0 } else { JOIN_NOT_CZAR_ELIGIBLE });
             }
             Frame::Welcome | Frame::SyncReq => {}
             Frame::Members(members) => {
@@ -589,10 +602,11 @@ impl Frame {
                     out.extend_from_slice(&m.public_key.0);
                     put_addr(out, &m.addr);
                     put_varint(out, u64::from(m.incarnation));
-                    out.push(match m.status {
+                    let status = match m.status {
                         MemberStatus::Alive => 0,
                         MemberStatus::Left => 1,
-                    });
+                    };
+                    out.push(status | if m.czar_eligible { 0 } else { MEMBER_NOT_CZAR_ELIGIBLE });
                 }
             }
             Frame::Shards(shards) => {
@@ -965,7 +979,16 @@ pub fn decode_datagram(bytes: &[u8]) -> Result<Datagram, DecodeError> {
 fn decode_frame(r: &mut Reader<'_>, sender: &PeerId) -> Result<Frame, DecodeError> {
     let kind = r.u8()?;
     let frame = match kind {
-        1 => Frame::Join { public_key: r.public_key()?, incarnation: r.epoch()? },
+        1 => {
+            let public_key = r.public_key()?;
+            let incarnation = r.epoch()?;
+            let czar_eligible = match r.u8()? {
+                0 => true,
+                JOIN_NOT_CZAR_ELIGIBLE => false,
+                _ => return Err(DecodeError::Invalid("join flags")),
+            };
+            Frame::Join { public_key, incarnation, czar_eligible }
+        }
         2 => Frame::Welcome,
         3 => {
             // id + key + shortest addr (family, 4 bytes, port) + incarnation + status
@@ -976,12 +999,14 @@ fn decode_frame(r: &mut Reader<'_>, sender: &PeerId) -> Result<Frame, DecodeErro
                 let public_key = r.public_key()?;
                 let addr = r.addr()?;
                 let incarnation = r.epoch()?;
-                let status = match r.u8()? {
+                let byte = r.u8()?;
+                let status = match byte & !MEMBER_NOT_CZAR_ELIGIBLE {
                     0 => MemberStatus::Alive,
                     1 => MemberStatus::Left,
                     _ => return Err(DecodeError::Invalid("member status")),
                 };
-                members.push(MemberRecord { id, public_key, addr, incarnation, status });
+                let czar_eligible = byte & MEMBER_NOT_CZAR_ELIGIBLE == 0;
+                members.push(MemberRecord { id, public_key, addr, incarnation, status, czar_eligible });
             }
             Frame::Members(members)
         }
@@ -1561,7 +1586,7 @@ mod tests {
         let kp = Keypair::from_seed(1);
         let id = kp.peer_id();
         vec![
-            Frame::Join { public_key: kp.public_key(), incarnation: 3 },
+            Frame::Join { public_key: kp.public_key(), incarnation: 3, czar_eligible: false },
             Frame::Welcome,
             Frame::Members(vec![MemberRecord {
                 id,
@@ -1569,6 +1594,7 @@ mod tests {
                 addr: "[::1]:9000".parse().unwrap(),
                 incarnation: 1,
                 status: MemberStatus::Left,
+                czar_eligible: false,
             }]),
             Frame::Shards(vec![ShardDecl { name: "world".into(), preferred: Some(id) }]),
             Frame::Heartbeat {

@@ -281,7 +281,7 @@ fn an_insider_cannot_move_another_members_address() {
     let proofs = answers.iter().flat_map(|a| support::decode(a).unwrap().frames);
     assert_eq!(proofs.filter(|f| matches!(f, Frame::AddrProof { .. })).count(), 0, "no signature for the insider");
     // A forged Join carrying the victim's public key does not move it either.
-    let join = Frame::Join { public_key: net.peers[1].public_key(), incarnation: 5 };
+    let join = Frame::Join { public_key: net.peers[1].public_key(), incarnation: 5, czar_eligible: true };
     net.peers[0].handle_datagram(now, insider_addr, &support::seal(&encode_frames(&victim, &[join])));
     assert_eq!(addr_of(&net, 0, 1), net.addrs[1]);
     net.drain_all();

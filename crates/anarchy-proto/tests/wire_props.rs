@@ -133,8 +133,15 @@ fn shard_name() -> impl Strategy<Value = String> {
 
 fn member_record() -> impl Strategy<Value = MemberRecord> {
     let status = prop_oneof![Just(MemberStatus::Alive), Just(MemberStatus::Left)];
-    (peer_id(), public_key(), socket_addr(), edgy_epoch(), status).prop_map(
-        |(id, public_key, addr, incarnation, status)| MemberRecord { id, public_key, addr, incarnation, status },
+    (peer_id(), public_key(), socket_addr(), edgy_epoch(), status, any::<bool>()).prop_map(
+        |(id, public_key, addr, incarnation, status, czar_eligible)| MemberRecord {
+            id,
+            public_key,
+            addr,
+            incarnation,
+            status,
+            czar_eligible,
+        },
     )
 }
 
@@ -216,7 +223,11 @@ fn snapshot() -> impl Strategy<Value = Frame> {
 /// Every frame variant, each field within its documented bound.
 fn frame() -> impl Strategy<Value = Frame> {
     prop_oneof![
-        (public_key(), edgy_epoch()).prop_map(|(public_key, incarnation)| Frame::Join { public_key, incarnation }),
+        (public_key(), edgy_epoch(), any::<bool>()).prop_map(|(public_key, incarnation, czar_eligible)| Frame::Join {
+            public_key,
+            incarnation,
+            czar_eligible
+        }),
         Just(Frame::Welcome),
         prop::collection::vec(member_record(), 0..=12).prop_map(Frame::Members),
         prop::collection::vec(shard_decl(), 0..=12).prop_map(Frame::Shards),
@@ -619,7 +630,10 @@ fn joined_peer() -> Peer {
     peer.join(now, &[]);
     peer.write(now, world, b"door", b"open").unwrap();
     let kp = other();
-    let join = encode_frames(&kp.peer_id(), &[Frame::Join { public_key: kp.public_key(), incarnation: 0 }]);
+    let join = encode_frames(
+        &kp.peer_id(),
+        &[Frame::Join { public_key: kp.public_key(), incarnation: 0, czar_eligible: true }],
+    );
     peer.handle_datagram(now, other_addr(), &support::seal(&join));
     drain(&mut peer);
     assert!(peer.is_joined());

@@ -127,6 +127,11 @@ pub struct SimArgs {
     /// Cap one peer's uplink: `N:KBPS` (e.g. `3:256`); its propagation is reported apart.
     #[arg(long, value_name = "N:KBPS")]
     pub cap_peer: Option<String>,
+    /// Peer slots whose game sets `Config::czar_eligible` to false, comma
+    /// separated (e.g. `--cap-peer 5:256 --not-czar 5`): ranked after every
+    /// other member, so they are czar and backup of nothing.
+    #[arg(long, value_name = "N,N...")]
+    pub not_czar: Option<String>,
     /// A TOML fault schedule (see the `scenarios/` folder).
     #[arg(long, value_name = "FILE.toml")]
     pub scenario: Option<PathBuf>,
@@ -290,6 +295,14 @@ impl SimArgs {
             }
             cfg.capped_peer = Some((n, kbps));
         }
+        if let Some(list) = &self.not_czar {
+            for part in list.split(',') {
+                let n: usize = part.trim().parse().ok().filter(|n| *n < cfg.peers).ok_or_else(|| {
+                    format!("--not-czar {list:?}: expected peer slots below {}, comma separated", cfg.peers)
+                })?;
+                cfg.not_czar.push(n);
+            }
+        }
         if let Some(w) = cfg.entities {
             if w.entities == 0 || w.entities > 4096 {
                 return Err(format!("--entities {}: expected 1 to 4096", w.entities));
@@ -380,6 +393,7 @@ impl SimArgs {
         add("value-bytes", self.value_bytes.map(|v| v.to_string()));
         add("moving", self.moving.map(|v| v.to_string()));
         add("cap-peer", self.cap_peer.clone());
+        add("not-czar", self.not_czar.clone());
         add("hot-rate", self.hot_rate.map(|v| v.to_string()));
         add("hot-move-secs", self.hot_move_secs.map(|v| v.to_string()));
         add("split-writes", self.split_writes.map(|v| v.to_string()));

@@ -20,6 +20,27 @@ pub struct Percentiles {
     pub max: f64,
 }
 
+/// One class of stream values a capped peer wrote.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct StreamValues {
+    /// Values written, times the peers that should take them.
+    pub written: u64,
+    /// Share of those other peers took (a superseded value may never be:
+    /// under a short budget streams go less often).
+    pub delivered_share: f64,
+    /// Write → take latency of the values taken.
+    pub propagation_ms: Percentiles,
+}
+
+/// The stream values a capped peer wrote, by the priority the game gave them.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct CappedStreams {
+    /// Entities near the player (`workload::NEAR_PRIORITY`).
+    pub near: StreamValues,
+    /// The other entities (the default priority).
+    pub far: StreamValues,
+}
+
 /// Czar crash → every live peer past the dead czar's epoch, simulated milliseconds.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Failover {
@@ -172,6 +193,10 @@ pub struct Report {
     pub capped_author_propagation_ms: Option<Percentiles>,
     /// Propagation of the updates the capped peer applied (when one is capped).
     pub capped_receiver_propagation_ms: Option<Percentiles>,
+    /// With `--streams` and a capped peer: the stream values it wrote for
+    /// entities near its player (streamed at a higher priority) and for the
+    /// others.
+    pub capped_streams: Option<CappedStreams>,
     /// Datagrams dropped at a full uplink queue.
     pub datagrams_dropped_at_full_uplinks: u64,
     /// Datagrams sent.
@@ -282,6 +307,14 @@ impl Report {
             capped_peer: cfg.capped_peer,
             capped_author_propagation_ms: capped.map(|c| c.0),
             capped_receiver_propagation_ms: capped.map(|c| c.1),
+            capped_streams: (cfg.capped_peer.is_some() && cfg.streams).then(|| {
+                let class = |c: &crate::sim::StreamClass| StreamValues {
+                    written: c.written,
+                    delivered_share: if c.written > 0 { c.delivered as f64 / c.written as f64 } else { 0.0 },
+                    propagation_ms: percentiles(&c.propagation_us),
+                };
+                CappedStreams { near: class(&outcome.capped_streams[0]), far: class(&outcome.capped_streams[1]) }
+            }),
             datagrams_dropped_at_full_uplinks: outcome.totals.dropped_queue_full,
             datagrams_sent: outcome.totals.datagrams_sent,
             datagrams_lost: outcome.totals.dropped_loss,
@@ -362,6 +395,16 @@ impl Report {
                 "  capped p{peer} at {kbps} kbit/s: its updates p50 {:.1} ms, p99 {:.1} ms; updates to it p50 {:.1} ms, p99 {:.1} ms; {} datagrams dropped at full uplinks\n",
                 a.p50, a.p99, r.p50, r.p99, self.datagrams_dropped_at_full_uplinks
             );
+        }
+        if let Some(c) = &self.capped_streams {
+            for (name, v) in [("near", &c.near), ("far", &c.far)] {
+                s += &format!(
+                    "  capped peer's {name} stream values: {:.1} % taken, p50 {:.1} ms, p99 {:.1} ms\n",
+                    v.delivered_share * 100.0,
+                    v.propagation_ms.p50,
+                    v.propagation_ms.p99
+                );
+            }
         }
         let f = &self.failover_ms;
         s += &format!(

@@ -10,6 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use anarchy_proto::wire::Op;
 use anarchy_proto::{
     Config, DropReason, Event, Instant, Keypair, LeaveReason, Peer, PeerId, ShardId, Version, WriteError, WriteOutcome,
+    DEFAULT_STREAM_PRIORITY,
 };
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
@@ -19,7 +20,7 @@ use crate::check::{registry, Checker, Findings};
 use crate::hostile::Attacker;
 use crate::net::{hash_bytes, mix64, Fate, LinkParams, Network};
 use crate::scenario::{Action, PeerSel, Scheduled};
-use crate::workload::{Avatar, EntityWorkload};
+use crate::workload::{Avatar, EntityWorkload, NEAR_ENTITIES, NEAR_PRIORITY};
 
 /// Stream writes are remembered this long (µs) to time their arrival.
 const STREAM_MEMORY_US: u64 = 10_000_000;
@@ -118,6 +119,9 @@ pub struct SimConfig {
     /// One peer slot whose uplink is capped at this many kbit/s (the others
     /// keep `link.uplink_kbps`); its propagation is reported apart.
     pub capped_peer: Option<(usize, u64)>,
+    /// Slots whose game sets `Config::czar_eligible` to false (a player it
+    /// knows to have a small upload): ranked after every other member.
+    pub not_czar: Vec<usize>,
     /// Entity workload: entity values are written as stream keys
     /// (`Peer::write_stream`: newest value only, budgeted per link) instead
     /// of reliable updates.
@@ -161,6 +165,7 @@ impl Default for SimConfig {
             entities: None,
             warmup_seconds: 1.0,
             capped_peer: None,
+            not_czar: Vec::new(),
             streams: false,
             initial_peers: None,
             hot_rate_hz: 0.0,
@@ -331,9 +336,12 @@ pub struct World {
     max_epoch: HashMap<(usize, ShardId), u32>,
     false_evictions: u64,
     false_eviction_notes: Vec<String>,
-    /// Stream writes: (shard, content fingerprint) → (when, author slot),
-    /// with their order for forgetting them after `STREAM_MEMORY_US`.
-    stream_writes: HashMap<(ShardId, u64), (u64, usize)>,
+    /// Stream writes: (shard, content fingerprint) → (when, author slot,
+    /// near the player), with their order for forgetting them after
+    /// `STREAM_MEMORY_US`.
+    stream_writes: HashMap<(ShardId, u64), (u64, usize, bool)>,
+    /// Stream values the capped peer wrote, near entities then far ones.
+    capped_streams: [StreamClass; 2],
     stream_order: std::collections::VecDeque<(u64, (ShardId, u64))>,
     /// Entity workload: each slot's entities.
     avatars: Vec<Avatar>,
@@ -601,6 +609,27 @@ impl Ord for Item {
     }
 }
 
+/// One class of stream values the capped peer wrote (near or far entities).
+#[derive(Debug, Clone)]
+pub struct StreamClass {
+    /// Values written, times the peers that should take them.
+    pub written: u64,
+    /// Values taken by other peers (a superseded value may never be).
+    pub delivered: u64,
+    /// Write → take latency of the values taken, µs of simulated time.
+    pub propagation_us: Histogram<u64>,
+}
+
+impl StreamClass {
+    fn new() -> Self {
+        StreamClass {
+            written: 0,
+            delivered: 0,
+            propagation_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
+        }
+    }
+}
+
 /// Counters the report reads.
 #[derive(Debug, Default, Clone)]
 pub struct Totals {
@@ -652,6 +681,8 @@ pub struct Outcome {
     pub propagation_us: Histogram<u64>,
     /// The same, for updates the capped peer authored and for updates it applied.
     pub capped_propagation_us: (Histogram<u64>, Histogram<u64>),
+    /// Stream values the capped peer wrote, near entities then far ones.
+    pub capped_streams: [StreamClass; 2],
     /// Counters.
     pub totals: Totals,
     /// Peers live at the end.
@@ -809,6 +840,7 @@ impl Sim {
             commits: BTreeMap::new(),
             critical_ids: HashMap::new(),
             stream_writes: HashMap::new(),
+            capped_streams: [StreamClass::new(), StreamClass::new()],
             stream_order: std::collections::VecDeque::new(),
             critical: CriticalTotals::default(),
             failovers: Vec::new(),
@@ -1058,6 +1090,7 @@ impl Sim {
             updates_applied: w.updates_applied,
             propagation_us: w.propagation.clone(),
             capped_propagation_us: w.capped_propagation.clone(),
+            capped_streams: w.capped_streams.clone(),
             totals: self.totals,
             live_peers: w.live_peers().count(),
         }
@@ -1197,8 +1230,10 @@ impl Sim {
         slot.last_change_us = now;
         let local = slot.clock.local(now);
         let peer_seed = mix64(slot.key_seed ^ u64::from(slot.life));
-        let mut peer =
-            Peer::new(self.world.cfg.proto.clone(), Keypair::from_seed(slot.key_seed), addr_of(i), peer_seed, local);
+        let mut proto = self.world.cfg.proto.clone();
+        // The game knows this player's upload is small (`--not-czar`).
+        proto.czar_eligible &= !self.world.cfg.not_czar.contains(&i);
+        let mut peer = Peer::new(proto, Keypair::from_seed(slot.key_seed), addr_of(i), peer_seed, local);
         let entities = self.world.cfg.entities.is_some();
         for (k, name) in names.iter().enumerate() {
             // Entity workload: every player is the czar of its own avatar shard.
@@ -1251,12 +1286,17 @@ impl Sim {
             slot.writes += 1;
             let local = slot.clock.local(now);
             let peer = slot.peer.as_mut().expect("joined implies a process");
-            let streams = self.world.cfg.streams;
+            // A game streams the shards it is czar of; a player that is not
+            // (one that may not be czar, say) writes its avatar as updates.
+            let streams = self.world.cfg.streams && peer.czar_of(avatar) == Some(peer.id());
             let mut streamed = Vec::new();
-            for (key, value) in writes {
+            for (e, (key, value)) in writes.into_iter().enumerate() {
+                let near = e < NEAR_ENTITIES;
                 let changed = if streams {
                     let before = peer.stream_value(avatar, &key).map(<[u8]>::to_vec);
-                    peer.write_stream(local, avatar, &key, &value).map(|()| before.as_deref() != Some(&value[..]))
+                    let priority = if near { NEAR_PRIORITY } else { DEFAULT_STREAM_PRIORITY };
+                    peer.write_stream_with_priority(local, avatar, &key, &value, priority)
+                        .map(|()| before.as_deref() != Some(&value[..]))
                 } else {
                     peer.write(local, avatar, &key, &value).map(|o| !matches!(o, WriteOutcome::Unchanged(_)))
                 };
@@ -1264,7 +1304,7 @@ impl Sim {
                     Ok(false) => {}
                     Ok(true) => {
                         if streams {
-                            streamed.push(fingerprint(&key, Some(&value)));
+                            streamed.push((fingerprint(&key, Some(&value)), near));
                         }
                         if in_window {
                             self.totals.payload_bytes += (key.len() + value.len()) as u64 * receivers;
@@ -1274,7 +1314,7 @@ impl Sim {
                     Err(_) => self.totals.writes_refused += 1,
                 }
             }
-            self.note_stream_writes(i, avatar, streamed);
+            self.note_stream_writes(i, avatar, streamed, receivers);
             self.after_input(i);
             return;
         }
@@ -1450,17 +1490,21 @@ impl Sim {
 
     /// Remembers when slot `i` streamed these contents of `shard`, to time
     /// their arrival (`Event::Streamed`).
-    fn note_stream_writes(&mut self, i: usize, shard: ShardId, fingerprints: Vec<u64>) {
+    fn note_stream_writes(&mut self, i: usize, shard: ShardId, fingerprints: Vec<(u64, bool)>, receivers: u64) {
         let world = &mut self.world;
         let now = world.now_us;
-        for fp in fingerprints {
+        let capped = world.cfg.capped_peer.is_some_and(|(c, _)| c == i);
+        for (fp, near) in fingerprints {
             world.updates_written += 1;
-            world.stream_writes.insert((shard, fp), (now, i));
+            if capped {
+                world.capped_streams[usize::from(!near)].written += receivers;
+            }
+            world.stream_writes.insert((shard, fp), (now, i, near));
             world.stream_order.push_back((now, (shard, fp)));
         }
         while world.stream_order.front().is_some_and(|(t, _)| now - t > STREAM_MEMORY_US) {
             let (t, k) = world.stream_order.pop_front().expect("non-empty");
-            if world.stream_writes.get(&k).is_some_and(|(at, _)| *at == t) {
+            if world.stream_writes.get(&k).is_some_and(|(at, _, _)| *at == t) {
                 world.stream_writes.remove(&k);
             }
         }
@@ -1567,8 +1611,16 @@ impl Sim {
             }
             Event::Streamed { shard, key, value, .. } => {
                 self.world.updates_applied += 1;
-                if let Some(&(at, author)) = self.world.stream_writes.get(&(*shard, fingerprint(key, Some(value)))) {
-                    self.record_propagation(i, author, now.saturating_sub(at).max(1));
+                if let Some(&(at, author, near)) =
+                    self.world.stream_writes.get(&(*shard, fingerprint(key, Some(value))))
+                {
+                    let took = now.saturating_sub(at).max(1);
+                    self.record_propagation(i, author, took);
+                    if self.world.cfg.capped_peer.is_some_and(|(c, _)| c == author) {
+                        let class = &mut self.world.capped_streams[usize::from(!near)];
+                        class.delivered += 1;
+                        let _ = class.propagation_us.record(took);
+                    }
                 }
                 0
             }

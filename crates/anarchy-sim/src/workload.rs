@@ -11,6 +11,13 @@ use rand_chacha::ChaCha8Rng;
 /// about half of them moving at any time.
 pub const STANDARD: EntityWorkload = EntityWorkload { entities: 16, value_bytes: 12, moving: 0.5 };
 
+/// With `--streams`, the first this many entities of each avatar are near
+/// the player: the game streams them at [`NEAR_PRIORITY`], the rest at the
+/// default priority, so a short link budget favours them.
+pub const NEAR_ENTITIES: usize = 4;
+/// The stream priority of the entities near the player.
+pub const NEAR_PRIORITY: u8 = 60;
+
 /// Mean ticks an entity keeps moving before it rests (2 s at 20 Hz).
 const MEAN_MOVING_TICKS: f64 = 40.0;
 

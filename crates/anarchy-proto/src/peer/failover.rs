@@ -19,7 +19,7 @@ use crate::identity::PeerId;
 use crate::membership::LeaveReason;
 use crate::quorum::majority;
 use crate::replica::Version;
-use crate::shards::{ranking, ShardId, ShardInfo};
+use crate::shards::{ranking_eligible, ShardId, ShardInfo};
 use crate::time::Instant;
 use crate::wire::{Frame, MemberStatus, RecoverVote};
 
@@ -112,6 +112,7 @@ impl Peer {
             return;
         }
         let healthy: Vec<PeerId> = self.members.alive().filter(|m| m.is_healthy()).map(|m| m.id).collect();
+        let ineligible = self.ineligible();
         // The round's quorum is the configuration, as for critical updates:
         // members we dropped only by our own timeout still count, so one side of
         // a split cannot make itself a majority by timing the other side out one
@@ -127,7 +128,7 @@ impl Peer {
                     continue;
                 }
                 let info = self.shards.get(*shard).expect("state implies declaration");
-                if ranking(info, healthy.iter(), 1).first() == Some(&self.id) {
+                if ranking_eligible(info, healthy.iter(), &ineligible, 1).first() == Some(&self.id) {
                     let promised = st.promised.map_or(0, |(e, _)| e);
                     let epoch = super::round_epoch(st.replica.epoch.max(promised), &self.id);
                     if epoch <= crate::wire::MAX_EPOCH {
@@ -138,7 +139,7 @@ impl Peer {
             // One designated peer confirms the silence even if it holds no shard.
             let pseudo =
                 ShardInfo::declared(ShardId(u64::from_le_bytes(gone.0[..8].try_into().expect("8 bytes"))), "", None);
-            let confirmer = ranking(&pseudo, healthy.iter(), 1).first() == Some(&self.id);
+            let confirmer = ranking_eligible(&pseudo, healthy.iter(), &ineligible, 1).first() == Some(&self.id);
             if claims.is_empty() && !confirmer {
                 let held = held_by(&self.states, &gone);
                 self.not_ours.insert(gone, (view_key, held));

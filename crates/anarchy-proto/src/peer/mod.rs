@@ -25,7 +25,9 @@ use crate::membership::{LeaveReason, Member, Membership, MergeOutcome};
 use crate::proof::{self, BatchProof, Signature};
 use crate::replica::{Checksum, LogEntry, Replica, Version};
 use crate::seal::{Opener, Sealer};
-use crate::shards::{claim_strength, ranking, RankCache, RankedTops, ShardError, ShardId, ShardInfo, ShardMap};
+use crate::shards::{
+    claim_strength, ranking, ranking_eligible, RankCache, RankedTops, ShardError, ShardId, ShardInfo, ShardMap,
+};
 use crate::stats::{DropReason, Stats};
 use crate::time::Instant;
 mod admission;
@@ -389,6 +391,9 @@ pub struct Peer {
     /// The top-ranked live members of every shard, for the member view and
     /// shard map digests given (see `top_ranked`).
     ranked_cache: RankCache,
+    /// `ranked_cache`'s tops filled up with members that are not
+    /// czar-eligible, when too few eligible ones are live (§6.5).
+    ranked_filled: Option<RankedTops>,
     /// The member view and shard map digests `ranked_cache` is current for.
     ranked_key: Option<(u64, u64)>,
     /// Deltas of forwarded writes wait in `outgoing` until then (see
@@ -463,6 +468,7 @@ impl Peer {
             suspected: false,
             known_since: now,
             soft_left: false,
+            czar_eligible: config.czar_eligible,
         };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         // The boot comes from the seed's second stream, so the main stream (and
@@ -512,6 +518,7 @@ impl Peer {
             heartbeat_due: false,
             ticks: 0,
             ranked_cache: RankCache::default(),
+            ranked_filled: None,
             ranked_key: None,
             deltas_held_until: None,
             held_acks: Vec::new(),
@@ -600,7 +607,7 @@ impl Peer {
         };
         let czar = st.replica.czar;
         let live: Vec<&PeerId> = self.members.alive_ids().filter(|p| Some(**p) != czar).collect();
-        ranking(info, live, self.config.backups)
+        ranking_eligible(info, live, &self.ineligible(), self.config.backups)
     }
 
     /// `shard`'s replica on this peer (state, version, checksum).
@@ -755,7 +762,7 @@ impl Peer {
         for shard in mine {
             let info = self.shards.get(shard).expect("state implies declaration").clone();
             let others: Vec<&PeerId> = self.members.alive_ids().filter(|p| **p != self.id).collect();
-            if let Some(next) = ranking(&info, others, 1).first().copied() {
+            if let Some(next) = ranking_eligible(&info, others, &self.ineligible(), 1).first().copied() {
                 self.hand_over(shard, next);
             }
         }
@@ -1000,7 +1007,9 @@ impl Peer {
         let joining = matches!(self.phase, Phase::Joining { .. }) || self.welcomer == Some(sender);
         let asked = self.sync_target == Some(from);
         match frame {
-            Frame::Join { public_key, incarnation } => self.handle_join(now, from, sender, public_key, incarnation),
+            Frame::Join { public_key, incarnation, czar_eligible } => {
+                self.handle_join(now, from, sender, public_key, incarnation, czar_eligible)
+            }
             Frame::Heartbeat { incarnation, members_hash, shards_hash, .. } => {
                 self.handle_heartbeat(now, from, sender, incarnation, members_hash, shards_hash)
             }
@@ -1126,15 +1135,27 @@ impl Peer {
         if let Phase::Joining { since, .. } = self.phase {
             self.phase = Phase::Joining { since, last_sent: Some(now) };
         }
-        let frame =
-            Frame::Join { public_key: self.keypair.public_key(), incarnation: self.members.myself().incarnation };
+        let me = self.members.myself();
+        let frame = Frame::Join {
+            public_key: self.keypair.public_key(),
+            incarnation: me.incarnation,
+            czar_eligible: me.czar_eligible,
+        };
         let bytes = frame.to_bytes();
         for addr in self.bootstraps.clone() {
             self.queue(addr, bytes.clone());
         }
     }
 
-    fn handle_join(&mut self, now: Instant, from: SocketAddr, sender: PeerId, public_key: PublicKey, incarnation: u32) {
+    fn handle_join(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        sender: PeerId,
+        public_key: PublicKey,
+        incarnation: u32,
+        czar_eligible: bool,
+    ) {
         if PeerId::from_public_key(&public_key) != sender {
             self.stats.drop(DropReason::IdMismatch);
             return;
@@ -1156,7 +1177,8 @@ impl Peer {
             Some(m) if m.is_alive() => m.addr,
             _ => from,
         };
-        let record = MemberRecord { id: sender, public_key, addr, incarnation, status: MemberStatus::Alive };
+        let record =
+            MemberRecord { id: sender, public_key, addr, incarnation, status: MemberStatus::Alive, czar_eligible };
         let outcome = self.members.merge(&record, now);
         if let Some(m) = self.members.get_mut(&sender) {
             m.addr = addr;
@@ -3015,11 +3037,31 @@ impl Peer {
         let key = (self.members.digest(), self.shards.digest());
         let take = 1 + self.config.backups;
         if self.ranked_key != Some(key) {
-            let live: Vec<PeerId> = self.members.alive_ids().copied().collect();
-            self.ranked_cache.tops(&self.shards, &live, take);
+            // Eligible members first (§6.5); the others fill a shard's top
+            // only when too few eligible members are live.
+            let ineligible = self.ineligible();
+            let live: Vec<PeerId> = self.members.alive().filter(|m| m.czar_eligible).map(|m| m.id).collect();
+            let tops = self.ranked_cache.tops(&self.shards, &live, take);
+            let short = !ineligible.is_empty() && tops.values().any(|top| top.len() < take);
+            self.ranked_filled = short.then(|| {
+                tops.iter()
+                    .map(|(id, top)| {
+                        let mut top = top.clone();
+                        if let Some(info) = self.shards.get(*id).filter(|_| top.len() < take) {
+                            top.extend(ranking(info, ineligible.iter(), take - top.len()));
+                        }
+                        (*id, top)
+                    })
+                    .collect()
+            });
             self.ranked_key = Some(key);
         }
-        self.ranked_cache.current()
+        self.ranked_filled.as_ref().unwrap_or_else(|| self.ranked_cache.current())
+    }
+
+    /// Live members that are not czar-eligible, sorted (§6.5).
+    pub(super) fn ineligible(&self) -> Vec<PeerId> {
+        self.members.ineligible_ids().copied().collect()
     }
 
     /// The members that are czar of some shard in our view: they beat at full

@@ -27,7 +27,7 @@
 use crate::event::Event;
 use crate::identity::PeerId;
 use crate::replica::Version;
-use crate::shards::{key_bit, ranking, ShardId, MAX_SPLIT_DEPTH};
+use crate::shards::{key_bit, ranking_eligible, ShardId, MAX_SPLIT_DEPTH};
 use crate::stats::DropReason;
 use crate::time::Instant;
 use crate::wire::{Op, Update};
@@ -386,9 +386,10 @@ impl Peer {
         // Our unsent updates leave first, so members reach the base before the proposal.
         self.flush_outgoing();
         let live: Vec<PeerId> = self.members.alive_ids().copied().collect();
+        let ineligible = self.ineligible();
         let top = |id: ShardId| {
             let info = crate::shards::ShardInfo::declared(id, "", None);
-            ranking(&info, live.iter(), 1).first().copied()
+            ranking_eligible(&info, live.iter(), &ineligible, 1).first().copied()
         };
         let st = &self.states[&shard];
         let base = (st.replica.seq(), st.replica.checksum().short());
