@@ -90,7 +90,9 @@ impl SessionBuilder {
     }
 
     /// Declares a shard this session's own peer owns whenever it is live
-    /// (e.g. the player's avatar).
+    /// (e.g. the player's avatar), unless its [`Config::czar_eligible`] is
+    /// false: then an eligible member holds it and this peer's writes to it
+    /// are forwarded.
     pub fn own_shard(mut self, name: impl Into<String>) -> Self {
         self.shards.push((name.into(), PreferredCzar::Myself));
         self
