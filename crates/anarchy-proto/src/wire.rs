@@ -789,12 +789,20 @@ impl Frame {
 
     /// Appends the frame's encoding for a datagram `sender` sends: a run
     /// `sender` wrote itself goes as an own delta (type 25), whose author is
-    /// the datagram's sender and is not repeated; anything else as [`Frame::encode`].
+    /// the datagram's sender and is not repeated, and a write it forwards on
+    /// its own behalf as an own forward (type 30), without its origin;
+    /// anything else as [`Frame::encode`].
     pub fn encode_from(&self, sender: &PeerId, out: &mut Vec<u8>) {
         match self {
             Frame::Delta { shard, epoch, first_seq, base, after, author, sig, updates } if author == sender => {
                 out.push(OWN_DELTA_KIND);
                 put_delta(out, *shard, *epoch, *first_seq, *base, *after, None, sig, updates);
+            }
+            Frame::Forward { write_id, origin, shard, update } if origin == sender => {
+                out.push(OWN_FORWARD_KIND);
+                put_varint(out, *write_id);
+                out.extend_from_slice(&shard.0.to_le_bytes());
+                put_update(out, update);
             }
             _ => self.encode(out),
         }
@@ -1079,6 +1087,9 @@ fn decode_frame(r: &mut Reader<'_>, sender: &PeerId) -> Result<Frame, DecodeErro
         8 => {
             Frame::Forward { write_id: r.varint()?, origin: r.peer_id()?, shard: r.shard()?, update: r.update(false)? }
         }
+        OWN_FORWARD_KIND => {
+            Frame::Forward { write_id: r.varint()?, origin: *sender, shard: r.shard()?, update: r.update(false)? }
+        }
         9 => Frame::ForwardAck { write_id: r.varint()?, shard: r.shard()?, version: r.version()? },
         10 => Frame::RepairReq { shard: r.shard()?, from_seq: r.seq()?, checksum: r.u64_le()? },
         11 => {
@@ -1317,6 +1328,10 @@ fn put_version(out: &mut Vec<u8>, v: Version) {
 /// The type byte of a `Delta` whose author is the datagram's sender (see
 /// [`Frame::encode_from`]); it decodes to a [`Frame::Delta`] like type 7.
 pub const OWN_DELTA_KIND: u8 = 25;
+
+/// The type byte of a `Forward` whose origin is the datagram's sender (see
+/// [`Frame::encode_from`]); it decodes to a [`Frame::Forward`] like type 8.
+pub const OWN_FORWARD_KIND: u8 = 30;
 
 /// A delta's fields after its type byte; `author` is `None` in an own delta.
 #[allow(clippy::too_many_arguments)]
@@ -1826,6 +1841,28 @@ mod tests {
             let frame = delta(author);
             let own = frame.to_bytes_from(&sender);
             assert_eq!(own.len() + saved, frame.to_bytes().len());
+            let mut bytes = Vec::new();
+            put_header(&mut bytes, &sender);
+            bytes.extend_from_slice(&own);
+            assert_eq!(decode_datagram(&bytes).unwrap().frames, vec![frame]);
+        }
+    }
+
+    #[test]
+    fn an_own_forward_leaves_out_its_origin_and_decodes_the_same() {
+        let sender = Keypair::from_seed(2).peer_id();
+        let other = Keypair::from_seed(3).peer_id();
+        let forward = |origin| Frame::Forward {
+            write_id: 77,
+            origin,
+            shard: ShardId(4),
+            update: Update { key: b"e3".to_vec(), op: Op::Put(vec![5; 12]) },
+        };
+        for (origin, saved) in [(sender, PEER_ID_BYTES), (other, 0)] {
+            let frame = forward(origin);
+            let own = frame.to_bytes_from(&sender);
+            assert_eq!(own.len() + saved, frame.to_bytes().len());
+            assert_eq!(own[0], if saved > 0 { OWN_FORWARD_KIND } else { FrameKind::Forward as u8 });
             let mut bytes = Vec::new();
             put_header(&mut bytes, &sender);
             bytes.extend_from_slice(&own);

@@ -181,7 +181,7 @@ fn a_members_address_moves_only_once_it_proves_the_new_one_with_its_key() {
     let mut net = session(2);
     net.start_all();
     net.run_for(Duration::from_secs(1));
-    let held = hold_back_from_1_to_0(&mut net, Duration::from_millis(120));
+    let held = hold_back_from_1_to_0(&mut net, Duration::from_millis(600));
     let (old, moved): (SocketAddr, SocketAddr) = (net.addrs[1], "10.9.9.9:7000".parse().unwrap());
     let now = net.now;
 
@@ -232,7 +232,7 @@ fn a_proof_delivered_from_the_checked_address_moves_it() {
     let mut net = session(2);
     net.start_all();
     net.run_for(Duration::from_secs(1));
-    let held = hold_back_from_1_to_0(&mut net, Duration::from_millis(120));
+    let held = hold_back_from_1_to_0(&mut net, Duration::from_millis(600));
     let moved: SocketAddr = "10.9.9.9:7000".parse().unwrap();
     let now = net.now;
     for d in &held {

@@ -2990,15 +2990,19 @@ impl Peer {
         let every =
             if self.beats_at_full_rate() { 1 } else { self.config.idle_heartbeat_ticks(self.members.alive_count()) };
         let tick = self.ticks;
-        let addrs: Vec<SocketAddr> = self
+        let beaten: Vec<(PeerId, SocketAddr)> = self
             .members
             .others()
             .filter(|m| every == 1 || (tick.wrapping_add(beat_slot(&m.id))) % every == 0)
-            .map(|m| m.addr)
+            .map(|m| (m.id, m.addr))
             .collect();
-        for addr in addrs {
+        let now = self.clock;
+        for (id, addr) in beaten {
             for f in &frames {
                 self.queue(addr, f.clone());
+            }
+            if let Some(ping) = self.take_ping(now, &id) {
+                self.queue_frame(addr, &ping);
             }
         }
         // Probe one peer we count as gone, whoever decided it (our own timeout,

@@ -32,6 +32,8 @@ pub(super) struct Link {
     srtt: Option<Duration>,
     loss: Option<f64>,
     awaiting: Option<u64>,
+    /// A probe is due: it rides the next heartbeat we send the member.
+    ping_due: bool,
     pub(super) bytes_in: u64,
     bytes_in_at_window: u64,
     bytes_in_rate: f64,
@@ -322,23 +324,33 @@ impl Peer {
         let interval = PING_INTERVAL.max(self.config.idle_heartbeat_period(self.members.alive_count()) * 2);
         let t = &mut self.telemetry;
         t.next_ping = Some(now + interval);
-        let stamp = now.as_micros();
-        let others: Vec<(PeerId, SocketAddr)> = self.members.others().map(|m| (m.id, m.addr)).collect();
-        for (id, addr) in others {
+        let others: Vec<PeerId> = self.members.others().map(|m| m.id).collect();
+        for id in others {
             let link = self.telemetry.links.entry(id).or_default();
             // A probe still unanswered after a whole interval counts as lost.
-            let lost = link.awaiting.is_some();
+            let lost = link.awaiting.take().is_some();
             let sample = if lost { 1.0 } else { 0.0 };
             if link.srtt.is_some() || lost {
                 link.loss = Some(link.loss.map_or(sample, |l| l + EWMA_WEIGHT * (sample - l)));
             }
-            link.awaiting = Some(stamp);
-            self.queue_frame(addr, &Frame::Ping { stamp });
+            // The probe rides our next heartbeat to the member (every member
+            // gets one at least every idle period, at most half an interval),
+            // so probes cost no datagrams of their own and never leave in a burst.
+            link.ping_due = true;
         }
         let known: std::collections::BTreeSet<PeerId> = self.members.iter().map(|m| m.id).collect();
         self.telemetry.links.retain(|id, _| known.contains(id));
         let addrs: std::collections::BTreeSet<SocketAddr> = self.members.iter().map(|m| m.addr).collect();
         self.telemetry.bytes_out_by_addr.retain(|a, _| addrs.contains(a));
+    }
+
+    /// The probe due to `member`, if one is: to send with its heartbeat.
+    pub(super) fn take_ping(&mut self, now: Instant, member: &PeerId) -> Option<Frame> {
+        let link = self.telemetry.links.get_mut(member).filter(|l| l.ping_due)?;
+        let stamp = now.as_micros();
+        link.ping_due = false;
+        link.awaiting = Some(stamp);
+        Some(Frame::Ping { stamp })
     }
 
     /// A pong: one round-trip sample.
