@@ -1288,7 +1288,12 @@ impl Sim {
             let peer = slot.peer.as_mut().expect("joined implies a process");
             // A game streams the shards it is czar of; a player that is not
             // (one that may not be czar, say) writes its avatar as updates.
-            let streams = self.world.cfg.streams && peer.czar_of(avatar) == Some(peer.id());
+            let czar = peer.czar_of(avatar) == Some(peer.id());
+            let streams = self.world.cfg.streams && czar;
+            // The capped peer's writes that go through another czar, timed
+            // from the write (the czar's apply is when the ledger starts).
+            let time_forwards = !czar && self.world.cfg.capped_peer.is_some_and(|(c, _)| c == i);
+            let mut forwarded = Vec::new();
             let mut streamed = Vec::new();
             for (e, (key, value)) in writes.into_iter().enumerate() {
                 let near = e < NEAR_ENTITIES;
@@ -1305,6 +1310,8 @@ impl Sim {
                     Ok(true) => {
                         if streams {
                             streamed.push((fingerprint(&key, Some(&value)), near));
+                        } else if time_forwards {
+                            forwarded.push(fingerprint(&key, Some(&value)));
                         }
                         if in_window {
                             self.totals.payload_bytes += (key.len() + value.len()) as u64 * receivers;
@@ -1315,6 +1322,7 @@ impl Sim {
                 }
             }
             self.note_stream_writes(i, avatar, streamed, receivers);
+            self.note_forwarded_writes(i, avatar, forwarded);
             self.after_input(i);
             return;
         }
@@ -1490,6 +1498,16 @@ impl Sim {
 
     /// Remembers when slot `i` streamed these contents of `shard`, to time
     /// their arrival (`Event::Streamed`).
+    /// Remembers when the capped peer wrote these contents of `shard` through
+    /// another czar, to time them from the write (`Event::Updated`).
+    fn note_forwarded_writes(&mut self, i: usize, shard: ShardId, fingerprints: Vec<u64>) {
+        let now = self.world.now_us;
+        for fp in fingerprints {
+            self.world.stream_writes.insert((shard, fp), (now, i, false));
+            self.world.stream_order.push_back((now, (shard, fp)));
+        }
+    }
+
     fn note_stream_writes(&mut self, i: usize, shard: ShardId, fingerprints: Vec<(u64, bool)>, receivers: u64) {
         let world = &mut self.world;
         let now = world.now_us;
@@ -1606,6 +1624,14 @@ impl Sim {
                 {
                     let (author, took) = (rec.author, now.saturating_sub(rec.at_us).max(1));
                     self.record_propagation(i, author, took);
+                }
+                if let (Some((capped, _)), Some(&(at, writer, _))) =
+                    (self.world.cfg.capped_peer, self.world.stream_writes.get(&(*shard, content)))
+                {
+                    // The capped peer's write, forwarded: from its write to here.
+                    if writer == capped && i != capped {
+                        let _ = self.world.capped_propagation.0.record(now.saturating_sub(at).max(1));
+                    }
                 }
                 content
             }
