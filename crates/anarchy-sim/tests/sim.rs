@@ -343,6 +343,35 @@ fn streamed_entities_converge_and_are_timed_even_through_a_capped_uplink() {
 }
 
 #[test]
+fn a_capped_peer_that_may_not_be_czar_gets_its_updates_on_time() {
+    // One player's uplink carries 192 kbit/s: as czar of its avatar (and a
+    // backup of others) it would owe 15 members a datagram every heartbeat.
+    // Its game declares it not czar-eligible: it holds nothing, its writes
+    // go through a czar, and what it receives stays as timely as elsewhere.
+    let with = |cap: &str| {
+        run(Some("bandwidth-standard.toml"), 1, |a| {
+            a.peers = Some(16);
+            a.seconds = Some(4.0);
+            a.cap_peer = Some(cap.into());
+            a.not_czar = Some("3".into());
+        })
+    };
+    let (free, capped) = (with("3:100000"), with("3:192"));
+    assert_passes(&capped);
+    let to = |r: &Report| r.capped_receiver_propagation_ms.expect("a capped peer").p99;
+    assert!(
+        to(&capped) <= 2.0 * to(&free),
+        "updates to the capped peer p99 {} ms, uncapped {} ms",
+        to(&capped),
+        to(&free)
+    );
+    let from = capped.capped_author_propagation_ms.expect("a capped peer");
+    assert!(from.p50 > 0.0 && from.p99 < 1_000.0, "its forwarded writes are timed: {}", capped.human());
+    assert_eq!(capped.false_evictions, 0, "{}", capped.human());
+    assert!(capped.command.contains("--not-czar 3"), "{}", capped.command);
+}
+
+#[test]
 fn regression_a_restarted_member_never_gets_the_stream_values_it_acknowledged_before() {
     // czar-crash.toml, 16 peers, standard workload with --streams, seeds 2,
     // 9, 16: `convergence`, p0 (restarted blank) held no stream values of
