@@ -50,8 +50,8 @@ pub use membership::{LeaveReason, Member};
 #[cfg(feature = "faults")]
 pub use peer::Fault;
 pub use peer::{
-    LatencyView, MemberView, Peer, PeerStatus, Proposal, ShardView, Transmit, Validator, WriteError, WriteOutcome,
-    RESERVED_KEY_PREFIX,
+    epoch_label, LatencyView, MemberView, Peer, PeerStatus, Proposal, ShardView, Transmit, Validator, WriteError,
+    WriteOutcome, RESERVED_KEY_PREFIX,
 };
 pub use replica::{Checksum, Replica, Version};
 pub use seal::{SealError, SessionSecret, SEAL_OVERHEAD_BYTES};

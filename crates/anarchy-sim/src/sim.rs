@@ -1052,7 +1052,7 @@ impl Sim {
                     "p{} czar of {} at epoch {} crashed at {:.0} ms: {}",
                     f.crashed,
                     w.shard_name(f.shard),
-                    f.epoch,
+                    anarchy_proto::epoch_label(f.epoch),
                     f.at_us as f64 / 1000.0,
                     f.done_us.map_or("not finished".to_string(), |d| format!(
                         "failed over in {:.0} ms",

@@ -537,7 +537,7 @@ fn draw_shards(frame: &mut Frame, area: Rect, status: &StatusReport, ui: &UiStat
             Cell::from(s.name.clone()),
             Cell::from(if mine { format!("{czar}*") } else { czar.to_owned() }),
             Cell::from(format!("{}{more}", backups.join(" "))),
-            Cell::from(s.epoch.to_string()),
+            Cell::from(anarchy::proto::epoch_label(s.epoch)),
             Cell::from(s.seq.to_string()),
             Cell::from(s.checksum.get(..8).unwrap_or(&s.checksum).to_owned()),
             Cell::from(human(s.updates_per_sec)),

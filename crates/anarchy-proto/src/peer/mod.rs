@@ -90,6 +90,14 @@ pub(crate) fn epoch_round(e: u32) -> u32 {
     e >> EPOCH_TAG_BITS
 }
 
+/// An epoch as people read it: its round number, a dot, and the claimant's
+/// 12-bit tag in hex (the first three hex digits of the claimant's id):
+/// `17.896` for epoch 71 830. Epochs compare as plain numbers; this only
+/// shows who claimed which round.
+pub fn epoch_label(e: u32) -> String {
+    format!("{}.{:03x}", epoch_round(e), e & ((1 << EPOCH_TAG_BITS) - 1))
+}
+
 /// The epoch of a claim made alone by `by` (a first claim, a plain claim, a
 /// hand-over): above `e`, with a round number that is 1 mod 4. Round numbers
 /// come in three classes so that claims made without asking a majority never
@@ -637,10 +645,11 @@ impl Peer {
     pub fn debug_shard(&self, shard: ShardId) -> String {
         let Some(st) = self.states.get(&shard) else { return "unknown shard".into() };
         format!(
-            "czar {:?} prev {:?} epoch {} backed {} start {} seq {} want_snapshot {} catch_up {:?} source {:?} advert {:?} since {:?} gap {} last_repair {:?} streams {} log {}",
+            "czar {:?} prev {:?} epoch {} ({}) backed {} start {} seq {} want_snapshot {} catch_up {:?} source {:?} advert {:?} since {:?} gap {} last_repair {:?} streams {} log {}",
             st.replica.czar,
             st.replica.prev_czar,
             st.replica.epoch,
+            epoch_label(st.replica.epoch),
             st.replica.backed,
             st.replica.epoch_start_seq,
             st.replica.seq(),

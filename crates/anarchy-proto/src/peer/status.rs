@@ -260,7 +260,7 @@ impl Peer {
             Event::PeerSuspected { peer } => format!("peer {} suspected", peer.short()),
             Event::CzarChanged { shard, new, epoch, .. } => {
                 let name = self.shards.get(*shard).map_or_else(|| shard.to_string(), |s| s.name.clone());
-                format!("{name}: czar {} at epoch {epoch}", new.short())
+                format!("{name}: czar {} at epoch {}", new.short(), super::epoch_label(*epoch))
             }
             Event::Committed { shard, version, .. } => format!("{shard}: critical update committed at {version}"),
             Event::Rejected { reason, .. } => format!("critical update rejected: {reason}"),
