@@ -18,8 +18,14 @@ use crate::time::Instant;
 use crate::wire::{Op, Update};
 
 /// Values kept per key, newest last, to patch against (czar) or to resolve
-/// patches against (member).
-const HISTORY: usize = 8;
+/// patches against (member). A member may record one change twice (from a
+/// partial list and from the next whole one), so the czar patches only
+/// against a base at most [`PATCH_CHANGES`] changes back: the member still
+/// holds the base's value then.
+const HISTORY: usize = 16;
+/// The czar patches a value only if the key changed at most this many times
+/// since the base the member acknowledged.
+const PATCH_CHANGES: usize = 7;
 
 /// One stream key's recent values in the epoch of its last change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,8 +166,10 @@ impl StreamValues {
     /// `base` (a stamp of `epoch` the receiver acknowledged, 0 for none) when
     /// that is smaller, otherwise whole. The key must be held.
     pub fn entry(&self, epoch: u32, key: &[u8], base: u64) -> Update {
-        let new = self.values[key].value();
-        let old = (base > 0).then(|| self.value_as_of(epoch, key, base)).flatten();
+        let e = &self.values[key];
+        let new = e.value();
+        let recent = e.history.iter().filter(|(stamp, _)| *stamp > base).count() <= PATCH_CHANGES;
+        let old = (base > 0 && recent).then(|| self.value_as_of(epoch, key, base)).flatten();
         let op = old.and_then(|old| Op::patch(old, new)).unwrap_or_else(|| Op::Put(new.to_vec()));
         Update { key: key.to_vec(), op }
     }

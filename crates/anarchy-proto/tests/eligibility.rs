@@ -85,3 +85,30 @@ fn a_peer_that_may_not_be_czar_writes_through_the_czar_and_takes_over_when_alone
     assert_eq!(czar, Some(net.id(0)), "the last eligible member holds the shard");
     assert_eq!(backups, vec![net.id(4)], "the ineligible peer backs it up");
 }
+
+#[test]
+fn a_peer_restarted_with_another_eligibility_is_seen_with_the_new_one() {
+    let (mut net, avatar, world) = session();
+    let p4 = net.id(4);
+    // p4 restarts before anyone times it out, with the same identity and the
+    // default settings: eligible now, at the incarnation its old record holds.
+    net.crash(4);
+    net.run_for(Duration::from_millis(200));
+    net.restart_blank(4);
+    let now = net.now;
+    net.peers[4].declare_shard(now, "avatar", Some(p4)).unwrap();
+    net.peers[4].declare_shard(now, "world", None).unwrap();
+    net.peers[4].join(now, &[support::addr(0)]);
+    net.drain(4);
+    net.run_for(Duration::from_secs(4));
+    // It corrected its record with a higher incarnation: every view agrees,
+    // and it holds its preferred shard again.
+    for i in 0..5 {
+        let me = net.peers[i].members().find(|m| m.id == p4).expect("p4 is a member");
+        assert!(me.czar_eligible && me.is_alive(), "peer {i} holds p4 as {me:?}");
+    }
+    for i in 0..5 {
+        assert_eq!(net.peers[i].czar_of(avatar), Some(p4), "peer {i}");
+        assert!(net.peers[i].czar_of(world).is_some());
+    }
+}

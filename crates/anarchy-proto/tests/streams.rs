@@ -239,3 +239,51 @@ fn under_a_short_budget_higher_priority_keys_go_more_often_and_none_starves() {
         assert_eq!(net.peers[2].stream_value(avatar, &key(e)), net.peers[1].stream_value(avatar, &key(e)));
     }
 }
+
+#[test]
+fn a_shard_whose_lists_fit_does_not_hold_back_another_shards_whole_lists() {
+    let (mut net, small) = session();
+    let big = net.declare_everywhere("big", Some(1));
+    net.run_for(Duration::from_millis(500));
+    assert_eq!(net.peers[0].czar_of(big), Some(net.id(1)));
+    // One small key changing every tick fits any budget; 60 keys of 12
+    // random bytes do not fit the 4 000 B/s the czar's link to peer 2 carries.
+    net.link_cap = Some((1, 2, 8_000));
+    let mut values = ChaCha8Rng::seed_from_u64(3);
+    let (mut start, mut from_event) = (0, 0);
+    for tick in 0..200u32 {
+        let now = net.now;
+        net.peers[1].write_stream(now, small, b"pos", &tick.to_le_bytes()).unwrap();
+        for e in 0..60u8 {
+            let value: [u8; 12] = values.gen();
+            net.peers[1].write_stream(now, big, &[b'b', e], &value).unwrap();
+        }
+        net.drain_all();
+        net.run_for(Duration::from_millis(50));
+        if tick == 100 {
+            // The budget starts at 64 000 B/s: count once it has come down.
+            start = net.log.len();
+            from_event = net.events[2].len();
+        }
+    }
+    let wholes = |shard: anarchy_proto::ShardId| {
+        net.log[start..]
+            .iter()
+            .filter(|(_, f, t, _)| (*f, *t) == (1, 2))
+            .filter_map(|(_, _, _, payload)| support::decode(payload))
+            .flat_map(|d| d.frames)
+            .filter(|f| matches!(f, Frame::Stream { shard: s, .. } if *s == shard))
+            .count()
+    };
+    let (of_small, of_big) = (wholes(small), wholes(big));
+    let small_values = net.events[2][from_event..]
+        .iter()
+        .filter(|ev| matches!(ev, Event::Streamed { shard, .. } if *shard == small))
+        .count();
+    // 5 s: a whole list of each shard at least every 500 ms, each carrying
+    // the small shard's newest value. (Before the 500 ms were kept per shard,
+    // the small shard's lists kept the big one's whole lists from ever going:
+    // 0 in 5 s, against 97 of the small one's.)
+    assert!(of_big >= 9 && of_small >= 9, "whole lists in 5 s: big shard {of_big}, small one {of_small}");
+    assert!(small_values >= 9, "{small_values} values of the small shard's key in 5 s");
+}

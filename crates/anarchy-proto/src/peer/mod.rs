@@ -1234,8 +1234,15 @@ impl Peer {
                     if m.soft_left && incarnation == m.incarnation {
                         self.members.revive(&sender, from, now);
                     } else {
-                        let record =
-                            MemberRecord { incarnation, status: MemberStatus::Alive, addr: from, ..m.record() };
+                        // A new incarnation is taken as eligible until its
+                        // record arrives (not eligible wins at one incarnation).
+                        let record = MemberRecord {
+                            incarnation,
+                            status: MemberStatus::Alive,
+                            addr: from,
+                            czar_eligible: true,
+                            ..m.record()
+                        };
                         self.members.merge(&record, now);
                     }
                     self.push_event(Event::PeerJoined { peer: sender, addr: from });
@@ -1257,7 +1264,7 @@ impl Peer {
             }
             Some(m) => {
                 if incarnation > m.incarnation {
-                    let record = MemberRecord { incarnation, addr: from, ..m.record() };
+                    let record = MemberRecord { incarnation, addr: from, czar_eligible: true, ..m.record() };
                     self.members.merge(&record, now);
                 }
             }
@@ -1315,13 +1322,19 @@ impl Peer {
         }
     }
 
-    /// A record about ourselves: adopt a higher live incarnation, refute a leave.
+    /// A record about ourselves: adopt a higher live incarnation, refute a
+    /// leave, and correct a wrong czar eligibility (a record of an earlier
+    /// life at our incarnation, say) with an incarnation above it.
     fn refute(&mut self, from: SocketAddr, rec: &MemberRecord) {
         if self.phase == Phase::Left || self.phase == Phase::Idle {
             return;
         }
         let mine = self.members.myself().incarnation;
+        let wrong_flag = rec.czar_eligible != self.members.myself().czar_eligible;
         let new = match rec.status {
+            MemberStatus::Alive if wrong_flag && rec.incarnation >= mine && rec.incarnation < MAX_EPOCH => {
+                rec.incarnation + 1
+            }
             MemberStatus::Alive if rec.incarnation > mine => rec.incarnation,
             MemberStatus::Left if rec.incarnation >= mine && rec.incarnation < MAX_EPOCH => rec.incarnation + 1,
             _ => return,

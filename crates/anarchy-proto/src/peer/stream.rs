@@ -121,6 +121,8 @@ struct Cursor {
     acked: u64,
     /// Recent sends: (stamp covered, when).
     sends: VecDeque<(u64, Instant)>,
+    /// When the last whole list went.
+    last_whole: Option<Instant>,
     /// Keys sent in partial lists since the last whole one, with the stamp
     /// they went as of: not sent again until they change.
     part: BTreeMap<Vec<u8>, u64>,
@@ -136,8 +138,6 @@ struct Cursor {
 pub(super) struct StreamLink {
     pub(super) rate: LinkRate,
     cursors: BTreeMap<ShardId, Cursor>,
-    /// When a whole stream list last went on this link.
-    last_send: Option<Instant>,
     /// The member's incarnation the cursors are for: a member that restarted
     /// holds nothing of what it acknowledged before.
     incarnation: u32,
@@ -256,21 +256,22 @@ impl Peer {
             let link = self.stream_links.entry(addr).or_insert_with(|| StreamLink {
                 rate: LinkRate::new(now),
                 cursors: BTreeMap::new(),
-                last_send: None,
                 incarnation,
             });
             if link.incarnation != incarnation {
                 link.incarnation = incarnation;
                 link.cursors.clear();
             }
-            let starving = link.last_send.is_none_or(|t| now.saturating_duration_since(t) >= STREAM_MAX_GAP);
             let may_send = link.rate.may_send(now);
             // Bytes the budget has room for now: whole lists that fit go, and
             // the room that is left goes to partial lists.
             let mut room = link.rate.available(now);
             let rto = link.rate.srtt().unwrap_or(Duration::from_millis(100)).mul_f64(1.5) + Duration::from_millis(50);
             let mut frames = Vec::new();
-            let mut whole_sent = false;
+            // First every whole list that goes, then partial lists in what
+            // room is left: a shard whose lists fit is never held back by
+            // another's partial lists.
+            let mut short = Vec::new();
             for shard in &shards {
                 let st = &self.states[shard];
                 let (epoch, stamp) = (st.streams.czar_epoch, st.streams.stamp);
@@ -278,6 +279,9 @@ impl Peer {
                 if cursor.epoch != epoch {
                     *cursor = Cursor { epoch, ..Cursor::default() };
                 }
+                // Every shard's whole list goes at least every 500 ms, whatever
+                // the budget and whatever the link's other shards send.
+                let starving = cursor.last_whole.is_none_or(|t| now.saturating_duration_since(t) >= STREAM_MAX_GAP);
                 if may_send || starving {
                     // Unacknowledged for longer than a round trip: the receiver
                     // missed a send; start again from what it holds.
@@ -316,10 +320,19 @@ impl Peer {
                     });
                     let Some((to, frame)) = list else { continue };
                     whole_len = frame.len();
-                    // Once the budget fell short of a whole list, partial
-                    // lists go until it has room for two (or 500 ms passed):
-                    // whole lists would take the room the priorities share.
-                    let need = if cursor.short { 2 * whole_len } else { whole_len };
+                    // A list no larger than a partial one's overhead twice
+                    // over goes whenever the budget is paid up (a partial
+                    // list would save nothing). A larger one goes if it fits;
+                    // once the budget fell short of it, partial lists go
+                    // until it has room for two (or 500 ms passed): whole
+                    // lists would take the room the priorities share.
+                    let need = if whole_len <= 2 * STREAM_PART_OVERHEAD {
+                        1
+                    } else if cursor.short {
+                        2 * whole_len
+                    } else {
+                        whole_len
+                    };
                     cursor.short = need as i64 > room;
                     if starving || !cursor.short {
                         room -= frame.len() as i64;
@@ -329,11 +342,17 @@ impl Peer {
                             cursor.sends.pop_front();
                         }
                         cursor.part.clear();
+                        cursor.last_whole = Some(now);
                         frames.push(frame.clone());
-                        whole_sent = true;
                         continue;
                     }
                 }
+                short.push((*shard, from, base, whole_len));
+            }
+            for (shard, from, base, whole_len) in short {
+                let st = &self.states[&shard];
+                let (epoch, stamp) = (st.streams.czar_epoch, st.streams.stamp);
+                let cursor = link.cursors.get_mut(&shard).expect("seen in the first pass");
                 // No room for the whole list: the keys the accumulator picks
                 // go once the budget has room for half of it, so that a
                 // partial list is not mostly overhead. Until then they only
@@ -370,15 +389,12 @@ impl Peer {
                 for u in &entries {
                     cursor.part.insert(u.key.clone(), stamp);
                 }
-                let message = proof::stream_part_message(&self.session_tag, &me, *shard, epoch, stamp, base, &entries);
+                let message = proof::stream_part_message(&self.session_tag, &me, shard, epoch, stamp, base, &entries);
                 let sig = proof::sign(&self.keypair, &message);
-                let frame = Frame::StreamPart { shard: *shard, epoch, at: stamp, base, entries, sig }.to_bytes();
+                let frame = Frame::StreamPart { shard, epoch, at: stamp, base, entries, sig }.to_bytes();
                 room -= frame.len() as i64;
                 self.stats.stream_parts_sent += 1;
                 frames.push(frame);
-            }
-            if whole_sent {
-                link.last_send = Some(now);
             }
             for frame in frames {
                 self.queue(addr, frame);
@@ -467,14 +483,21 @@ impl Peer {
             streams.have = Some((sender, epoch, 0));
         }
         let mut changed = Vec::new();
+        let mut applied = 0;
         for (key, value) in resolved {
             let Some(value) = value else { continue };
+            // A value a partial list brought is brought again by the next whole
+            // list, at a later stamp: only a value that differs is news.
+            let same = streams.values.get(&key) == Some(&value[..]);
             // Every value in the frame is at least as new as stamp `to`'s.
-            if streams.values.offer(epoch, to, &key, &value) && events {
-                changed.push((key, value));
+            if streams.values.offer(epoch, to, &key, &value) && !same {
+                applied += 1;
+                if events {
+                    changed.push((key, value));
+                }
             }
         }
-        self.stats.stream_values_applied += changed.len() as u64;
+        self.stats.stream_values_applied += applied;
         for (key, value) in changed {
             self.push_event(Event::Streamed { shard, author: sender, key, value });
         }
