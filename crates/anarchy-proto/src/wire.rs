@@ -455,14 +455,10 @@ pub enum Frame {
         /// The sender's clock when it sent the probe (opaque to the receiver).
         stamp: u64,
     },
-    /// The echo of a [`Frame::Ping`], sent with the next heartbeat to the
-    /// pinger rather than at once.
+    /// The echo of a [`Frame::Ping`].
     Pong {
         /// The stamp from the ping.
         stamp: u64,
-        /// Microseconds the answer waited for that heartbeat: the pinger
-        /// takes them off the round trip.
-        held_us: u64,
     },
     /// The answer to [`Frame::Recover`].
     RecoverAck {
@@ -729,11 +725,7 @@ impl Frame {
                     Decision::TimedOut => out.push(2),
                 }
             }
-            Frame::Ping { stamp } => put_varint(out, *stamp),
-            Frame::Pong { stamp, held_us } => {
-                put_varint(out, *stamp);
-                put_varint(out, *held_us);
-            }
+            Frame::Ping { stamp } | Frame::Pong { stamp } => put_varint(out, *stamp),
             Frame::AddrCheck { nonce } => out.extend_from_slice(&nonce.to_le_bytes()),
             Frame::AddrProof { nonce, signature } => {
                 out.extend_from_slice(&nonce.to_le_bytes());
@@ -1191,7 +1183,7 @@ fn decode_frame(r: &mut Reader<'_>, sender: &PeerId) -> Result<Frame, DecodeErro
             Frame::Decided { origin, write_id, shard, decision }
         }
         21 => Frame::Ping { stamp: r.varint()? },
-        22 => Frame::Pong { stamp: r.varint()?, held_us: r.varint()? },
+        22 => Frame::Pong { stamp: r.varint()? },
         23 => Frame::AddrCheck { nonce: r.u64_le()? },
         24 => Frame::AddrProof { nonce: r.u64_le()?, signature: r.array()? },
         19 => Frame::ForwardCritical {
@@ -1711,7 +1703,7 @@ mod tests {
             Frame::Decided { origin: id, write_id: 4, shard: ShardId(1), decision: Decision::Rejected("x".into()) },
             Frame::Decided { origin: id, write_id: 5, shard: ShardId(1), decision: Decision::TimedOut },
             Frame::Ping { stamp: 123_456 },
-            Frame::Pong { stamp: u64::MAX, held_us: 250_000 },
+            Frame::Pong { stamp: u64::MAX },
             Frame::ForwardCritical {
                 write_id: 6,
                 origin: id,

@@ -296,7 +296,7 @@ fn frame() -> impl Strategy<Value = Frame> {
             Frame::ForwardCritical { write_id, origin, shard, update }
         }),
         edgy_u64().prop_map(|stamp| Frame::Ping { stamp }),
-        (edgy_u64(), edgy_u64()).prop_map(|(stamp, held_us)| Frame::Pong { stamp, held_us }),
+        edgy_u64().prop_map(|stamp| Frame::Pong { stamp }),
         edgy_u64().prop_map(|nonce| Frame::AddrCheck { nonce }),
         (edgy_u64(), any::<[u8; 32]>(), any::<[u8; 32]>()).prop_map(|(nonce, a, b)| {
             let mut signature = [0u8; 64];

@@ -1110,10 +1110,10 @@ impl Peer {
             Frame::ForwardCritical { write_id, origin, shard, update } => {
                 self.handle_forward_critical(now, sender, write_id, origin, shard, update)
             }
-            Frame::Ping { stamp } => self.note_ping(now, sender, stamp),
+            Frame::Ping { stamp } => self.queue_frame(from, &Frame::Pong { stamp }),
             Frame::AddrCheck { nonce } => self.handle_addr_check(from, sender, nonce),
             Frame::AddrProof { nonce, signature } => self.handle_addr_proof(from, sender, nonce, signature),
-            Frame::Pong { stamp, held_us } => self.handle_pong(now, sender, stamp, held_us),
+            Frame::Pong { stamp } => self.handle_pong(now, sender, stamp),
             Frame::Prepared { shard, origin, write_id, epoch, update } => {
                 self.handle_prepared(now, sender, shard, origin, write_id, epoch, update)
             }
@@ -3025,9 +3025,6 @@ impl Peer {
             }
             if let Some(ping) = self.take_ping(now, &id) {
                 self.queue_frame(addr, &ping);
-            }
-            if let Some(pong) = self.take_pong(now, &id) {
-                self.queue_frame(addr, &pong);
             }
         }
         // Probe one peer we count as gone, whoever decided it (our own timeout,

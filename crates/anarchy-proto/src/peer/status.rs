@@ -34,9 +34,6 @@ pub(super) struct Link {
     awaiting: Option<u64>,
     /// A probe is due: it rides the next heartbeat we send the member.
     ping_due: bool,
-    /// The member's latest probe of us (its stamp, when it came): answered
-    /// with the next heartbeat we send it.
-    pong_due: Option<(u64, Instant)>,
     pub(super) bytes_in: u64,
     bytes_in_at_window: u64,
     bytes_in_rate: f64,
@@ -321,12 +318,10 @@ impl Peer {
         if !due {
             return;
         }
-        // Every member is probed once per interval: at least a second, and
-        // three idle heartbeat periods in large sessions, so probes grow with
-        // the session like idle heartbeats do, not with its square. A probe
-        // and its answer each wait for a heartbeat (up to an idle period
-        // apiece), and must be back before the next probe counts it lost.
-        let interval = PING_INTERVAL.max(self.config.idle_heartbeat_period(self.members.alive_count()) * 3);
+        // Every member is probed once per interval: at least a second, and two
+        // idle heartbeat periods in large sessions, so probes grow with the
+        // session like idle heartbeats do, not with its square.
+        let interval = PING_INTERVAL.max(self.config.idle_heartbeat_period(self.members.alive_count()) * 2);
         let t = &mut self.telemetry;
         t.next_ping = Some(now + interval);
         let others: Vec<PeerId> = self.members.others().map(|m| m.id).collect();
@@ -358,30 +353,14 @@ impl Peer {
         Some(Frame::Ping { stamp })
     }
 
-    /// A live member probed us: the answer waits for our next heartbeat to
-    /// it (a newer probe replaces an older one).
-    pub(super) fn note_ping(&mut self, now: Instant, sender: PeerId, stamp: u64) {
-        if self.members.is_alive(&sender) {
-            self.telemetry.links.entry(sender).or_default().pong_due = Some((stamp, now));
-        }
-    }
-
-    /// The answer owed to `member`'s probe, if any: to send with its heartbeat.
-    pub(super) fn take_pong(&mut self, now: Instant, member: &PeerId) -> Option<Frame> {
-        let (stamp, at) = self.telemetry.links.get_mut(member)?.pong_due.take()?;
-        let held_us = now.saturating_duration_since(at).as_micros() as u64;
-        Some(Frame::Pong { stamp, held_us })
-    }
-
-    /// A pong: one round-trip sample, less the time the answer was held.
-    pub(super) fn handle_pong(&mut self, now: Instant, sender: PeerId, stamp: u64, held_us: u64) {
+    /// A pong: one round-trip sample.
+    pub(super) fn handle_pong(&mut self, now: Instant, sender: PeerId, stamp: u64) {
         let Some(link) = self.telemetry.links.get_mut(&sender) else { return };
-        let elapsed = now.as_micros().checked_sub(stamp);
-        if link.awaiting != Some(stamp) || elapsed.is_none_or(|e| held_us > e) {
-            return; // not our probe, a late one we already counted as lost, or nonsense
+        if link.awaiting != Some(stamp) || stamp > now.as_micros() {
+            return; // not our probe, or a late one we already counted as lost
         }
         link.awaiting = None;
-        let rtt = Duration::from_micros(elapsed.unwrap_or(0) - held_us);
+        let rtt = now.saturating_duration_since(Instant::from_micros(stamp));
         link.srtt = Some(match link.srtt {
             None => rtt,
             Some(s) => s.mul_f64(1.0 - EWMA_WEIGHT) + rtt.mul_f64(EWMA_WEIGHT),
