@@ -153,19 +153,9 @@ pub fn stream_message(
     base: u64,
     entries: &[Update],
 ) -> [u8; 32] {
-    let mut h = blake3::Hasher::new_derive_key(STREAM_CONTEXT);
-    h.update(session);
-    h.update(&author.0);
-    let mut buf = Vec::with_capacity(64);
-    crate::wire::put_stream_header(&mut buf, shard, epoch, from, to, base);
-    h.update(&buf);
-    h.update(&(entries.len() as u64).to_le_bytes());
-    for u in entries {
-        buf.clear();
-        put_update(&mut buf, u);
-        h.update(&buf);
-    }
-    *h.finalize().as_bytes()
+    let mut header = Vec::with_capacity(64);
+    crate::wire::put_stream_header(&mut header, shard, epoch, from, to, base);
+    stream_digest(STREAM_CONTEXT, session, author, &header, entries)
 }
 
 /// What the czar `author` signs for one [`Frame::StreamPart`]: the session,
@@ -180,13 +170,21 @@ pub fn stream_part_message(
     base: u64,
     entries: &[Update],
 ) -> [u8; 32] {
-    let mut h = blake3::Hasher::new_derive_key(STREAM_PART_CONTEXT);
+    let mut header = Vec::with_capacity(64);
+    crate::wire::put_stream_part_header(&mut header, shard, epoch, at, base);
+    stream_digest(STREAM_PART_CONTEXT, session, author, &header, entries)
+}
+
+/// The signed digest of a stream frame, whole or partial: its context, the
+/// session, the author, the frame's encoded header fields, the entry count
+/// and every entry as encoded.
+fn stream_digest(context: &str, session: &[u8; 32], author: &PeerId, header: &[u8], entries: &[Update]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key(context);
     h.update(session);
     h.update(&author.0);
-    let mut buf = Vec::with_capacity(64);
-    crate::wire::put_stream_part_header(&mut buf, shard, epoch, at, base);
-    h.update(&buf);
+    h.update(header);
     h.update(&(entries.len() as u64).to_le_bytes());
+    let mut buf = Vec::with_capacity(64);
     for u in entries {
         buf.clear();
         put_update(&mut buf, u);

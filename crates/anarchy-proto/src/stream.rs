@@ -275,6 +275,18 @@ impl Accumulator {
         (0..pending.len()).filter(|i| chosen[*i]).collect()
     }
 
+    /// A send opportunity with no room: what [`Accumulator::pick`] does with
+    /// a budget of 0, without the entry sizes it would not look at. Each
+    /// waiting key (key, priority) gains its priority plus one; keys not
+    /// waiting are forgotten.
+    pub fn wait<'a>(&mut self, waiting: impl IntoIterator<Item = (&'a [u8], u8)>) {
+        let next: BTreeMap<Vec<u8>, u64> = waiting
+            .into_iter()
+            .map(|(key, priority)| (key.to_vec(), self.total(key) + u64::from(priority) + 1))
+            .collect();
+        self.acc = next;
+    }
+
     /// What `key` has gained while waiting (0 if it is not waiting).
     pub fn total(&self, key: &[u8]) -> u64 {
         self.acc.get(key).copied().unwrap_or(0)
@@ -562,6 +574,11 @@ mod tests {
         // Once there is room, the big one goes first, then what still fits.
         assert_eq!(acc.pick(&pending, 305), vec![0]);
         assert_eq!(acc.pick(&pending, 400), vec![0, 1]);
+        // No room: `wait` gains as `pick` with a budget of 0 does.
+        let (mut a, mut b) = (acc.clone(), acc.clone());
+        assert!(a.pick(&pending, 0).is_empty());
+        b.wait(pending.iter().map(|(k, p, _)| (*k, *p)));
+        assert_eq!((a.total(b"big"), a.total(b"small")), (b.total(b"big"), b.total(b"small")));
         // A key no longer waiting is forgotten.
         acc.pick(&pending[..1], 0);
         assert_eq!(acc.total(b"small"), 0);

@@ -131,6 +131,21 @@ fn shard_name() -> impl Strategy<Value = String> {
     })
 }
 
+/// Stream entries from raw (key, bytes, patch?) triples: patches only with a
+/// base, and a patch lists a non-zero byte.
+fn stream_entries(raw: Vec<(Vec<u8>, Vec<u8>, bool)>, base: u64) -> Vec<Update> {
+    raw.into_iter()
+        .map(|(key, mut v, patch)| {
+            if patch && base > 0 {
+                v[0] |= 1;
+                Update { key, op: Op::Patch(v) }
+            } else {
+                Update { key, op: Op::Put(v) }
+            }
+        })
+        .collect()
+}
+
 fn member_record() -> impl Strategy<Value = MemberRecord> {
     let status = prop_oneof![Just(MemberStatus::Alive), Just(MemberStatus::Left)];
     (peer_id(), public_key(), socket_addr(), edgy_epoch(), status, any::<bool>()).prop_map(
@@ -315,19 +330,8 @@ fn frame() -> impl Strategy<Value = Frame> {
             .prop_map(|(shard, epoch, from, span, half, raw)| {
                 let mut sig = [0u8; 64];
                 sig[..32].copy_from_slice(&half);
-                // Patches only with a base; a patch lists a non-zero byte.
                 let base = from / 2;
-                let entries = raw
-                    .into_iter()
-                    .map(|(key, mut v, patch)| {
-                        if patch && base > 0 {
-                            v[0] |= 1;
-                            Update { key, op: Op::Patch(v) }
-                        } else {
-                            Update { key, op: Op::Put(v) }
-                        }
-                    })
-                    .collect();
+                let entries = stream_entries(raw, base);
                 Frame::Stream { shard, epoch, from, to: (from + span).min(MAX_SEQ), base, entries, sig }
             })
             .prop_filter("a range", |f| matches!(f, Frame::Stream { from, to, .. } if to > from)),
@@ -341,19 +345,8 @@ fn frame() -> impl Strategy<Value = Frame> {
             .prop_map(|(shard, epoch, at, half, raw)| {
                 let mut sig = [0u8; 64];
                 sig[32..].copy_from_slice(&half);
-                // Patches only with a base; a patch lists a non-zero byte.
                 let base = at / 3;
-                let entries = raw
-                    .into_iter()
-                    .map(|(key, mut v, patch)| {
-                        if patch && base > 0 {
-                            v[0] |= 1;
-                            Update { key, op: Op::Patch(v) }
-                        } else {
-                            Update { key, op: Op::Put(v) }
-                        }
-                    })
-                    .collect();
+                let entries = stream_entries(raw, base);
                 Frame::StreamPart { shard, epoch, at, base, entries, sig }
             }),
         (shard_id(), 0..=MAX_EPOCH, 0..=MAX_SEQ).prop_map(|(shard, epoch, have)| Frame::StreamAck {

@@ -369,18 +369,20 @@ impl Peer {
                 if waiting.is_empty() {
                     continue;
                 }
-                let entries: Vec<Update> = waiting.iter().map(|(k, _)| values.entry(epoch, k, base)).collect();
-                let pending: Vec<(&[u8], u8, usize)> = waiting
-                    .iter()
-                    .zip(&entries)
-                    .map(|((k, _), u)| {
-                        (*k, priorities.get(*k).copied().unwrap_or(DEFAULT_STREAM_PRIORITY), u.encoded_len())
-                    })
-                    .collect();
+                let priority = |k: &[u8]| priorities.get(k).copied().unwrap_or(DEFAULT_STREAM_PRIORITY);
                 let budget = usize::try_from(room_now)
                     .unwrap_or(0)
                     .saturating_sub(STREAM_PART_OVERHEAD)
                     .min(MAX_FRAME_BYTES - STREAM_PART_OVERHEAD);
+                if budget == 0 {
+                    // No room (most flushes of a short link): the waiting keys
+                    // only gain; no entry is built.
+                    cursor.acc.wait(waiting.iter().map(|(k, _)| (*k, priority(k))));
+                    continue;
+                }
+                let entries: Vec<Update> = waiting.iter().map(|(k, _)| values.entry(epoch, k, base)).collect();
+                let pending: Vec<(&[u8], u8, usize)> =
+                    waiting.iter().zip(&entries).map(|((k, _), u)| (*k, priority(k), u.encoded_len())).collect();
                 let chosen = cursor.acc.pick(&pending, budget);
                 if chosen.is_empty() {
                     continue;
