@@ -383,3 +383,47 @@ fn a_commit_the_new_czar_knows_only_by_its_decision_is_finished_from_the_voters_
     }
     assert!(net.converged(world), "{}", net.describe(world));
 }
+
+/// A czar told that it was counted gone refutes and holds its shards
+/// provisionally (a majority may have moved them on). When nobody did, a
+/// round of its own, asking for promises while it is live, backs its claim
+/// again: without it every critical write to the shard timed out for good
+/// (PROTOCOL §7; seen in the simulator's standard workload, seed 5, on a
+/// build whose pongs waited for the next heartbeat).
+#[test]
+fn a_czar_that_refuted_a_leave_nobody_acted_on_commits_again() {
+    let mut net = session(5);
+    let world = net.declare_everywhere("world", Some(0));
+    net.start_all();
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.peers[1].czar_of(world), Some(net.id(0)));
+    // Only the czar hears that it was counted gone.
+    let me = net.peers[0].members().find(|m| m.id == net.id(0)).unwrap();
+    let record = anarchy_proto::wire::MemberRecord {
+        id: me.id,
+        public_key: me.public_key,
+        addr: me.addr,
+        incarnation: me.incarnation,
+        status: anarchy_proto::wire::MemberStatus::Left,
+        czar_eligible: true,
+    };
+    let gossip = support::seal(&anarchy_proto::wire::encode_frames(&net.id(2), &[Frame::Members(vec![record])]));
+    let (now, from) = (net.now, net.addrs[2]);
+    net.peers[0].handle_datagram(now, from, &gossip);
+    net.drain_all();
+    net.run_for(Duration::from_millis(200));
+    // Nobody took the shard over: the refuting czar still holds it.
+    for i in 0..5 {
+        assert_eq!(net.peers[i].czar_of(world), Some(net.id(0)), "peer {i}");
+    }
+    let now = net.now;
+    let id = net.peers[1].write_critical(now, world, b"score", Some(b"7")).unwrap();
+    net.drain_all();
+    net.run_for(Duration::from_secs(3));
+    assert!(committed_everywhere(&net, id, 1), "{:?}", net.events[1]);
+    for i in 0..5 {
+        assert_eq!(net.peers[i].get(world, b"score"), Some(&b"7"[..]), "peer {i}");
+        assert_eq!(net.peers[i].czar_of(world), Some(net.id(0)), "peer {i}");
+    }
+    assert!(net.converged(world));
+}

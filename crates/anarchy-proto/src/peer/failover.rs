@@ -207,6 +207,49 @@ impl Peer {
         self.open_round(now, gone, vec![(shard, epoch)], quorum);
     }
 
+    /// Backs our provisional claims again. A czar that learns a majority
+    /// counted it gone refutes and marks its claims provisional (that majority
+    /// may have moved its shards on, §6.4). If nobody did, nothing else would
+    /// ever back them in a healthy session: no backed czar re-asserts over
+    /// them, no round runs (we are not silent), and voters give no vote under
+    /// a provisional claim, so every critical update of those shards would
+    /// time out. Once a claim has been provisional for `recovery_timeout`
+    /// (time for a round that did move the shard to finish) and we hear a
+    /// majority, we run a recovery round about ourselves: only members that
+    /// follow our claim grant it, with the promises, versions and prepared
+    /// proposals of any round, so a claim another round took, or one a
+    /// majority never followed, is never backed this way.
+    pub(super) fn reaffirm_provisional_claims(&mut self, now: Instant) {
+        let me = self.id;
+        let mut due = Vec::new();
+        let rounds_claim: BTreeSet<ShardId> =
+            self.takeovers.values().flat_map(|t| t.claims.iter().map(|(s, _)| *s)).collect();
+        for (shard, st) in self.states.iter_mut() {
+            let provisional = st.replica.czar == Some(me)
+                && !st.replica.backed
+                && !st.is_retired()
+                && st.split.proposing.is_none()
+                && st.catch_up_to.is_none();
+            if !provisional {
+                st.provisional_since = None;
+                continue;
+            }
+            let since = *st.provisional_since.get_or_insert(now);
+            if now.saturating_duration_since(since) >= self.config.recovery_timeout && !rounds_claim.contains(shard) {
+                let promised = st.promised.map_or(0, |(e, _)| e);
+                let epoch = super::round_epoch(st.replica.epoch.max(promised), &me);
+                if epoch <= crate::wire::MAX_EPOCH {
+                    due.push((*shard, epoch));
+                }
+            }
+        }
+        if due.is_empty() || self.takeovers.contains_key(&me) || !self.hears_majority() {
+            return;
+        }
+        let quorum = self.configuration();
+        self.open_round(now, me, due, quorum);
+    }
+
     /// We heard from `peer`: it is not silent after all.
     pub(super) fn heard_from(&mut self, peer: PeerId) {
         if let Some(m) = self.members.get_mut(&peer) {
@@ -242,7 +285,8 @@ impl Peer {
             // claims keep the round alive so a confirmed death never turns into
             // a plain claim that skips the versions a majority holds.
             let settled = t.claims.iter().all(|(shard, _)| t.settled.contains(shard));
-            if !self.members.is_alive(&gone) && t.confirmed && settled {
+            let own = gone == self.id;
+            if (own || (!self.members.is_alive(&gone) && t.confirmed)) && settled {
                 self.takeovers.remove(&gone);
                 continue;
             }
@@ -250,6 +294,13 @@ impl Peer {
                 // No majority answered: perhaps we are the one cut off. Suspect more
                 // slowly, and claim the gone peer's shards plainly from now on.
                 let t = self.takeovers.remove(&gone).expect("present");
+                if own {
+                    // Our claims stay provisional; the next round asks at a
+                    // higher epoch. Not a sign that we are cut off: voters
+                    // that follow another claim refuse it.
+                    self.forget_unsettled_claims(&t);
+                    continue;
+                }
                 for (shard, _) in t.claims.iter().filter(|(s, _)| !t.settled.contains(s)) {
                     if let Some(st) = self.states.get_mut(shard) {
                         st.round_failed = Some(gone);
@@ -272,12 +323,19 @@ impl Peer {
                 // A voter that answered "not silent" is asked again: on a fast
                 // link our request (sent after `suspect_after`) reaches it
                 // before the czar has been silent to it for `silent_vote_after`.
+                // In a round about ourselves nobody votes "silent": a voter
+                // that granted every claim is done.
+                let refused = |p: &PeerId| {
+                    if own {
+                        t.claims.iter().any(|(s, _)| !t.grants.get(s).is_some_and(|g| g.contains_key(p)))
+                    } else {
+                        !t.silent_votes.contains(p)
+                    }
+                };
                 let unanswered: Vec<PeerId> = t
                     .quorum
                     .iter()
-                    .filter(|p| {
-                        **p != gone && (!t.answered.contains(p) || !t.silent_votes.contains(p) || incomplete(p))
-                    })
+                    .filter(|p| **p != gone && (!t.answered.contains(p) || refused(p) || incomplete(p)))
                     .copied()
                     .collect();
                 self.takeovers.get_mut(&gone).expect("present").last_sent = now;
@@ -309,8 +367,13 @@ impl Peer {
             self.queue_frame(from, &Frame::RecoverAck { gone, silent: false, votes: Vec::new() });
             return;
         }
+        // A czar asking about itself wants its own provisional claims backed
+        // (`reaffirm_provisional_claims`): it is not silent, and only the
+        // members that follow its claim may grant.
+        let reaffirm = gone == sender;
         let czars = self.czars();
         let silent = match self.members.get(&gone) {
+            _ if reaffirm => false,
             Some(m) if m.is_alive() => now >= self.silent_from(m, &czars, self.config.silent_vote_after),
             _ => true,
         };
@@ -338,7 +401,8 @@ impl Peer {
                 None => true,
             };
             let promise_free = st.promised.is_none_or(|(e, p)| e < epoch || (e == epoch && p == sender));
-            let granted = silent && czar_gone && st.replica.epoch < epoch && promise_free && !newcomer;
+            let willing = if reaffirm { st.replica.czar == Some(sender) } else { silent && czar_gone };
+            let granted = willing && st.replica.epoch < epoch && promise_free && !newcomer;
             if granted {
                 st.promised = Some((epoch, sender));
                 st.promised_at = now;
@@ -427,7 +491,7 @@ impl Peer {
                 Some((*s, *e, peer, version, sum))
             })
             .collect();
-        let confirm = !t.confirmed && t.silent_votes.len() >= needed;
+        let confirm = gone != self.id && !t.confirmed && t.silent_votes.len() >= needed;
         for (shard, epoch, best_peer, best, sum) in ready {
             self.takeovers.get_mut(&gone).expect("present").settled.insert(shard);
             self.claim_after_recovery(now, shard, epoch, gone, best_peer, (best.seq, sum));
@@ -456,6 +520,11 @@ impl Peer {
         (best_seq, best_sum): (u64, u64),
     ) {
         let me = self.id;
+        if gone == me {
+            // Re-backing our own claim: our unsent updates belong to the
+            // epoch we leave, and must go out before the new one starts.
+            self.flush_outgoing();
+        }
         let st = self.states.get_mut(&shard).expect("claimed shard");
         // Someone moved the shard on meanwhile (what the voters handed us was
         // for this takeover only), or it is ours already: the silent czar

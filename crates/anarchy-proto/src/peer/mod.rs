@@ -295,6 +295,9 @@ struct ShardState {
     /// A recovery round of ours claiming this shard from this gone czar timed
     /// out: a plain claim may follow.
     round_failed: Option<PeerId>,
+    /// Since when our own claim to this shard has been provisional (see
+    /// `reaffirm_provisional_claims`).
+    provisional_since: Option<Instant>,
     /// The highest epoch we promised in a recovery round, and to whom.
     promised: Option<(u32, PeerId)>,
     /// When we made that promise (a promise of a round that never completed
@@ -2896,6 +2899,7 @@ impl Peer {
         }
         self.retry_pending(now, None);
         self.drive_takeovers(now);
+        self.reaffirm_provisional_claims(now);
         self.drive_critical(now);
         self.drive_telemetry(now);
         self.drive_splits(now);
