@@ -214,23 +214,30 @@ impl Peer {
     /// them, no round runs (we are not silent), and voters give no vote under
     /// a provisional claim, so every critical update of those shards would
     /// time out. Once a claim has been provisional for `recovery_timeout`
-    /// (time for a round that did move the shard to finish) and we hear a
-    /// majority, we run a recovery round about ourselves: only members that
-    /// follow our claim grant it, with the promises, versions and prepared
-    /// proposals of any round, so a claim another round took, or one a
-    /// majority never followed, is never backed this way.
+    /// while we heard a majority (time for a round that did move the shard
+    /// to finish), we run a recovery round about ourselves: only members that
+    /// follow our claim and heard its standing stated grant it, with the
+    /// promises, versions and prepared proposals of any round, so a claim
+    /// another round took, or one a majority never followed, is never backed
+    /// this way.
     pub(super) fn reaffirm_provisional_claims(&mut self, now: Instant) {
         let me = self.id;
-        let mut due = Vec::new();
-        let rounds_claim: BTreeSet<ShardId> =
-            self.takeovers.values().flat_map(|t| t.claims.iter().map(|(s, _)| *s)).collect();
-        for (shard, st) in self.states.iter_mut() {
-            let provisional = st.replica.czar == Some(me)
+        let ours = |st: &super::ShardState| {
+            st.replica.czar == Some(me)
                 && !st.replica.backed
                 && !st.is_retired()
                 && st.split.proposing.is_none()
-                && st.catch_up_to.is_none();
-            if !provisional {
+                && st.catch_up_to.is_none()
+        };
+        // The clock runs only while we hear a majority: at a heal, the backed
+        // czar on the other side re-asserts over our claim first, and the
+        // members that briefly followed us go back to it.
+        let hearing = self.states.values().any(ours) && self.hears_majority();
+        let rounds_claim: BTreeSet<ShardId> =
+            self.takeovers.values().flat_map(|t| t.claims.iter().map(|(s, _)| *s)).collect();
+        let mut due = Vec::new();
+        for (shard, st) in self.states.iter_mut() {
+            if !hearing || !ours(st) {
                 st.provisional_since = None;
                 continue;
             }
@@ -243,7 +250,7 @@ impl Peer {
                 }
             }
         }
-        if due.is_empty() || self.takeovers.contains_key(&me) || !self.hears_majority() {
+        if due.is_empty() || self.takeovers.contains_key(&me) {
             return;
         }
         let quorum = self.configuration();
@@ -401,7 +408,14 @@ impl Peer {
                 None => true,
             };
             let promise_free = st.promised.is_none_or(|(e, p)| e < epoch || (e == epoch && p == sender));
-            let willing = if reaffirm { st.replica.czar == Some(sender) } else { silent && czar_gone };
+            // A reaffirmation is granted only by a follower of the claim that
+            // heard its standing stated: one that took it from a delta may
+            // have left a backed czar for it (§6.6).
+            let willing = if reaffirm {
+                st.replica.czar == Some(sender) && !st.assumes_standing(st.replica.epoch, sender)
+            } else {
+                silent && czar_gone
+            };
             let granted = willing && st.replica.epoch < epoch && promise_free && !newcomer;
             if granted {
                 st.promised = Some((epoch, sender));
