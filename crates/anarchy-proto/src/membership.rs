@@ -105,6 +105,18 @@ pub fn view_entry_hash(id: &PeerId, incarnation: u32) -> u64 {
 /// Mixed into a live member's share of the digest when it is not czar-eligible.
 const NOT_ELIGIBLE_MARK: u64 = 0x6e6f_7463_7a61_7221;
 
+/// A member's share of the live-view digest and of the live count: its entry
+/// hash and 1 when alive, nothing otherwise. A member that is not
+/// czar-eligible counts apart: views that differ only in that flag differ in
+/// digest, so anti-entropy fixes them.
+fn share(m: &Member) -> (u64, usize) {
+    if !m.is_alive() {
+        return (0, 0);
+    }
+    let flag = if m.czar_eligible { 0 } else { NOT_ELIGIBLE_MARK };
+    (view_entry_hash(&m.id, m.incarnation) ^ flag, 1)
+}
+
 /// What merging a record changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MergeOutcome {
@@ -214,6 +226,23 @@ impl Membership {
         self.alive_count.set(None);
     }
 
+    /// What member `id` adds to the digest and the live count now.
+    fn share_of(&self, id: &PeerId) -> (u64, usize) {
+        self.members.get(id).map_or((0, 0), share)
+    }
+
+    /// One member's share went from `before` to `after`: the digest is a sum
+    /// of shares, so the cached digest and count follow without a pass over
+    /// every member (at 1000 members, joins made that pass most of a peer's work).
+    fn adjust(&self, before: (u64, usize), after: (u64, usize)) {
+        if let Some(d) = self.digest.get() {
+            self.digest.set(Some(d.wrapping_sub(before.0).wrapping_add(after.0)));
+        }
+        if let Some(n) = self.alive_count.get() {
+            self.alive_count.set(Some(n - before.1 + after.1));
+        }
+    }
+
     /// Digest of the live view: ids and incarnations, in id order.
     pub fn digest(&self) -> u64 {
         if let Some(d) = self.digest.get() {
@@ -225,12 +254,7 @@ impl Membership {
     }
 
     fn compute_digest(&self) -> u64 {
-        self.alive().fold(0u64, |sum, m| {
-            // A member that is not czar-eligible counts apart: views that
-            // differ only in that flag differ in digest, so anti-entropy fixes them.
-            let flag = if m.czar_eligible { 0 } else { NOT_ELIGIBLE_MARK };
-            sum.wrapping_add(view_entry_hash(&m.id, m.incarnation) ^ flag)
-        })
+        self.members.values().fold(0u64, |sum, m| sum.wrapping_add(share(m).0))
     }
 
     /// Live members that are not czar-eligible, in id order.
@@ -241,10 +265,9 @@ impl Membership {
     /// Merges a gossiped record. Records about ourselves are never merged
     /// here: the caller refutes them.
     pub fn merge(&mut self, rec: &MemberRecord, now: Instant) -> MergeOutcome {
+        let before = self.share_of(&rec.id);
         let outcome = self.merge_record(rec, now);
-        if outcome != MergeOutcome::Unchanged {
-            self.invalidate();
-        }
+        self.adjust(before, self.share_of(&rec.id));
         outcome
     }
 
@@ -335,11 +358,12 @@ impl Membership {
     pub fn mark_left(&mut self, id: &PeerId, now: Instant, soft: bool) -> bool {
         match self.members.get_mut(id) {
             Some(m) if m.is_alive() && *id != self.me => {
+                let before = share(m);
                 m.status = MemberStatus::Left;
                 m.left_at = Some(now);
                 m.suspected = false;
                 m.soft_left = soft;
-                self.invalidate();
+                self.adjust(before, (0, 0));
                 true
             }
             Some(m) if m.soft_left && !soft => {
@@ -354,6 +378,7 @@ impl Membership {
     pub fn revive(&mut self, id: &PeerId, addr: SocketAddr, now: Instant) -> bool {
         match self.members.get_mut(id) {
             Some(m) if m.soft_left => {
+                let before = share(m);
                 m.known_since = now;
                 m.status = MemberStatus::Alive;
                 m.soft_left = false;
@@ -361,7 +386,8 @@ impl Membership {
                 m.suspected = false;
                 m.last_heard = now;
                 m.addr = addr;
-                self.invalidate();
+                let after = share(m);
+                self.adjust(before, after);
                 true
             }
             _ => false,
@@ -464,6 +490,36 @@ mod tests {
         // A new incarnation says afresh.
         assert_eq!(a.merge(&member(1, 4, MemberStatus::Alive), t), MergeOutcome::Updated);
         assert_eq!(a.ineligible_ids().count(), 0);
+    }
+
+    #[test]
+    fn the_cached_digest_and_count_follow_every_change() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let mut m = list();
+        let t = Instant::ZERO;
+        for step in 0..4000 {
+            let seed = rng.gen_range(1..24u64);
+            let id = member(seed, 0, MemberStatus::Alive).id;
+            match rng.gen_range(0..5) {
+                0 | 1 => {
+                    let status = if rng.gen_bool(0.7) { MemberStatus::Alive } else { MemberStatus::Left };
+                    let rec =
+                        MemberRecord { czar_eligible: rng.gen_bool(0.8), ..member(seed, rng.gen_range(0..6), status) };
+                    m.merge(&rec, t);
+                }
+                2 => {
+                    m.mark_left(&id, t, rng.gen_bool(0.5));
+                }
+                3 => {
+                    m.revive(&id, "127.0.0.1:9".parse().unwrap(), t);
+                }
+                _ => m.purge_left_before(Instant::from_millis(1)),
+            }
+            // Asked after every change, so each change starts from a cached value.
+            assert_eq!(m.digest(), m.compute_digest(), "step {step}");
+            assert_eq!(m.alive_count(), m.alive().count(), "step {step}");
+        }
     }
 
     #[test]
