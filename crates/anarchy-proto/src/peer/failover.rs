@@ -11,7 +11,8 @@
 //! reach a majority (the minority side of a partition, or a session of two)
 //! falls back to the plain `peer_timeout`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::net::SocketAddr;
 
 use crate::event::Event;
@@ -28,6 +29,16 @@ use super::Peer;
 /// Most local-health penalty steps (Lifeguard): suspicion waits up to
 /// `(1 + MAX_LOCAL_HEALTH) × suspect_after` when we seem to be the one in trouble.
 const MAX_LOCAL_HEALTH: u32 = 4;
+
+/// Members' suspicion deadlines (see `Peer::check_suspicions`).
+#[derive(Debug, Default)]
+pub(super) struct SuspicionQueue {
+    /// (deadline no later than the member's real one, member), earliest first.
+    heap: BinaryHeap<Reverse<(Instant, PeerId)>>,
+    /// The live-view digest, threshold, idle grace and czars the heap was
+    /// built for.
+    key: Option<(u64, std::time::Duration, std::time::Duration, u64)>,
+}
 
 /// One recovery round we run about one silent peer.
 #[derive(Debug)]
@@ -58,24 +69,63 @@ impl Peer {
 
     /// Marks members silent past the threshold as suspected, and starts
     /// recovery rounds for them. Also computes when to look again.
+    ///
+    /// This runs whenever the earliest member's deadline passes, and each
+    /// datagram moves its sender's deadline on: a pass over every member each
+    /// time made suspicion upkeep grow with the square of the session. The
+    /// deadlines wait in a heap instead, each entry a lower bound of its
+    /// member's deadline (deadlines only move later while the view, the
+    /// czars and the thresholds stay; any change of those rebuilds the heap).
+    /// Entries are brought up to date from the earliest on, so the next check
+    /// is due exactly when the earliest real deadline is.
     pub(super) fn check_suspicions(&mut self, now: Instant) {
         if !self.is_joined() {
             return;
         }
         let threshold = self.suspicion_threshold();
         let czars = self.czars();
-        let mut newly = Vec::new();
-        let mut next = self.next_tick;
         let idle_grace = self.config.idle_grace(self.members.alive_count());
-        for m in self.members.others().filter(|m| !m.suspected) {
-            let due = self.silent_from_with(m, &czars, threshold, idle_grace);
-            if due <= now {
-                newly.push(m.id);
-            } else {
-                next = next.min(due);
+        let czars_key = czars.iter().fold(0u64, |k, c| k.rotate_left(9) ^ crate::membership::view_entry_hash(c, 0));
+        let key = (self.members.digest(), threshold, idle_grace, czars_key);
+        // A member can hold more than one entry (a suspicion cleared while
+        // its old entry waits); rebuilt before such entries pile up.
+        let crowded = self.suspicion.heap.len() > 2 * self.members.alive_count() + 16;
+        if self.suspicion.key != Some(key) || crowded {
+            let heap = self
+                .members
+                .others()
+                .filter(|m| !m.suspected)
+                .map(|m| Reverse((self.silent_from_with(m, &czars, threshold, idle_grace), m.id)))
+                .collect();
+            self.suspicion = SuspicionQueue { heap, key: Some(key) };
+        }
+        let mut newly = Vec::new();
+        while let Some(&Reverse((at, id))) = self.suspicion.heap.peek() {
+            let due = match self.members.get(&id) {
+                Some(m) if m.is_alive() && !m.suspected && id != self.id => {
+                    Some(self.silent_from_with(m, &czars, threshold, idle_grace))
+                }
+                _ => None,
+            };
+            match due {
+                Some(due) if due == at && due > now => break,
+                Some(due) => {
+                    self.suspicion.heap.pop();
+                    if due <= now {
+                        newly.push(id);
+                    } else {
+                        self.suspicion.heap.push(Reverse((due, id)));
+                    }
+                }
+                None => {
+                    self.suspicion.heap.pop();
+                }
             }
         }
-        self.next_suspect_check = next;
+        self.next_suspect_check = self.suspicion.heap.peek().map_or(self.next_tick, |e| e.0 .0.min(self.next_tick));
+        // In id order, as a pass over the members would find them.
+        newly.sort_unstable();
+        newly.dedup();
         for peer in newly {
             if let Some(m) = self.members.get_mut(&peer) {
                 m.suspected = true;
@@ -261,6 +311,9 @@ impl Peer {
     pub(super) fn heard_from(&mut self, peer: PeerId) {
         if let Some(m) = self.members.get_mut(&peer) {
             m.suspected = false;
+            // Back in the suspicion heap, at a deadline no later than its
+            // real one: the next check brings it up to date.
+            self.suspicion.heap.push(Reverse((Instant::ZERO, peer)));
         }
         if let Some(t) = self.takeovers.remove(&peer) {
             self.forget_unsettled_claims(&t);

@@ -393,6 +393,8 @@ pub struct Peer {
     not_ours: BTreeMap<PeerId, (u64, u64)>,
     /// When a member may next cross the suspicion threshold.
     next_suspect_check: Instant,
+    /// Members' suspicion deadlines, earliest first (see `check_suspicions`).
+    suspicion: failover::SuspicionQueue,
     /// Lifeguard-style local health: 0 is healthy; each failed round slows suspicion.
     local_health: u32,
     /// A tick passed: heartbeats go out with the next flush.
@@ -525,6 +527,7 @@ impl Peer {
             takeovers: BTreeMap::new(),
             not_ours: BTreeMap::new(),
             next_suspect_check: next_tick,
+            suspicion: failover::SuspicionQueue::default(),
             local_health: 0,
             heartbeat_due: false,
             ticks: 0,
