@@ -203,6 +203,28 @@ pub fn ranking_eligible<'a>(
     top
 }
 
+/// Whether `me` is first in [`ranking_eligible`] of `candidates` (`me`
+/// included) for `shard`, without ranking them all: it stops at the first
+/// candidate that beats `me`, so it costs a few hashes unless `me` is first.
+pub fn ranks_first<'a>(
+    info: &ShardInfo,
+    candidates: impl IntoIterator<Item = &'a PeerId>,
+    ineligible: &[PeerId],
+    me: &PeerId,
+) -> bool {
+    let key = |p: &PeerId| (ineligible.binary_search(p).is_err(), claim_strength(info, p));
+    let mine = key(me);
+    let mut listed = false;
+    for p in candidates {
+        if p == me {
+            listed = true;
+        } else if key(p) > mine {
+            return false;
+        }
+    }
+    listed
+}
+
 /// The top-ranked live peers of every shard, by shard id.
 pub type RankedTops = BTreeMap<ShardId, Vec<PeerId>>;
 
@@ -431,6 +453,35 @@ mod tests {
             u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().unwrap())
         };
         assert_eq!(rank_score(ShardId(42), &id), expected);
+    }
+
+    #[test]
+    fn ranks_first_agrees_with_the_full_ranking() {
+        let ps = peers(24);
+        for shard in 0..40u64 {
+            let preferred = (shard % 5 == 0).then(|| ps[(shard % 24) as usize]);
+            let info = ShardInfo::declared(ShardId(shard * 7919), "s", preferred);
+            // Candidates: a varying subset; ineligible: another.
+            let candidates: Vec<PeerId> =
+                ps.iter().enumerate().filter(|(i, _)| (i + shard as usize) % 3 != 0).map(|(_, p)| *p).collect();
+            let mut ineligible: Vec<PeerId> =
+                ps.iter().enumerate().filter(|(i, _)| (i * 5 + shard as usize) % 4 == 0).map(|(_, p)| *p).collect();
+            if shard % 2 == 0 {
+                ineligible.clear();
+            }
+            ineligible.sort();
+            let first = ranking_eligible(&info, candidates.iter(), &ineligible, 1);
+            for me in &ps {
+                assert_eq!(
+                    ranks_first(&info, candidates.iter(), &ineligible, me),
+                    first.first() == Some(me),
+                    "shard {shard}"
+                );
+            }
+        }
+        let info = ShardInfo::declared(ShardId(1), "s", None);
+        assert!(!ranks_first(&info, [].iter(), &[], &ps[0]), "not a candidate");
+        assert!(ranks_first(&info, ps[..1].iter(), &[], &ps[0]), "alone");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::identity::PeerId;
 use crate::membership::LeaveReason;
 use crate::quorum::majority;
 use crate::replica::Version;
-use crate::shards::{ranking_eligible, ShardId, ShardInfo};
+use crate::shards::{ranks_first, ShardId, ShardInfo};
 use crate::time::Instant;
 use crate::wire::{Frame, MemberStatus, RecoverVote};
 
@@ -129,6 +129,7 @@ impl Peer {
         for peer in newly {
             if let Some(m) = self.members.get_mut(&peer) {
                 m.suspected = true;
+                self.suspect_gen += 1;
             }
             self.push_event(Event::PeerSuspected { peer });
         }
@@ -137,11 +138,34 @@ impl Peer {
 
     /// Starts a round for every suspect that has none, where we are the one to run it.
     fn start_takeovers(&mut self, now: Instant) {
+        // This runs at every suspicion check. What it does depends only on the
+        // live view, who is suspected, our rounds and who holds which shard:
+        // while none of those changed since it last found nothing to do, it
+        // would find nothing again (and the pass below costs the session's size).
+        let idle_key = (
+            self.members.digest(),
+            self.suspect_gen,
+            self.takeovers.keys().fold(
+                self.states.iter().fold(0u64, |k, (id, st)| {
+                    k.rotate_left(7) ^ id.0 ^ st.replica.czar.map_or(0, |c| crate::membership::view_entry_hash(&c, 1))
+                }),
+                |k, p| k.rotate_left(3) ^ crate::membership::view_entry_hash(p, 2),
+            ),
+        );
+        if self.takeovers_idle == Some(idle_key) {
+            return;
+        }
+        let opened = self.start_takeovers_in_view(now);
+        self.takeovers_idle = (!opened).then_some(idle_key);
+    }
+
+    /// [`Peer::start_takeovers`]' pass; returns whether it opened a round.
+    fn start_takeovers_in_view(&mut self, now: Instant) -> bool {
         let suspected: Vec<PeerId> = self.members.others().filter(|m| m.suspected).map(|m| m.id).collect();
         let suspects: Vec<PeerId> = suspected.iter().filter(|p| !self.takeovers.contains_key(p)).copied().collect();
         self.not_ours.retain(|p, _| suspected.contains(p));
         if suspects.is_empty() {
-            return;
+            return false;
         }
         // Whether a round is ours to run depends only on the healthy view and
         // on which shards each suspect holds. This runs every tick while a
@@ -159,7 +183,7 @@ impl Peer {
             .filter(|gone| self.not_ours.get(gone) != Some(&(view_key, held_by(&self.states, gone))))
             .collect();
         if suspects.is_empty() {
-            return;
+            return false;
         }
         let healthy: Vec<PeerId> = self.members.alive().filter(|m| m.is_healthy()).map(|m| m.id).collect();
         let ineligible = self.ineligible();
@@ -169,8 +193,9 @@ impl Peer {
         // member at a time (idle members and czars time out at different moments).
         let view: Vec<PeerId> = self.configuration();
         if majority(view.len()) > view.len() - 1 {
-            return; // a majority needs the silent peer itself: only the timeout can help
+            return false; // a majority needs the silent peer itself: only the timeout can help
         }
+        let mut opened = false;
         for gone in suspects {
             let mut claims = Vec::new();
             for (shard, st) in &self.states {
@@ -178,7 +203,7 @@ impl Peer {
                     continue;
                 }
                 let info = self.shards.get(*shard).expect("state implies declaration");
-                if ranking_eligible(info, healthy.iter(), &ineligible, 1).first() == Some(&self.id) {
+                if ranks_first(info, healthy.iter(), &ineligible, &self.id) {
                     let promised = st.promised.map_or(0, |(e, _)| e);
                     let epoch = super::round_epoch(st.replica.epoch.max(promised), &self.id);
                     if epoch <= crate::wire::MAX_EPOCH {
@@ -189,7 +214,7 @@ impl Peer {
             // One designated peer confirms the silence even if it holds no shard.
             let pseudo =
                 ShardInfo::declared(ShardId(u64::from_le_bytes(gone.0[..8].try_into().expect("8 bytes"))), "", None);
-            let confirmer = ranking_eligible(&pseudo, healthy.iter(), &ineligible, 1).first() == Some(&self.id);
+            let confirmer = ranks_first(&pseudo, healthy.iter(), &ineligible, &self.id);
             if claims.is_empty() && !confirmer {
                 let held = held_by(&self.states, &gone);
                 self.not_ours.insert(gone, (view_key, held));
@@ -197,7 +222,9 @@ impl Peer {
             }
             self.not_ours.remove(&gone);
             self.open_round(now, gone, claims, view.clone());
+            opened = true;
         }
+        opened
     }
 
     /// Runs a round about `gone` claiming `claims`, counted against `quorum`:
@@ -311,6 +338,7 @@ impl Peer {
     pub(super) fn heard_from(&mut self, peer: PeerId) {
         if let Some(m) = self.members.get_mut(&peer) {
             m.suspected = false;
+            self.suspect_gen += 1;
             // Back in the suspicion heap, at a deadline no later than its
             // real one: the next check brings it up to date.
             self.suspicion.heap.push(Reverse((Instant::ZERO, peer)));
@@ -441,6 +469,7 @@ impl Peer {
             if let Some(m) = self.members.get_mut(&gone) {
                 if m.is_alive() && !m.suspected {
                     m.suspected = true;
+                    self.suspect_gen += 1;
                     self.push_event(Event::PeerSuspected { peer: gone });
                 }
             }

@@ -395,6 +395,11 @@ pub struct Peer {
     next_suspect_check: Instant,
     /// Members' suspicion deadlines, earliest first (see `check_suspicions`).
     suspicion: failover::SuspicionQueue,
+    /// Bumped whenever we mark a member suspected or clear its suspicion
+    /// (the membership clears it only along with a change of its digest).
+    suspect_gen: u64,
+    /// The view in which `start_takeovers` last found nothing to do.
+    takeovers_idle: Option<(u64, u64, u64)>,
     /// Lifeguard-style local health: 0 is healthy; each failed round slows suspicion.
     local_health: u32,
     /// A tick passed: heartbeats go out with the next flush.
@@ -528,6 +533,8 @@ impl Peer {
             not_ours: BTreeMap::new(),
             next_suspect_check: next_tick,
             suspicion: failover::SuspicionQueue::default(),
+            suspect_gen: 0,
+            takeovers_idle: None,
             local_health: 0,
             heartbeat_due: false,
             ticks: 0,
