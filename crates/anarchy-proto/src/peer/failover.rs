@@ -85,7 +85,13 @@ impl Peer {
         let threshold = self.suspicion_threshold();
         let czars = self.czars();
         let idle_grace = self.config.idle_grace(self.members.alive_count());
-        let czars_key = czars.iter().fold(0u64, |k, c| k.rotate_left(9) ^ crate::membership::view_entry_hash(c, 0));
+        // Only czars we heard from since they became czar are held to the
+        // short threshold; one that is heard for the first time since moves
+        // its deadline earlier, so the heap is rebuilt for it.
+        let czars_key = czars
+            .keys()
+            .filter(|c| self.members.get(c).is_some_and(|m| Self::held_as_czar(m, &czars)))
+            .fold(0u64, |k, c| k.rotate_left(9) ^ crate::membership::view_entry_hash(c, 0));
         let key = (self.members.digest(), threshold, idle_grace, czars_key);
         // A member can hold more than one entry (a suspicion cleared while
         // its old entry waits); rebuilt before such entries pile up.

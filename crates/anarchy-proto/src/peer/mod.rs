@@ -7,7 +7,7 @@
 //! never reads a clock, opens a socket or draws entropy of its own: the same
 //! inputs give the same outputs, byte for byte.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -2853,7 +2853,7 @@ impl Peer {
         let idle_deadline = Instant::from_micros(now.as_micros().saturating_sub(idle_timeout.as_micros() as u64));
         let czars = self.czars();
         for id in self.members.silent_since(deadline) {
-            let idle = !czars.contains(&id);
+            let idle = !self.members.get(&id).is_some_and(|m| Self::held_as_czar(m, &czars));
             if idle && self.members.get(&id).is_some_and(|m| m.last_heard >= idle_deadline) {
                 continue;
             }
@@ -3104,10 +3104,33 @@ impl Peer {
         self.members.ineligible_ids().copied().collect()
     }
 
-    /// The members that are czar of some shard in our view: they beat at full
-    /// rate and are held to the short silence thresholds.
-    fn czars(&self) -> BTreeSet<PeerId> {
-        self.states.values().filter_map(|s| s.replica.czar).collect()
+    /// The members that are czar of some shard in our view, each with when we
+    /// learned the latest of its claims. Those we have heard from since beat
+    /// at full rate and are held to the short silence thresholds (see
+    /// [`Peer::held_as_czar`]).
+    fn czars(&self) -> BTreeMap<PeerId, Instant> {
+        let mut czars = BTreeMap::new();
+        for s in self.states.values() {
+            if let Some(c) = s.replica.czar {
+                let since = czars.entry(c).or_insert(s.czar_since);
+                *since = (*since).max(s.czar_since);
+            }
+        }
+        czars
+    }
+
+    /// Whether `m` is held to a czar's silence thresholds: it is czar of a
+    /// shard in our view and we heard from it after we learned that. A peer
+    /// named czar by someone else (a split record naming each child's czar, a
+    /// hand-over) beat at the idle rate until it learned it too: at 1000
+    /// members an idle peer beats each member every 3 s, so the child's heir
+    /// found it "silent" at once, and a majority that had applied the split
+    /// confirmed it gone before its first full-rate heartbeat arrived (256
+    /// peers, `grow-shrink.toml --hot-by-hash`, seed 1: all 5 false evictions
+    /// were czars of new children). Until we hear from it, it is watched as
+    /// an idle member; once we do, as a czar.
+    fn held_as_czar(m: &Member, czars: &BTreeMap<PeerId, Instant>) -> bool {
+        czars.get(&m.id).is_some_and(|since| m.last_heard >= *since)
     }
 
     /// When `m` counts as silent, given the silence `allowed` of a czar: a czar
@@ -3115,7 +3138,7 @@ impl Peer {
     /// period later, and never within `peer_timeout` of our learning of it (it
     /// may still be joining, with its welcome or its lists lost, and beats
     /// nobody until it has them). Suspicion and silence votes both use it.
-    fn silent_from(&self, m: &Member, czars: &BTreeSet<PeerId>, allowed: Duration) -> Instant {
+    fn silent_from(&self, m: &Member, czars: &BTreeMap<PeerId, Instant>, allowed: Duration) -> Instant {
         self.silent_from_with(m, czars, allowed, self.config.idle_grace(self.members.alive_count()))
     }
 
@@ -3124,11 +3147,11 @@ impl Peer {
     fn silent_from_with(
         &self,
         m: &Member,
-        czars: &BTreeSet<PeerId>,
+        czars: &BTreeMap<PeerId, Instant>,
         allowed: Duration,
         idle_grace: Duration,
     ) -> Instant {
-        if czars.contains(&m.id) {
+        if Self::held_as_czar(m, czars) {
             m.last_heard + allowed
         } else {
             (m.last_heard + allowed + idle_grace).max(m.known_since + self.config.peer_timeout)
