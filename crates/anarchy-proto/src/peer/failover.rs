@@ -390,8 +390,14 @@ impl Peer {
                 let t = self.takeovers.remove(&gone).expect("present");
                 if own {
                     // Our claims stay provisional; the next round asks at a
-                    // higher epoch. Not a sign that we are cut off: voters
-                    // that follow another claim refuse it.
+                    // higher epoch, `recovery_timeout` from now. Not a sign
+                    // that we are cut off: voters that follow another claim
+                    // refuse it.
+                    for (shard, _) in &t.claims {
+                        if let Some(st) = self.states.get_mut(shard) {
+                            st.provisional_since = Some(now);
+                        }
+                    }
                     self.forget_unsettled_claims(&t);
                     continue;
                 }
