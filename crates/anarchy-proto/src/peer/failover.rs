@@ -315,12 +315,17 @@ impl Peer {
         // The clock runs only while we hear a majority: at a heal, the backed
         // czar on the other side re-asserts over our claim first, and the
         // members that briefly followed us go back to it.
-        let hearing = self.states.values().any(ours) && self.hears_majority();
+        if !(self.states.values().any(ours) && self.hears_majority()) {
+            for st in self.states.values_mut() {
+                st.provisional_since = None;
+            }
+            return;
+        }
         let rounds_claim: BTreeSet<ShardId> =
             self.takeovers.values().flat_map(|t| t.claims.iter().map(|(s, _)| *s)).collect();
         let mut due = Vec::new();
         for (shard, st) in self.states.iter_mut() {
-            if !hearing || !ours(st) {
+            if !ours(st) {
                 st.provisional_since = None;
                 continue;
             }

@@ -2853,8 +2853,9 @@ impl Peer {
         let idle_deadline = Instant::from_micros(now.as_micros().saturating_sub(idle_timeout.as_micros() as u64));
         let czars = self.czars();
         for id in self.members.silent_since(deadline) {
-            let idle = !self.members.get(&id).is_some_and(|m| Self::held_as_czar(m, &czars));
-            if idle && self.members.get(&id).is_some_and(|m| m.last_heard >= idle_deadline) {
+            let m = self.members.get(&id);
+            let idle = !m.is_some_and(|m| Self::held_as_czar(m, &czars));
+            if idle && m.is_some_and(|m| m.last_heard >= idle_deadline) {
                 continue;
             }
             if self.members.mark_left(&id, now, true) {
