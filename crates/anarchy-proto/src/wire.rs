@@ -259,10 +259,11 @@ pub enum Frame {
     Heartbeat {
         /// The sender's incarnation.
         incarnation: u32,
-        /// Digest of the sender's member view.
-        members_hash: u64,
-        /// Digest of the sender's shard list.
-        shards_hash: u64,
+        /// Digests of the sender's member view and shard list. A heartbeat
+        /// without them (a *short* one, type 31) says nothing about the
+        /// sender's views: they have not changed lately, and a full one
+        /// follows within `sync_interval`.
+        digests: Option<ViewDigests>,
         /// Shards the sender is czar of and their versions.
         czar_of: Vec<ShardVersion>,
     },
@@ -587,7 +588,10 @@ impl Frame {
 
     /// Appends the frame's encoding (type byte first) to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.push(self.kind() as u8);
+        out.push(match self {
+            Frame::Heartbeat { digests: None, .. } => SHORT_HEARTBEAT_KIND,
+            _ => self.kind() as u8,
+        });
         match self {
             Frame::Join { public_key, incarnation, czar_eligible } => {
                 out.extend_from_slice(&public_key.0);
@@ -622,10 +626,12 @@ impl Frame {
                     }
                 }
             }
-            Frame::Heartbeat { incarnation, members_hash, shards_hash, czar_of } => {
+            Frame::Heartbeat { incarnation, digests, czar_of } => {
                 put_varint(out, u64::from(*incarnation));
-                out.extend_from_slice(&members_hash.to_le_bytes());
-                out.extend_from_slice(&shards_hash.to_le_bytes());
+                if let Some(d) = digests {
+                    out.extend_from_slice(&d.members.to_le_bytes());
+                    out.extend_from_slice(&d.shards.to_le_bytes());
+                }
                 put_varint(out, czar_of.len() as u64);
                 for sv in czar_of {
                     out.extend_from_slice(&sv.shard.0.to_le_bytes());
@@ -1036,10 +1042,10 @@ fn decode_frame(r: &mut Reader<'_>, sender: &PeerId) -> Result<Frame, DecodeErro
             }
             Frame::Shards(shards)
         }
-        5 => {
+        5 | SHORT_HEARTBEAT_KIND => {
             let incarnation = r.epoch()?;
-            let members_hash = r.u64_le()?;
-            let shards_hash = r.u64_le()?;
+            let digests =
+                if kind == 5 { Some(ViewDigests { members: r.u64_le()?, shards: r.u64_le()? }) } else { None };
             let n = r.count(8 + 2 + 8 + 1)?;
             let mut czar_of = Vec::with_capacity(n);
             for _ in 0..n {
@@ -1059,7 +1065,7 @@ fn decode_frame(r: &mut Reader<'_>, sender: &PeerId) -> Result<Frame, DecodeErro
                 };
                 czar_of.push(ShardVersion { shard, version, checksum, backed: flags & 1 != 0, load });
             }
-            Frame::Heartbeat { incarnation, members_hash, shards_hash, czar_of }
+            Frame::Heartbeat { incarnation, digests, czar_of }
         }
         6 => Frame::Leave { incarnation: r.epoch()? },
         7 | 25 => {
@@ -1332,6 +1338,20 @@ pub const OWN_DELTA_KIND: u8 = 25;
 /// The type byte of a `Forward` whose origin is the datagram's sender (see
 /// [`Frame::encode_from`]); it decodes to a [`Frame::Forward`] like type 8.
 pub const OWN_FORWARD_KIND: u8 = 30;
+
+/// The type byte of a `Heartbeat` without view digests (a *short*
+/// heartbeat); it decodes to a [`Frame::Heartbeat`] whose `digests` is `None`.
+pub const SHORT_HEARTBEAT_KIND: u8 = 31;
+
+/// The digests a heartbeat states of its sender's views: a receiver whose own
+/// differ asks the sender for its lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ViewDigests {
+    /// Digest of the sender's live member view.
+    pub members: u64,
+    /// Digest of the sender's shard list.
+    pub shards: u64,
+}
 
 /// A delta's fields after its type byte; `author` is `None` in an own delta.
 #[allow(clippy::too_many_arguments)]
@@ -1614,8 +1634,7 @@ mod tests {
             Frame::Shards(vec![ShardDecl { name: "world".into(), preferred: Some(id) }]),
             Frame::Heartbeat {
                 incarnation: 1,
-                members_hash: 42,
-                shards_hash: 7,
+                digests: Some(ViewDigests { members: 42, shards: 7 }),
                 czar_of: vec![
                     ShardVersion {
                         shard: ShardId(9),
@@ -1633,6 +1652,7 @@ mod tests {
                     },
                 ],
             },
+            Frame::Heartbeat { incarnation: 4, digests: None, czar_of: Vec::new() },
             Frame::Leave { incarnation: 1 },
             Frame::Delta {
                 shard: ShardId(1),

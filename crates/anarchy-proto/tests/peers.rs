@@ -162,6 +162,55 @@ fn peers_that_rank_for_no_shard_heartbeat_less_often() {
     assert!(net.events.iter().flatten().all(|e| !matches!(e, Event::PeerSuspected { .. })));
 }
 
+/// Heartbeats `from` sent `to` in the log from `start` on, as (full, short):
+/// with view digests or without.
+fn heartbeats(net: &Net, start: usize, from: usize, to: usize) -> (usize, usize) {
+    let beats: Vec<bool> = net.log[start..]
+        .iter()
+        .filter(|(_, f, t, _)| *f == from && *t == to)
+        .filter_map(|(_, _, _, payload)| support::decode(payload))
+        .flat_map(|d| d.frames)
+        .filter_map(|f| match f {
+            Frame::Heartbeat { digests, .. } => Some(digests.is_some()),
+            _ => None,
+        })
+        .collect();
+    let full = beats.iter().filter(|b| **b).count();
+    (full, beats.len() - full)
+}
+
+#[test]
+fn a_czar_states_its_view_digests_once_per_sync_interval_while_its_views_hold_still() {
+    let mut net = session(4);
+    let world = net.declare_everywhere("world", Some(0));
+    net.start_all();
+    settle(&mut net);
+    assert!(net.converged(world));
+    // Steady views: the czar beats each member every tick (about 20 a
+    // second), one in five with its digests.
+    let start = net.log.len();
+    net.run_for(Duration::from_secs(1));
+    let (full, short) = heartbeats(&net, start, 0, 1);
+    assert!(full + short >= 19, "the czar beat p1 {} times in a second", full + short);
+    assert!((3..=5).contains(&full), "{full} full and {short} short heartbeats");
+    // A joiner changes every view: for the next sync interval every
+    // heartbeat carries the new digests, and the joiner's view matches at once.
+    let late = net.add();
+    let (now, p0) = (net.now, net.id(0));
+    net.peers[late].declare_shard(now, "world", Some(p0)).unwrap();
+    net.peers[late].join(now, &[support::addr(0)]);
+    net.drain(late);
+    let joined = net.log.len();
+    net.run_for(Duration::from_millis(200));
+    let (full, short) = heartbeats(&net, joined, 0, 1);
+    assert!(full >= 3 && short == 0, "after the join: {full} full and {short} short heartbeats");
+    net.run_for(Duration::from_secs(1));
+    for (i, n) in net.member_counts() {
+        assert_eq!(n, 5, "peer {i}");
+    }
+    assert!(net.converged(world));
+}
+
 #[test]
 fn a_write_that_changes_nothing_sends_nothing() {
     let mut net = session(2);

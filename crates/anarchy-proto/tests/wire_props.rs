@@ -14,8 +14,8 @@ use anarchy_proto::shards::ShardId;
 use anarchy_proto::time::Instant;
 use anarchy_proto::wire::{
     decode_datagram, encode_frames, put_header, Decision, DecodeError, Frame, MemberRecord, MemberStatus, Op,
-    RecoverVote, ShardDecl, ShardLoad, ShardVersion, Update, HEADER_BYTES, MAX_EPOCH, MAX_FRAGMENTS, MAX_FRAME_BYTES,
-    MAX_KEY_BYTES, MAX_SEQ, MAX_SHARD_NAME_BYTES, MAX_VALUE_BYTES,
+    RecoverVote, ShardDecl, ShardLoad, ShardVersion, Update, ViewDigests, HEADER_BYTES, MAX_EPOCH, MAX_FRAGMENTS,
+    MAX_FRAME_BYTES, MAX_KEY_BYTES, MAX_SEQ, MAX_SHARD_NAME_BYTES, MAX_VALUE_BYTES,
 };
 use anarchy_proto::{proof, Config, Keypair, Peer, Version, MAX_DATAGRAM_BYTES};
 use proptest::prelude::*;
@@ -246,14 +246,12 @@ fn frame() -> impl Strategy<Value = Frame> {
         Just(Frame::Welcome),
         prop::collection::vec(member_record(), 0..=12).prop_map(Frame::Members),
         prop::collection::vec(shard_decl(), 0..=12).prop_map(Frame::Shards),
-        (edgy_epoch(), any::<u64>(), any::<u64>(), prop::collection::vec(shard_version(), 0..=20)).prop_map(
-            |(incarnation, members_hash, shards_hash, czar_of)| Frame::Heartbeat {
+        (edgy_epoch(), prop::option::of((any::<u64>(), any::<u64>())), prop::collection::vec(shard_version(), 0..=20))
+            .prop_map(|(incarnation, digests, czar_of)| Frame::Heartbeat {
                 incarnation,
-                members_hash,
-                shards_hash,
+                digests: digests.map(|(members, shards)| ViewDigests { members, shards }),
                 czar_of
-            }
-        ),
+            }),
         edgy_epoch().prop_map(|incarnation| Frame::Leave { incarnation }),
         delta(),
         (edgy_u64(), peer_id(), shard_id(), update()).prop_map(|(write_id, origin, shard, update)| Frame::Forward {
@@ -684,8 +682,7 @@ fn frame_for_peer() -> impl Strategy<Value = Frame> {
         (shard(), peer_epoch(), peer_seq(), any::<u64>()).prop_map(|(shard, epoch, seq, checksum)| {
             Frame::Heartbeat {
                 incarnation: 0,
-                members_hash: 0,
-                shards_hash: 0,
+                digests: Some(ViewDigests { members: 0, shards: 0 }),
                 czar_of: vec![ShardVersion {
                     shard,
                     version: Version { epoch, seq },

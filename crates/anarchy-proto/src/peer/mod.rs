@@ -42,8 +42,8 @@ pub use split::RESERVED_KEY_PREFIX;
 pub use status::{LatencyView, MemberView, PeerStatus, ShardView};
 
 use crate::wire::{
-    self, Frame, MemberRecord, MemberStatus, Op, ShardDecl, ShardLoad, ShardVersion, Update, HEADER_BYTES, MAX_EPOCH,
-    MAX_FRAME_BYTES, MAX_KEY_BYTES, MAX_PLAIN_DATAGRAM_BYTES, MAX_VALUE_BYTES,
+    self, Frame, MemberRecord, MemberStatus, Op, ShardDecl, ShardLoad, ShardVersion, Update, ViewDigests, HEADER_BYTES,
+    MAX_EPOCH, MAX_FRAME_BYTES, MAX_KEY_BYTES, MAX_PLAIN_DATAGRAM_BYTES, MAX_VALUE_BYTES,
 };
 
 /// Sequence numbers a peer accepts from others stay this far below the wire
@@ -375,6 +375,10 @@ pub struct Peer {
     validator: Option<Validator>,
     next_write_id: u64,
     last_sync_request: Option<Instant>,
+    /// The view digests our heartbeats last stated, and when they last
+    /// changed: for `sync_interval` after a change every heartbeat carries
+    /// them, otherwise only every `sync_interval` per member.
+    stated_digests: Option<(ViewDigests, Instant)>,
     /// Where we last asked for the lists: its answer is taken even if we do
     /// not know the sender yet (a joiner whose welcomer's lists were lost).
     sync_target: Option<SocketAddr>,
@@ -524,6 +528,7 @@ impl Peer {
             validator: None,
             next_write_id: 1,
             last_sync_request: None,
+            stated_digests: None,
             sync_target: None,
             last_refute_hint: BTreeMap::new(),
             joined_at: now,
@@ -1032,8 +1037,8 @@ impl Peer {
             Frame::Join { public_key, incarnation, czar_eligible } => {
                 self.handle_join(now, from, sender, public_key, incarnation, czar_eligible)
             }
-            Frame::Heartbeat { incarnation, members_hash, shards_hash, .. } => {
-                self.handle_heartbeat(now, from, sender, incarnation, members_hash, shards_hash)
+            Frame::Heartbeat { incarnation, digests, .. } => {
+                self.handle_heartbeat(now, from, sender, incarnation, digests)
             }
             // A welcome whose lists were lost (we do not know the welcomer) is
             // not entered on: alone in our view, we would claim every shard
@@ -1232,8 +1237,7 @@ impl Peer {
         from: SocketAddr,
         sender: PeerId,
         incarnation: u32,
-        members_hash: u64,
-        shards_hash: u64,
+        digests: Option<ViewDigests>,
     ) {
         match self.members.get(&sender) {
             None => {
@@ -1282,7 +1286,9 @@ impl Peer {
                 }
             }
         }
-        if members_hash != self.members.digest() || shards_hash != self.shards.digest() {
+        // A short heartbeat states no digests: the sender's views have not
+        // changed lately, and its next full heartbeat says what they are.
+        if digests.is_some_and(|d| d.members != self.members.digest() || d.shards != self.shards.digest()) {
             self.request_sync(now, from);
         }
     }
@@ -3007,35 +3013,54 @@ impl Peer {
                 load: with_load.then(|| s.own_load()),
             })
             .collect();
-        let members_hash = self.members.digest();
-        let shards_hash = self.shards.digest();
+        let digests = ViewDigests { members: self.members.digest(), shards: self.shards.digest() };
+        let now = self.clock;
+        if self.stated_digests.is_none_or(|(d, _)| d != digests) {
+            self.stated_digests = Some((digests, now));
+        }
+        let changed_at = self.stated_digests.map_or(now, |(_, t)| t);
         let incarnation = self.members.myself().incarnation;
         // Split long advert lists so every heartbeat frame fits a datagram.
         // 22 adverts of at most 46 bytes each (a load summary included), plus
         // the frame's own fields, stay under MAX_FRAME_BYTES.
         const ADVERTS_PER_FRAME: usize = 22;
         const _: () = assert!(ADVERTS_PER_FRAME * 46 + 23 <= MAX_FRAME_BYTES);
-        let mut frames = Vec::new();
-        for part in czar_of.chunks(ADVERTS_PER_FRAME) {
-            frames.push(Frame::Heartbeat { incarnation, members_hash, shards_hash, czar_of: part.to_vec() }.to_bytes());
-        }
-        if frames.is_empty() {
-            frames.push(Frame::Heartbeat { incarnation, members_hash, shards_hash, czar_of: Vec::new() }.to_bytes());
-        }
+        let beat = |digests: Option<ViewDigests>| -> Vec<Vec<u8>> {
+            let mut frames: Vec<Vec<u8>> = czar_of
+                .chunks(ADVERTS_PER_FRAME)
+                .map(|part| Frame::Heartbeat { incarnation, digests, czar_of: part.to_vec() }.to_bytes())
+                .collect();
+            if frames.is_empty() {
+                frames.push(Frame::Heartbeat { incarnation, digests, czar_of: Vec::new() }.to_bytes());
+            }
+            frames
+        };
+        let full = beat(Some(digests));
         // A czar or top-ranked peer beats every member every tick; an idle peer
         // beats each member once per idle period, spread over the ticks.
         let every =
             if self.beats_at_full_rate() { 1 } else { self.config.idle_heartbeat_ticks(self.members.alive_count()) };
+        // Every member gets our digests at least once per `sync_interval`
+        // (each on its own tick), and every tick while they changed lately;
+        // the heartbeats between are short, without them.
+        let sync_ticks =
+            self.config.sync_interval.as_micros().div_ceil(self.config.heartbeat_interval.as_micros().max(1));
+        let full_every = u64::try_from(sync_ticks).unwrap_or(u64::MAX).max(1);
+        let changed_lately = now.saturating_duration_since(changed_at) < self.config.sync_interval;
+        let short = (every == 1 && full_every > 1 && !changed_lately).then(|| beat(None));
         let tick = self.ticks;
-        let beaten: Vec<(PeerId, SocketAddr)> = self
+        let beaten: Vec<(PeerId, SocketAddr, bool)> = self
             .members
             .others()
             .filter(|m| every == 1 || (tick.wrapping_add(beat_slot(&m.id))) % every == 0)
-            .map(|m| (m.id, m.addr))
+            .map(|m| (m.id, m.addr, tick.wrapping_add(beat_slot(&m.id)) % full_every == 0))
             .collect();
-        let now = self.clock;
-        for (id, addr) in beaten {
-            for f in &frames {
+        for (id, addr, full_due) in beaten {
+            let frames = match &short {
+                Some(short) if !full_due => short,
+                _ => &full,
+            };
+            for f in frames {
                 self.queue(addr, f.clone());
             }
             if let Some(ping) = self.take_ping(now, &id) {
@@ -3050,7 +3075,7 @@ impl Peer {
         let gone: Vec<SocketAddr> = self.members.iter().filter(|m| !m.is_alive()).map(|m| m.addr).collect();
         if !gone.is_empty() {
             let addr = gone[self.rng.gen_range(0..gone.len())];
-            self.queue(addr, frames[0].clone());
+            self.queue(addr, full[0].clone());
         }
     }
 
