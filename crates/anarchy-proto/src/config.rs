@@ -172,10 +172,14 @@ impl Config {
     /// `max(idle_heartbeat_interval, heartbeat_interval × ⌈(members − 1) / idle_heartbeat_fanout⌉)`,
     /// in whole ticks, at least 1.
     pub fn idle_heartbeat_ticks(&self, members: usize) -> u64 {
-        let tick = self.heartbeat_interval.as_micros().max(1);
-        let by_interval = self.idle_heartbeat_interval.as_micros().div_ceil(tick);
-        let by_fanout = members.saturating_sub(1).div_ceil(self.idle_heartbeat_fanout.max(1)) as u128;
-        by_interval.max(by_fanout).max(1) as u64
+        let by_fanout = members.saturating_sub(1).div_ceil(self.idle_heartbeat_fanout.max(1)) as u64;
+        self.ticks_in(self.idle_heartbeat_interval).max(by_fanout)
+    }
+
+    /// How many ticks (`heartbeat_interval`s) `d` spans, rounded up, at least 1.
+    pub fn ticks_in(&self, d: Duration) -> u64 {
+        let ticks = d.as_micros().div_ceil(self.heartbeat_interval.as_micros().max(1));
+        u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
     }
 
     /// The idle heartbeat period: [`Config::idle_heartbeat_ticks`] heartbeat intervals.

@@ -117,11 +117,9 @@ fn forwarded_writes_arriving_together_leave_as_one_delta() {
     }
     let before = net.log.len();
     net.run_for(Duration::from_millis(40));
-    let deltas: Vec<usize> = net.log[before..]
-        .iter()
-        .filter(|(_, from, to, _)| *from == 0 && *to == 1)
-        .filter_map(|(_, _, _, p)| support::decode(p))
-        .flat_map(|d| d.frames)
+    let deltas: Vec<usize> = net
+        .frames_sent(before, 0, 1)
+        .into_iter()
         .filter_map(|f| match f {
             Frame::Delta { updates, .. } => Some(updates.len()),
             _ => None,
@@ -165,11 +163,9 @@ fn peers_that_rank_for_no_shard_heartbeat_less_often() {
 /// Heartbeats `from` sent `to` in the log from `start` on, as (full, short):
 /// with view digests or without.
 fn heartbeats(net: &Net, start: usize, from: usize, to: usize) -> (usize, usize) {
-    let beats: Vec<bool> = net.log[start..]
-        .iter()
-        .filter(|(_, f, t, _)| *f == from && *t == to)
-        .filter_map(|(_, _, _, payload)| support::decode(payload))
-        .flat_map(|d| d.frames)
+    let beats: Vec<bool> = net
+        .frames_sent(start, from, to)
+        .into_iter()
         .filter_map(|f| match f {
             Frame::Heartbeat { digests, .. } => Some(digests.is_some()),
             _ => None,

@@ -3015,10 +3015,13 @@ impl Peer {
             .collect();
         let digests = ViewDigests { members: self.members.digest(), shards: self.shards.digest() };
         let now = self.clock;
-        if self.stated_digests.is_none_or(|(d, _)| d != digests) {
-            self.stated_digests = Some((digests, now));
-        }
-        let changed_at = self.stated_digests.map_or(now, |(_, t)| t);
+        let changed_at = match self.stated_digests {
+            Some((d, at)) if d == digests => at,
+            _ => {
+                self.stated_digests = Some((digests, now));
+                now
+            }
+        };
         let incarnation = self.members.myself().incarnation;
         // Split long advert lists so every heartbeat frame fits a datagram.
         // 22 adverts of at most 46 bytes each (a load summary included), plus
@@ -3043,17 +3046,17 @@ impl Peer {
         // Every member gets our digests at least once per `sync_interval`
         // (each on its own tick), and every tick while they changed lately;
         // the heartbeats between are short, without them.
-        let sync_ticks =
-            self.config.sync_interval.as_micros().div_ceil(self.config.heartbeat_interval.as_micros().max(1));
-        let full_every = u64::try_from(sync_ticks).unwrap_or(u64::MAX).max(1);
+        let full_every = self.config.ticks_in(self.config.sync_interval);
         let changed_lately = now.saturating_duration_since(changed_at) < self.config.sync_interval;
         let short = (every == 1 && full_every > 1 && !changed_lately).then(|| beat(None));
         let tick = self.ticks;
         let beaten: Vec<(PeerId, SocketAddr, bool)> = self
             .members
             .others()
-            .filter(|m| every == 1 || (tick.wrapping_add(beat_slot(&m.id))) % every == 0)
-            .map(|m| (m.id, m.addr, tick.wrapping_add(beat_slot(&m.id)) % full_every == 0))
+            .filter_map(|m| {
+                let slot = tick.wrapping_add(beat_slot(&m.id));
+                (slot % every == 0).then_some((m.id, m.addr, slot % full_every == 0))
+            })
             .collect();
         for (id, addr, full_due) in beaten {
             let frames = match &short {

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anarchy_proto::seal::{open_datagram, seal_datagram};
-use anarchy_proto::wire::Datagram;
+use anarchy_proto::wire::{Datagram, Frame};
 use anarchy_proto::{Config, Event, Instant, Keypair, Peer, PeerId, SessionSecret, ShardId, Transmit};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -19,7 +19,7 @@ pub type DropFilter = Box<dyn FnMut(&InFlight) -> bool>;
 
 /// Decides which frames of a datagram the network strips out (return true to
 /// drop the frame); the rest arrive as one datagram.
-pub type FrameFilter = Box<dyn FnMut(&InFlight, &anarchy_proto::wire::Frame) -> bool>;
+pub type FrameFilter = Box<dyn FnMut(&InFlight, &Frame) -> bool>;
 
 /// A datagram on its way.
 #[derive(Debug, Clone)]
@@ -366,6 +366,17 @@ impl Net {
     /// The czars the live peers follow for `shard`.
     pub fn czars(&self, shard: ShardId) -> BTreeSet<Option<PeerId>> {
         self.live().iter().map(|i| self.peers[*i].czar_of(shard)).collect()
+    }
+
+    /// The frames `from` sent `to`, in order, in the datagrams logged from
+    /// index `start` on (datagrams that do not open are skipped).
+    pub fn frames_sent(&self, start: usize, from: usize, to: usize) -> Vec<Frame> {
+        self.log[start..]
+            .iter()
+            .filter(|(_, f, t, _)| *f == from && *t == to)
+            .filter_map(|(_, _, _, payload)| decode(payload))
+            .flat_map(|d| d.frames)
+            .collect()
     }
 
     /// Live member counts per live peer.
