@@ -17,7 +17,7 @@
 
 use std::net::SocketAddr;
 
-use anarchy_proto::seal::{open_datagram, seal_datagram, SessionSecret};
+use anarchy_proto::seal::{open_datagram_as, seal_datagram, SessionSecret};
 use anarchy_proto::wire::{encode_frames, put_header, Frame, HEADER_BYTES};
 use anarchy_proto::{Config, Instant, Keypair, Peer, MAX_DATAGRAM_BYTES};
 use libfuzzer_sys::fuzz_target;
@@ -30,7 +30,8 @@ use split::split;
 fn drain(peer: &mut Peer) {
     while let Some(t) = peer.poll_transmit() {
         assert!(t.payload.len() <= MAX_DATAGRAM_BYTES, "peer sent {} bytes", t.payload.len());
-        let (_, plain) = open_datagram(&SessionSecret::default(), &t.payload).expect("the peer seals what it sends");
+        let (_, plain) = open_datagram_as(&SessionSecret::default(), &t.payload, &peer.id(), peer.boot())
+            .expect("the peer seals what it sends");
         let d = anarchy_proto::compress::decode_received(&plain).expect("the peer sends only valid datagrams");
         assert_eq!(d.sender, peer.id());
     }

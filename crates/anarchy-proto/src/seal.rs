@@ -7,6 +7,13 @@
 //! boot comes from the peer's seeded RNG), no knowledge of frames. A datagram
 //! that fails here must be dropped before any other work is done on it.
 //!
+//! A sender that the receiver gave a *short index* (`Frame::ShortId`) seals
+//! its datagrams to that receiver in the short form: the index and a 4-byte
+//! counter take the place of the 16-byte id, 4-byte boot and 8-byte counter
+//! (22 bytes less). The receiver's [`Opener`] assigns the indexes, one per
+//! sender and boot it tracks, and rebuilds the long plain header on opening,
+//! so nothing above the seal sees the difference.
+//!
 //! Layering: frames are encoded into a *plain datagram* (`wire`: header +
 //! frames region), which is sealed last; on receipt the datagram is opened
 //! first and the plain datagram decoded. A compression step fits between the
@@ -59,6 +66,19 @@ pub const TAG_BYTES: usize = 16;
 pub const SEALED_HEADER_BYTES: usize = HEADER_BYTES + BOOT_BYTES + COUNTER_BYTES;
 /// What sealing adds to a plain datagram: boot, counter and tag.
 pub const SEAL_OVERHEAD_BYTES: usize = BOOT_BYTES + COUNTER_BYTES + TAG_BYTES;
+/// Header flag of the short form: the sender is named by the short index its
+/// receiver gave it, and the counter has 4 bytes. Authenticated like the
+/// other flags; never set in a plain datagram.
+pub const SHORT_SENDER_FLAG: u8 = 0x80;
+/// Bytes of the short index in a short-form header.
+pub const SHORT_INDEX_BYTES: usize = 2;
+/// Bytes of the counter in a short-form header.
+pub const SHORT_COUNTER_BYTES: usize = 4;
+/// Bytes of the cleartext header of a short-form sealed datagram: magic,
+/// version, flags, short index, counter.
+pub const SHORT_SEALED_HEADER_BYTES: usize = 4 + SHORT_INDEX_BYTES + SHORT_COUNTER_BYTES;
+/// What the short form saves against the long one, per datagram.
+pub const SHORT_FORM_SAVING_BYTES: usize = SEALED_HEADER_BYTES - SHORT_SEALED_HEADER_BYTES;
 /// Counters remembered per sender and boot: a datagram whose counter is this
 /// far or further below the highest one seen is refused as a replay. Wide
 /// enough for the reordering of a session of a few hundred peers, since one
@@ -171,12 +191,19 @@ pub enum SealError {
     /// A counter already accepted, or too far below the highest one seen.
     #[error("replayed datagram")]
     Replay,
+    /// A short-form datagram whose index names no sender we track (we
+    /// forgot it, or restarted since we gave it), or one opened without a
+    /// table of indexes.
+    #[error("short index {0} names no sender we know")]
+    UnknownIndex(u16),
 }
 
-/// The cleartext fields of a sealed datagram.
+/// The cleartext fields of a sealed datagram (of the short form: as its
+/// index resolved).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SealHeader {
-    /// Header flags (authenticated; versions 2 and 3 define none).
+    /// Header flags (authenticated): [`SHORT_SENDER_FLAG`], and the plain
+    /// datagram's own (`compress`).
     pub flags: u8,
     /// The sender's id.
     pub sender: PeerId,
@@ -186,8 +213,42 @@ pub struct SealHeader {
     pub counter: u64,
 }
 
-/// Reads the cleartext header of a sealed datagram, checking only its length,
+/// Who sealed a datagram, as its cleartext header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Named {
+    /// Long form: the full header.
+    Long(SealHeader),
+    /// Short form: (flags, index, counter); the receiver's table says the rest.
+    Short(u8, u16, u64),
+}
+
+/// Reads the cleartext header of either form, checking only its length,
 /// magic and version (cheap checks done before any cryptography).
+fn read_named(bytes: &[u8]) -> Result<Named, SealError> {
+    if bytes.len() > MAX_DATAGRAM_BYTES {
+        return Err(SealError::Oversized);
+    }
+    if bytes.len() >= 2 && bytes[..2] != MAGIC {
+        return Err(SealError::BadMagic);
+    }
+    if bytes.len() >= 3 && bytes[2] != PROTOCOL_VERSION {
+        return Err(SealError::UnsupportedVersion(bytes[2]));
+    }
+    if bytes.len() >= 4 && bytes[3] & SHORT_SENDER_FLAG != 0 {
+        if bytes.len() < SHORT_SEALED_HEADER_BYTES + TAG_BYTES {
+            return Err(SealError::Truncated);
+        }
+        let index = u16::from_le_bytes([bytes[4], bytes[5]]);
+        let counter = u32::from_le_bytes(bytes[6..SHORT_SEALED_HEADER_BYTES].try_into().expect("4 bytes"));
+        return Ok(Named::Short(bytes[3], index, u64::from(counter)));
+    }
+    read_header(bytes).map(Named::Long)
+}
+
+/// Reads the cleartext header of a long-form sealed datagram, checking only
+/// its length, magic and version (cheap checks done before any
+/// cryptography). A short-form header names no sender by itself:
+/// [`SealError::UnknownIndex`].
 pub fn read_header(bytes: &[u8]) -> Result<SealHeader, SealError> {
     if bytes.len() > MAX_DATAGRAM_BYTES {
         return Err(SealError::Oversized);
@@ -197,6 +258,9 @@ pub fn read_header(bytes: &[u8]) -> Result<SealHeader, SealError> {
     }
     if bytes.len() >= 3 && bytes[2] != PROTOCOL_VERSION {
         return Err(SealError::UnsupportedVersion(bytes[2]));
+    }
+    if bytes.len() >= 6 && bytes[3] & SHORT_SENDER_FLAG != 0 {
+        return Err(SealError::UnknownIndex(u16::from_le_bytes([bytes[4], bytes[5]])));
     }
     if bytes.len() < SEALED_HEADER_BYTES + TAG_BYTES {
         return Err(SealError::Truncated);
@@ -221,15 +285,37 @@ fn nonce(boot: u32, counter: u64) -> Nonce {
 /// Seals a plain datagram (`wire` header + frames region) with an explicit
 /// boot and counter: the cleartext header gains the boot and counter, the
 /// frames region is encrypted and the tag appended. The caller must never use
-/// one (sender, boot, counter) twice; [`Sealer`] keeps that rule.
+/// one (sender, boot, counter) twice; [`Sealer`] keeps that rule. The
+/// short-form flag is the seal's own: it is cleared from the plain header.
 pub fn seal_with(cipher: &ChaCha20Poly1305, boot: u32, counter: u64, plain: &[u8]) -> Vec<u8> {
     assert!(plain.len() >= HEADER_BYTES, "a plain datagram has a header");
     let mut out = Vec::with_capacity(plain.len() + SEAL_OVERHEAD_BYTES);
     out.extend_from_slice(&plain[..HEADER_BYTES]);
+    out[3] &= !SHORT_SENDER_FLAG;
     out.extend_from_slice(&boot.to_le_bytes());
     out.extend_from_slice(&counter.to_le_bytes());
     out.extend_from_slice(&plain[HEADER_BYTES..]);
     let (header, body) = out.split_at_mut(SEALED_HEADER_BYTES);
+    let tag = cipher
+        .encrypt_inout_detached(&nonce(boot, counter), header, body.into())
+        .expect("a datagram is far below ChaCha20-Poly1305's length limit");
+    out.extend_from_slice(&tag);
+    out
+}
+
+/// [`seal_with`] in the short form: `index` (the receiver's name for this
+/// sender and boot) and the counter's low 4 bytes stand in the header for the
+/// sender, boot and counter. The counter must fit in 4 bytes.
+pub fn seal_short_with(cipher: &ChaCha20Poly1305, boot: u32, counter: u64, index: u16, plain: &[u8]) -> Vec<u8> {
+    assert!(plain.len() >= HEADER_BYTES, "a plain datagram has a header");
+    let short_counter = u32::try_from(counter).expect("the short form's counter has 4 bytes");
+    let mut out = Vec::with_capacity(plain.len() + SHORT_SEALED_HEADER_BYTES + TAG_BYTES - HEADER_BYTES);
+    out.extend_from_slice(&plain[..3]);
+    out.push(plain[3] | SHORT_SENDER_FLAG);
+    out.extend_from_slice(&index.to_le_bytes());
+    out.extend_from_slice(&short_counter.to_le_bytes());
+    out.extend_from_slice(&plain[HEADER_BYTES..]);
+    let (header, body) = out.split_at_mut(SHORT_SEALED_HEADER_BYTES);
     let tag = cipher
         .encrypt_inout_detached(&nonce(boot, counter), header, body.into())
         .expect("a datagram is far below ChaCha20-Poly1305's length limit");
@@ -244,16 +330,23 @@ pub fn seal_datagram(secret: &SessionSecret, boot: u32, counter: u64, plain: &[u
     seal_with(&secret.cipher(&sender, boot), boot, counter, plain)
 }
 
+/// Opens a datagram of either form whose sender `header` names (for the
+/// short form, as its index resolved): the plain datagram gets the long
+/// header back, without the short-form flag.
 fn open_with(cipher: &ChaCha20Poly1305, header: &SealHeader, bytes: &[u8]) -> Result<Vec<u8>, SealError> {
+    let short = header.flags & SHORT_SENDER_FLAG != 0;
+    let header_len = if short { SHORT_SEALED_HEADER_BYTES } else { SEALED_HEADER_BYTES };
     let body_end = bytes.len() - TAG_BYTES;
     let tag = Tag::try_from(&bytes[body_end..]).map_err(|_| SealError::Truncated)?;
-    let mut plain = Vec::with_capacity(HEADER_BYTES + body_end - SEALED_HEADER_BYTES);
-    plain.extend_from_slice(&bytes[..HEADER_BYTES]);
-    plain.extend_from_slice(&bytes[SEALED_HEADER_BYTES..body_end]);
+    let mut plain = Vec::with_capacity(HEADER_BYTES + body_end - header_len);
+    plain.extend_from_slice(&bytes[..3]);
+    plain.push(header.flags & !SHORT_SENDER_FLAG);
+    plain.extend_from_slice(&header.sender.0);
+    plain.extend_from_slice(&bytes[header_len..body_end]);
     cipher
         .decrypt_inout_detached(
             &nonce(header.boot, header.counter),
-            &bytes[..SEALED_HEADER_BYTES],
+            &bytes[..header_len],
             plain[HEADER_BYTES..].as_mut().into(),
             &tag,
         )
@@ -262,11 +355,40 @@ fn open_with(cipher: &ChaCha20Poly1305, header: &SealHeader, bytes: &[u8]) -> Re
 }
 
 /// Opens one sealed datagram without any replay check (tests and tools; the
-/// peer keeps an [`Opener`]). Returns its header and the plain datagram.
+/// peer keeps an [`Opener`]). Returns its header and the plain datagram. A
+/// short-form datagram cannot be opened this way ([`SealError::UnknownIndex`]):
+/// see [`open_datagram_as`].
 pub fn open_datagram(secret: &SessionSecret, bytes: &[u8]) -> Result<(SealHeader, Vec<u8>), SealError> {
     let header = read_header(bytes)?;
     let plain = open_with(&secret.cipher(&header.sender, header.boot), &header, bytes)?;
     Ok((header, plain))
+}
+
+/// [`open_datagram`] for a datagram of either form, taking a short-form one
+/// as sealed by `sender` in its life `boot` (tests and tools that know who
+/// sent it: the tag fails if it was someone else).
+pub fn open_datagram_as(
+    secret: &SessionSecret,
+    bytes: &[u8],
+    sender: &PeerId,
+    boot: u32,
+) -> Result<(SealHeader, Vec<u8>), SealError> {
+    let header = match read_named(bytes)? {
+        Named::Long(header) => header,
+        Named::Short(flags, _, counter) => SealHeader { flags, sender: *sender, boot, counter },
+    };
+    let plain = open_with(&secret.cipher(&header.sender, header.boot), &header, bytes)?;
+    Ok((header, plain))
+}
+
+/// Seals `plain` again as it was sealed in `sealed` (same form, index, boot
+/// and counter), for test networks that rewrite datagrams in flight.
+pub fn reseal_like(secret: &SessionSecret, sealed: &[u8], header: &SealHeader, plain: &[u8]) -> Vec<u8> {
+    let cipher = secret.cipher(&header.sender, header.boot);
+    match read_named(sealed) {
+        Ok(Named::Short(_, index, _)) => seal_short_with(&cipher, header.boot, header.counter, index, plain),
+        _ => seal_with(&cipher, header.boot, header.counter, plain),
+    }
 }
 
 /// The sending side: one key for our id and boot, and the counter that makes
@@ -284,11 +406,21 @@ impl Sealer {
         Sealer { cipher: secret.cipher(sender, boot), boot, counter: 0 }
     }
 
-    /// Seals a plain datagram under the next counter.
+    /// Seals a plain datagram under the next counter, in the long form.
     pub fn seal(&mut self, plain: &[u8]) -> Vec<u8> {
+        self.seal_to(plain, None)
+    }
+
+    /// Seals a plain datagram under the next counter: in the short form if
+    /// the receiver gave us `index` (and the counter still fits in 4 bytes),
+    /// else in the long form.
+    pub fn seal_to(&mut self, plain: &[u8], index: Option<u16>) -> Vec<u8> {
         // 2^64 datagrams are out of reach; a wrap would reuse a nonce, so stop.
         assert!(self.counter < u64::MAX, "datagram counter exhausted");
-        let sealed = seal_with(&self.cipher, self.boot, self.counter, plain);
+        let sealed = match index.filter(|_| self.counter <= u64::from(u32::MAX)) {
+            Some(index) => seal_short_with(&self.cipher, self.boot, self.counter, index, plain),
+            None => seal_with(&self.cipher, self.boot, self.counter, plain),
+        };
         self.counter += 1;
         debug_assert!(sealed.len() <= MAX_DATAGRAM_BYTES, "sealed datagram of {} bytes", sealed.len());
         sealed
@@ -396,6 +528,8 @@ impl ReplayWindow {
 #[derive(Clone)]
 struct BootState {
     boot: u32,
+    /// The short index we gave it.
+    index: u16,
     cipher: ChaCha20Poly1305,
     window: ReplayWindow,
 }
@@ -420,6 +554,11 @@ pub struct Opened {
     pub newest: bool,
     /// The plain datagram (`wire` header + frames region) to decode.
     pub plain: Vec<u8>,
+    /// The short index this sender and boot has with us: it may seal to us
+    /// in the short form under it.
+    pub index: u16,
+    /// Whether it came in the short form.
+    pub short: bool,
 }
 
 /// The receiving side: the session secret and a replay window per sender and
@@ -429,6 +568,10 @@ pub struct Opener {
     secret: SessionSecret,
     senders: BTreeMap<PeerId, SenderState>,
     accepted: u64,
+    /// Short index → the sender and boot it names.
+    indexes: BTreeMap<u16, (PeerId, u32)>,
+    /// The next short index to give (they wrap, skipping those in use).
+    next_index: u16,
 }
 
 impl fmt::Debug for Opener {
@@ -440,7 +583,7 @@ impl fmt::Debug for Opener {
 impl Opener {
     /// An opener for the session of `secret`.
     pub fn new(secret: SessionSecret) -> Self {
-        Opener { secret, senders: BTreeMap::new(), accepted: 0 }
+        Opener { secret, senders: BTreeMap::new(), accepted: 0, indexes: BTreeMap::new(), next_index: 0 }
     }
 
     /// Senders currently remembered.
@@ -452,7 +595,13 @@ impl Opener {
     /// check against a known boot's window (no cryptography for a replay),
     /// the tag, and only then is anything remembered about the sender.
     pub fn open(&mut self, bytes: &[u8]) -> Result<Opened, SealError> {
-        let header = read_header(bytes)?;
+        let (header, short) = match read_named(bytes)? {
+            Named::Long(header) => (header, false),
+            Named::Short(flags, index, counter) => {
+                let &(sender, boot) = self.indexes.get(&index).ok_or(SealError::UnknownIndex(index))?;
+                (SealHeader { flags, sender, boot, counter }, true)
+            }
+        };
         // A known sender and boot (nearly every datagram): one look-up.
         if let Some(state) = self.senders.get_mut(&header.sender) {
             if let Some(i) = state.boots.iter().position(|b| b.boot == header.boot) {
@@ -460,12 +609,15 @@ impl Opener {
                 b.window.check(header.counter)?;
                 let plain = open_with(&b.cipher, &header, bytes)?;
                 let highest = b.window.accept(header.counter);
+                let index = b.index;
                 self.accepted += 1;
                 state.last_used = self.accepted;
                 let newest = highest && i == state.boots.len() - 1;
-                return Ok(Opened { header, newest, plain });
+                return Ok(Opened { header, newest, plain, index, short });
             }
         }
+        // Every index names a tracked boot, so only the long form gets here.
+        debug_assert!(!short, "an index names a boot we track");
         let cipher = self.secret.cipher(&header.sender, header.boot);
         let plain = open_with(&cipher, &header, bytes)?;
         self.remember_boot(header.sender, header.boot, cipher);
@@ -475,23 +627,43 @@ impl Opener {
         let latest = state.boots.len() - 1;
         let i = state.boots.iter().position(|b| b.boot == header.boot).expect("remembered above");
         let highest = state.boots[i].window.accept(header.counter);
-        Ok(Opened { header, newest: highest && i == latest, plain })
+        let index = state.boots[i].index;
+        Ok(Opened { header, newest: highest && i == latest, plain, index, short })
+    }
+
+    /// The short index of `sender` in its life `boot`, while we track it.
+    pub fn index_of(&self, sender: &PeerId, boot: u32) -> Option<u16> {
+        self.senders.get(sender)?.boots.iter().find(|b| b.boot == boot).map(|b| b.index)
     }
 
     fn remember_boot(&mut self, sender: PeerId, boot: u32, cipher: ChaCha20Poly1305) {
         if !self.senders.contains_key(&sender) && self.senders.len() >= MAX_TRACKED_SENDERS {
             let oldest = self.senders.iter().min_by_key(|(_, s)| s.last_used).map(|(id, _)| *id);
             if let Some(id) = oldest {
-                self.senders.remove(&id);
+                let gone = self.senders.remove(&id).expect("listed");
+                for b in gone.boots {
+                    self.indexes.remove(&b.index);
+                }
             }
         }
+        // At most MAX_TRACKED_SENDERS × BOOTS_PER_SENDER indexes are in use,
+        // far fewer than 2^16: a free one is near. Indexes are given in turn,
+        // so a forgotten one is given again only after all the others.
+        while self.indexes.contains_key(&self.next_index) {
+            self.next_index = self.next_index.wrapping_add(1);
+        }
+        let index = self.next_index;
+        self.next_index = self.next_index.wrapping_add(1);
+        self.indexes.insert(index, (sender, boot));
         let state = self.senders.entry(sender).or_insert_with(|| SenderState { boots: Vec::new(), last_used: 0 });
         if state.boots.len() >= BOOTS_PER_SENDER {
-            state.boots.remove(0);
+            let old = state.boots.remove(0);
+            self.indexes.remove(&old.index);
         }
-        state.boots.push(BootState { boot, cipher, window: ReplayWindow::default() });
+        state.boots.push(BootState { boot, index, cipher, window: ReplayWindow::default() });
         debug_assert!(state.boots.len() <= BOOTS_PER_SENDER);
         debug_assert!(self.senders.len() <= MAX_TRACKED_SENDERS);
+        debug_assert!(self.indexes.len() <= MAX_TRACKED_SENDERS * BOOTS_PER_SENDER);
     }
 }
 

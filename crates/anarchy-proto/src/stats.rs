@@ -62,6 +62,10 @@ pub enum DropReason {
     BadTag,
     /// A datagram whose counter was already accepted, or is too far behind.
     Replay,
+    /// A short-form datagram whose index names no sender we track (we gave
+    /// it before a restart, or forgot the sender since): the sender is told
+    /// and goes back to the long form.
+    UnknownIndex,
     /// Over its source address's rate limit (checked before the tag).
     RateLimited,
     /// From a source address that sent too much invalid data and is ignored for a while.
@@ -88,7 +92,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, for tables.
-    pub const ALL: [DropReason; 35] = [
+    pub const ALL: [DropReason; 36] = [
         DropReason::Oversized,
         DropReason::Truncated,
         DropReason::BadMagic,
@@ -116,6 +120,7 @@ impl DropReason {
         DropReason::BadChecksum,
         DropReason::BadTag,
         DropReason::Replay,
+        DropReason::UnknownIndex,
         DropReason::RateLimited,
         DropReason::Blocked,
         DropReason::BadCompression,
@@ -156,6 +161,7 @@ impl DropReason {
             DropReason::BadChecksum => "bad_checksum",
             DropReason::BadTag => "bad_tag",
             DropReason::Replay => "replay",
+            DropReason::UnknownIndex => "unknown_index",
             DropReason::RateLimited => "rate_limited",
             DropReason::Blocked => "blocked",
             DropReason::BadCompression => "bad_compression",
@@ -195,6 +201,7 @@ impl From<SealError> for DropReason {
             SealError::UnsupportedVersion(_) => DropReason::UnsupportedVersion,
             SealError::BadTag => DropReason::BadTag,
             SealError::Replay => DropReason::Replay,
+            SealError::UnknownIndex(_) => DropReason::UnknownIndex,
         }
     }
 }

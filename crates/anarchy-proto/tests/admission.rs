@@ -58,8 +58,10 @@ fn a_peer_with_another_secret_cannot_join_and_gets_no_byte_back() {
     // The outsider cannot read what it overhears either: the members' datagrams do not open with its secret.
     let (_, _, _, overheard) = net.log.iter().rev().find(|(_, from, _, _)| *from == 0).unwrap();
     let wrong = SessionSecret::from_passphrase("wrong");
-    assert!(anarchy_proto::seal::open_datagram(&wrong, overheard).is_err());
-    assert!(anarchy_proto::seal::open_datagram(&SessionSecret::from_passphrase("right"), overheard).is_ok());
+    let (id, boot) = (net.id(0), net.peers[0].boot());
+    assert!(anarchy_proto::seal::open_datagram_as(&wrong, overheard, &id, boot).is_err());
+    let right = SessionSecret::from_passphrase("right");
+    assert!(anarchy_proto::seal::open_datagram_as(&right, overheard, &id, boot).is_ok());
 }
 
 #[test]

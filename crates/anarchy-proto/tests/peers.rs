@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use anarchy_proto::wire::{self, Frame};
-use anarchy_proto::{proof, Keypair};
+use anarchy_proto::{proof, seal, Keypair};
 use anarchy_proto::{Config, DropReason, Event, Instant, LeaveReason, Version, WriteError, WriteOutcome};
 use support::Net;
 
@@ -205,6 +205,79 @@ fn a_czar_states_its_view_digests_once_per_sync_interval_while_its_views_hold_st
         assert_eq!(n, 5, "peer {i}");
     }
     assert!(net.converged(world));
+}
+
+/// (short-form, long-form) datagrams `from` sent `to` in the log from `start` on.
+fn seal_forms(net: &Net, start: usize, from: usize, to: usize) -> (usize, usize) {
+    let sent: Vec<&Vec<u8>> =
+        net.log[start..].iter().filter(|(_, f, t, _)| *f == from && *t == to).map(|(_, _, _, b)| b).collect();
+    let short = sent.iter().filter(|b| b[3] & seal::SHORT_SENDER_FLAG != 0).count();
+    (short, sent.len() - short)
+}
+
+#[test]
+fn members_seal_to_each_other_in_the_short_form_and_fall_back_when_an_index_stops_naming_them() {
+    let mut net = session(3);
+    let world = net.declare_everywhere("world", Some(0));
+    net.start_all();
+    settle(&mut net);
+    // Joined: every member gave every other its index, and all seal short.
+    let start = net.log.len();
+    net.run_for(Duration::from_millis(500));
+    for (from, to) in [(0, 1), (1, 0), (1, 2), (2, 0)] {
+        let (short, long) = seal_forms(&net, start, from, to);
+        assert!(short >= 5 && long == 0, "p{from} → p{to}: {short} short, {long} long");
+    }
+    // A short datagram that fails at p0 (damaged, or under an index p0 no
+    // longer holds): p0 says so, p1 goes back to the long form, is told its
+    // index again and seals short once more.
+    let on_its_way = |net: &Net| net.flights.iter().find(|(_, d)| d.from == 1 && d.to == 0).map(|(k, _)| *k);
+    while on_its_way(&net).is_none() {
+        net.run_for(Duration::from_millis(1));
+    }
+    let key = on_its_way(&net).unwrap();
+    let mut damaged = net.flights.remove(&key).unwrap().payload;
+    net.queue.retain(|std::cmp::Reverse((_, _, k))| *k != key);
+    let last = damaged.len() - 1;
+    damaged[last] ^= 1;
+    let index = u16::from_le_bytes([damaged[4], damaged[5]]);
+    let now = net.now;
+    net.peers[0].handle_datagram(now, support::addr(1), &damaged);
+    assert_eq!(net.peers[0].stats().drops(DropReason::BadTag), 1);
+    let told = net.log.len();
+    net.drain(0);
+    assert!(net.frames_sent(told, 0, 1).contains(&Frame::ShortIdUnknown { index }));
+    net.run_for(Duration::from_millis(300));
+    let (short, long) = seal_forms(&net, told, 1, 0);
+    assert!(long >= 1 && short >= 1, "p1 → p0 after the fallback: {short} short, {long} long");
+    let again = net.log.len();
+    net.run_for(Duration::from_millis(300));
+    assert_eq!(seal_forms(&net, again, 1, 0).1, 0, "short again");
+    // p0 restarts blank: its indexes went with its old life. The others see
+    // its new boot, seal long to it until it tells them new indexes, and the
+    // session carries on.
+    net.crash(0);
+    net.run_for(Duration::from_millis(100));
+    net.restart_blank(0);
+    let now = net.now;
+    net.peers[0].declare_shard(now, "world", None).unwrap();
+    net.peers[0].join(now, &[support::addr(1)]);
+    net.drain(0);
+    net.run_for(Duration::from_secs(2));
+    for (i, n) in net.member_counts() {
+        assert_eq!(n, 3, "peer {i}");
+    }
+    let now = net.now;
+    net.peers[1].write(now, world, b"k", b"after the restart").unwrap();
+    net.drain_all();
+    let start = net.log.len();
+    net.run_for(Duration::from_millis(500));
+    assert!(net.converged(world));
+    assert_eq!(net.peers[0].get(world, b"k"), Some(&b"after the restart"[..]));
+    for (from, to) in [(1, 0), (2, 0), (0, 1)] {
+        let (short, long) = seal_forms(&net, start, from, to);
+        assert!(short >= 5 && long == 0, "after the restart p{from} → p{to}: {short} short, {long} long");
+    }
 }
 
 #[test]

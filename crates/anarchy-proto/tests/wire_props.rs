@@ -311,6 +311,8 @@ fn frame() -> impl Strategy<Value = Frame> {
         edgy_u64().prop_map(|stamp| Frame::Ping { stamp }),
         edgy_u64().prop_map(|stamp| Frame::Pong { stamp }),
         edgy_u64().prop_map(|nonce| Frame::AddrCheck { nonce }),
+        (any::<u32>(), any::<u16>()).prop_map(|(boot, index)| Frame::ShortId { boot, index }),
+        any::<u16>().prop_map(|index| Frame::ShortIdUnknown { index }),
         (edgy_u64(), any::<[u8; 32]>(), any::<[u8; 32]>()).prop_map(|(nonce, a, b)| {
             let mut signature = [0u8; 64];
             signature[..32].copy_from_slice(&a);

@@ -15,7 +15,7 @@
 use std::collections::VecDeque;
 
 use anarchy_proto::identity::PeerId;
-use anarchy_proto::seal::{open_datagram, seal_datagram, SessionSecret, SEAL_OVERHEAD_BYTES};
+use anarchy_proto::seal::{open_datagram_as, seal_datagram, SessionSecret, SEAL_OVERHEAD_BYTES};
 use anarchy_proto::wire::{self, Frame, Op, Update};
 use anarchy_proto::{compress, proof, Keypair, Peer, ShardId};
 use rand::Rng;
@@ -81,7 +81,7 @@ pub struct Attacker {
     boot: u32,
     counter: u64,
     me: usize,
-    captured: VecDeque<(usize, Vec<u8>)>,
+    captured: VecDeque<(usize, (PeerId, u32), Vec<u8>)>,
     next: usize,
     /// Attacks made, by kind.
     pub made: [u64; Attack::ALL.len()],
@@ -111,12 +111,13 @@ impl Attacker {
         seal_datagram(&self.secret, self.boot, self.counter, plain)
     }
 
-    /// Keeps a datagram sent to us (from slot `from`) for later replays.
-    pub fn capture(&mut self, from: usize, bytes: &[u8]) {
+    /// Keeps a datagram sent to us (from slot `from`, whose core had this
+    /// id and boot) for later replays.
+    pub fn capture(&mut self, from: usize, sender: (PeerId, u32), bytes: &[u8]) {
         if self.captured.len() >= CAPTURED {
             self.captured.pop_front();
         }
-        self.captured.push_back((from, bytes.to_vec()));
+        self.captured.push_back((from, sender, bytes.to_vec()));
     }
 
     /// The next attack on the peer `target` (another slot's core, as our own
@@ -182,11 +183,11 @@ impl Attacker {
                 vec![Crafted { from, bytes: self.seal(&wire::encode_frames(&czar, &[frame])) }]
             }
             Attack::Replay => {
-                let pool: Vec<&(usize, Vec<u8>)> = self.captured.iter().filter(|(from, _)| *from != target).collect();
+                let pool: Vec<_> = self.captured.iter().filter(|(from, _, _)| *from != target).collect();
                 if pool.is_empty() {
                     return Vec::new();
                 }
-                let (from, bytes) = pool[rng.gen_range(0..pool.len())];
+                let (from, _, bytes) = pool[rng.gen_range(0..pool.len())];
                 vec![Crafted { from: *from, bytes: bytes.clone() }]
             }
             Attack::AlteredChecksum => {
@@ -194,8 +195,8 @@ impl Attacker {
                 let runs: Vec<(usize, Frame)> = self
                     .captured
                     .iter()
-                    .filter_map(|(from, bytes)| {
-                        open_datagram(&self.secret, bytes).ok().map(|(_, plain)| (*from, plain))
+                    .filter_map(|(from, (id, boot), bytes)| {
+                        open_datagram_as(&self.secret, bytes, id, *boot).ok().map(|(_, plain)| (*from, plain))
                     })
                     .filter_map(|(from, plain)| compress::decode_received(&plain).ok().map(|d| (from, d)))
                     .flat_map(|(from, d)| d.frames.into_iter().map(move |f| (from, f)))

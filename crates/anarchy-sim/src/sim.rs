@@ -736,8 +736,8 @@ pub struct Sim {
     czar_load_samples: Vec<f64>,
     end_us: u64,
     last_crashed: Option<usize>,
-    /// Shard whose events are printed to stderr (`ANARCHY_SIM_TRACE=name`), for debugging.
-    trace: Option<String>,
+    /// Shards whose events are printed to stderr (`ANARCHY_SIM_TRACE=name,name`), for debugging.
+    trace: Vec<String>,
     /// The entity workload's own stream, so the other streams stay as they were.
     work_rng: ChaCha8Rng,
     /// Start of the bandwidth measurement window, simulated µs.
@@ -871,7 +871,9 @@ impl Sim {
             czar_load_samples: Vec::new(),
             end_us,
             last_crashed: None,
-            trace: std::env::var("ANARCHY_SIM_TRACE").ok(),
+            trace: std::env::var("ANARCHY_SIM_TRACE")
+                .map(|names| names.split(',').filter(|n| !n.is_empty()).map(str::to_owned).collect())
+                .unwrap_or_default(),
             work_rng,
             window_from_us,
         };
@@ -1017,12 +1019,12 @@ impl Sim {
             c.at_end(&self.world, &mut self.findings);
         }
         let w = &self.world;
-        if let Some(shard) = self.trace.as_deref().map(|name| w.shard_by_name(name)) {
-            // Debugging aid: every peer's view of the traced shard and its drops.
+        for shard in self.trace.iter().map(|name| w.shard_by_name(name)) {
+            // Debugging aid: every peer's view of the traced shards and its drops.
             for i in 0..w.slots.len() {
                 if let Some(p) = w.peer(i) {
                     let st = p.stats();
-                    eprintln!("end p{i}: {}", p.debug_shard(shard));
+                    eprintln!("end p{i}: {} {}", w.shard_name(shard), p.debug_shard(shard));
                     eprintln!(
                         "end p{i}: czar {:?} version {:?} repairs {} snapshots {} drops {:?}",
                         p.czar_of(shard),
@@ -1116,10 +1118,13 @@ impl Sim {
                 self.totals.datagrams_delivered += 1;
                 self.totals.trace_digest =
                     mix64(self.totals.trace_digest ^ hash_bytes(now ^ (to as u64) << 48, &bytes));
+                // Its sender as it was when it sent it (a short-form datagram
+                // does not name it), for the hostile peer's captures.
+                let sender = self.world.slots[from as usize].peer.as_ref().map(|p| (p.id(), p.boot()));
                 let slot = &mut self.world.slots[to];
                 let local = slot.clock.local(now);
-                if let Some(a) = slot.hostile.as_mut() {
-                    a.capture(from as usize, &bytes);
+                if let (Some(a), Some(sender)) = (slot.hostile.as_mut(), sender) {
+                    a.capture(from as usize, sender, &bytes);
                 }
                 if let Some(p) = slot.peer.as_mut() {
                     p.handle_datagram(local, addr_of(from as usize), &bytes);
@@ -1545,7 +1550,7 @@ impl Sim {
     /// the content fingerprint of an `Updated`.
     fn record(&mut self, i: usize, e: &Event) -> u64 {
         let now = self.world.now_us;
-        if let Some(trace) = self.trace.as_deref().map(|name| self.world.shard_by_name(name)) {
+        if !self.trace.is_empty() {
             let shard = match e {
                 Event::CzarChanged { shard, .. }
                 | Event::Authored { shard, .. }
@@ -1553,7 +1558,7 @@ impl Sim {
                 | Event::Updated { shard, .. } => Some(*shard),
                 _ => None,
             };
-            if shard.is_none_or(|s| s == trace) {
+            if shard.is_none_or(|s| self.trace.iter().any(|name| self.world.shard_by_name(name) == s)) {
                 eprintln!("{:>10.3} ms p{i}: {e:?}", now as f64 / 1000.0);
             }
         }

@@ -438,6 +438,8 @@ pub struct Peer {
     limits: SourceLimits,
     /// Address checks in flight, by member.
     addr_checks: BTreeMap<PeerId, admission::AddrCheck>,
+    /// Short indexes given and told (see `admission`).
+    short_ids: admission::ShortIds,
     /// The number of the next frame we send in fragments.
     next_fragment_id: u32,
     /// Frames members send us in fragments, being joined.
@@ -556,6 +558,7 @@ impl Peer {
             opener,
             limits,
             addr_checks: BTreeMap::new(),
+            short_ids: Default::default(),
             next_fragment_id,
             reassembly,
             stream_links: BTreeMap::new(),
@@ -992,9 +995,16 @@ impl Peer {
         if moved {
             self.check_address(now, sender, from, bytes.len());
         }
+        if !opened.short && self.members.is_alive(&sender) {
+            self.offer_short_id(now, from, sender, &opened);
+        }
         let mut adverts = Vec::new();
         let mut heartbeat = false;
         for frame in datagram.frames {
+            if let Frame::ShortId { boot, index } = frame {
+                self.handle_short_id(from, sender, opened.header.boot, boot, index);
+                continue;
+            }
             if let Frame::Heartbeat { czar_of, .. } = &frame {
                 // Version adverts are checked after the datagram's deltas are applied.
                 if self.members.is_alive(&sender) {
@@ -1132,6 +1142,9 @@ impl Peer {
             Frame::AddrCheck { nonce } => self.handle_addr_check(from, sender, nonce),
             Frame::AddrProof { nonce, signature } => self.handle_addr_proof(from, sender, nonce, signature),
             Frame::Pong { stamp } => self.handle_pong(now, sender, stamp),
+            Frame::ShortIdUnknown { index } => self.handle_short_id_unknown(from, index),
+            // Handled with its datagram's header; never sent in fragments.
+            Frame::ShortId { .. } => self.stats.drop(DropReason::Invalid),
             Frame::Prepared { shard, origin, write_id, epoch, update } => {
                 self.handle_prepared(now, sender, shard, origin, write_id, epoch, update)
             }
@@ -3246,7 +3259,7 @@ impl Peer {
 
     /// Seals one datagram of these encoded frames for `to`, paid for from its link's budget.
     fn send_datagram(&mut self, to: SocketAddr, frames: &[&[u8]]) {
-        let payload = self.seal(&compress::compress_datagram(wire::encode_datagram(&self.id, frames)));
+        let payload = self.seal(to, &compress::compress_datagram(wire::encode_datagram(&self.id, frames)));
         self.spend_link_budget(to, payload.len());
         self.transmits.push_back(Transmit { destination: to, payload });
     }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anarchy_proto::seal::{open_datagram, seal_datagram};
+use anarchy_proto::seal::{open_datagram, open_datagram_as, reseal_like, seal_datagram, SealError};
 use anarchy_proto::wire::{Datagram, Frame};
 use anarchy_proto::{Config, Event, Instant, Keypair, Peer, PeerId, SessionSecret, ShardId, Transmit};
 use rand::{Rng, SeedableRng};
@@ -62,9 +62,27 @@ pub struct Net {
 
 /// Opens and decodes a datagram the peers sent (all tests use the default,
 /// open session secret unless they say otherwise).
+/// A short-form datagram names its sender only by the receiver's index: it
+/// is opened as each peer any test network made (see [`SENDERS`]) in turn.
 pub fn decode(payload: &[u8]) -> Option<Datagram> {
-    let (_, plain) = open_datagram(&SessionSecret::default(), payload).ok()?;
+    let secret = SessionSecret::default();
+    let plain = match open_datagram(&secret, payload) {
+        Ok((_, plain)) => plain,
+        Err(SealError::UnknownIndex(_)) => SENDERS.with(|s| {
+            s.borrow().iter().find_map(|(id, boot)| open_datagram_as(&secret, payload, id, *boot).ok().map(|(_, p)| p))
+        })?,
+        Err(_) => return None,
+    };
     anarchy_proto::compress::decode_received(&plain).ok()
+}
+
+thread_local! {
+    /// Every (id, boot) of a peer a test network on this thread made, for [`decode`].
+    static SENDERS: std::cell::RefCell<Vec<(PeerId, u32)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn register(peer: &Peer) {
+    SENDERS.with(|s| s.borrow_mut().push((peer.id(), peer.boot())));
 }
 
 /// The boot under which [`seal`] forges datagrams: unlike any peer's.
@@ -143,6 +161,7 @@ impl Net {
         let i = self.peers.len();
         let kp = Keypair::from_seed(i as u64 + 100);
         self.peers.push(Peer::new(config, kp, addr(i), i as u64, self.now));
+        register(&self.peers[i]);
         self.addrs.push(addr(i));
         self.up.push(true);
         self.events.push(Vec::new());
@@ -214,7 +233,8 @@ impl Net {
                 };
             if let (false, Some(f)) = (drop, self.frame_filter.as_mut()) {
                 let secret = &self.config.session_secret;
-                if let Ok((header, plain)) = open_datagram(secret, &d.payload) {
+                let sender = &self.peers[d.from];
+                if let Ok((header, plain)) = open_datagram_as(secret, &d.payload, &sender.id(), sender.boot()) {
                     let dg = anarchy_proto::compress::decode_received(&plain).expect("peers send valid datagrams");
                     let kept: Vec<Vec<u8>> = dg.frames.iter().filter(|fr| !f(&d, fr)).map(|fr| fr.to_bytes()).collect();
                     if kept.len() < dg.frames.len() {
@@ -222,7 +242,7 @@ impl Net {
                         let plain = anarchy_proto::wire::encode_datagram(&dg.sender, &refs);
                         // The network re-seals what it kept under the original
                         // nonce: only the test network holds the secret and does this.
-                        d.payload = seal_datagram(secret, header.boot, header.counter, &plain);
+                        d.payload = reseal_like(secret, &d.payload, &header, &plain);
                         drop = kept.is_empty();
                     }
                 }
@@ -319,6 +339,7 @@ impl Net {
         self.queue.retain(|Reverse((_, _, k))| self.flights.contains_key(k));
         let kp = Keypair::from_seed(i as u64 + 100);
         self.peers[i] = Peer::new(self.config.clone(), kp, addr(i), i as u64 + 1000, self.now);
+        register(&self.peers[i]);
         self.up[i] = true;
         self.events[i].clear();
     }
