@@ -74,6 +74,7 @@ fn heartbeat(shard: ShardId, seq: u64, tick: u64) -> Frame {
             checksum: seq * 31,
             backed: true,
             load: None,
+            by_run: false,
         }],
     }
 }

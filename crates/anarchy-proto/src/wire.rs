@@ -187,7 +187,16 @@ pub struct ShardVersion {
     pub backed: bool,
     /// The shard's load as its czar measures it; sent about once a second.
     pub load: Option<ShardLoad>,
+    /// An advert *by run*: `version` and `checksum` are where the sender's
+    /// own run of this shard in the same datagram ends, and are not on the
+    /// wire (they decode as zero; the receiver takes them from the run).
+    pub by_run: bool,
 }
+
+/// Advert flag bits: backed, load summary follows, by run (no version or checksum).
+const ADVERT_BACKED: u8 = 0b001;
+const ADVERT_LOAD: u8 = 0b010;
+const ADVERT_BY_RUN: u8 = 0b100;
 
 /// A shard's load over its czar's last measuring window, as adverts carry it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -653,9 +662,14 @@ impl Frame {
                 put_varint(out, czar_of.len() as u64);
                 for sv in czar_of {
                     out.extend_from_slice(&sv.shard.0.to_le_bytes());
-                    put_version(out, sv.version);
-                    out.extend_from_slice(&sv.checksum.to_le_bytes());
-                    out.push(u8::from(sv.backed) | u8::from(sv.load.is_some()) << 1);
+                    let flags = if sv.backed { ADVERT_BACKED } else { 0 }
+                        | if sv.load.is_some() { ADVERT_LOAD } else { 0 }
+                        | if sv.by_run { ADVERT_BY_RUN } else { 0 };
+                    out.push(flags);
+                    if !sv.by_run {
+                        put_version(out, sv.version);
+                        out.extend_from_slice(&sv.checksum.to_le_bytes());
+                    }
                     if let Some(l) = sv.load {
                         put_varint(out, u64::from(l.writes_per_sec));
                         put_varint(out, u64::from(l.bytes_per_sec));
@@ -1073,15 +1087,17 @@ fn decode_frame(r: &mut Reader<'_>, sender: &PeerId) -> Result<Frame, DecodeErro
             let incarnation = r.epoch()?;
             let digests =
                 if kind == 5 { Some(ViewDigests { members: r.u64_le()?, shards: r.u64_le()? }) } else { None };
-            let n = r.count(8 + 2 + 8 + 1)?;
+            let n = r.count(8 + 1)?;
             let mut czar_of = Vec::with_capacity(n);
             for _ in 0..n {
-                let (shard, version, checksum) = (r.shard()?, r.version()?, r.u64_le()?);
+                let shard = r.shard()?;
                 let flags = r.u8()?;
-                if flags > 0b11 {
+                if flags > ADVERT_BACKED | ADVERT_LOAD | ADVERT_BY_RUN {
                     return Err(DecodeError::Invalid("advert flags"));
                 }
-                let load = if flags & 0b10 != 0 {
+                let by_run = flags & ADVERT_BY_RUN != 0;
+                let (version, checksum) = if by_run { (Version::default(), 0) } else { (r.version()?, r.u64_le()?) };
+                let load = if flags & ADVERT_LOAD != 0 {
                     Some(ShardLoad {
                         writes_per_sec: r.varint_u32()?,
                         bytes_per_sec: r.varint_u32()?,
@@ -1090,7 +1106,14 @@ fn decode_frame(r: &mut Reader<'_>, sender: &PeerId) -> Result<Frame, DecodeErro
                 } else {
                     None
                 };
-                czar_of.push(ShardVersion { shard, version, checksum, backed: flags & 1 != 0, load });
+                czar_of.push(ShardVersion {
+                    shard,
+                    version,
+                    checksum,
+                    backed: flags & ADVERT_BACKED != 0,
+                    load,
+                    by_run,
+                });
             }
             Frame::Heartbeat { incarnation, digests, czar_of }
         }
@@ -1671,6 +1694,7 @@ mod tests {
                         checksum: 5,
                         backed: true,
                         load: None,
+                        by_run: false,
                     },
                     ShardVersion {
                         shard: ShardId(10),
@@ -1678,6 +1702,15 @@ mod tests {
                         checksum: 6,
                         backed: false,
                         load: Some(ShardLoad { writes_per_sec: 320, bytes_per_sec: 7_000, keys: 16 }),
+                        by_run: false,
+                    },
+                    ShardVersion {
+                        shard: ShardId(11),
+                        version: Version::default(),
+                        checksum: 0,
+                        backed: true,
+                        load: None,
+                        by_run: true,
                     },
                 ],
             },

@@ -281,6 +281,70 @@ fn members_seal_to_each_other_in_the_short_form_and_fall_back_when_an_index_stop
 }
 
 #[test]
+fn a_czar_advertises_a_shard_by_run_in_the_datagram_that_carries_its_newest_run() {
+    let mut net = session(3);
+    let world = net.declare_everywhere("world", Some(0));
+    net.start_all();
+    settle(&mut net);
+    // The czar writes every tick: each heartbeat rides with the tick's run,
+    // and its advert of world says only "as my run here".
+    let start = net.log.len();
+    for round in 0..20u32 {
+        let now = net.now;
+        net.peers[0].write(now, world, b"pos", &round.to_le_bytes()).unwrap();
+        net.run_for(Duration::from_millis(50));
+    }
+    let (mut by_run, mut whole) = (0, 0);
+    for (_, from, to, payload) in &net.log[start..] {
+        if (*from, *to) != (0, 1) {
+            continue;
+        }
+        let d = support::decode(payload).unwrap();
+        let runs = d.frames.iter().filter(|f| matches!(f, Frame::Delta { shard, .. } if *shard == world)).count();
+        for f in &d.frames {
+            if let Frame::Heartbeat { czar_of, .. } = f {
+                for a in czar_of.iter().filter(|a| a.shard == world) {
+                    if a.by_run {
+                        assert!(runs >= 1, "an advert by run travels with the run");
+                        by_run += 1;
+                    } else {
+                        whole += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(by_run >= 15, "{by_run} adverts by run, {whole} whole");
+    let repairs = net.peers[1].stats().repairs_requested;
+    net.run_for(Duration::from_millis(500));
+    assert!(net.converged(world));
+    assert_eq!(net.peers[1].stats().repairs_requested, repairs, "the adverts by run kept p1 in step");
+    // Without writes, adverts are whole again.
+    let quiet = net.log.len();
+    net.run_for(Duration::from_millis(300));
+    let adverts: Vec<wire::ShardVersion> = net
+        .frames_sent(quiet, 0, 1)
+        .into_iter()
+        .filter_map(|f| match f {
+            Frame::Heartbeat { czar_of, .. } => Some(czar_of),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert!(!adverts.is_empty() && adverts.iter().all(|a| !a.by_run && a.shard == world));
+    // An advert by run with no run beside it is dropped as invalid.
+    let invalid = net.peers[1].stats().drops(DropReason::Invalid);
+    let advert = wire::ShardVersion { by_run: true, version: Version::default(), checksum: 0, ..adverts[0] };
+    let beat = Frame::Heartbeat { incarnation: 0, digests: None, czar_of: vec![advert] };
+    let now = net.now;
+    let forged = support::seal(&wire::encode_frames(&net.id(0), &[beat]));
+    net.peers[1].handle_datagram(now, support::addr(0), &forged);
+    assert_eq!(net.peers[1].stats().drops(DropReason::Invalid), invalid + 1);
+    net.run_for(Duration::from_millis(300));
+    assert!(net.converged(world));
+}
+
+#[test]
 fn a_write_that_changes_nothing_sends_nothing() {
     let mut net = session(2);
     let world = net.declare_everywhere("world", Some(0));

@@ -170,8 +170,13 @@ fn shard_version() -> impl Strategy<Value = ShardVersion> {
         bytes_per_sec: b,
         keys: k,
     }));
-    (shard_id(), version(), any::<u64>(), any::<bool>(), load)
-        .prop_map(|(shard, version, checksum, backed, load)| ShardVersion { backed, shard, version, checksum, load })
+    (shard_id(), version(), any::<u64>(), any::<bool>(), load, any::<bool>()).prop_map(
+        |(shard, version, checksum, backed, load, by_run)| {
+            // By run: version and checksum are not on the wire (they decode as zero).
+            let (version, checksum) = if by_run { (Version::default(), 0) } else { (version, checksum) };
+            ShardVersion { backed, shard, version, checksum, load, by_run }
+        },
+    )
 }
 
 fn decision() -> impl Strategy<Value = Decision> {
@@ -691,6 +696,7 @@ fn frame_for_peer() -> impl Strategy<Value = Frame> {
                     checksum,
                     backed: seq % 2 == 0,
                     load: None,
+                    by_run: false,
                 }],
             }
         }),

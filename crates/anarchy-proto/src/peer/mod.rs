@@ -365,7 +365,10 @@ pub struct Peer {
     shards: ShardMap,
     states: BTreeMap<ShardId, ShardState>,
     next_tick: Instant,
-    outbox: BTreeMap<SocketAddr, Vec<Vec<u8>>>,
+    outbox: BTreeMap<SocketAddr, Vec<Queued>>,
+    /// The shards our runs of this flush bring to our current state, with
+    /// that state: their heartbeat adverts may go by run.
+    fresh_runs: Vec<(ShardId, Version, u64)>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     pending: BTreeMap<u64, PendingWrite>,
@@ -523,6 +526,7 @@ impl Peer {
             states: BTreeMap::new(),
             next_tick,
             outbox: BTreeMap::new(),
+            fresh_runs: Vec::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             pending: BTreeMap::new(),
@@ -1000,7 +1004,15 @@ impl Peer {
         }
         let mut adverts = Vec::new();
         let mut heartbeat = false;
+        // The sender's own runs here, by where they end: adverts by run read them.
+        let mut own_runs: Vec<(ShardId, Version, u64)> = Vec::new();
         for frame in datagram.frames {
+            if let Frame::Delta { shard, epoch, first_seq, after, author, updates, .. } = &frame {
+                if *author == sender && !updates.is_empty() {
+                    let end = Version { epoch: *epoch, seq: first_seq.saturating_add(updates.len() as u64 - 1) };
+                    own_runs.push((*shard, end, *after));
+                }
+            }
             if let Frame::ShortId { boot, index } = frame {
                 self.handle_short_id(from, sender, opened.header.boot, boot, index);
                 continue;
@@ -1017,7 +1029,16 @@ impl Peer {
         if heartbeat {
             self.check_czar_knows(now, from, sender, &adverts);
         }
-        for advert in adverts {
+        for mut advert in adverts {
+            if advert.by_run {
+                // Where the sender's newest own run of the shard here ends.
+                let run = own_runs.iter().filter(|r| r.0 == advert.shard).max_by_key(|r| r.1);
+                let Some(&(_, version, checksum)) = run else {
+                    self.stats.drop(DropReason::Invalid);
+                    continue;
+                };
+                (advert.version, advert.checksum) = (version, checksum);
+            }
             self.handle_czar_advert(now, sender, advert);
         }
         self.derive_splits(now);
@@ -2951,7 +2972,7 @@ impl Peer {
     /// as fragments.
     fn queue(&mut self, to: SocketAddr, frame: Vec<u8>) {
         if frame.len() <= MAX_FRAME_BYTES {
-            self.outbox.entry(to).or_default().push(frame);
+            self.outbox.entry(to).or_default().push(Queued::Frame(frame));
             return;
         }
         let id = self.next_fragment_id;
@@ -2961,7 +2982,7 @@ impl Peer {
             return;
         };
         self.stats.frames_fragmented += 1;
-        self.outbox.entry(to).or_default().extend(pieces);
+        self.outbox.entry(to).or_default().extend(pieces.into_iter().map(Queued::Frame));
     }
 
     fn queue_frame(&mut self, to: SocketAddr, frame: &Frame) {
@@ -2969,7 +2990,10 @@ impl Peer {
     }
 
     fn broadcast(&mut self, frame: &Frame) {
-        let bytes = frame.to_bytes_from(&self.id);
+        self.broadcast_bytes(frame.to_bytes_from(&self.id));
+    }
+
+    fn broadcast_bytes(&mut self, bytes: Vec<u8>) {
         let addrs: Vec<SocketAddr> = self.members.others().map(|m| m.addr).collect();
         for addr in addrs {
             self.queue(addr, bytes.clone());
@@ -2986,7 +3010,12 @@ impl Peer {
             }
             let entries = std::mem::take(&mut st.outgoing);
             let base = entries.first().and_then(|e| st.replica.checksum_at(e.seq - 1)).unwrap_or(0);
+            let now_at = (st.replica.version(), st.replica.checksum().short());
             for run in runs_of(base, &entries) {
+                let end = Version { epoch: run.epoch, seq: run.first_seq + run.updates.len() as u64 - 1 };
+                // The run that brings members to our current state: the
+                // heartbeat in its datagram may advertise the shard by run.
+                let fresh = (end, run.after) == now_at;
                 let proof = Arc::new(BatchProof::sign(
                     &self.keypair,
                     &self.session_tag,
@@ -2998,11 +3027,23 @@ impl Peer {
                     &run.updates,
                 ));
                 st.replica.attach_proof(&proof);
-                frames.push(proof.frame(*shard, run.updates));
+                frames.push((proof.frame(*shard, run.updates), fresh.then_some((*shard, end, run.after))));
             }
         }
-        for frame in frames {
-            self.broadcast(&frame);
+        for (frame, fresh) in frames {
+            // A run too large for one frame travels in fragments: never by run.
+            let bytes = frame.to_bytes_from(&self.id);
+            match fresh.filter(|_| bytes.len() <= MAX_FRAME_BYTES) {
+                Some(end) => {
+                    let addrs: Vec<SocketAddr> = self.members.others().map(|m| m.addr).collect();
+                    for addr in addrs {
+                        self.outbox.entry(addr).or_default().push(Queued::Run(end, bytes.clone()));
+                    }
+                    self.fresh_runs.retain(|f| f.0 != end.0);
+                    self.fresh_runs.push(end);
+                }
+                None => self.broadcast_bytes(bytes),
+            }
         }
         for (to, ack) in std::mem::take(&mut self.held_acks) {
             self.queue(to, ack);
@@ -3024,6 +3065,7 @@ impl Peer {
                 checksum: s.replica.checksum().short(),
                 backed: s.replica.backed,
                 load: with_load.then(|| s.own_load()),
+                by_run: false,
             })
             .collect();
         let digests = ViewDigests { members: self.members.digest(), shards: self.shards.digest() };
@@ -3051,7 +3093,36 @@ impl Peer {
             }
             frames
         };
+        // Adverts our fresh runs repeat go by run in a datagram that carries
+        // the run (the packer checks): no version or checksum on the wire.
+        // Not those with a load summary, nor when the adverts take several frames.
+        let by_run: Vec<ShardVersion> = czar_of
+            .iter()
+            .map(|a| {
+                let fresh = self.fresh_runs.contains(&(a.shard, a.version, a.checksum));
+                let by_run = fresh && a.load.is_none() && czar_of.len() <= ADVERTS_PER_FRAME;
+                if by_run {
+                    ShardVersion { version: Version::default(), checksum: 0, by_run, ..*a }
+                } else {
+                    *a
+                }
+            })
+            .collect();
+        let runs: Vec<(ShardId, Version, u64)> = czar_of
+            .iter()
+            .zip(&by_run)
+            .filter(|(_, b)| b.by_run)
+            .map(|(a, _)| (a.shard, a.version, a.checksum))
+            .collect();
+        let beat_by_run = |digests: Option<ViewDigests>| -> Option<Queued> {
+            (!runs.is_empty()).then(|| Queued::Beat {
+                by_run: Frame::Heartbeat { incarnation, digests, czar_of: by_run.clone() }.to_bytes(),
+                whole: Frame::Heartbeat { incarnation, digests, czar_of: czar_of.clone() }.to_bytes(),
+                runs: runs.clone(),
+            })
+        };
         let full = beat(Some(digests));
+        let (full_by_run, short_by_run) = (beat_by_run(Some(digests)), beat_by_run(None));
         // A czar or top-ranked peer beats every member every tick; an idle peer
         // beats each member once per idle period, spread over the ticks.
         let every =
@@ -3072,12 +3143,17 @@ impl Peer {
             })
             .collect();
         for (id, addr, full_due) in beaten {
-            let frames = match &short {
-                Some(short) if !full_due => short,
-                _ => &full,
+            let (frames, by_run) = match &short {
+                Some(short) if !full_due => (short, &short_by_run),
+                _ => (&full, &full_by_run),
             };
-            for f in frames {
-                self.queue(addr, f.clone());
+            match by_run {
+                Some(beat) => self.outbox.entry(addr).or_default().push(beat.clone()),
+                None => {
+                    for f in frames {
+                        self.queue(addr, f.clone());
+                    }
+                }
             }
             if let Some(ping) = self.take_ping(now, &id) {
                 self.queue_frame(addr, &ping);
@@ -3237,16 +3313,33 @@ impl Peer {
         // what overflows its queue, no member is always last in line.
         let start = if outbox.is_empty() { 0 } else { (self.flushes % outbox.len() as u64) as usize };
         self.flushes += 1;
-        let mut outbox: Vec<(SocketAddr, Vec<Vec<u8>>)> = outbox.into_iter().collect();
+        let mut outbox: Vec<(SocketAddr, Vec<Queued>)> = outbox.into_iter().collect();
         outbox.rotate_left(start);
         for (to, frames) in outbox {
             let mut current: Vec<&[u8]> = Vec::new();
+            // Our fresh runs in `current`: a heartbeat advertises their shards by run.
+            let mut runs_here: Vec<(ShardId, Version, u64)> = Vec::new();
             let mut len = HEADER_BYTES;
-            for f in &frames {
+            for q in &frames {
+                let f: &[u8] = match q {
+                    Queued::Frame(f) | Queued::Run(_, f) => f,
+                    Queued::Beat { by_run, whole, runs } => {
+                        let carried = runs.iter().all(|r| runs_here.contains(r));
+                        if carried && len + by_run.len() <= MAX_PLAIN_DATAGRAM_BYTES {
+                            by_run
+                        } else {
+                            whole
+                        }
+                    }
+                };
                 if len + f.len() > MAX_PLAIN_DATAGRAM_BYTES && !current.is_empty() {
                     self.send_datagram(to, &current);
                     current.clear();
+                    runs_here.clear();
                     len = HEADER_BYTES;
+                }
+                if let Queued::Run(end, _) = q {
+                    runs_here.push(*end);
                 }
                 current.push(f);
                 len += f.len();
@@ -3255,6 +3348,7 @@ impl Peer {
                 self.send_datagram(to, &current);
             }
         }
+        self.fresh_runs.clear();
     }
 
     /// Seals one datagram of these encoded frames for `to`, paid for from its link's budget.
@@ -3263,6 +3357,21 @@ impl Peer {
         self.spend_link_budget(to, payload.len());
         self.transmits.push_back(Transmit { destination: to, payload });
     }
+}
+
+/// A frame waiting in the outbox for its destination.
+#[derive(Debug, Clone)]
+enum Queued {
+    /// Encoded, sent as it is.
+    Frame(Vec<u8>),
+    /// Our run that brings a shard to our current state (shard, version,
+    /// short checksum): a heartbeat in the same datagram advertises the
+    /// shard by run.
+    Run((ShardId, Version, u64), Vec<u8>),
+    /// A heartbeat in two encodings: `by_run` advertises the shards of
+    /// `runs` by run, and goes only in a datagram that carries each of
+    /// those runs; `whole` goes anywhere.
+    Beat { by_run: Vec<u8>, whole: Vec<u8>, runs: Vec<(ShardId, Version, u64)> },
 }
 
 /// A write's key must not be empty nor longer than [`MAX_KEY_BYTES`].
