@@ -239,6 +239,67 @@ fn cold_siblings_merge_back_without_losing_a_write() {
 }
 
 #[test]
+fn a_peer_that_takes_the_merged_parent_before_it_can_merge_keeps_the_children_as_everyone_does() {
+    // One member hears nothing of the bit-1 child from the split until after
+    // the merge: it cannot merge by itself (it lacks the sealed sibling), and
+    // the merged parent's czar advertises the parent meanwhile. However it
+    // comes by the merged parent, it must end holding both children, retired,
+    // as the others do.
+    let config = Config { merge_after: Duration::from_millis(500), ..hot_config() };
+    let (mut net, world) = session(config);
+    let mut round = 0;
+    let mut want = write_load(&mut net, world, 40, &mut round);
+    let children = [ShardId::child(world, false), ShardId::child(world, true)];
+    assert_eq!(splits_seen(&net, 0), vec![(world, children)], "{}", net.describe(world));
+    let czars: Vec<usize> = [world, children[0], children[1]]
+        .iter()
+        .filter_map(|s| net.peers[0].czar_of(*s))
+        .map(|c| net.index_of(c))
+        .collect();
+    let y = (0..5).find(|i| !czars.contains(i)).expect("a peer that is no czar");
+    let blind = Rc::new(Cell::new(true));
+    let b = blind.clone();
+    let hidden = children[1];
+    net.frame_filter = Some(Box::new(move |d, f| {
+        b.get()
+            && d.to == y
+            && match f {
+                Frame::Delta { shard, .. } | Frame::Snapshot { shard, .. } | Frame::RepairReq { shard, .. } => {
+                    *shard == hidden
+                }
+                _ => false,
+            }
+    }));
+    for t in 0..60u32 {
+        let now = net.now;
+        let i = (t as usize) % 5;
+        let key = format!("slow{}", t % 7).into_bytes();
+        let value = t.to_le_bytes().to_vec();
+        net.peers[i].write(now, world, &key, &value).unwrap();
+        want.insert(key, value);
+        net.drain_all();
+        net.run_for(Duration::from_millis(100));
+    }
+    let merged: Vec<usize> = net.live().into_iter().filter(|i| !merges_seen(&net, *i).is_empty()).collect();
+    assert!(merged.len() >= 4 && !merged.contains(&y), "merged: {merged:?}, y = {y}{}", net.describe(world));
+    net.run_for(Duration::from_secs(1));
+    blind.set(false);
+    net.run_for(Duration::from_secs(3));
+    assert!(net.converged(world), "{}", net.describe(world));
+    for child in children {
+        let held: Vec<bool> = net.live().iter().map(|i| net.peers[*i].version_of(child).is_some()).collect();
+        assert!(held.iter().all(|h| *h), "{child:?} held by {held:?} (y = {y}){}", net.describe(child));
+        assert!(net.converged(child), "{}", net.describe(child));
+    }
+    for i in net.live() {
+        assert_eq!(net.peers[i].shard_of(world, b"any"), Some(world), "peer {i}");
+        for (key, value) in &want {
+            assert_eq!(net.peers[i].get(world, key), Some(&value[..]), "peer {i}");
+        }
+    }
+}
+
+#[test]
 fn a_merged_shard_splits_again_when_it_heats_up() {
     let config = Config { merge_after: Duration::from_millis(500), ..hot_config() };
     let (mut net, world) = session(config);
@@ -303,6 +364,52 @@ fn a_czar_that_crashes_while_its_split_is_voted_on_leaves_one_valid_layout() {
             }
         }
         // Every key reads the same everywhere through the declared name.
+        let keys: Vec<Vec<u8>> = (0..5).flat_map(|i| (0..20).map(move |n| format!("k{i}-{n}").into_bytes())).collect();
+        for key in &keys {
+            let first = net.peers[live[0]].get(world, key).map(<[u8]>::to_vec);
+            for i in &live {
+                assert_eq!(net.peers[*i].get(world, key).map(<[u8]>::to_vec), first, "peer {i}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_czar_that_crashes_while_a_merged_shard_splits_again_leaves_its_children_as_everyone_holds_them() {
+    // The children, merged back, are retired but kept: a split of the merged
+    // parent makes them anew. Wherever that split is undone (its record lost
+    // with the crashed czar), they must be put back as they were, not dropped,
+    // or that peer differs from those that never saw the split.
+    let children_held = |net: &Net, world: ShardId| {
+        [ShardId::child(world, false), ShardId::child(world, true)]
+            .iter()
+            .all(|c| net.live().iter().all(|i| net.peers[*i].version_of(*c).is_some()) && net.converged(*c))
+    };
+    for crash_after_ms in [0u64, 5, 10, 20, 30] {
+        let config = Config { merge_after: Duration::from_millis(500), ..hot_config() };
+        let (mut net, world) = session(config);
+        let mut round = 0;
+        write_load(&mut net, world, 40, &mut round);
+        net.run_for(Duration::from_secs(3));
+        assert_eq!(merges_seen(&net, 0).len(), 1, "{}", net.describe(world));
+        let czar = net.index_of(net.peers[0].czar_of(world).unwrap());
+        let mut since = net.log.len();
+        let mut crashed = false;
+        for _ in 0..80 {
+            write_load(&mut net, world, 1, &mut round);
+            if !crashed && proposed_layout(&net, czar, since) {
+                net.run_for(Duration::from_millis(crash_after_ms));
+                net.crash(czar);
+                crashed = true;
+            }
+            since = net.log.len();
+        }
+        assert!(crashed, "the merged shard's czar proposed a split");
+        net.run_for(Duration::from_secs(3));
+        let live = net.live();
+        let splits: Vec<usize> = live.iter().map(|i| splits_seen(&net, *i).len()).collect();
+        assert!(net.converged(world), "crash after {crash_after_ms} ms: {}", net.describe(world));
+        assert!(children_held(&net, world), "crash after {crash_after_ms} ms, splits seen {splits:?}");
         let keys: Vec<Vec<u8>> = (0..5).flat_map(|i| (0..20).map(move |n| format!("k{i}-{n}").into_bytes())).collect();
         for key in &keys {
             let first = net.peers[live[0]].get(world, key).map(<[u8]>::to_vec);

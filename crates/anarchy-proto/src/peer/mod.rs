@@ -1141,6 +1141,7 @@ impl Peer {
                 match self.offer_authority(now, shard, epoch, czar, Some(backed), Some(start), Some(sender)) {
                     Verdict::Stale => self.send_authority_hint(now, shard, from),
                     Verdict::Unknown => self.stats.drop(DropReason::UnknownShard),
+                    Verdict::Retired => self.stats.drop(DropReason::SplitPending),
                     _ => {}
                 }
             }
@@ -1609,6 +1610,9 @@ impl Peer {
         let (Some(info), Some(st)) = (self.shards.get(shard), self.states.get(&shard)) else {
             return Verdict::Unknown;
         };
+        if epoch > st.replica.epoch && self.awaits_own_merge(shard, epoch, czar) {
+            return Verdict::Retired;
+        }
         // The winner rule: the higher epoch, then a backed claim over a
         // provisional one, then claim strength. Epochs never go backwards.
         let current = (st.replica.epoch, st.replica.backed, st.replica.czar.map(|c| claim_strength(info, &c)));
@@ -1948,6 +1952,10 @@ impl Peer {
                 if let Some(addr) = self.members.get(&sender).map(|m| m.addr) {
                     self.send_authority_hint(now, shard, addr);
                 }
+                return;
+            }
+            Verdict::Retired => {
+                self.stats.drop(DropReason::SplitPending);
                 return;
             }
             Verdict::Same | Verdict::Accepted => {}
@@ -2818,7 +2826,10 @@ impl Peer {
         // write over seqs the epoch already holds).
         let names_us = names_us.then_some(Start { seq: version.seq, checksum: short, trusted: true });
         if !catch_up_match
-            && self.offer_authority(now, shard, version.epoch, czar, None, names_us, None) == Verdict::Stale
+            && matches!(
+                self.offer_authority(now, shard, version.epoch, czar, None, names_us, None),
+                Verdict::Stale | Verdict::Retired
+            )
         {
             self.stats.drop(DropReason::StaleSnapshot);
             return;
@@ -3411,6 +3422,9 @@ enum Verdict {
     Same,
     Stale,
     Unknown,
+    /// The claim of a merged parent whose merge we apply ourselves from its
+    /// children (see `awaits_own_merge`): not taken, nothing to answer.
+    Retired,
 }
 
 /// One run of consecutive updates of one epoch, as one delta frame carries it.

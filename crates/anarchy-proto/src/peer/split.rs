@@ -268,6 +268,18 @@ impl Peer {
         false
     }
 
+    /// Whether `shard` split here and the claim (`epoch`, `czar`) is the one
+    /// the merge record in its bit-0 child names: the merge of its children,
+    /// which we apply ourselves once we hold the sealed sibling. Taken from
+    /// the claim's czar instead, its state would replace the parent's without
+    /// the split record, and the children every other peer keeps (retired,
+    /// merged) would be dropped here.
+    pub(super) fn awaits_own_merge(&self, shard: ShardId, epoch: u32, czar: PeerId) -> bool {
+        let Some(children) = self.states.get(&shard).and_then(|st| st.split.children) else { return false };
+        let plan = self.states.get(&children[0]).and_then(|c| c.replica.get(MERGE_KEY)).and_then(MergePlan::decode);
+        plan.is_some_and(|p| p.epoch == epoch && p.czar == czar)
+    }
+
     /// Where our state of `shard` stands against the base of the split
     /// or seal or merge record `update` proposes (`Off` if it has no base we can read).
     pub(super) fn split_base_check(&self, shard: ShardId, update: &Update) -> BaseCheck {
