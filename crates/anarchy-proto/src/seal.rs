@@ -242,26 +242,6 @@ fn read_named(bytes: &[u8]) -> Result<Named, SealError> {
         let counter = u32::from_le_bytes(bytes[6..SHORT_SEALED_HEADER_BYTES].try_into().expect("4 bytes"));
         return Ok(Named::Short(bytes[3], index, u64::from(counter)));
     }
-    read_header(bytes).map(Named::Long)
-}
-
-/// Reads the cleartext header of a long-form sealed datagram, checking only
-/// its length, magic and version (cheap checks done before any
-/// cryptography). A short-form header names no sender by itself:
-/// [`SealError::UnknownIndex`].
-pub fn read_header(bytes: &[u8]) -> Result<SealHeader, SealError> {
-    if bytes.len() > MAX_DATAGRAM_BYTES {
-        return Err(SealError::Oversized);
-    }
-    if bytes.len() >= 2 && bytes[..2] != MAGIC {
-        return Err(SealError::BadMagic);
-    }
-    if bytes.len() >= 3 && bytes[2] != PROTOCOL_VERSION {
-        return Err(SealError::UnsupportedVersion(bytes[2]));
-    }
-    if bytes.len() >= 6 && bytes[3] & SHORT_SENDER_FLAG != 0 {
-        return Err(SealError::UnknownIndex(u16::from_le_bytes([bytes[4], bytes[5]])));
-    }
     if bytes.len() < SEALED_HEADER_BYTES + TAG_BYTES {
         return Err(SealError::Truncated);
     }
@@ -270,7 +250,18 @@ pub fn read_header(bytes: &[u8]) -> Result<SealHeader, SealError> {
     let boot = u32::from_le_bytes(bytes[HEADER_BYTES..HEADER_BYTES + BOOT_BYTES].try_into().expect("4 bytes"));
     let counter =
         u64::from_le_bytes(bytes[HEADER_BYTES + BOOT_BYTES..SEALED_HEADER_BYTES].try_into().expect("8 bytes"));
-    Ok(SealHeader { flags: bytes[3], sender: PeerId(sender), boot, counter })
+    Ok(Named::Long(SealHeader { flags: bytes[3], sender: PeerId(sender), boot, counter }))
+}
+
+/// Reads the cleartext header of a long-form sealed datagram, checking only
+/// its length, magic and version (cheap checks done before any
+/// cryptography). A short-form header names no sender by itself:
+/// [`SealError::UnknownIndex`].
+pub fn read_header(bytes: &[u8]) -> Result<SealHeader, SealError> {
+    match read_named(bytes)? {
+        Named::Long(header) => Ok(header),
+        Named::Short(_, index, _) => Err(SealError::UnknownIndex(index)),
+    }
 }
 
 /// The nonce is the 12 header bytes after the sender id: boot then counter,
