@@ -170,6 +170,47 @@ fn a_pinned_shard_never_splits() {
     assert!(splits_seen(&net, 0).is_empty());
 }
 
+/// Distinct czars of `shards` at peer 0.
+fn czar_count(net: &Net, shards: &[ShardId]) -> usize {
+    shards.iter().filter_map(|s| net.peers[0].czar_of(*s)).collect::<std::collections::BTreeSet<_>>().len()
+}
+
+#[test]
+fn a_shard_carrying_far_more_than_the_mean_czar_splits_under_its_budget() {
+    // 400 writes/s: under the 1000 budget, over a quarter of it.
+    let config = Config { split_writes_per_sec: 1000, ..hot_config() };
+    // Alone, the shard is the mean: it stays whole.
+    let (mut net, world) = session(config.clone());
+    let mut round = 0;
+    write_load(&mut net, world, 40, &mut round);
+    assert!(splits_seen(&net, 0).is_empty(), "{}", net.describe(world));
+    // Beside quiet shards with other czars it carries all the load, more
+    // than twice the mean czar's: it splits.
+    let mut net = Net::new(config);
+    for _ in 0..5 {
+        net.add();
+    }
+    let world = net.declare_everywhere("world", None);
+    let quiet: Vec<ShardId> = (0..6).map(|n| net.declare_everywhere(&format!("quiet-{n}"), None)).collect();
+    net.start_all();
+    net.run_for(Duration::from_secs(1));
+    let all: Vec<ShardId> = quiet.iter().copied().chain([world]).collect();
+    assert!(czar_count(&net, &all) >= 3, "the rule needs three czars to act");
+    let mut round = 0;
+    write_load(&mut net, world, 40, &mut round);
+    net.run_for(Duration::from_secs(1));
+    let children = [ShardId::child(world, false), ShardId::child(world, true)];
+    for i in net.live() {
+        assert_eq!(splits_seen(&net, i), vec![(world, children)], "peer {i}{}", net.describe(world));
+    }
+    for child in children {
+        assert!(net.converged(child), "{}", net.describe(child));
+    }
+    for q in quiet {
+        assert!(splits_seen(&net, 0).iter().all(|(p, _)| *p != q), "a quiet shard stays whole");
+    }
+}
+
 #[test]
 fn a_peer_that_joins_after_a_split_derives_the_children_and_catches_up() {
     let (mut net, world) = session(hot_config());
@@ -245,6 +286,21 @@ fn a_peer_that_takes_the_merged_parent_before_it_can_merge_keeps_the_children_as
     // the merged parent's czar advertises the parent meanwhile. However it
     // comes by the merged parent, it must end holding both children, retired,
     // as the others do.
+    merge_while_one_member_misses(&[true]);
+}
+
+#[test]
+fn a_peer_that_misses_the_merge_record_too_keeps_the_children_as_everyone_does() {
+    // As above, but the member hears nothing of either child: it lacks the
+    // merge record as well as the sealed sibling when the merged parent's
+    // czar advertises the parent.
+    merge_while_one_member_misses(&[false, true]);
+}
+
+/// Splits `world`, then keeps one member that is czar of nothing from
+/// hearing of the children with these bits until 1 s after the others
+/// merged them back; checks it ends as they do.
+fn merge_while_one_member_misses(bits: &[bool]) {
     let config = Config { merge_after: Duration::from_millis(500), ..hot_config() };
     let (mut net, world) = session(config);
     let mut round = 0;
@@ -259,13 +315,13 @@ fn a_peer_that_takes_the_merged_parent_before_it_can_merge_keeps_the_children_as
     let y = (0..5).find(|i| !czars.contains(i)).expect("a peer that is no czar");
     let blind = Rc::new(Cell::new(true));
     let b = blind.clone();
-    let hidden = children[1];
+    let hidden: Vec<ShardId> = bits.iter().map(|b| children[usize::from(*b)]).collect();
     net.frame_filter = Some(Box::new(move |d, f| {
         b.get()
             && d.to == y
             && match f {
                 Frame::Delta { shard, .. } | Frame::Snapshot { shard, .. } | Frame::RepairReq { shard, .. } => {
-                    *shard == hidden
+                    hidden.contains(shard)
                 }
                 _ => false,
             }

@@ -1610,7 +1610,7 @@ impl Peer {
         let (Some(info), Some(st)) = (self.shards.get(shard), self.states.get(&shard)) else {
             return Verdict::Unknown;
         };
-        if epoch > st.replica.epoch && self.awaits_own_merge(shard, epoch, czar) {
+        if epoch > st.replica.epoch && (self.awaits_own_merge(shard, epoch, czar) || self.lags_split_children(shard)) {
             return Verdict::Retired;
         }
         // The winner rule: the higher epoch, then a backed claim over a

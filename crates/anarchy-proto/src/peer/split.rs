@@ -62,6 +62,11 @@ const MERGE_BYTES: usize = 1 + 4 + 16 + 8 + 8 + 8 + 8;
 /// of a split budget (hysteresis: a shard near the split budget never flaps).
 const MERGE_SHARE: f64 = 0.25;
 
+/// A shard that carries more than this many times the mean czar's bytes per
+/// second (and over the merge share of a budget) splits like an over-budget
+/// one, so no czar carries far more than the average (§6.18, balance).
+const BALANCE_SHARE: f64 = 2.0;
+
 /// The state a layout record is made from: the last 16 bytes of every
 /// record (seq, then short checksum). `None` if the value is too short.
 fn record_base(value: &[u8]) -> Option<(u64, u64)> {
@@ -280,6 +285,22 @@ impl Peer {
         plan.is_some_and(|p| p.epoch == epoch && p.czar == czar)
     }
 
+    /// Whether `shard` split here, neither child merged back here, and a
+    /// child's czar advertised more of it than we hold. A newer claim on the
+    /// parent may then be the children's merge, whose record we lack: taken
+    /// now, its state would replace the parent's without the split record
+    /// and drop the children that every other peer keeps, retired. It waits
+    /// until we hold what the children's czars advertised (the split parent
+    /// takes no writes, so the wait costs nothing); a merge record found
+    /// meanwhile makes us merge ourselves (`awaits_own_merge`).
+    pub(super) fn lags_split_children(&self, shard: ShardId) -> bool {
+        let Some(children) = self.states.get(&shard).and_then(|st| st.split.children) else { return false };
+        children.iter().filter_map(|c| self.states.get(c)).any(|c| {
+            c.split.merged_into.is_none()
+                && c.czar_advert.is_some_and(|(e, seq, _)| (e, seq) > (c.replica.epoch, c.replica.seq()))
+        })
+    }
+
     /// Where our state of `shard` stands against the base of the split
     /// or seal or merge record `update` proposes (`Off` if it has no base we can read).
     pub(super) fn split_base_check(&self, shard: ShardId, update: &Update) -> BaseCheck {
@@ -316,6 +337,7 @@ impl Peer {
                 || (keys_cap > 0.0 && k > keys_cap * share)
         };
         let live = self.members.alive_count();
+        let mean_czar_bytes = self.mean_czar_bytes();
         let mut due = Vec::new();
         let ids: Vec<ShardId> = self.states.keys().copied().collect();
         for id in ids {
@@ -356,7 +378,11 @@ impl Peer {
                 let keys = sib.map_or(0, |s| s.replica.len());
                 (f64::from(l.writes_per_sec), f64::from(l.bytes_per_sec), keys as f64)
             });
-            let hot = !sealed && !pinned && depth < max_depth && live >= 2 && over(load, 1.0);
+            // Over budget, or (balance) carrying more than `BALANCE_SHARE`
+            // times the mean czar's bytes while over the merge share, so the
+            // children never merge straight back.
+            let unbalanced = mean_czar_bytes.is_some_and(|m| load.1 > BALANCE_SHARE * m) && over(load, MERGE_SHARE);
+            let hot = !sealed && !pinned && depth < max_depth && live >= 2 && (over(load, 1.0) || unbalanced);
             let bit = split_from.map(|f| f.bit);
             // Cold: both siblings together under the merge share, both live leaves.
             let cold = bit == Some(true)
@@ -391,6 +417,20 @@ impl Peer {
         for (shard, action) in due {
             self.propose_layout(now, shard, action);
         }
+    }
+
+    /// The mean over czars of the bytes per second of the live shards each is
+    /// czar of, as this peer sees them (the czars' advertised summaries, our
+    /// own measure for ours); `None` before any load is known.
+    fn mean_czar_bytes(&self) -> Option<f64> {
+        let mut per_czar: std::collections::BTreeMap<PeerId, u64> = std::collections::BTreeMap::new();
+        for (&id, st) in &self.states {
+            let Some(czar) = st.replica.czar.filter(|_| !st.is_retired()) else { continue };
+            let bytes = self.shard_load(id).map_or(0, |l| u64::from(l.bytes_per_sec));
+            *per_czar.entry(czar).or_default() += bytes;
+        }
+        let total: u64 = per_czar.values().sum();
+        (total > 0).then(|| total as f64 / per_czar.len() as f64)
     }
 
     /// Proposes a layout record for `shard` (ours, ready) from our current state.
