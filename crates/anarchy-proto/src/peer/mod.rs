@@ -1607,12 +1607,13 @@ impl Peer {
         // adverts that follow state the standing exactly.
         let explicit = backed.is_some();
         let backed = backed.unwrap_or(true);
+        let newer = self.states.get(&shard).is_some_and(|st| epoch > st.replica.epoch);
+        if newer && (self.awaits_own_merge(shard, epoch, czar) || self.waits_for_split_children(now, shard)) {
+            return Verdict::Retired;
+        }
         let (Some(info), Some(st)) = (self.shards.get(shard), self.states.get(&shard)) else {
             return Verdict::Unknown;
         };
-        if epoch > st.replica.epoch && (self.awaits_own_merge(shard, epoch, czar) || self.lags_split_children(shard)) {
-            return Verdict::Retired;
-        }
         // The winner rule: the higher epoch, then a backed claim over a
         // provisional one, then claim strength. Epochs never go backwards.
         let current = (st.replica.epoch, st.replica.backed, st.replica.czar.map(|c| claim_strength(info, &c)));

@@ -67,6 +67,10 @@ const MERGE_SHARE: f64 = 0.25;
 /// one, so no czar carries far more than the average (§6.18, balance).
 const BALANCE_SHARE: f64 = 2.0;
 
+/// A split parent refuses newer claims while its children lag for at most
+/// this many `peer_timeout`s in a row (§6.18).
+const LAG_HOLD_TIMEOUTS: u32 = 10;
+
 /// The state a layout record is made from: the last 16 bytes of every
 /// record (seq, then short checksum). `None` if the value is too short.
 fn record_base(value: &[u8]) -> Option<(u64, u64)> {
@@ -198,6 +202,9 @@ pub(super) struct SplitState {
     pub(super) merged_into: Option<ShardId>,
     /// The version we last looked for a layout record at.
     checked: Option<Version>,
+    /// Since when, as a split parent, we have refused newer claims because
+    /// our children lag (`waits_for_split_children`).
+    lag_hold_since: Option<Instant>,
 }
 
 impl ShardState {
@@ -293,12 +300,28 @@ impl Peer {
     /// until we hold what the children's czars advertised (the split parent
     /// takes no writes, so the wait costs nothing); a merge record found
     /// meanwhile makes us merge ourselves (`awaits_own_merge`).
-    pub(super) fn lags_split_children(&self, shard: ShardId) -> bool {
+    fn lags_split_children(&self, shard: ShardId) -> bool {
         let Some(children) = self.states.get(&shard).and_then(|st| st.split.children) else { return false };
         children.iter().filter_map(|c| self.states.get(c)).any(|c| {
             c.split.merged_into.is_none()
                 && c.czar_advert.is_some_and(|(e, seq, _)| (e, seq) > (c.replica.epoch, c.replica.seq()))
         })
+    }
+
+    /// Whether a newer claim on `shard` waits for its lagging children
+    /// (`lags_split_children`): at most `LAG_HOLD_TIMEOUTS` peer timeouts
+    /// in a row, so children that never catch up (their czar gone with the
+    /// state we lack) cannot hold the parent back for good.
+    pub(super) fn waits_for_split_children(&mut self, now: Instant, shard: ShardId) -> bool {
+        let lags = self.lags_split_children(shard);
+        let limit = self.config.peer_timeout * LAG_HOLD_TIMEOUTS;
+        let Some(st) = self.states.get_mut(&shard) else { return false };
+        if !lags {
+            st.split.lag_hold_since = None;
+            return false;
+        }
+        let since = *st.split.lag_hold_since.get_or_insert(now);
+        now.saturating_duration_since(since) < limit
     }
 
     /// Where our state of `shard` stands against the base of the split
