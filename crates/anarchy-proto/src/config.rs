@@ -142,7 +142,9 @@ pub struct Config {
     pub max_tracked_sources: usize,
     /// A shard whose czar applies more than this many updates per second (over
     /// the 1 s load window) for `split_after` splits in two by key hash.
-    /// 0: never on this count. Default 1000.
+    /// 0: never on this count. Default 1000. For balance, a shard over a
+    /// quarter of any of the three budgets that carries more than twice the
+    /// mean czar's bytes per second splits too (`docs/PROTOCOL.md` §6.18).
     pub split_writes_per_sec: u32,
     /// The same for bytes of key and value applied per second (what the
     /// czar's uplink multiplies by the session size). 0: never on this
