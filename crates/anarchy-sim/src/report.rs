@@ -219,8 +219,12 @@ pub struct Report {
     pub false_evictions: u64,
     /// The busiest czar's load (bytes per second of the shards it is czar of)
     /// over the mean czar's: the median of samples taken every check step of
-    /// the measurement window (`null` without load).
+    /// the measurement window once the system settled, i.e. while every live
+    /// shard's czar had held it for 2 s, so its load is a full window of its
+    /// own (`null` without such samples).
     pub czar_load_max_over_mean: Option<f64>,
+    /// The same over every sample of the window, settled or not.
+    pub czar_load_max_over_mean_all: Option<f64>,
     /// Shard splits: the most any one peer process applied.
     pub splits: u64,
     /// Shard merges: the most any one peer process applied.
@@ -323,6 +327,7 @@ impl Report {
             failover_ms,
             false_evictions: outcome.false_evictions,
             czar_load_max_over_mean: median(&outcome.czar_load_samples),
+            czar_load_max_over_mean_all: median(&outcome.czar_load_samples_all),
             splits: outcome.splits,
             merges: outcome.merges,
             shards_over_time: outcome
@@ -420,7 +425,8 @@ impl Report {
             s += &format!("    false eviction: {note}\n");
         }
         if let Some(ratio) = self.czar_load_max_over_mean {
-            s += &format!("  czar load: busiest over mean {ratio:.2} (median of samples)\n");
+            let all = self.czar_load_max_over_mean_all.map_or(String::new(), |a| format!(", {a:.2} over all samples"));
+            s += &format!("  czar load: busiest over mean {ratio:.2} (median of settled samples{all})\n");
         }
         if self.splits > 0 || self.merges > 0 {
             let counts: Vec<usize> = self.shards_over_time.iter().map(|x| x.shards).collect();

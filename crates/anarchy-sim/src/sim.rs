@@ -706,8 +706,11 @@ pub struct Outcome {
     /// Simulated seconds of the bandwidth measurement window.
     pub window_seconds: f64,
     /// Busiest czar's load over the mean czar's, sampled every check step of
-    /// the measurement window.
+    /// the measurement window while every live shard's czar had held it for
+    /// `LOAD_SETTLE_US` (its load is a full window of that czar's).
     pub czar_load_samples: Vec<f64>,
+    /// The same, every sample of the window.
+    pub czar_load_samples_all: Vec<f64>,
     /// Most splits one peer process applied.
     pub splits: u64,
     /// Most merges one peer process applied.
@@ -715,6 +718,11 @@ pub struct Outcome {
     /// (simulated s, shards holding keys), once a second.
     pub shards_over_time: Vec<(f64, usize)>,
 }
+
+/// A czar's load figure is a full window of its own once it has held the
+/// shard this long (a 1 s load window, aligned to its status windows, plus
+/// the window itself): load samples count as settled from then on.
+const LOAD_SETTLE_US: u64 = 2_000_000;
 
 /// A running simulation.
 pub struct Sim {
@@ -732,8 +740,13 @@ pub struct Sim {
     events: Vec<Event>,
     totals: Totals,
     writes_stopped: bool,
-    /// Busiest czar's load over the mean czar's, sampled each step of the window.
+    /// Busiest czar's load over the mean czar's, sampled each step of the
+    /// window: settled samples (see `Outcome::czar_load_samples`), all samples.
     czar_load_samples: Vec<f64>,
+    czar_load_samples_all: Vec<f64>,
+    /// Per shard, its czar's slot and since when (simulated µs) it was seen
+    /// as czar at the load samples.
+    czar_tenure: BTreeMap<ShardId, (usize, u64)>,
     end_us: u64,
     last_crashed: Option<usize>,
     /// Shards whose events are printed to stderr (`ANARCHY_SIM_TRACE=name,name`), for debugging.
@@ -869,6 +882,8 @@ impl Sim {
             totals: Totals::default(),
             writes_stopped: false,
             czar_load_samples: Vec::new(),
+            czar_load_samples_all: Vec::new(),
+            czar_tenure: BTreeMap::new(),
             end_us,
             last_crashed: None,
             trace: std::env::var("ANARCHY_SIM_TRACE")
@@ -1073,6 +1088,7 @@ impl Sim {
         }
         Outcome {
             czar_load_samples: self.czar_load_samples.clone(),
+            czar_load_samples_all: self.czar_load_samples_all.clone(),
             splits: w.splits,
             merges: w.merges,
             shards_over_time: w.shards_over_time.clone(),
@@ -1193,6 +1209,7 @@ impl Sim {
                         self.world.shards_over_time.push((now as f64 / 1e6, count));
                     }
                 }
+                self.track_czar_tenure();
                 if !self.writes_stopped && now >= self.window_from_us {
                     self.sample_czar_load();
                 }
@@ -1480,15 +1497,30 @@ impl Sim {
     /// One sample of the busiest czar's load over the mean czar's: per live
     /// peer, the bytes per second of the shards it is czar of (as it measures
     /// them), over the peers that are czar of anything.
+    /// Notes, per shard, since when its current czar has held it.
+    fn track_czar_tenure(&mut self) {
+        let w = &self.world;
+        for &shard in &w.shard_ids {
+            let Some(c) = w.czar_index(shard) else { continue };
+            let tenure = self.czar_tenure.entry(shard).or_insert((c, w.now_us));
+            if tenure.0 != c {
+                *tenure = (c, w.now_us);
+            }
+        }
+    }
+
     fn sample_czar_load(&mut self) {
         let w = &self.world;
+        let now = w.now_us;
         let mut per_czar: BTreeMap<usize, u64> = BTreeMap::new();
+        let mut settled = true;
         for &shard in &w.shard_ids {
             let Some(c) = w.czar_index(shard) else { continue };
             let Some(p) = w.slots[c].peer.as_ref() else { continue };
             if p.is_retired(shard) {
                 continue; // split or merged away: no czar load
             }
+            settled &= self.czar_tenure.get(&shard).is_some_and(|&(_, since)| now - since >= LOAD_SETTLE_US);
             let load = p.shard_load(shard).map_or(0, |l| u64::from(l.bytes_per_sec));
             *per_czar.entry(c).or_default() += load;
         }
@@ -1498,7 +1530,10 @@ impl Sim {
         }
         let mean = total as f64 / per_czar.len() as f64;
         let max = per_czar.values().copied().max().unwrap_or(0) as f64;
-        self.czar_load_samples.push(max / mean);
+        self.czar_load_samples_all.push(max / mean);
+        if settled {
+            self.czar_load_samples.push(max / mean);
+        }
     }
 
     /// Remembers when slot `i` streamed these contents of `shard`, to time
