@@ -745,7 +745,7 @@ pub struct Sim {
     czar_load_samples: Vec<f64>,
     czar_load_samples_all: Vec<f64>,
     /// Per shard, its czar's slot and since when (simulated µs) it was seen
-    /// as czar at the load samples.
+    /// as czar, noted every check step.
     czar_tenure: BTreeMap<ShardId, (usize, u64)>,
     end_us: u64,
     last_crashed: Option<usize>,
@@ -1494,14 +1494,15 @@ impl Sim {
         }
     }
 
-    /// One sample of the busiest czar's load over the mean czar's: per live
-    /// peer, the bytes per second of the shards it is czar of (as it measures
-    /// them), over the peers that are czar of anything.
-    /// Notes, per shard, since when its current czar has held it.
+    /// Notes, per shard, its current czar's slot and since when that czar
+    /// has held it (no entry while no czar is agreed on).
     fn track_czar_tenure(&mut self) {
         let w = &self.world;
         for &shard in &w.shard_ids {
-            let Some(c) = w.czar_index(shard) else { continue };
+            let Some(c) = w.czar_index(shard) else {
+                self.czar_tenure.remove(&shard);
+                continue;
+            };
             let tenure = self.czar_tenure.entry(shard).or_insert((c, w.now_us));
             if tenure.0 != c {
                 *tenure = (c, w.now_us);
@@ -1509,18 +1510,22 @@ impl Sim {
         }
     }
 
+    /// One sample of the busiest czar's load over the mean czar's: per live
+    /// peer, the bytes per second of the shards it is czar of (as it measures
+    /// them), over the peers that are czar of anything. Reads the czars
+    /// `track_czar_tenure` found in the same step.
     fn sample_czar_load(&mut self) {
         let w = &self.world;
         let now = w.now_us;
         let mut per_czar: BTreeMap<usize, u64> = BTreeMap::new();
         let mut settled = true;
         for &shard in &w.shard_ids {
-            let Some(c) = w.czar_index(shard) else { continue };
+            let Some(&(c, since)) = self.czar_tenure.get(&shard) else { continue };
             let Some(p) = w.slots[c].peer.as_ref() else { continue };
             if p.is_retired(shard) {
                 continue; // split or merged away: no czar load
             }
-            settled &= self.czar_tenure.get(&shard).is_some_and(|&(_, since)| now - since >= LOAD_SETTLE_US);
+            settled &= now - since >= LOAD_SETTLE_US;
             let load = p.shard_load(shard).map_or(0, |l| u64::from(l.bytes_per_sec));
             *per_czar.entry(c).or_default() += load;
         }

@@ -3423,8 +3423,9 @@ enum Verdict {
     Same,
     Stale,
     Unknown,
-    /// The claim of a merged parent whose merge we apply ourselves from its
-    /// children (see `awaits_own_merge`): not taken, nothing to answer.
+    /// A newer claim on a split parent that may be its children's merge,
+    /// which we apply ourselves from them (`awaits_own_merge`,
+    /// `waits_for_split_children`): not taken, nothing to answer.
     Retired,
 }
 

@@ -24,6 +24,8 @@
 //! is unsealed and goes on. All three records are critical updates judged by
 //! their base, like the split.
 
+use std::collections::BTreeMap;
+
 use crate::event::Event;
 use crate::identity::PeerId;
 use crate::replica::Version;
@@ -360,7 +362,8 @@ impl Peer {
                 || (keys_cap > 0.0 && k > keys_cap * share)
         };
         let live = self.members.alive_count();
-        let mean_czar_bytes = self.mean_czar_bytes();
+        // Worked out once, the first time a shard of ours is over the merge share.
+        let mut mean_czar_bytes: Option<Option<f64>> = None;
         let mut due = Vec::new();
         let ids: Vec<ShardId> = self.states.keys().copied().collect();
         for id in ids {
@@ -404,7 +407,10 @@ impl Peer {
             // Over budget, or (balance) carrying more than `BALANCE_SHARE`
             // times the mean czar's bytes while over the merge share, so the
             // children never merge straight back.
-            let unbalanced = mean_czar_bytes.is_some_and(|m| load.1 > BALANCE_SHARE * m) && over(load, MERGE_SHARE);
+            let unbalanced = over(load, MERGE_SHARE)
+                && mean_czar_bytes
+                    .get_or_insert_with(|| self.mean_czar_bytes())
+                    .is_some_and(|m| load.1 > BALANCE_SHARE * m);
             let hot = !sealed && !pinned && depth < max_depth && live >= 2 && (over(load, 1.0) || unbalanced);
             let bit = split_from.map(|f| f.bit);
             // Cold: both siblings together under the merge share, both live leaves.
@@ -446,7 +452,7 @@ impl Peer {
     /// czar of, as this peer sees them (the czars' advertised summaries, our
     /// own measure for ours); `None` before any load is known.
     fn mean_czar_bytes(&self) -> Option<f64> {
-        let mut per_czar: std::collections::BTreeMap<PeerId, u64> = std::collections::BTreeMap::new();
+        let mut per_czar: BTreeMap<PeerId, u64> = BTreeMap::new();
         for (&id, st) in &self.states {
             let Some(czar) = st.replica.czar.filter(|_| !st.is_retired()) else { continue };
             let bytes = self.shard_load(id).map_or(0, |l| u64::from(l.bytes_per_sec));
