@@ -6,10 +6,14 @@
 //!
 //! - `convergence`: at the end of the run (writes stopped, every partition
 //!   healed, paused peers resumed, then up to `settle_seconds` of simulated
-//!   time), every *live* peer (running, not crashed, joined) must hold, for
-//!   every shard, the same `version_of` and `checksum_of` as every other live
-//!   peer. The simulator heals the network before settling, so all live peers
-//!   are connected then; the bound is the settle period.
+//!   time), every *live* peer (running, not crashed, joined) must hold every
+//!   shard that some live peer holds live (neither split nor merged back)
+//!   live too, at the same `version_of` and `checksum_of`. A retired shard
+//!   is history: the live peers that know it must hold the same final state,
+//!   but a peer need not know it (a peer that rejoins after a merge learns
+//!   the parent's merged state, which names no split, and never hears of the
+//!   children). The simulator heals the network before settling, so all
+//!   live peers are connected then; the bound is the settle period.
 //! - `monotonic-versions`: per peer process and shard, the versions it applies
 //!   (`Updated`, `Authored`) strictly increase in (epoch, seq) order, and a
 //!   snapshot (`ShardResynced`) never installs a version lower than the last

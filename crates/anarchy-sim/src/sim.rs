@@ -450,18 +450,38 @@ impl World {
         votes.into_iter().max_by_key(|(i, n)| (*n, std::cmp::Reverse(*i))).map(|(i, _)| i)
     }
 
-    /// `None` when every live peer holds the same version and checksum of
-    /// every shard; otherwise a description of the first disagreement.
+    /// `None` when the live peers agree on every shard; otherwise a
+    /// description of the first disagreement. A shard that some live peer
+    /// holds live (not split, not merged back) must be held live by every
+    /// live peer at the same version and checksum. A shard no live peer
+    /// holds live is history: the peers that know it must hold the same
+    /// final state, but a peer may not know it at all (a joiner after a merge
+    /// learns the parent's state, which has no split record, and never hears
+    /// of the children).
     pub fn divergence(&self) -> Option<String> {
         let live: Vec<(usize, &Peer)> = self.live_peers().collect();
-        let (first, reference) = *live.first()?;
+        let held = |v: Option<Version>, retired: bool| match v {
+            Some(v) if retired => format!("{v} (retired)"),
+            Some(v) => v.to_string(),
+            None => "-".into(),
+        };
         for &shard in &self.shard_ids {
-            let want = (reference.version_of(shard), reference.checksum_of(shard));
+            let holders: Vec<(usize, &Peer)> =
+                live.iter().copied().filter(|(_, p)| p.version_of(shard).is_some()).collect();
+            let live_here = holders.iter().find(|(_, p)| !p.is_retired(shard));
+            let (first, reference) = match (live_here, holders.first()) {
+                (Some(&h), _) | (None, Some(&h)) => h,
+                (None, None) => continue,
+            };
+            // Held live somewhere: every live peer must hold it live; else
+            // the peers that still keep the history must agree on it.
+            let compared = if live_here.is_some() { &live } else { &holders };
+            let want = (reference.version_of(shard), reference.checksum_of(shard), reference.is_retired(shard));
             let mut differ = Vec::new();
-            for &(i, p) in &live[1..] {
-                let got = (p.version_of(shard), p.checksum_of(shard));
+            for &(i, p) in compared.iter().filter(|(i, _)| *i != first) {
+                let got = (p.version_of(shard), p.checksum_of(shard), p.is_retired(shard));
                 if got != want {
-                    differ.push((i, got.0));
+                    differ.push((i, got.0, got.2));
                 }
             }
             // Stream keys: every peer holds what the czar it follows holds.
@@ -482,16 +502,13 @@ impl World {
                 }
             }
             if !differ.is_empty() {
-                let shown: Vec<String> = differ
-                    .iter()
-                    .take(6)
-                    .map(|(i, v)| format!("p{i} at {}", v.map(|v| v.to_string()).unwrap_or("-".into())))
-                    .collect();
+                let shown: Vec<String> =
+                    differ.iter().take(6).map(|&(i, v, retired)| format!("p{i} at {}", held(v, retired))).collect();
                 return Some(format!(
                     "{} of {} live peers differ from p{first} (at {}, czar {}) on {}: {}{}",
                     differ.len(),
-                    live.len(),
-                    want.0.map(|v| v.to_string()).unwrap_or("-".into()),
+                    compared.len(),
+                    held(want.0, want.2),
                     reference
                         .czar_of(shard)
                         .and_then(|c| self.index_of(&c))
