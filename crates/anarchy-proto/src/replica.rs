@@ -295,12 +295,18 @@ impl Replica {
     }
 
     fn push_log(&mut self, entry: LogEntry, capacity: usize) {
-        self.log.push_back(entry);
-        while self.log.len() > capacity {
+        if capacity == 0 {
+            self.log.clear();
+            self.log_base = (entry.seq, entry.checksum);
+            return;
+        }
+        // Room first: pushing first would double a full log's buffer.
+        while self.log.len() >= capacity {
             if let Some(old) = self.log.pop_front() {
                 self.log_base = (old.seq, old.checksum);
             }
         }
+        self.log.push_back(entry);
     }
 
     /// The short checksum our state had at `seq`, while the log remembers it.
