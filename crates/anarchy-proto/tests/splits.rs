@@ -36,7 +36,13 @@ fn session_beside_quiet_shards(config: Config, quiet: usize) -> (Net, ShardId, V
 /// A trickle of writes (well under a quarter of the budget): keys `slow0`
 /// to `slow6`, one write every 100 ms for 6 s, recorded in `want`.
 fn write_trickle(net: &mut Net, world: ShardId, want: &mut BTreeMap<Vec<u8>, Vec<u8>>) {
-    for t in 0..60u32 {
+    write_every(net, world, Duration::from_millis(100), 60, want);
+}
+
+/// `count` writes of keys `slow0` to `slow6`, one every `every`, from
+/// peers 0 to 4 in turn, recorded in `want`.
+fn write_every(net: &mut Net, world: ShardId, every: Duration, count: u32, want: &mut BTreeMap<Vec<u8>, Vec<u8>>) {
+    for t in 0..count {
         let now = net.now;
         let i = (t as usize) % 5;
         let key = format!("slow{}", t % 7).into_bytes();
@@ -44,7 +50,7 @@ fn write_trickle(net: &mut Net, world: ShardId, want: &mut BTreeMap<Vec<u8>, Vec
         net.peers[i].write(now, world, &key, &value).unwrap();
         want.insert(key, value);
         net.drain_all();
-        net.run_for(Duration::from_millis(100));
+        net.run_for(every);
     }
 }
 
@@ -222,6 +228,65 @@ fn a_shard_carrying_far_more_than_the_mean_czar_splits_under_its_budget() {
     for child in children {
         assert!(net.converged(child), "{}", net.describe(child));
     }
+}
+
+#[test]
+fn a_shard_over_the_balance_floor_splits_for_balance_and_one_under_it_stays_whole() {
+    // Beside six quiet shards of other czars a shard with any load carries
+    // more than twice the mean czar's. With a budget of 40 writes/s the
+    // balance floor is 2.5 writes/s (a sixteenth).
+    let config = hot_config();
+    // 2 writes/s, for 6 s: under the floor, whole.
+    let (mut net, world, quiet) = session_beside_quiet_shards(config.clone(), 6);
+    let all: Vec<ShardId> = quiet.iter().copied().chain([world]).collect();
+    assert!(czar_count(&net, &all) >= 3, "the rule needs three czars to act");
+    let mut want = BTreeMap::new();
+    write_every(&mut net, world, Duration::from_millis(500), 12, &mut want);
+    for i in net.live() {
+        assert!(splits_seen(&net, i).is_empty(), "peer {i}{}", net.describe(world));
+    }
+    // 5 writes/s: over the floor (and under the merge share, 10 writes/s,
+    // the floor before): it splits.
+    let (mut net, world, _) = session_beside_quiet_shards(config, 6);
+    let mut want = BTreeMap::new();
+    write_every(&mut net, world, Duration::from_millis(200), 30, &mut want);
+    net.run_for(Duration::from_secs(1));
+    let children = [ShardId::child(world, false), ShardId::child(world, true)];
+    for i in net.live() {
+        assert_eq!(splits_seen(&net, i), vec![(world, children)], "peer {i}{}", net.describe(world));
+        for (key, value) in &want {
+            assert_eq!(net.peers[i].get(world, key), Some(&value[..]), "peer {i}");
+        }
+    }
+}
+
+#[test]
+fn cold_siblings_whose_union_would_split_for_balance_merge_only_once_it_is_under_the_floor() {
+    // Split for the budget beside six quiet shards of other czars. Then a
+    // trickle of 10 writes/s: under the merge share, but over the balance
+    // floor, and the union would carry more than twice the mean czar's (the
+    // quiet czars carry nothing): merged, it would split again, so the
+    // children stay apart. Once the trickle stops they merge back.
+    let config = Config { merge_after: Duration::from_millis(500), ..hot_config() };
+    let (mut net, world, quiet) = session_beside_quiet_shards(config, 6);
+    let all: Vec<ShardId> = quiet.iter().copied().chain([world]).collect();
+    assert!(czar_count(&net, &all) >= 3, "the rule needs three czars to act");
+    let mut round = 0;
+    let mut want = write_load(&mut net, world, 40, &mut round);
+    let children = [ShardId::child(world, false), ShardId::child(world, true)];
+    assert_eq!(splits_seen(&net, 0), vec![(world, children)], "{}", net.describe(world));
+    write_trickle(&mut net, world, &mut want);
+    for i in net.live() {
+        assert!(merges_seen(&net, i).is_empty(), "peer {i}{}", net.describe(world));
+    }
+    net.run_for(Duration::from_secs(3));
+    for i in net.live() {
+        assert_eq!(merges_seen(&net, i), vec![(children, world)], "peer {i}{}", net.describe(world));
+        for (key, value) in &want {
+            assert_eq!(net.peers[i].get(world, key), Some(&value[..]), "peer {i}");
+        }
+    }
+    assert!(net.converged(world), "{}", net.describe(world));
 }
 
 #[test]

@@ -65,9 +65,13 @@ const MERGE_BYTES: usize = 1 + 4 + 16 + 8 + 8 + 8 + 8;
 const MERGE_SHARE: f64 = 0.25;
 
 /// A shard that carries more than this many times the mean czar's bytes per
-/// second (and over the merge share of a budget) splits like an over-budget
-/// one, so no czar carries far more than the average (§6.18, balance).
+/// second (and over `BALANCE_FLOOR` of a budget) splits like an over-budget
+/// one, so no czar carries far more than the average; two cold siblings
+/// whose union would split so do not merge (§6.18, balance).
 const BALANCE_SHARE: f64 = 2.0;
+/// A shard under this share of every split budget never splits for
+/// balance: too little load to be worth a shard's heartbeats.
+const BALANCE_FLOOR: f64 = 1.0 / 16.0;
 
 /// A split parent refuses newer claims while its children lag for at most
 /// this many `peer_timeout`s in a row (§6.18).
@@ -362,7 +366,8 @@ impl Peer {
                 || (keys_cap > 0.0 && k > keys_cap * share)
         };
         let live = self.members.alive_count();
-        // Worked out once, the first time a shard of ours is over the merge share.
+        // Worked out once, the first time a shard of ours is over the balance
+        // floor or could merge.
         let mut mean_czar_bytes: Option<Option<f64>> = None;
         let mut due = Vec::new();
         let ids: Vec<ShardId> = self.states.keys().copied().collect();
@@ -405,20 +410,28 @@ impl Peer {
                 (f64::from(l.writes_per_sec), f64::from(l.bytes_per_sec), keys as f64)
             });
             // Over budget, or (balance) carrying more than `BALANCE_SHARE`
-            // times the mean czar's bytes while over the merge share, so the
-            // children never merge straight back.
-            let unbalanced = over(load, MERGE_SHARE)
+            // times the mean czar's bytes while over `BALANCE_FLOOR`.
+            let unbalanced = over(load, BALANCE_FLOOR)
                 && mean_czar_bytes
                     .get_or_insert_with(|| self.mean_czar_bytes())
                     .is_some_and(|m| load.1 > BALANCE_SHARE * m);
             let hot = !sealed && !pinned && depth < max_depth && live >= 2 && (over(load, 1.0) || unbalanced);
             let bit = split_from.map(|f| f.bit);
-            // Cold: both siblings together under the merge share, both live leaves.
+            // Cold: both siblings together under the merge share, both live
+            // leaves, and their union would not split again for balance (the
+            // children of a balance split never merge straight back).
+            let union = sib_load.map(|(w, b, k)| (load.0 + w, load.1 + b, load.2 + k));
             let cold = bit == Some(true)
                 && !sealed
                 && sib_live
                 && sib_sealed.is_none()
-                && sib_load.is_some_and(|(w, b, k)| !over((load.0 + w, load.1 + b, load.2 + k), MERGE_SHARE));
+                && union.is_some_and(|u| {
+                    !over(u, MERGE_SHARE)
+                        && (!over(u, BALANCE_FLOOR)
+                            || mean_czar_bytes
+                                .get_or_insert_with(|| self.mean_czar_bytes())
+                                .is_none_or(|m| u.1 <= BALANCE_SHARE * m))
+                });
             let st = self.states.get_mut(&id).expect("listed");
             if !hot {
                 st.split.hot_since = None;
