@@ -142,9 +142,10 @@ pub struct Config {
     pub max_tracked_sources: usize,
     /// A shard whose czar applies more than this many updates per second (over
     /// the 1 s load window) for `split_after` splits in two by key hash.
-    /// 0: never on this count. Default 1000. For balance, a shard over a
-    /// sixteenth of any of the three budgets that carries more than twice the
-    /// mean czar's bytes per second splits too (`docs/PROTOCOL.md` §6.18).
+    /// 0: never on this count. Default 1000. For balance, a czar that carries
+    /// more than twice the mean czar's bytes per second splits its busiest
+    /// shard too, if that is over a sixteenth of any of the three budgets
+    /// (`docs/PROTOCOL.md` §6.18).
     pub split_writes_per_sec: u32,
     /// The same for bytes of key and value applied per second (what the
     /// czar's uplink multiplies by the session size). 0: never on this
@@ -163,7 +164,8 @@ pub struct Config {
     pub max_split_depth: u8,
     /// Two sibling shards (children of one split) whose load together stays
     /// under a quarter of a split budget for this long merge back into their
-    /// parent, unless their union would split again for balance. The gap
+    /// parent, unless the merge would put the parent's czar over the
+    /// balance share (`docs/PROTOCOL.md` §6.18). The gap
     /// between the two thresholds keeps a shard near the budget from
     /// flapping. Default 10 s.
     pub merge_after: Duration,

@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use anarchy_proto::shards::key_bit;
+use anarchy_proto::shards::{key_bit, ranking, ShardInfo};
 use anarchy_proto::wire::Frame;
-use anarchy_proto::{Config, Event, ShardId, WriteError, WriteId, WriteOutcome, RESERVED_KEY_PREFIX};
+use anarchy_proto::{Config, Event, PeerId, ShardId, WriteError, WriteId, WriteOutcome, RESERVED_KEY_PREFIX};
 use support::Net;
 
 /// Five peers sharing `world` with a low split budget (40 writes/s for 300 ms).
@@ -287,6 +287,58 @@ fn cold_siblings_whose_union_would_split_for_balance_merge_only_once_it_is_under
         }
     }
     assert!(net.converged(world), "{}", net.describe(world));
+}
+
+#[test]
+fn a_czar_carrying_far_more_than_the_mean_splits_its_busiest_shard_though_no_shard_alone_does() {
+    // One peer is czar of two shards written 5 times a second each (over the
+    // balance floor of 2.5, under the budget of 40); two quiet shards have
+    // two other czars. The mean czar carries 2L/3: no shard alone carries
+    // over twice that (L < 4L/3), but their czar does (2L): it splits its
+    // busiest shard, and then, if its load is still over, the other.
+    let mut net = Net::new(hot_config());
+    for _ in 0..5 {
+        net.add();
+    }
+    let ids: Vec<PeerId> = (0..5).map(|i| net.id(i)).collect();
+    let top = |name: &str| ranking(&ShardInfo::declared(ShardId::from_name(name), name, None), ids.iter(), 1)[0];
+    let names: Vec<String> = (0..200).map(|n| format!("s{n}")).collect();
+    let busy_czar = top(&names[0]);
+    let busy: Vec<&String> = names.iter().filter(|n| top(n) == busy_czar).take(2).collect();
+    let mut quiet: Vec<&String> = Vec::new();
+    for n in &names {
+        if quiet.len() < 2 && top(n) != busy_czar && quiet.iter().all(|q| top(q) != top(n)) {
+            quiet.push(n);
+        }
+    }
+    let busy: Vec<ShardId> = busy.iter().map(|n| net.declare_everywhere(n, None)).collect();
+    let quiet: Vec<ShardId> = quiet.iter().map(|n| net.declare_everywhere(n, None)).collect();
+    net.start_all();
+    net.run_for(Duration::from_secs(1));
+    let all: Vec<ShardId> = busy.iter().chain(&quiet).copied().collect();
+    assert_eq!(czar_count(&net, &all), 3, "{}", net.describe(busy[0]));
+    let mut want = Vec::new();
+    for t in 0..60u32 {
+        let now = net.now;
+        let shard = busy[t as usize % 2];
+        let key = format!("k{}", t % 7).into_bytes();
+        let value = t.to_le_bytes().to_vec();
+        net.peers[t as usize % 5].write(now, shard, &key, &value).unwrap();
+        want.retain(|(s, k, _)| (*s, k) != (shard, &key));
+        want.push((shard, key, value));
+        net.drain_all();
+        net.run_for(Duration::from_millis(100));
+    }
+    net.run_for(Duration::from_secs(1));
+    let split = splits_seen(&net, 0);
+    assert!(!split.is_empty(), "{}", net.describe(busy[0]));
+    for i in net.live() {
+        assert_eq!(splits_seen(&net, i), split, "peer {i}");
+        assert!(split.iter().all(|(parent, _)| busy.contains(parent)), "only the busy czar's shards split");
+        for (shard, key, value) in &want {
+            assert_eq!(net.peers[i].get(*shard, key), Some(&value[..]), "peer {i}");
+        }
+    }
 }
 
 #[test]

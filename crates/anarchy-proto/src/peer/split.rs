@@ -64,10 +64,11 @@ const MERGE_BYTES: usize = 1 + 4 + 16 + 8 + 8 + 8 + 8;
 /// of a split budget (hysteresis: a shard near the split budget never flaps).
 const MERGE_SHARE: f64 = 0.25;
 
-/// A shard that carries more than this many times the mean czar's bytes per
-/// second (and over `BALANCE_FLOOR` of a budget) splits like an over-budget
-/// one, so no czar carries far more than the average; two cold siblings
-/// whose union would split so do not merge (§6.18, balance).
+/// A czar that carries more than this many times the mean czar's bytes per
+/// second splits its busiest shard (if over `BALANCE_FLOOR` of a budget)
+/// like an over-budget one, so no czar carries far more than the average;
+/// two cold siblings whose merge would put the parent's czar over it do not
+/// merge (§6.18, balance).
 const BALANCE_SHARE: f64 = 2.0;
 /// A shard under this share of every split budget never splits for
 /// balance: too little load to be worth a shard's heartbeats.
@@ -368,7 +369,7 @@ impl Peer {
         let live = self.members.alive_count();
         // Worked out once, the first time a shard of ours is over the balance
         // floor or could merge.
-        let mut mean_czar_bytes: Option<Option<f64>> = None;
+        let mut czar_loads: Option<Option<CzarLoads>> = None;
         let mut due = Vec::new();
         let ids: Vec<ShardId> = self.states.keys().copied().collect();
         for id in ids {
@@ -409,17 +410,21 @@ impl Peer {
                 let keys = sib.map_or(0, |s| s.replica.len());
                 (f64::from(l.writes_per_sec), f64::from(l.bytes_per_sec), keys as f64)
             });
-            // Over budget, or (balance) carrying more than `BALANCE_SHARE`
-            // times the mean czar's bytes while over `BALANCE_FLOOR`.
+            // Over budget, or (balance) over `BALANCE_FLOOR` and our busiest
+            // shard while we carry more than `BALANCE_SHARE` times the mean
+            // czar's bytes.
             let unbalanced = over(load, BALANCE_FLOOR)
-                && mean_czar_bytes
-                    .get_or_insert_with(|| self.mean_czar_bytes())
-                    .is_some_and(|m| load.1 > BALANCE_SHARE * m);
+                && czar_loads
+                    .get_or_insert_with(|| self.czar_loads())
+                    .as_ref()
+                    .is_some_and(|l| l.busiest.get(&self.id).is_some_and(|b| b.1 == id) && l.over_share(&self.id, 0.0));
             let hot = !sealed && !pinned && depth < max_depth && live >= 2 && (over(load, 1.0) || unbalanced);
             let bit = split_from.map(|f| f.bit);
             // Cold: both siblings together under the merge share, both live
-            // leaves, and their union would not split again for balance (the
-            // children of a balance split never merge straight back).
+            // leaves, and the merge would not leave the parent's czar over
+            // the balance share with the union over the floor (it could split
+            // again for balance: the children of a balance split never merge
+            // straight back).
             let union = sib_load.map(|(w, b, k)| (load.0 + w, load.1 + b, load.2 + k));
             let cold = bit == Some(true)
                 && !sealed
@@ -427,10 +432,21 @@ impl Peer {
                 && sib_sealed.is_none()
                 && union.is_some_and(|u| {
                     !over(u, MERGE_SHARE)
-                        && (!over(u, BALANCE_FLOOR)
-                            || mean_czar_bytes
-                                .get_or_insert_with(|| self.mean_czar_bytes())
-                                .is_none_or(|m| u.1 <= BALANCE_SHARE * m))
+                        && (!over(u, BALANCE_FLOOR) || {
+                            let parent = split_from.map(|f| f.parent);
+                            let czar = parent.and_then(|p| self.layout_czar(p));
+                            let loads = czar_loads.get_or_insert_with(|| self.czar_loads()).as_ref();
+                            !loads.zip(czar).is_some_and(|(l, c)| {
+                                // The czar's load once the siblings' moves to it.
+                                let leaving: f64 = [Some(id), sibling]
+                                    .into_iter()
+                                    .flatten()
+                                    .filter(|s| self.states.get(s).and_then(|st| st.replica.czar) == Some(c))
+                                    .map(|s| self.shard_load(s).map_or(0.0, |x| f64::from(x.bytes_per_sec)))
+                                    .sum();
+                                l.over_share(&c, u.1 - leaving)
+                            })
+                        })
                 });
             let st = self.states.get_mut(&id).expect("listed");
             if !hot {
@@ -461,30 +477,38 @@ impl Peer {
         }
     }
 
-    /// The mean over czars of the bytes per second of the live shards each is
-    /// czar of, as this peer sees them (the czars' advertised summaries, our
-    /// own measure for ours); `None` before any load is known.
-    fn mean_czar_bytes(&self) -> Option<f64> {
-        let mut per_czar: BTreeMap<PeerId, u64> = BTreeMap::new();
+    /// The bytes per second of the live shards each czar holds, as this peer
+    /// sees them (the czars' advertised summaries, our own measure for
+    /// ours); `None` before any load is known.
+    fn czar_loads(&self) -> Option<CzarLoads> {
+        let mut per_czar: BTreeMap<PeerId, f64> = BTreeMap::new();
+        let mut busiest: BTreeMap<PeerId, (u32, ShardId)> = BTreeMap::new();
         for (&id, st) in &self.states {
             let Some(czar) = st.replica.czar.filter(|_| !st.is_retired()) else { continue };
-            let bytes = self.shard_load(id).map_or(0, |l| u64::from(l.bytes_per_sec));
-            *per_czar.entry(czar).or_default() += bytes;
+            let bytes = self.shard_load(id).map_or(0, |l| l.bytes_per_sec);
+            *per_czar.entry(czar).or_default() += f64::from(bytes);
+            let top = busiest.entry(czar).or_insert((bytes, id));
+            if bytes > top.0 {
+                *top = (bytes, id);
+            }
         }
-        let total: u64 = per_czar.values().sum();
-        (total > 0).then(|| total as f64 / per_czar.len() as f64)
+        let total: f64 = per_czar.values().sum();
+        (total > 0.0).then(|| CzarLoads { mean: total / per_czar.len() as f64, per_czar, busiest })
+    }
+
+    /// The top-ranked live (eligible) member for `shard`: the czar a split or
+    /// merge record names for it.
+    fn layout_czar(&self, shard: ShardId) -> Option<PeerId> {
+        let live: Vec<PeerId> = self.members.alive_ids().copied().collect();
+        let info = crate::shards::ShardInfo::declared(shard, "", None);
+        ranking_eligible(&info, live.iter(), &self.ineligible(), 1).first().copied()
     }
 
     /// Proposes a layout record for `shard` (ours, ready) from our current state.
     fn propose_layout(&mut self, now: Instant, shard: ShardId, action: Layout) {
         // Our unsent updates leave first, so members reach the base before the proposal.
         self.flush_outgoing();
-        let live: Vec<PeerId> = self.members.alive_ids().copied().collect();
-        let ineligible = self.ineligible();
-        let top = |id: ShardId| {
-            let info = crate::shards::ShardInfo::declared(id, "", None);
-            ranking_eligible(&info, live.iter(), &ineligible, 1).first().copied()
-        };
+        let top = |id: ShardId| self.layout_czar(id);
         let st = &self.states[&shard];
         let base = (st.replica.seq(), st.replica.checksum().short());
         let (key, value) = match action {
@@ -718,6 +742,22 @@ impl Peer {
             self.shards.remove_child(child);
         }
         self.stats.drop(DropReason::BadSplit);
+    }
+}
+
+/// Who carries what, for the balance rule: the bytes per second of each
+/// czar's live shards, their mean over czars, and each czar's busiest shard.
+struct CzarLoads {
+    per_czar: BTreeMap<PeerId, f64>,
+    mean: f64,
+    busiest: BTreeMap<PeerId, (u32, ShardId)>,
+}
+
+impl CzarLoads {
+    /// Whether `czar`, carrying `extra` bytes per second more, carries over
+    /// `BALANCE_SHARE` times the mean czar's.
+    fn over_share(&self, czar: &PeerId, extra: f64) -> bool {
+        self.per_czar.get(czar).copied().unwrap_or(0.0) + extra > BALANCE_SHARE * self.mean
     }
 }
 
