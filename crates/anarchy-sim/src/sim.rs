@@ -1511,12 +1511,16 @@ impl Sim {
         }
     }
 
-    /// Notes, per shard, its current czar's slot and since when that czar
-    /// has held it (no entry while no czar is agreed on).
+    /// Notes, per live shard, its current czar's slot and since when that
+    /// czar has held it (no entry while no czar is agreed on, or while the
+    /// czar holds the shard retired: a merged child that a later split makes
+    /// anew starts a new tenure, even with its old czar).
     fn track_czar_tenure(&mut self) {
         let w = &self.world;
         for &shard in &w.shard_ids {
-            let Some(c) = w.czar_index(shard) else {
+            let czar = w.czar_index(shard);
+            let held = czar.filter(|&c| w.slots[c].peer.as_ref().is_some_and(|p| !p.is_retired(shard)));
+            let Some(c) = held else {
                 self.czar_tenure.remove(&shard);
                 continue;
             };
