@@ -433,19 +433,13 @@ impl Peer {
                 && union.is_some_and(|u| {
                     !over(u, MERGE_SHARE)
                         && (!over(u, BALANCE_FLOOR) || {
+                            let loads = czar_loads.get_or_insert_with(|| self.czar_loads());
                             let parent = split_from.map(|f| f.parent);
-                            let czar = parent.and_then(|p| self.layout_czar(p));
-                            let loads = czar_loads.get_or_insert_with(|| self.czar_loads()).as_ref();
-                            !loads.zip(czar).is_some_and(|(l, c)| {
-                                // The czar's load once the siblings' moves to it.
-                                let leaving: f64 = [Some(id), sibling]
-                                    .into_iter()
-                                    .flatten()
-                                    .filter(|s| self.states.get(s).and_then(|st| st.replica.czar) == Some(c))
-                                    .map(|s| self.shard_load(s).map_or(0.0, |x| f64::from(x.bytes_per_sec)))
-                                    .sum();
-                                l.over_share(&c, u.1 - leaving)
-                            })
+                            !loads
+                                .as_ref()
+                                .zip(parent)
+                                .zip(sibling)
+                                .is_some_and(|((l, p), sib)| self.merge_unbalances(l, p, [id, sib], u.1))
                         })
                 });
             let st = self.states.get_mut(&id).expect("listed");
@@ -494,6 +488,20 @@ impl Peer {
         }
         let total: f64 = per_czar.values().sum();
         (total > 0.0).then(|| CzarLoads { mean: total / per_czar.len() as f64, per_czar, busiest })
+    }
+
+    /// Whether merging `children`, which carry `union` bytes per second
+    /// together, into `parent` would put the parent's czar (the one the merge
+    /// record would name) over the balance share.
+    fn merge_unbalances(&self, loads: &CzarLoads, parent: ShardId, children: [ShardId; 2], union: f64) -> bool {
+        let Some(czar) = self.layout_czar(parent) else { return false };
+        // What the czar carries of the children already moves, not adds.
+        let held: f64 = children
+            .iter()
+            .filter(|s| self.states.get(s).and_then(|st| st.replica.czar) == Some(czar))
+            .map(|s| self.shard_load(*s).map_or(0.0, |l| f64::from(l.bytes_per_sec)))
+            .sum();
+        loads.over_share(&czar, union - held)
     }
 
     /// The top-ranked live (eligible) member for `shard`: the czar a split or
