@@ -257,6 +257,7 @@ fn rejoiners_after_a_merge_converge_without_the_merged_children() {
     sim.run_until(30_000_000);
     sim.end_writes();
     sim.run_until(35_000_000);
+    assert!(sim.findings().is_empty(), "{:?}", sim.findings().counts);
     let w = sim.world();
     assert_eq!(w.divergence(), None);
     let live: Vec<_> = w.live_peers().map(|(_, p)| p).collect();
