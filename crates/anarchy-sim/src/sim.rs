@@ -1542,10 +1542,8 @@ impl Sim {
         let mut settled = true;
         for &shard in &w.shard_ids {
             let Some(&(c, since)) = self.czar_tenure.get(&shard) else { continue };
+            // Tenure is kept only while the czar holds the shard live.
             let Some(p) = w.slots[c].peer.as_ref() else { continue };
-            if p.is_retired(shard) {
-                continue; // split or merged away: no czar load
-            }
             settled &= now - since >= LOAD_SETTLE_US;
             let load = p.shard_load(shard).map_or(0, |l| u64::from(l.bytes_per_sec));
             *per_czar.entry(c).or_default() += load;
