@@ -164,6 +164,18 @@ impl Keypair {
     pub fn sign(&self, message: &[u8]) -> [u8; SIGNATURE_BYTES] {
         self.signing.sign(message).to_bytes()
     }
+
+    /// The X25519 Diffie-Hellman secret this keypair shares with the owner of
+    /// `their` key: both sides get the same 32 bytes (each with its own secret
+    /// and the other's public key, both Ed25519 keys taken to their Montgomery
+    /// form, as `ed25519_dalek` documents). `None` for a key that is not a
+    /// curve point or whose result is all zeros (a small-order key). Used only
+    /// as input to a keyed derivation ([`crate::proof::pair_key`]).
+    pub fn agree(&self, their: &PublicKey) -> Option<[u8; 32]> {
+        let point = ed25519_dalek::VerifyingKey::from_bytes(&their.0).ok()?.to_montgomery();
+        let shared = point.mul_clamped(self.signing.to_scalar_bytes()).to_bytes();
+        (shared != [0; 32]).then_some(shared)
+    }
 }
 
 /// Errors parsing identities from text.
@@ -226,6 +238,19 @@ mod tests {
         assert!(a.public_key().verify(b"hello", &sig));
         assert!(!a.public_key().verify(b"hellp", &sig));
         assert!(!Keypair::from_seed(8).public_key().verify(b"hello", &sig));
+    }
+
+    #[test]
+    fn both_sides_agree_on_one_secret_that_a_third_does_not_share() {
+        let (a, b, c) = (Keypair::from_seed(1), Keypair::from_seed(2), Keypair::from_seed(3));
+        let ab = a.agree(&b.public_key()).expect("a curve point");
+        assert_eq!(Some(ab), b.agree(&a.public_key()));
+        assert_ne!(Some(ab), c.agree(&a.public_key()));
+        assert_ne!(Some(ab), c.agree(&b.public_key()));
+        // The identity point (small order) gives no secret.
+        let mut identity = [0u8; PUBLIC_KEY_BYTES];
+        identity[0] = 1;
+        assert_eq!(a.agree(&PublicKey(identity)), None);
     }
 
     #[test]

@@ -9,6 +9,13 @@
 //! applies, whoever relayed it. Snapshots are signed by the peer that sends
 //! them, over a collision-resistant hash of their whole content.
 //!
+//! A czar's own pushes go out as *pieces* of an open run
+//! ([`crate::wire::Frame::Piece`]), each authenticated to its one receiver by
+//! a MAC under the pair key of czar and receiver ([`pair_key`], from their
+//! Diffie-Hellman secret): 16 bytes instead of a 64-byte signature per
+//! datagram. The run is signed once when it closes
+//! ([`crate::wire::Frame::RunSig`]), and from then on travels like any other.
+//!
 //! Verification is strict Ed25519 (`verify_strict`), one signature at a time.
 //! Results are memoised per thread by a hash of (key, message, signature):
 //! the answer never depends on the cache, and a simulator running many peers
@@ -18,11 +25,11 @@
 use std::cell::RefCell;
 use std::collections::HashSet;
 
-use crate::identity::{Keypair, PeerId, PublicKey, SIGNATURE_BYTES};
+use crate::identity::{Keypair, PeerId, PublicKey, PEER_ID_BYTES, SIGNATURE_BYTES};
 use crate::replica::Version;
 use crate::seal::SessionSecret;
 use crate::shards::ShardId;
-use crate::wire::{put_update, Frame, Update};
+use crate::wire::{put_piece_header, put_update, Frame, Update, PIECE_MAC_BYTES};
 
 const DELTA_CONTEXT: &str = "anarchy 2026 signed delta v1";
 const STREAM_CONTEXT: &str = "anarchy 2026 signed stream v1";
@@ -106,6 +113,69 @@ impl BatchProof {
     pub fn last_seq(&self) -> u64 {
         self.first_seq + u64::from(self.count).saturating_sub(1)
     }
+
+    /// The header of a piece ([`Frame::Piece`]): authenticated by its pair
+    /// MAC to the one peer that received it, not signed yet. Its signature is
+    /// all zeros, which strict verification never accepts (the zero point
+    /// encoding is of small order), and its `base` is unknown (0).
+    pub fn unsigned(author: PeerId, epoch: u32, first_seq: u64, count: u32, after: u64) -> Self {
+        BatchProof { author, epoch, first_seq, count, base: 0, after, sig: [0; SIGNATURE_BYTES] }
+    }
+
+    /// Whether this header carries its author's signature (see
+    /// [`BatchProof::unsigned`]): only a signed run can be passed on.
+    pub fn is_signed(&self) -> bool {
+        self.sig != [0; SIGNATURE_BYTES]
+    }
+}
+
+/// BLAKE3 `derive_key` context of the pair keys ([`pair_key`]).
+pub const PAIR_KEY_CONTEXT: &str = "anarchy 2026 pair key v1";
+/// Domain of a piece's MAC ([`piece_mac`]).
+pub const PIECE_MAC_CONTEXT: &[u8] = b"anarchy 2026 piece v1";
+
+/// The key two members share: `derive_key(PAIR_KEY_CONTEXT, session tag ‖
+/// their Diffie-Hellman secret ‖ the lower id ‖ the higher id)`. Only the two
+/// can compute it (the session secret alone does not give it), so a MAC under
+/// it proves to one of them that the other made it.
+pub fn pair_key(session: &[u8; 32], shared: &[u8; 32], a: &PeerId, b: &PeerId) -> [u8; 32] {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    let mut material = Vec::with_capacity(32 + 32 + 2 * PEER_ID_BYTES);
+    material.extend_from_slice(session);
+    material.extend_from_slice(shared);
+    material.extend_from_slice(&lo.0);
+    material.extend_from_slice(&hi.0);
+    blake3::derive_key(PAIR_KEY_CONTEXT, &material)
+}
+
+/// The MAC of a piece `author` sends to `receiver` ([`Frame::Piece`]): the
+/// first [`PIECE_MAC_BYTES`] of a BLAKE3 keyed hash under their pair key of
+/// the domain, both ids (so it is good in one direction, to one peer), and
+/// the piece's fields and updates as encoded.
+#[allow(clippy::too_many_arguments)]
+pub fn piece_mac(
+    pair: &[u8; 32],
+    author: &PeerId,
+    receiver: &PeerId,
+    shard: ShardId,
+    epoch: u32,
+    first_seq: u64,
+    after: u64,
+    updates: &[Update],
+) -> [u8; PIECE_MAC_BYTES] {
+    let mut buf = Vec::with_capacity(64 + updates.iter().map(Update::encoded_len).sum::<usize>());
+    buf.extend_from_slice(PIECE_MAC_CONTEXT);
+    buf.extend_from_slice(&author.0);
+    buf.extend_from_slice(&receiver.0);
+    put_piece_header(&mut buf, shard, epoch, first_seq, after);
+    buf.extend_from_slice(&(updates.len() as u64).to_le_bytes());
+    for u in updates {
+        put_update(&mut buf, u);
+    }
+    let hash = blake3::keyed_hash(pair, &buf);
+    let mut mac = [0u8; PIECE_MAC_BYTES];
+    mac.copy_from_slice(&hash.as_bytes()[..PIECE_MAC_BYTES]);
+    mac
 }
 
 /// The 32 bytes a czar signs for a run of updates. Every field that gives the

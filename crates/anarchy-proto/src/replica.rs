@@ -412,8 +412,10 @@ impl Replica {
 
     /// Whether the update at `seq` (next after ours) of the run `proof`
     /// continues our state: the run's first update must build on our
-    /// checksum, a later one must follow the update of the same run we
-    /// applied just before. Unverifiable (no proof, or our log restarted
+    /// checksum (a piece names none: its end is checked instead), a later
+    /// one must follow an update of the run's author in the run's epoch
+    /// applied just before (one czar per epoch: that is the run's own
+    /// history, whether its pieces, this run or another brought it). Unverifiable (no proof, or our log restarted
     /// right there at a snapshot) counts as continuing, but a run straddling
     /// the snapshot only if it is of the epoch whose history the snapshot is
     /// on (its lineage): a run of another epoch wrote the seqs up to ours
@@ -423,10 +425,18 @@ impl Replica {
     fn continues(&self, seq: u64, proof: Option<&BatchProof>) -> bool {
         let Some(p) = proof else { return true };
         if p.first_seq == seq {
-            return p.base == self.checksum.short();
+            // A piece names no base: its `after` is checked once it is applied.
+            return !p.is_signed() || p.base == self.checksum.short();
         }
+        // One czar per epoch: an update of the run's author in the run's
+        // epoch just before is the run's own history, whichever of its pieces
+        // or signed runs brought it.
         match self.log.back() {
-            Some(last) => last.seq + 1 == seq && last.proof.as_deref() == Some(p),
+            Some(last) => {
+                last.seq + 1 == seq
+                    && last.epoch == p.epoch
+                    && last.proof.as_deref().is_some_and(|l| l == p || l.author == p.author)
+            }
             None => self.log_base.0 + 1 == seq && p.epoch == self.lineage,
         }
     }
@@ -484,6 +494,43 @@ impl Replica {
         self.log.iter().rev().skip_while(|e| e.seq > seq).find(|e| e.update.key == key)
     }
 
+    /// The updates of `run` as its author's pieces brought them (as they
+    /// travelled), if the log holds every one of them so, unsigned, and our
+    /// state before and after them is what `run` states: a run signature
+    /// ([`crate::wire::Frame::RunSig`]) to check and keep. `None` otherwise.
+    pub fn pieces_of(&self, run: &BatchProof) -> Option<Vec<Update>> {
+        if self.checksum_at(run.first_seq - 1) != Some(run.base) || self.checksum_at(run.last_seq()) != Some(run.after)
+        {
+            return None;
+        }
+        (run.first_seq..=run.last_seq())
+            .map(|seq| {
+                let e = self.entry_at(seq)?;
+                let p = e.proof.as_ref()?;
+                (e.epoch == run.epoch && p.author == run.author && !p.is_signed()).then(|| e.wire_update())
+            })
+            .collect()
+    }
+
+    /// Our own updates `first..=last` of `epoch`, not yet signed, as they
+    /// travel: the open run a czar signs when it closes. `None` if the log
+    /// no longer holds them all so (a snapshot replaced it, or it is shorter
+    /// than the run).
+    pub fn own_unsigned(&self, epoch: u32, first: u64, last: u64) -> Option<Vec<Update>> {
+        (first..=last)
+            .map(|seq| {
+                let e = self.entry_at(seq)?;
+                (e.epoch == epoch && e.proof.is_none()).then(|| e.wire_update())
+            })
+            .collect()
+    }
+
+    /// Whether the update at `seq` came in a piece whose run we hold no
+    /// signature for: we cannot pass it on.
+    pub fn unsigned_at(&self, seq: u64) -> bool {
+        self.entry_at(seq).and_then(|e| e.proof.as_ref()).is_some_and(|p| !p.is_signed())
+    }
+
     /// Whether the log reaches back to `seq`.
     pub fn log_covers(&self, seq: u64) -> bool {
         self.log.front().is_some_and(|e| e.seq <= seq)
@@ -531,7 +578,8 @@ impl Replica {
         let mut taken = 0;
         let mut seq = from_seq;
         while let Some(e) = seq.checked_sub(first).and_then(|i| self.log.get(i as usize)) {
-            let Some(p) = &e.proof else { break };
+            // Not signed yet (ours unsent, or a piece): nothing to pass on.
+            let Some(p) = e.proof.as_ref().filter(|p| p.is_signed()) else { break };
             if p.first_seq < first {
                 // The log starts inside this run: it cannot be resent whole.
                 if runs.is_empty() {

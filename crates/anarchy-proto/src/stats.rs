@@ -88,11 +88,15 @@ pub enum DropReason {
     /// A split record that does not decode, or a split past the deepest
     /// allowed: the parent stays whole here.
     BadSplit,
+    /// A run signature ([`crate::wire::Frame::RunSig`]) for updates we do
+    /// not hold as its author's pieces (lost, repaired as signed runs, or
+    /// replaced since): nothing to attach it to.
+    UnmatchedRun,
 }
 
 impl DropReason {
     /// Every reason, for tables.
-    pub const ALL: [DropReason; 36] = [
+    pub const ALL: [DropReason; 37] = [
         DropReason::Oversized,
         DropReason::Truncated,
         DropReason::BadMagic,
@@ -129,6 +133,7 @@ impl DropReason {
         DropReason::StreamBaseMissing,
         DropReason::SplitPending,
         DropReason::BadSplit,
+        DropReason::UnmatchedRun,
     ];
 
     /// A stable snake_case name for metrics.
@@ -170,6 +175,7 @@ impl DropReason {
             DropReason::StreamBaseMissing => "stream_base_missing",
             DropReason::SplitPending => "split_pending",
             DropReason::BadSplit => "bad_split",
+            DropReason::UnmatchedRun => "unmatched_run",
         }
     }
 }

@@ -54,6 +54,8 @@ pub const MAX_SHARD_NAME_BYTES: usize = 64;
 pub const MAX_EPOCH: u32 = u32::MAX / 2;
 /// Largest sequence number a datagram may carry (same reasoning as [`MAX_EPOCH`]).
 pub const MAX_SEQ: u64 = u64::MAX / 4;
+/// Bytes of a [`Frame::Piece`]'s pair MAC.
+pub const PIECE_MAC_BYTES: usize = 16;
 
 /// A change to one key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -561,6 +563,45 @@ pub enum Frame {
         /// The highest stamp up to which nothing is missing.
         have: u64,
     },
+    /// Updates of the sender's open run (§6.7): consecutive updates of a
+    /// shard the sender is czar of, like an own [`Frame::Delta`] without base
+    /// and signature. `mac` authenticates it to its one receiver (a keyed
+    /// hash under the pair key of sender and receiver, `proof::piece_mac`);
+    /// the run's signature follows in a [`Frame::RunSig`] once the run closes.
+    Piece {
+        /// Which shard.
+        shard: ShardId,
+        /// The epoch the updates were written in.
+        epoch: u32,
+        /// Sequence number of the first update.
+        first_seq: u64,
+        /// The sender's short state checksum after the last update.
+        after: u64,
+        /// The pair MAC over everything else (see `proof::piece_mac`).
+        mac: [u8; PIECE_MAC_BYTES],
+        /// The updates, in order.
+        updates: Vec<Update>,
+    },
+    /// The signature of a run the sender wrote and sent in [`Frame::Piece`]s:
+    /// the header of the whole run, as a [`Frame::Delta`] of all its updates
+    /// would carry it. A receiver that holds the run's updates as its pieces
+    /// checks it and keeps it as their proof.
+    RunSig {
+        /// Which shard.
+        shard: ShardId,
+        /// The epoch the run was written in.
+        epoch: u32,
+        /// Sequence number of the run's first update.
+        first_seq: u64,
+        /// How many updates the run holds (at least one).
+        count: u32,
+        /// The sender's short state checksum at `first_seq - 1`.
+        base: u64,
+        /// The sender's short state checksum after the run's last update.
+        after: u64,
+        /// The sender's signature over `proof::delta_message` of the run.
+        sig: Signature,
+    },
     /// One piece of a frame larger than [`MAX_FRAME_BYTES`]: the receiver
     /// joins the `count` pieces of `id` in index order and decodes the result
     /// as one frame (never itself a fragment).
@@ -610,6 +651,8 @@ impl Frame {
             Frame::StreamAck { .. } => FrameKind::StreamAck,
             Frame::ShortId { .. } => FrameKind::ShortId,
             Frame::ShortIdUnknown { .. } => FrameKind::ShortIdUnknown,
+            Frame::Piece { .. } => FrameKind::Piece,
+            Frame::RunSig { .. } => FrameKind::RunSig,
         }
     }
 
@@ -795,6 +838,23 @@ impl Frame {
                 put_varint(out, u64::from(*index));
             }
             Frame::ShortIdUnknown { index } => put_varint(out, u64::from(*index)),
+            Frame::Piece { shard, epoch, first_seq, after, mac, updates } => {
+                put_piece_header(out, *shard, *epoch, *first_seq, *after);
+                out.extend_from_slice(mac);
+                put_varint(out, updates.len() as u64);
+                for u in updates {
+                    put_update(out, u);
+                }
+            }
+            Frame::RunSig { shard, epoch, first_seq, count, base, after, sig } => {
+                out.extend_from_slice(&shard.0.to_le_bytes());
+                put_varint(out, u64::from(*epoch));
+                put_varint(out, *first_seq);
+                put_varint(out, u64::from(*count));
+                out.extend_from_slice(&base.to_le_bytes());
+                out.extend_from_slice(&after.to_le_bytes());
+                out.extend_from_slice(sig);
+            }
             Frame::Fragment { id, index, count, bytes } => {
                 put_varint(out, u64::from(*id));
                 put_varint(out, u64::from(*index));
@@ -923,6 +983,10 @@ pub enum FrameKind {
     ShortId = 32,
     /// [`Frame::ShortIdUnknown`]
     ShortIdUnknown = 33,
+    /// [`Frame::Piece`]
+    Piece = 34,
+    /// [`Frame::RunSig`]
+    RunSig = 35,
 }
 
 /// A decoded datagram: who sent it and what it says.
@@ -1292,6 +1356,41 @@ fn decode_frame(r: &mut Reader<'_>, sender: &PeerId) -> Result<Frame, DecodeErro
         28 => Frame::StreamAck { shard: r.shard()?, epoch: r.epoch()?, have: r.seq()? },
         32 => Frame::ShortId { boot: u32::from_le_bytes(r.array()?), index: r.varint_u16()? },
         33 => Frame::ShortIdUnknown { index: r.varint_u16()? },
+        34 => {
+            let shard = r.shard()?;
+            let epoch = r.epoch()?;
+            let first_seq = r.seq()?;
+            let after = r.u64_le()?;
+            let mac = r.array()?;
+            let n = r.count(2)?;
+            if n == 0 {
+                return Err(DecodeError::Invalid("empty delta"));
+            }
+            if first_seq == 0 || first_seq + n as u64 > MAX_SEQ {
+                return Err(DecodeError::Invalid("delta sequence"));
+            }
+            let mut updates = Vec::with_capacity(n);
+            for _ in 0..n {
+                updates.push(r.update(true)?);
+            }
+            Frame::Piece { shard, epoch, first_seq, after, mac, updates }
+        }
+        35 => {
+            let shard = r.shard()?;
+            let epoch = r.epoch()?;
+            let first_seq = r.seq()?;
+            let count = r.varint()?;
+            if count == 0 || count > u64::from(u32::MAX) {
+                return Err(DecodeError::Invalid("run count"));
+            }
+            if first_seq == 0 || first_seq + count > MAX_SEQ {
+                return Err(DecodeError::Invalid("delta sequence"));
+            }
+            let base = r.u64_le()?;
+            let after = r.u64_le()?;
+            let sig = r.array()?;
+            Frame::RunSig { shard, epoch, first_seq, count: count as u32, base, after, sig }
+        }
         other => return Err(DecodeError::UnknownFrame(other)),
     };
     Ok(frame)
@@ -1431,6 +1530,15 @@ fn put_delta(
     for u in updates {
         put_update(out, u);
     }
+}
+
+/// Appends the fields of a [`Frame::Piece`] before its MAC: what the MAC
+/// covers with the updates (see `proof::piece_mac`).
+pub(crate) fn put_piece_header(out: &mut Vec<u8>, shard: ShardId, epoch: u32, first_seq: u64, after: u64) {
+    out.extend_from_slice(&shard.0.to_le_bytes());
+    put_varint(out, u64::from(epoch));
+    put_varint(out, first_seq);
+    out.extend_from_slice(&after.to_le_bytes());
 }
 
 /// Appends `u` as it is encoded inside a delta.
@@ -1951,6 +2059,56 @@ mod tests {
             put_header(&mut bytes, &sender);
             bytes.extend_from_slice(&own);
             assert_eq!(decode_datagram(&bytes).unwrap().frames, vec![frame]);
+        }
+    }
+
+    #[test]
+    fn a_piece_and_a_run_signature_round_trip_and_refuse_what_no_czar_sends() {
+        let sender = Keypair::from_seed(2).peer_id();
+        let piece = Frame::Piece {
+            shard: ShardId(4),
+            epoch: 3,
+            first_seq: 10,
+            after: 99,
+            mac: [7; PIECE_MAC_BYTES],
+            updates: vec![Update { key: b"e3".to_vec(), op: Op::Patch(vec![0, 5, 0, 0]) }],
+        };
+        let sig =
+            Frame::RunSig { shard: ShardId(4), epoch: 3, first_seq: 6, count: 5, base: 1, after: 99, sig: [3; 64] };
+        let bytes = encode_frames(&sender, &[piece.clone(), sig.clone()]);
+        assert_eq!(decode_datagram(&bytes).unwrap().frames, vec![piece.clone(), sig]);
+        // 1 + 8 + 1 + 1 + 8 + 16 + 1 header bytes: no base, author or signature.
+        assert_eq!(
+            piece.to_bytes().len(),
+            36 + Update::encoded_len(&Update { key: b"e3".to_vec(), op: Op::Patch(vec![0, 5, 0, 0]) })
+        );
+        for (frame, error) in [
+            (
+                Frame::RunSig { shard: ShardId(4), epoch: 3, first_seq: 6, count: 0, base: 1, after: 9, sig: [3; 64] },
+                "run count",
+            ),
+            (
+                Frame::RunSig { shard: ShardId(4), epoch: 3, first_seq: 0, count: 1, base: 1, after: 9, sig: [3; 64] },
+                "delta sequence",
+            ),
+            (
+                Frame::RunSig {
+                    shard: ShardId(4),
+                    epoch: 3,
+                    first_seq: MAX_SEQ,
+                    count: 1,
+                    base: 1,
+                    after: 9,
+                    sig: [3; 64],
+                },
+                "delta sequence",
+            ),
+            (
+                Frame::Piece { shard: ShardId(4), epoch: 3, first_seq: 1, after: 9, mac: [0; 16], updates: vec![] },
+                "empty delta",
+            ),
+        ] {
+            assert_eq!(decode_datagram(&encode_frames(&sender, &[frame])), Err(DecodeError::Invalid(error)));
         }
     }
 

@@ -33,7 +33,7 @@ fn committed_everywhere(net: &Net, write: WriteId, writer: usize) -> bool {
 /// than the heir hold copies of it.
 fn hide_deltas_and_the_heirs_proposals(net: &mut Net, czar: usize, heir: usize) {
     net.frame_filter = Some(Box::new(move |d, f| {
-        (d.from == czar && matches!(f, Frame::Delta { .. }))
+        (d.from == czar && matches!(f, Frame::Delta { .. } | Frame::Piece { .. }))
             || (d.from == czar && d.to == heir && matches!(f, Frame::Propose { .. }))
     }));
 }
@@ -276,7 +276,7 @@ fn a_re_proposal_that_overtakes_its_claim_is_not_rejected() {
     let hold_claims = Rc::new(Cell::new(true));
     let hold = hold_claims.clone();
     net.frame_filter = Some(Box::new(move |d, f| {
-        (d.from == czar && matches!(f, Frame::Delta { .. } | Frame::Decided { .. }))
+        (d.from == czar && matches!(f, Frame::Delta { .. } | Frame::Piece { .. } | Frame::Decided { .. }))
             || (hold.get() && matches!(f, Frame::Authority { .. }))
     }));
     let now = net.now;

@@ -394,7 +394,7 @@ fn a_czar_whose_start_died_with_its_only_holder_gives_up_catching_up() {
     // none of it on. One other voter's answers to rounds are lost, so the
     // round's majority must include the holder.
     net.frame_filter = Some(Box::new(move |d, f| {
-        (matches!(f, Frame::Delta { .. } | Frame::Snapshot { .. })
+        (matches!(f, Frame::Delta { .. } | Frame::Piece { .. } | Frame::Snapshot { .. })
             && ((d.from == czar && d.to != holder) || d.from == holder))
             || (d.from == mute && matches!(f, Frame::RecoverAck { .. }))
     }));

@@ -96,9 +96,10 @@ fn writes_between_two_flushes_leave_as_one_datagram_per_peer() {
     let sent: Vec<_> = net.log[before..].iter().filter(|(_, from, _, _)| *from == 1).collect();
     assert_eq!(sent.len(), 2, "one datagram to each of the two other peers");
     let d = support::decode(&sent[0].3).unwrap();
-    let deltas: Vec<_> = d.frames.iter().filter(|f| matches!(f, Frame::Delta { .. })).collect();
-    assert_eq!(deltas.len(), 1);
-    let Frame::Delta { updates, .. } = deltas[0] else { unreachable!() };
+    // The czar's writes go as a piece of its open run (one MAC, no signature yet).
+    let pieces: Vec<_> = d.frames.iter().filter(|f| matches!(f, Frame::Piece { .. })).collect();
+    assert_eq!(pieces.len(), 1);
+    let Frame::Piece { updates, .. } = pieces[0] else { unreachable!() };
     assert_eq!(updates.len(), 10);
 }
 
@@ -121,11 +122,11 @@ fn forwarded_writes_arriving_together_leave_as_one_delta() {
         .frames_sent(before, 0, 1)
         .into_iter()
         .filter_map(|f| match f {
-            Frame::Delta { updates, .. } => Some(updates.len()),
+            Frame::Piece { updates, .. } => Some(updates.len()),
             _ => None,
         })
         .collect();
-    assert_eq!(deltas, vec![3], "one signed run of the three writes to each follower");
+    assert_eq!(deltas, vec![3], "one piece of the three writes to each follower");
     for w in 1..4 {
         assert!(net.events[w].iter().any(|e| matches!(e, Event::WriteApplied { .. })), "writer {w} acknowledged");
         for i in 0..4 {
@@ -300,7 +301,7 @@ fn a_czar_advertises_a_shard_by_run_in_the_datagram_that_carries_its_newest_run(
             continue;
         }
         let d = support::decode(payload).unwrap();
-        let runs = d.frames.iter().filter(|f| matches!(f, Frame::Delta { shard, .. } if *shard == world)).count();
+        let runs = d.frames.iter().filter(|f| matches!(f, Frame::Piece { shard, .. } if *shard == world)).count();
         for f in &d.frames {
             if let Frame::Heartbeat { czar_of, .. } = f {
                 for a in czar_of.iter().filter(|a| a.shard == world) {
@@ -430,7 +431,7 @@ fn a_lost_last_update_is_repaired_from_the_heartbeat_advert() {
     // Drop only the datagram carrying the delta.
     net.drop_filter = Some(Box::new(|d| {
         d.from == 0
-            && support::decode(&d.payload).is_some_and(|dg| dg.frames.iter().any(|f| matches!(f, Frame::Delta { .. })))
+            && support::decode(&d.payload).is_some_and(|dg| dg.frames.iter().any(|f| matches!(f, Frame::Piece { .. })))
     }));
     let now = net.now;
     net.peers[0].write(now, avatar, b"pos", b"last").unwrap();
@@ -935,4 +936,126 @@ fn a_claim_taken_from_a_delta_is_never_hinted_as_backed() {
     assert!(net.converged(world), "{}", net.describe(world));
     assert_eq!(net.peers[1].get(world, b"minority"), None);
     assert_eq!(net.peers[1].get(world, b"a"), Some(&b"1"[..]));
+}
+
+/// The pair key peers `a` and `b` of a test network share (see `proof::pair_key`).
+fn pair_key(net: &Net, a: usize, b: usize) -> [u8; 32] {
+    let tag = proof::session_tag(&Config::default().session_secret);
+    let (ka, kb) = (Keypair::from_seed(a as u64 + 100), Keypair::from_seed(b as u64 + 100));
+    let shared = ka.agree(&kb.public_key()).expect("test keys agree");
+    assert_eq!(kb.agree(&ka.public_key()), Some(shared));
+    proof::pair_key(&tag, &shared, &net.id(a), &net.id(b))
+}
+
+fn count_frames(frames: &[Frame], f: impl Fn(&Frame) -> bool) -> usize {
+    frames.iter().filter(|x| f(x)).count()
+}
+
+#[test]
+fn a_czars_pieces_are_signed_as_one_run_when_it_closes() {
+    let mut net = session(3);
+    let avatar = net.declare_everywhere("avatar-1", Some(1));
+    net.start_all();
+    settle(&mut net);
+    let start = net.peers[1].version_of(avatar).unwrap().seq;
+    let before = net.log.len();
+    for tick in 0..4u8 {
+        let now = net.now;
+        net.peers[1].write(now, avatar, b"pos", &[tick; 12]).unwrap();
+        net.run_for(Duration::from_millis(50));
+    }
+    let end = net.peers[1].version_of(avatar).unwrap().seq;
+    assert_eq!(end, start + 4);
+    // Four pieces, one per tick, and no signature yet.
+    let frames = net.frames_sent(before, 1, 0);
+    assert_eq!(count_frames(&frames, |f| matches!(f, Frame::Piece { shard, .. } if *shard == avatar)), 4);
+    assert_eq!(count_frames(&frames, |f| matches!(f, Frame::Delta { .. } | Frame::RunSig { .. })), 0);
+    let entry = net.peers[0].replica(avatar).unwrap().entry_at(end).unwrap().clone();
+    assert!(!entry.proof.unwrap().is_signed(), "taken on the czar's pair MAC");
+    net.run_for(Duration::from_millis(400));
+    // The run closed: one signature for all four, kept by every member.
+    let frames = net.frames_sent(before, 1, 0);
+    let sigs: Vec<_> = frames.iter().filter(|f| matches!(f, Frame::RunSig { .. })).collect();
+    assert_eq!(sigs.len(), 1, "{sigs:?}");
+    assert!(matches!(sigs[0], Frame::RunSig { first_seq, count: 4, .. } if *first_seq == start + 1));
+    for i in 0..3 {
+        for seq in start + 1..=end {
+            let e = net.peers[i].replica(avatar).unwrap().entry_at(seq).unwrap().clone();
+            let p = e.proof.unwrap_or_else(|| panic!("peer {i} holds no proof of {seq}"));
+            assert!(p.is_signed() && p.first_seq == start + 1 && p.count == 4, "peer {i}, seq {seq}: {p:?}");
+        }
+        assert_eq!(net.peers[i].get(avatar, b"pos"), Some(&[3u8; 12][..]));
+        assert_eq!(net.peers[i].stats().drops(DropReason::UnmatchedRun), 0);
+    }
+}
+
+#[test]
+fn a_piece_under_the_czars_id_without_the_czars_pair_key_is_refused() {
+    let mut net = session(3);
+    let world = net.declare_everywhere("world", Some(0));
+    net.start_all();
+    settle(&mut net);
+    let now = net.now;
+    let v = net.peers[2].version_of(world).unwrap();
+    let update = wire::Update { key: b"gold".to_vec(), op: wire::Op::Put(b"999".to_vec()) };
+    let mut next = net.peers[2].replica(world).unwrap().clone();
+    next.apply_local(v.epoch, update.clone(), 16);
+    let after = next.checksum().short();
+    let piece = |key: &[u8; 32]| {
+        let updates = vec![update.clone()];
+        let mac = proof::piece_mac(key, &net.id(0), &net.id(2), world, v.epoch, v.seq + 1, after, &updates);
+        let frame = Frame::Piece { shard: world, epoch: v.epoch, first_seq: v.seq + 1, after, mac, updates };
+        support::seal(&wire::encode_frames(&net.id(0), &[frame]))
+    };
+    // Peer 1 poses as the czar (peer 0) under its own pair key with peer 2:
+    // the session secret lets it seal as anyone, but not MAC as the czar.
+    let forged = piece(&pair_key(&net, 1, 2));
+    let genuine = piece(&pair_key(&net, 0, 2));
+    net.peers[2].handle_datagram(now, net.addrs[0], &forged);
+    assert_eq!(net.peers[2].stats().drops(DropReason::BadSignature), 1);
+    assert_eq!(net.peers[2].get(world, b"gold"), None);
+    // The same piece under the czar's pair key is the czar's.
+    net.peers[2].handle_datagram(now, net.addrs[0], &genuine);
+    assert_eq!(net.peers[2].get(world, b"gold"), Some(&b"999"[..]));
+    assert_eq!(net.peers[2].version_of(world).unwrap().seq, v.seq + 1);
+}
+
+#[test]
+fn a_lost_piece_is_repaired_from_the_czars_open_run_and_signed_when_it_closes() {
+    let mut net = session(3);
+    let avatar = net.declare_everywhere("avatar-1", Some(1));
+    net.start_all();
+    settle(&mut net);
+    let start = net.peers[1].version_of(avatar).unwrap().seq;
+    let snapshots = net.peers[2].stats().snapshots_installed;
+    // The first piece to peer 2 is lost.
+    net.drop_filter = Some(Box::new(|d| {
+        d.from == 1
+            && d.to == 2
+            && support::decode(&d.payload).is_some_and(|dg| dg.frames.iter().any(|f| matches!(f, Frame::Piece { .. })))
+    }));
+    let before = net.log.len();
+    let now = net.now;
+    net.peers[1].write(now, avatar, b"a", b"first").unwrap();
+    net.drain(1);
+    net.drop_filter = None;
+    assert_eq!(net.dropped, 1);
+    net.run_for(Duration::from_millis(50));
+    let now = net.now;
+    net.peers[1].write(now, avatar, b"b", b"second").unwrap();
+    net.run_for(Duration::from_millis(100));
+    // Repaired from the open run, as a piece for peer 2 alone, before any signature.
+    assert_eq!(net.peers[2].get(avatar, b"a"), Some(&b"first"[..]));
+    assert_eq!(net.peers[2].get(avatar, b"b"), Some(&b"second"[..]));
+    let frames = net.frames_sent(before, 1, 2);
+    assert_eq!(count_frames(&frames, |f| matches!(f, Frame::RunSig { .. } | Frame::Delta { .. })), 0);
+    let repaired = |f: &Frame| matches!(f, Frame::Piece { first_seq, .. } if *first_seq == start + 1);
+    assert_eq!(count_frames(&frames, repaired), 2, "the lost piece and the repair: {frames:?}");
+    net.run_for(Duration::from_millis(400));
+    for seq in start + 1..=start + 2 {
+        let p = net.peers[2].replica(avatar).unwrap().entry_at(seq).unwrap().proof.clone().unwrap();
+        assert!(p.is_signed() && p.first_seq == start + 1 && p.count == 2, "{p:?}");
+    }
+    assert_eq!(net.peers[2].stats().snapshots_installed, snapshots);
+    assert_eq!(net.peers[2].stats().drops(DropReason::UnmatchedRun), 0);
 }

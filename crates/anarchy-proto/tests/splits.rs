@@ -441,9 +441,11 @@ fn merge_while_one_member_misses(bits: &[bool]) {
         b.get()
             && d.to == y
             && match f {
-                Frame::Delta { shard, .. } | Frame::Snapshot { shard, .. } | Frame::RepairReq { shard, .. } => {
-                    hidden.contains(shard)
-                }
+                Frame::Delta { shard, .. }
+                | Frame::Piece { shard, .. }
+                | Frame::RunSig { shard, .. }
+                | Frame::Snapshot { shard, .. }
+                | Frame::RepairReq { shard, .. } => hidden.contains(shard),
                 _ => false,
             }
     }));

@@ -220,6 +220,34 @@ fn delta() -> impl Strategy<Value = Frame> {
     })
 }
 
+/// A piece: like a delta's bounds, with a MAC instead of base, author and signature.
+fn piece() -> impl Strategy<Value = Frame> {
+    delta().prop_map(|d| match d {
+        Frame::Delta { shard, epoch, first_seq, after, sig, updates, .. } => {
+            Frame::Piece { shard, epoch, first_seq, after, mac: [sig[0]; 16], updates }
+        }
+        _ => unreachable!("delta() makes deltas"),
+    })
+}
+
+/// A run signature: `count` ≥ 1, `first_seq` ≥ 1, `first_seq + count` within [`MAX_SEQ`].
+fn run_sig() -> impl Strategy<Value = Frame> {
+    (shard_id(), edgy_epoch(), 1u32..=u32::MAX, any::<u64>(), any::<u64>(), any::<u8>()).prop_flat_map(
+        |(shard, epoch, count, base, after, s)| {
+            let max_first = MAX_SEQ - u64::from(count);
+            prop_oneof![Just(1u64), Just(max_first), 1..=max_first].prop_map(move |first_seq| Frame::RunSig {
+                shard,
+                epoch,
+                first_seq,
+                count,
+                base,
+                after,
+                sig: [s; 64],
+            })
+        },
+    )
+}
+
 /// A snapshot chunk: `chunks` ≥ 1 and `chunk < chunks`; entry keys may be empty.
 fn snapshot() -> impl Strategy<Value = Frame> {
     let entry = (prop::collection::vec(any::<u8>(), 0..=MAX_KEY_BYTES), value(), version());
@@ -259,6 +287,8 @@ fn frame() -> impl Strategy<Value = Frame> {
             }),
         edgy_epoch().prop_map(|incarnation| Frame::Leave { incarnation }),
         delta(),
+        piece(),
+        run_sig(),
         (edgy_u64(), peer_id(), shard_id(), update()).prop_map(|(write_id, origin, shard, update)| Frame::Forward {
             write_id,
             origin,

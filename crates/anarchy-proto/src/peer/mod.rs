@@ -66,6 +66,12 @@ const SNAPSHOT_FRAME_OVERHEAD: usize = 1 + 1 + 8 + 15 + 16 + 16 + 16 + 64 + 3 + 
 /// Bytes a delta frame spends on everything but its updates (upper bound:
 /// type, shard, epoch, first seq, base, after, author, signature, count).
 const DELTA_FRAME_OVERHEAD: usize = 1 + 8 + 5 + 10 + 8 + 8 + 16 + 64 + 3;
+/// The most update bytes one run holds: it must fit one `Delta` frame when
+/// it is passed on, author included (an open run closes before it would
+/// grow past this).
+const MAX_RUN_BYTES: usize = MAX_FRAME_BYTES - DELTA_FRAME_OVERHEAD;
+/// Pair keys kept (members beyond this are computed again when needed).
+const MAX_PAIR_KEYS: usize = 4096;
 /// Members per gossiped member-list frame.
 const MEMBERS_PER_FRAME: usize = 12;
 /// Shard declarations per gossiped shard-list frame.
@@ -317,6 +323,26 @@ struct ShardState {
     czar_load: Option<ShardLoad>,
     /// Split bookkeeping (see `split`).
     split: split::SplitState,
+    /// As czar: our run that went out in pieces and is not signed yet.
+    open_run: Option<OpenRun>,
+}
+
+/// Where a run of ours ends: (shard, version, short checksum).
+type RunEnd = (ShardId, Version, u64);
+
+/// A czar's run sent in pieces ([`Frame::Piece`]) and not yet signed: our
+/// log's updates `first_seq..=last_seq` of `epoch` (§6.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct OpenRun {
+    epoch: u32,
+    first_seq: u64,
+    last_seq: u64,
+    /// Our short checksum before `first_seq`.
+    base: u64,
+    /// The updates' bytes as they travel: the run must fit one `Delta` when it is passed on.
+    bytes: usize,
+    /// When its first piece went out.
+    opened: Instant,
 }
 
 /// A forwarded write held by a shard's heir (see `ShardState::held_forwards`).
@@ -425,6 +451,9 @@ pub struct Peer {
     /// `Config::delta_batch_delay`), with the acknowledgements that name them.
     deltas_held_until: Option<Instant>,
     held_acks: Vec<(SocketAddr, Vec<u8>)>,
+    /// The pair key we share with each member we sent a piece to or took
+    /// one from (`None`: its public key gives none), see `proof::pair_key`.
+    pair_keys: std::collections::HashMap<PeerId, Option<[u8; 32]>>,
     /// The latest time we were given (for status and event stamps).
     clock: Instant,
     /// When we last resumed after a stall (no call for longer than
@@ -554,6 +583,7 @@ impl Peer {
             ranked_key: None,
             deltas_held_until: None,
             held_acks: Vec::new(),
+            pair_keys: std::collections::HashMap::new(),
             clock: now,
             resumed_at: None,
             telemetry: status::Telemetry::default(),
@@ -1007,8 +1037,17 @@ impl Peer {
         // The sender's own runs here, by where they end: adverts by run read them.
         let mut own_runs: Vec<(ShardId, Version, u64)> = Vec::new();
         for frame in datagram.frames {
-            if let Frame::Delta { shard, epoch, first_seq, after, author, updates, .. } = &frame {
-                if *author == sender && !updates.is_empty() {
+            let own = match &frame {
+                Frame::Delta { shard, epoch, first_seq, after, author, updates, .. } if *author == sender => {
+                    Some((shard, epoch, first_seq, after, updates))
+                }
+                Frame::Piece { shard, epoch, first_seq, after, updates, .. } => {
+                    Some((shard, epoch, first_seq, after, updates))
+                }
+                _ => None,
+            };
+            if let Some((shard, epoch, first_seq, after, updates)) = own {
+                if !updates.is_empty() {
                     let end = Version { epoch: *epoch, seq: first_seq.saturating_add(updates.len() as u64 - 1) };
                     own_runs.push((*shard, end, *after));
                 }
@@ -1123,14 +1162,29 @@ impl Peer {
             Frame::Leave { incarnation } => self.handle_leave(now, sender, incarnation),
             Frame::Delta { shard, epoch, first_seq, base, after, author, sig, updates } => {
                 let proof = BatchProof { author, epoch, first_seq, count: updates.len() as u32, base, after, sig };
-                self.handle_delta(now, sender, shard, proof, updates)
+                self.handle_delta(now, sender, shard, proof, updates, false)
+            }
+            Frame::Piece { shard, epoch, first_seq, after, mac, updates } => {
+                let authentic = self.pair_key(&sender).is_some_and(|key| {
+                    proof::piece_mac(&key, &sender, &self.id, shard, epoch, first_seq, after, &updates) == mac
+                });
+                if !authentic {
+                    self.stats.drop(DropReason::BadSignature);
+                    return;
+                }
+                let proof = BatchProof::unsigned(sender, epoch, first_seq, updates.len() as u32, after);
+                self.handle_delta(now, sender, shard, proof, updates, true)
+            }
+            Frame::RunSig { shard, epoch, first_seq, count, base, after, sig } => {
+                let proof = BatchProof { author: sender, epoch, first_seq, count, base, after, sig };
+                self.handle_run_sig(shard, proof)
             }
             Frame::Forward { write_id, origin, shard, update } => {
                 self.handle_forward(now, from, sender, write_id, origin, shard, update)
             }
             Frame::ForwardAck { write_id, shard, version } => self.handle_forward_ack(write_id, shard, version),
             Frame::RepairReq { shard, from_seq, checksum } => {
-                self.handle_repair_request(from, shard, from_seq, checksum)
+                self.handle_repair_request(from, sender, shard, from_seq, checksum)
             }
             Frame::Authority { shard, epoch, czar, seq, checksum, backed, start_known } => {
                 // The stated start is trusted from the claimant itself, or from a
@@ -2107,7 +2161,10 @@ impl Peer {
         shard: ShardId,
         proof: BatchProof,
         mut updates: Vec<Update>,
+        paired: bool,
     ) {
+        // A piece (`paired`) came from its author, whose pair MAC we checked:
+        // it has no signature yet, and names no base.
         let (epoch, first_seq, base) = (proof.epoch, proof.first_seq, proof.base);
         let Some(st) = self.states.get(&shard) else {
             self.stats.drop(DropReason::UnknownShard);
@@ -2134,7 +2191,7 @@ impl Peer {
         }
         let newer = epoch > st.replica.epoch;
         if newer {
-            if !self.verify_run(shard, &proof, &updates) {
+            if !paired && !self.verify_run(shard, &proof, &updates) {
                 self.stats.drop(DropReason::BadSignature);
                 return;
             }
@@ -2170,7 +2227,7 @@ impl Peer {
             return;
         }
         // Whoever relays it, the run must carry its author's signature.
-        if !newer && !self.verify_run(shard, &proof, &updates) {
+        if !newer && !paired && !self.verify_run(shard, &proof, &updates) {
             self.stats.drop(DropReason::BadSignature);
             return;
         }
@@ -2208,7 +2265,7 @@ impl Peer {
         }
         // The run builds on a state we can check: if ours there differs, we are
         // off the sender's history (a lost race between claims): resync.
-        if st.replica.checksum_at(first_seq - 1).is_some_and(|ours| ours != base) {
+        if !paired && st.replica.checksum_at(first_seq - 1).is_some_and(|ours| ours != base) {
             let st = self.states.get_mut(&shard).expect("known shard");
             if st.catch_up_to.is_none() {
                 st.want_snapshot = true;
@@ -2261,7 +2318,7 @@ impl Peer {
                     Op::Put(v) => Some(v),
                     Op::Delete | Op::Patch(_) => None,
                 };
-                // Every remotely applied update came in a signed run.
+                // Every remotely applied update came in a signed run or a piece.
                 let Some(author) = e.proof.as_ref().map(|p| p.author) else { continue };
                 self.push_event(Event::Updated {
                     shard,
@@ -2297,6 +2354,26 @@ impl Peer {
         } else {
             self.check_sync(now, shard);
         }
+    }
+
+    /// The signature of a run whose pieces we applied: checked against the
+    /// updates as the pieces brought them, then kept as their proof, so we
+    /// can pass the run on (repairs) and prove what we applied.
+    fn handle_run_sig(&mut self, shard: ShardId, run: BatchProof) {
+        let Some(st) = self.states.get(&shard) else {
+            self.stats.drop(DropReason::UnknownShard);
+            return;
+        };
+        let Some(updates) = st.replica.pieces_of(&run) else {
+            self.stats.drop(DropReason::UnmatchedRun);
+            return;
+        };
+        if !self.verify_run(shard, &run, &updates) {
+            self.stats.drop(DropReason::BadSignature);
+            return;
+        }
+        let st = self.states.get_mut(&shard).expect("known shard");
+        st.replica.attach_proof(&Arc::new(run));
     }
 
     /// Checks a run's signature by its author (see [`proof`]).
@@ -2620,11 +2697,31 @@ impl Peer {
         self.push_event(Event::WriteApplied { write: WriteId(id), shard: p.shard, version });
     }
 
-    fn handle_repair_request(&mut self, to: SocketAddr, shard: ShardId, from_seq: u64, checksum: u64) {
+    fn handle_repair_request(&mut self, to: SocketAddr, asker: PeerId, shard: ShardId, from_seq: u64, checksum: u64) {
         let Some(st) = self.states.get(&shard) else {
             self.stats.drop(DropReason::UnknownShard);
             return;
         };
+        // From inside our open run: the asker gets the rest of it as a piece
+        // of its own. If that cannot be (the asker's state is not ours there,
+        // or it gives no pair key), the run closes and goes signed.
+        let open = st.open_run.filter(|o| from_seq > 0 && from_seq <= o.last_seq);
+        if let Some(o) = open.filter(|o| from_seq >= o.first_seq) {
+            let prefix = st.replica.checksum_at(from_seq - 1) == Some(checksum);
+            if prefix && self.send_open_piece(asker, to, shard, o, from_seq) {
+                return;
+            }
+        }
+        if open.is_some_and(|o| from_seq >= o.first_seq) {
+            if let Some(sig) = self.close_run(shard) {
+                self.broadcast(&sig);
+            }
+        }
+        let st = &self.states[&shard];
+        // History we hold only as pieces we cannot pass on: the czar will.
+        if st.replica.czar != Some(self.id) && st.replica.unsigned_at(from_seq) {
+            return;
+        }
         // The log continues the asker's state only if its history is a prefix
         // of ours: same checksum at the seq it has. Otherwise it gets our state whole.
         let prefix = from_seq > 0 && st.replica.checksum_at(from_seq - 1) == Some(checksum);
@@ -2653,13 +2750,19 @@ impl Peer {
                 // fragments, and a burst of many would only crowd the asker's
                 // reassembly. It asks again for the rest.
                 let mut sent = 0;
+                let mut next = from_seq;
                 for (proof, updates) in runs {
                     if sent >= MAX_REPAIR_BYTES {
                         break;
                     }
+                    next = proof.last_seq() + 1;
                     let frame = proof.frame(shard, updates).to_bytes_from(&self.id);
                     sent += frame.len();
                     self.queue(to, frame);
+                }
+                // The signed runs end where our open run starts: it follows as a piece.
+                if let Some(o) = open.filter(|o| o.first_seq == next && sent < MAX_REPAIR_BYTES) {
+                    self.send_open_piece(asker, to, shard, o, next);
                 }
             }
             // A member that is not the czar and is not past the asker has
@@ -2668,6 +2771,20 @@ impl Peer {
             // Asked for a snapshot, or off our history: either way their state goes.
             None => self.send_snapshot(to, shard, from_seq == 0 || !prefix && from_seq <= st_seq),
         }
+    }
+
+    /// Sends `asker` at `to` our open run `open` of `shard` from `from` on,
+    /// as one piece for it. `false` if it cannot be (our log no longer holds
+    /// the run as sent, or the asker gives no pair key).
+    fn send_open_piece(&mut self, asker: PeerId, to: SocketAddr, shard: ShardId, open: OpenRun, from: u64) -> bool {
+        let Some(key) = self.pair_key(&asker) else { return false };
+        let st = &self.states[&shard];
+        let Some(updates) = st.replica.own_unsigned(open.epoch, from, open.last_seq) else { return false };
+        let Some(after) = st.replica.checksum_at(open.last_seq) else { return false };
+        let mac = proof::piece_mac(&key, &self.id, &asker, shard, open.epoch, from, after, &updates);
+        let frame = Frame::Piece { shard, epoch: open.epoch, first_seq: from, after, mac, updates };
+        self.queue_frame(to, &frame);
+        true
     }
 
     fn send_snapshot(&mut self, to: SocketAddr, shard: ShardId, resync: bool) {
@@ -3012,14 +3129,22 @@ impl Peer {
         }
     }
 
-    /// Turns applied-but-unsent updates into signed delta frames for every member.
+    /// Turns applied-but-unsent updates into frames for every member: pieces
+    /// of each shard's open run (authenticated to each member by a pair MAC)
+    /// or, with `run_sign_interval` zero or for a run too large for one
+    /// frame, signed delta frames. Runs due to close are signed here, their
+    /// signatures queued after the pieces.
     fn flush_outgoing(&mut self) {
         self.deltas_held_until = None;
+        let now = self.clock;
+        let pieces_on = !self.config.run_sign_interval.is_zero();
         let mut frames = Vec::new();
-        for (shard, st) in self.states.iter_mut() {
-            if st.outgoing.is_empty() {
-                continue;
-            }
+        let mut pieces: Vec<(ShardId, Run, Option<RunEnd>)> = Vec::new();
+        let mut closed = Vec::new();
+        let shards: Vec<ShardId> =
+            self.states.iter().filter(|(_, st)| !st.outgoing.is_empty()).map(|(id, _)| *id).collect();
+        for shard in shards {
+            let st = self.states.get_mut(&shard).expect("listed");
             let entries = std::mem::take(&mut st.outgoing);
             let base = entries.first().and_then(|e| st.replica.checksum_at(e.seq - 1)).unwrap_or(0);
             let now_at = (st.replica.version(), st.replica.checksum().short());
@@ -3027,11 +3152,38 @@ impl Peer {
                 let end = Version { epoch: run.epoch, seq: run.first_seq + run.updates.len() as u64 - 1 };
                 // The run that brings members to our current state: the
                 // heartbeat in its datagram may advertise the shard by run.
-                let fresh = (end, run.after) == now_at;
+                let fresh = ((end, run.after) == now_at).then_some((shard, end, run.after));
+                let bytes: usize = run.updates.iter().map(Update::encoded_len).sum();
+                if pieces_on && bytes <= MAX_RUN_BYTES {
+                    let st = self.states.get_mut(&shard).expect("listed");
+                    let extends = st.open_run.is_some_and(|o| {
+                        o.epoch == run.epoch && o.last_seq + 1 == run.first_seq && o.bytes + bytes <= MAX_RUN_BYTES
+                    });
+                    if !extends {
+                        closed.extend(self.close_run(shard));
+                        let st = self.states.get_mut(&shard).expect("listed");
+                        st.open_run = Some(OpenRun {
+                            epoch: run.epoch,
+                            first_seq: run.first_seq,
+                            last_seq: run.first_seq - 1,
+                            base: run.base,
+                            bytes: 0,
+                            opened: now,
+                        });
+                    }
+                    let st = self.states.get_mut(&shard).expect("listed");
+                    let open = st.open_run.as_mut().expect("opened above");
+                    open.last_seq = end.seq;
+                    open.bytes += bytes;
+                    pieces.push((shard, run, fresh));
+                    continue;
+                }
+                closed.extend(self.close_run(shard));
+                let st = self.states.get_mut(&shard).expect("listed");
                 let proof = Arc::new(BatchProof::sign(
                     &self.keypair,
                     &self.session_tag,
-                    *shard,
+                    shard,
                     run.epoch,
                     run.first_seq,
                     run.base,
@@ -3039,7 +3191,37 @@ impl Peer {
                     &run.updates,
                 ));
                 st.replica.attach_proof(&proof);
-                frames.push((proof.frame(*shard, run.updates), fresh.then_some((*shard, end, run.after))));
+                frames.push((proof.frame(shard, run.updates), fresh));
+            }
+        }
+        let with_pieces: Vec<ShardId> = pieces.iter().map(|p| p.0).collect();
+        closed.extend(self.close_due_runs(now, &with_pieces));
+        if !pieces.is_empty() {
+            let members: Vec<(PeerId, SocketAddr)> = self.members.others().map(|m| (m.id, m.addr)).collect();
+            for (shard, run, fresh) in pieces {
+                for &(id, addr) in &members {
+                    // A member whose key gives no pair key gets the run by repair, signed.
+                    let Some(key) = self.pair_key(&id) else { continue };
+                    let mac =
+                        proof::piece_mac(&key, &self.id, &id, shard, run.epoch, run.first_seq, run.after, &run.updates);
+                    let frame = Frame::Piece {
+                        shard,
+                        epoch: run.epoch,
+                        first_seq: run.first_seq,
+                        after: run.after,
+                        mac,
+                        updates: run.updates.clone(),
+                    };
+                    let bytes = frame.to_bytes();
+                    match fresh.filter(|_| bytes.len() <= MAX_FRAME_BYTES) {
+                        Some(end) => self.outbox.entry(addr).or_default().push(Queued::Run(end, bytes)),
+                        None => self.queue(addr, bytes),
+                    }
+                }
+                if let Some(end) = fresh {
+                    self.fresh_runs.retain(|f| f.0 != end.0);
+                    self.fresh_runs.push(end);
+                }
             }
         }
         for (frame, fresh) in frames {
@@ -3057,9 +3239,87 @@ impl Peer {
                 None => self.broadcast_bytes(bytes),
             }
         }
+        for frame in closed {
+            self.broadcast(&frame);
+        }
         for (to, ack) in std::mem::take(&mut self.held_acks) {
             self.queue(to, ack);
         }
+    }
+
+    /// Signs our open run of `shard`, if any, and keeps the signature with
+    /// its updates: the [`Frame::RunSig`] to send every member. `None` if
+    /// there is none, or our log no longer holds it as we sent it.
+    fn close_run(&mut self, shard: ShardId) -> Option<Frame> {
+        let st = self.states.get_mut(&shard)?;
+        let open = st.open_run.take()?;
+        if open.last_seq < open.first_seq {
+            return None;
+        }
+        let updates = st.replica.own_unsigned(open.epoch, open.first_seq, open.last_seq)?;
+        let after = st.replica.checksum_at(open.last_seq)?;
+        let proof = Arc::new(BatchProof::sign(
+            &self.keypair,
+            &self.session_tag,
+            shard,
+            open.epoch,
+            open.first_seq,
+            open.base,
+            after,
+            &updates,
+        ));
+        st.replica.attach_proof(&proof);
+        Some(Frame::RunSig {
+            shard,
+            epoch: open.epoch,
+            first_seq: open.first_seq,
+            count: proof.count,
+            base: open.base,
+            after,
+            sig: proof.sig,
+        })
+    }
+
+    /// Closes every open run that has been open for `run_sign_interval` and
+    /// gets a piece in this flush (`with_pieces`: its signature rides in the
+    /// piece's datagram), or for a heartbeat interval more (the writes
+    /// stopped), or whose epoch is no longer ours as ready czar.
+    fn close_due_runs(&mut self, now: Instant, with_pieces: &[ShardId]) -> Vec<Frame> {
+        let interval = self.config.run_sign_interval;
+        let overdue = interval + self.config.heartbeat_interval;
+        let me = self.id;
+        let due: Vec<ShardId> = self
+            .states
+            .iter()
+            .filter(|(id, st)| {
+                st.open_run.is_some_and(|o| {
+                    let age = now.saturating_duration_since(o.opened);
+                    (age >= interval && with_pieces.contains(id))
+                        || age >= overdue
+                        || st.replica.epoch != o.epoch
+                        || !st.is_ready_czar(me)
+                })
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        due.into_iter().filter_map(|shard| self.close_run(shard)).collect()
+    }
+
+    /// The key we share with member `id` (see `proof::pair_key`), computed
+    /// once per member. `None` for a peer whose public key we do not know or
+    /// that gives no Diffie-Hellman secret.
+    fn pair_key(&mut self, id: &PeerId) -> Option<[u8; 32]> {
+        if let Some(k) = self.pair_keys.get(id) {
+            return *k;
+        }
+        let public_key = self.members.get(id)?.public_key;
+        let key = self.keypair.agree(&public_key).map(|dh| proof::pair_key(&self.session_tag, &dh, &self.id, id));
+        if self.pair_keys.len() >= MAX_PAIR_KEYS {
+            let members = &self.members;
+            self.pair_keys.retain(|id, _| members.is_alive(id));
+        }
+        self.pair_keys.insert(*id, key);
+        key
     }
 
     /// Queues a heartbeat to every member, advertising the versions of the
