@@ -582,10 +582,11 @@ pub enum Frame {
         /// The updates, in order.
         updates: Vec<Update>,
     },
-    /// The signature of a run the sender wrote and sent in [`Frame::Piece`]s:
-    /// the header of the whole run, as a [`Frame::Delta`] of all its updates
-    /// would carry it. A receiver that holds the run's updates as its pieces
-    /// checks it and keeps it as their proof.
+    /// The signature of a run the sender wrote and sent in [`Frame::Piece`]s.
+    /// It states no checksums: a receiver that holds the run's updates as
+    /// its pieces takes the run's base and end from its own log (its state
+    /// there is the czar's, or the signature fails), checks the signature,
+    /// and keeps the whole header as the updates' proof.
     RunSig {
         /// Which shard.
         shard: ShardId,
@@ -595,10 +596,6 @@ pub enum Frame {
         first_seq: u64,
         /// How many updates the run holds (at least one).
         count: u32,
-        /// The sender's short state checksum at `first_seq - 1`.
-        base: u64,
-        /// The sender's short state checksum after the run's last update.
-        after: u64,
         /// The sender's signature over `proof::delta_message` of the run.
         sig: Signature,
     },
@@ -846,13 +843,11 @@ impl Frame {
                     put_update(out, u);
                 }
             }
-            Frame::RunSig { shard, epoch, first_seq, count, base, after, sig } => {
+            Frame::RunSig { shard, epoch, first_seq, count, sig } => {
                 out.extend_from_slice(&shard.0.to_le_bytes());
                 put_varint(out, u64::from(*epoch));
                 put_varint(out, *first_seq);
                 put_varint(out, u64::from(*count));
-                out.extend_from_slice(&base.to_le_bytes());
-                out.extend_from_slice(&after.to_le_bytes());
                 out.extend_from_slice(sig);
             }
             Frame::Fragment { id, index, count, bytes } => {
@@ -1386,10 +1381,8 @@ fn decode_frame(r: &mut Reader<'_>, sender: &PeerId) -> Result<Frame, DecodeErro
             if first_seq == 0 || first_seq + count > MAX_SEQ {
                 return Err(DecodeError::Invalid("delta sequence"));
             }
-            let base = r.u64_le()?;
-            let after = r.u64_le()?;
             let sig = r.array()?;
-            Frame::RunSig { shard, epoch, first_seq, count: count as u32, base, after, sig }
+            Frame::RunSig { shard, epoch, first_seq, count: count as u32, sig }
         }
         other => return Err(DecodeError::UnknownFrame(other)),
     };
@@ -2073,8 +2066,7 @@ mod tests {
             mac: [7; PIECE_MAC_BYTES],
             updates: vec![Update { key: b"e3".to_vec(), op: Op::Patch(vec![0, 5, 0, 0]) }],
         };
-        let sig =
-            Frame::RunSig { shard: ShardId(4), epoch: 3, first_seq: 6, count: 5, base: 1, after: 99, sig: [3; 64] };
+        let sig = Frame::RunSig { shard: ShardId(4), epoch: 3, first_seq: 6, count: 5, sig: [3; 64] };
         let bytes = encode_frames(&sender, &[piece.clone(), sig.clone()]);
         assert_eq!(decode_datagram(&bytes).unwrap().frames, vec![piece.clone(), sig]);
         // 1 + 8 + 1 + 1 + 8 + 16 + 1 header bytes: no base, author or signature.
@@ -2083,24 +2075,10 @@ mod tests {
             36 + Update::encoded_len(&Update { key: b"e3".to_vec(), op: Op::Patch(vec![0, 5, 0, 0]) })
         );
         for (frame, error) in [
+            (Frame::RunSig { shard: ShardId(4), epoch: 3, first_seq: 6, count: 0, sig: [3; 64] }, "run count"),
+            (Frame::RunSig { shard: ShardId(4), epoch: 3, first_seq: 0, count: 1, sig: [3; 64] }, "delta sequence"),
             (
-                Frame::RunSig { shard: ShardId(4), epoch: 3, first_seq: 6, count: 0, base: 1, after: 9, sig: [3; 64] },
-                "run count",
-            ),
-            (
-                Frame::RunSig { shard: ShardId(4), epoch: 3, first_seq: 0, count: 1, base: 1, after: 9, sig: [3; 64] },
-                "delta sequence",
-            ),
-            (
-                Frame::RunSig {
-                    shard: ShardId(4),
-                    epoch: 3,
-                    first_seq: MAX_SEQ,
-                    count: 1,
-                    base: 1,
-                    after: 9,
-                    sig: [3; 64],
-                },
+                Frame::RunSig { shard: ShardId(4), epoch: 3, first_seq: MAX_SEQ, count: 1, sig: [3; 64] },
                 "delta sequence",
             ),
             (

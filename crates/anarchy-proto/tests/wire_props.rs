@@ -232,20 +232,16 @@ fn piece() -> impl Strategy<Value = Frame> {
 
 /// A run signature: `count` ≥ 1, `first_seq` ≥ 1, `first_seq + count` within [`MAX_SEQ`].
 fn run_sig() -> impl Strategy<Value = Frame> {
-    (shard_id(), edgy_epoch(), 1u32..=u32::MAX, any::<u64>(), any::<u64>(), any::<u8>()).prop_flat_map(
-        |(shard, epoch, count, base, after, s)| {
-            let max_first = MAX_SEQ - u64::from(count);
-            prop_oneof![Just(1u64), Just(max_first), 1..=max_first].prop_map(move |first_seq| Frame::RunSig {
-                shard,
-                epoch,
-                first_seq,
-                count,
-                base,
-                after,
-                sig: [s; 64],
-            })
-        },
-    )
+    (shard_id(), edgy_epoch(), 1u32..=u32::MAX, any::<u8>()).prop_flat_map(|(shard, epoch, count, s)| {
+        let max_first = MAX_SEQ - u64::from(count);
+        prop_oneof![Just(1u64), Just(max_first), 1..=max_first].prop_map(move |first_seq| Frame::RunSig {
+            shard,
+            epoch,
+            first_seq,
+            count,
+            sig: [s; 64],
+        })
+    })
 }
 
 /// A snapshot chunk: `chunks` ≥ 1 and `chunk < chunks`; entry keys may be empty.

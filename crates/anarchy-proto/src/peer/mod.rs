@@ -1175,9 +1175,8 @@ impl Peer {
                 let proof = BatchProof::unsigned(sender, epoch, first_seq, updates.len() as u32, after);
                 self.handle_delta(now, sender, shard, proof, updates, true)
             }
-            Frame::RunSig { shard, epoch, first_seq, count, base, after, sig } => {
-                let proof = BatchProof { author: sender, epoch, first_seq, count, base, after, sig };
-                self.handle_run_sig(shard, proof)
+            Frame::RunSig { shard, epoch, first_seq, count, sig } => {
+                self.handle_run_sig(shard, sender, epoch, first_seq, count, sig)
             }
             Frame::Forward { write_id, origin, shard, update } => {
                 self.handle_forward(now, from, sender, write_id, origin, shard, update)
@@ -2359,11 +2358,28 @@ impl Peer {
     /// The signature of a run whose pieces we applied: checked against the
     /// updates as the pieces brought them, then kept as their proof, so we
     /// can pass the run on (repairs) and prove what we applied.
-    fn handle_run_sig(&mut self, shard: ShardId, run: BatchProof) {
+    fn handle_run_sig(
+        &mut self,
+        shard: ShardId,
+        author: PeerId,
+        epoch: u32,
+        first_seq: u64,
+        count: u32,
+        sig: Signature,
+    ) {
         let Some(st) = self.states.get(&shard) else {
             self.stats.drop(DropReason::UnknownShard);
             return;
         };
+        // The run's checksums are ours there: the signature holds only if
+        // they are the author's.
+        let last = first_seq + u64::from(count) - 1;
+        let ends = st.replica.checksum_at(first_seq - 1).zip(st.replica.checksum_at(last));
+        let Some((base, after)) = ends else {
+            self.stats.drop(DropReason::UnmatchedRun);
+            return;
+        };
+        let run = BatchProof { author, epoch, first_seq, count, base, after, sig };
         let Some(updates) = st.replica.pieces_of(&run) else {
             self.stats.drop(DropReason::UnmatchedRun);
             return;
@@ -3269,15 +3285,7 @@ impl Peer {
             &updates,
         ));
         st.replica.attach_proof(&proof);
-        Some(Frame::RunSig {
-            shard,
-            epoch: open.epoch,
-            first_seq: open.first_seq,
-            count: proof.count,
-            base: open.base,
-            after,
-            sig: proof.sig,
-        })
+        Some(Frame::RunSig { shard, epoch: open.epoch, first_seq: open.first_seq, count: proof.count, sig: proof.sig })
     }
 
     /// Closes every open run that has been open for `run_sign_interval` and
