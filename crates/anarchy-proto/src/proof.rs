@@ -117,9 +117,20 @@ impl BatchProof {
     /// The header of a piece ([`Frame::Piece`]): authenticated by its pair
     /// MAC to the one peer that received it, not signed yet. Its signature is
     /// all zeros, which strict verification never accepts (the zero point
-    /// encoding is of small order), and its `base` is unknown (0).
-    pub fn unsigned(author: PeerId, epoch: u32, first_seq: u64, count: u32, after: u64) -> Self {
-        BatchProof { author, epoch, first_seq, count, base: 0, after, sig: [0; SIGNATURE_BYTES] }
+    /// encoding is of small order), and its `base` holds only the low 32
+    /// bits a piece states ([`BatchProof::builds_on`]).
+    pub fn unsigned(author: PeerId, epoch: u32, first_seq: u64, count: u32, base: u32, after: u64) -> Self {
+        BatchProof { author, epoch, first_seq, count, base: u64::from(base), after, sig: [0; SIGNATURE_BYTES] }
+    }
+
+    /// Whether the run builds on a state of short checksum `checksum`: its
+    /// `base`, of which a piece states the low 32 bits.
+    pub fn builds_on(&self, checksum: u64) -> bool {
+        if self.is_signed() {
+            self.base == checksum
+        } else {
+            self.base == checksum & u64::from(u32::MAX)
+        }
     }
 
     /// Whether this header carries its author's signature (see
@@ -160,6 +171,7 @@ pub fn piece_mac(
     shard: ShardId,
     epoch: u32,
     first_seq: u64,
+    base: u32,
     after: u64,
     updates: &[Update],
 ) -> [u8; PIECE_MAC_BYTES] {
@@ -167,7 +179,7 @@ pub fn piece_mac(
     buf.extend_from_slice(PIECE_MAC_CONTEXT);
     buf.extend_from_slice(&author.0);
     buf.extend_from_slice(&receiver.0);
-    put_piece_header(&mut buf, shard, epoch, first_seq, after);
+    put_piece_header(&mut buf, shard, epoch, first_seq, base, after);
     buf.extend_from_slice(&(updates.len() as u64).to_le_bytes());
     for u in updates {
         put_update(&mut buf, u);

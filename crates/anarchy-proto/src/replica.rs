@@ -412,7 +412,7 @@ impl Replica {
 
     /// Whether the update at `seq` (next after ours) of the run `proof`
     /// continues our state: the run's first update must build on our
-    /// checksum (a piece names none: its end is checked instead), a later
+    /// checksum (of which a piece states half), a later
     /// one must follow an update of the run's author in the run's epoch
     /// applied just before (one czar per epoch: that is the run's own
     /// history, whether its pieces, this run or another brought it). Unverifiable (no proof, or our log restarted
@@ -425,8 +425,7 @@ impl Replica {
     fn continues(&self, seq: u64, proof: Option<&BatchProof>) -> bool {
         let Some(p) = proof else { return true };
         if p.first_seq == seq {
-            // A piece names no base: its `after` is checked once it is applied.
-            return !p.is_signed() || p.base == self.checksum.short();
+            return p.builds_on(self.checksum.short());
         }
         // One czar per epoch: an update of the run's author in the run's
         // epoch just before is the run's own history, whichever of its pieces

@@ -564,8 +564,8 @@ pub enum Frame {
         have: u64,
     },
     /// Updates of the sender's open run (§6.7): consecutive updates of a
-    /// shard the sender is czar of, like an own [`Frame::Delta`] without base
-    /// and signature. `mac` authenticates it to its one receiver (a keyed
+    /// shard the sender is czar of, like an own [`Frame::Delta`] with half a
+    /// base and no signature. `mac` authenticates it to its one receiver (a keyed
     /// hash under the pair key of sender and receiver, `proof::piece_mac`);
     /// the run's signature follows in a [`Frame::RunSig`] once the run closes.
     Piece {
@@ -575,6 +575,10 @@ pub enum Frame {
         epoch: u32,
         /// Sequence number of the first update.
         first_seq: u64,
+        /// The low 32 bits of the sender's short state checksum at
+        /// `first_seq - 1`: a receiver whose state there differs is off the
+        /// sender's history and resyncs instead of applying.
+        base: u32,
         /// The sender's short state checksum after the last update.
         after: u64,
         /// The pair MAC over everything else (see `proof::piece_mac`).
@@ -835,8 +839,8 @@ impl Frame {
                 put_varint(out, u64::from(*index));
             }
             Frame::ShortIdUnknown { index } => put_varint(out, u64::from(*index)),
-            Frame::Piece { shard, epoch, first_seq, after, mac, updates } => {
-                put_piece_header(out, *shard, *epoch, *first_seq, *after);
+            Frame::Piece { shard, epoch, first_seq, base, after, mac, updates } => {
+                put_piece_header(out, *shard, *epoch, *first_seq, *base, *after);
                 out.extend_from_slice(mac);
                 put_varint(out, updates.len() as u64);
                 for u in updates {
@@ -1355,6 +1359,7 @@ fn decode_frame(r: &mut Reader<'_>, sender: &PeerId) -> Result<Frame, DecodeErro
             let shard = r.shard()?;
             let epoch = r.epoch()?;
             let first_seq = r.seq()?;
+            let base = u32::from_le_bytes(r.array()?);
             let after = r.u64_le()?;
             let mac = r.array()?;
             let n = r.count(2)?;
@@ -1368,7 +1373,7 @@ fn decode_frame(r: &mut Reader<'_>, sender: &PeerId) -> Result<Frame, DecodeErro
             for _ in 0..n {
                 updates.push(r.update(true)?);
             }
-            Frame::Piece { shard, epoch, first_seq, after, mac, updates }
+            Frame::Piece { shard, epoch, first_seq, base, after, mac, updates }
         }
         35 => {
             let shard = r.shard()?;
@@ -1527,10 +1532,11 @@ fn put_delta(
 
 /// Appends the fields of a [`Frame::Piece`] before its MAC: what the MAC
 /// covers with the updates (see `proof::piece_mac`).
-pub(crate) fn put_piece_header(out: &mut Vec<u8>, shard: ShardId, epoch: u32, first_seq: u64, after: u64) {
+pub(crate) fn put_piece_header(out: &mut Vec<u8>, shard: ShardId, epoch: u32, first_seq: u64, base: u32, after: u64) {
     out.extend_from_slice(&shard.0.to_le_bytes());
     put_varint(out, u64::from(epoch));
     put_varint(out, first_seq);
+    out.extend_from_slice(&base.to_le_bytes());
     out.extend_from_slice(&after.to_le_bytes());
 }
 
@@ -2062,6 +2068,7 @@ mod tests {
             shard: ShardId(4),
             epoch: 3,
             first_seq: 10,
+            base: 5,
             after: 99,
             mac: [7; PIECE_MAC_BYTES],
             updates: vec![Update { key: b"e3".to_vec(), op: Op::Patch(vec![0, 5, 0, 0]) }],
@@ -2069,10 +2076,10 @@ mod tests {
         let sig = Frame::RunSig { shard: ShardId(4), epoch: 3, first_seq: 6, count: 5, sig: [3; 64] };
         let bytes = encode_frames(&sender, &[piece.clone(), sig.clone()]);
         assert_eq!(decode_datagram(&bytes).unwrap().frames, vec![piece.clone(), sig]);
-        // 1 + 8 + 1 + 1 + 8 + 16 + 1 header bytes: no base, author or signature.
+        // 1 + 8 + 1 + 1 + 4 + 8 + 16 + 1 header bytes: half a base, no author or signature.
         assert_eq!(
             piece.to_bytes().len(),
-            36 + Update::encoded_len(&Update { key: b"e3".to_vec(), op: Op::Patch(vec![0, 5, 0, 0]) })
+            40 + Update::encoded_len(&Update { key: b"e3".to_vec(), op: Op::Patch(vec![0, 5, 0, 0]) })
         );
         for (frame, error) in [
             (Frame::RunSig { shard: ShardId(4), epoch: 3, first_seq: 6, count: 0, sig: [3; 64] }, "run count"),
@@ -2082,7 +2089,15 @@ mod tests {
                 "delta sequence",
             ),
             (
-                Frame::Piece { shard: ShardId(4), epoch: 3, first_seq: 1, after: 9, mac: [0; 16], updates: vec![] },
+                Frame::Piece {
+                    shard: ShardId(4),
+                    epoch: 3,
+                    first_seq: 1,
+                    base: 0,
+                    after: 9,
+                    mac: [0; 16],
+                    updates: vec![],
+                },
                 "empty delta",
             ),
         ] {

@@ -1003,8 +1003,9 @@ fn a_piece_under_the_czars_id_without_the_czars_pair_key_is_refused() {
     let after = next.checksum().short();
     let piece = |key: &[u8; 32]| {
         let updates = vec![update.clone()];
-        let mac = proof::piece_mac(key, &net.id(0), &net.id(2), world, v.epoch, v.seq + 1, after, &updates);
-        let frame = Frame::Piece { shard: world, epoch: v.epoch, first_seq: v.seq + 1, after, mac, updates };
+        let base = net.peers[2].checksum_of(world).unwrap().short() as u32;
+        let mac = proof::piece_mac(key, &net.id(0), &net.id(2), world, v.epoch, v.seq + 1, base, after, &updates);
+        let frame = Frame::Piece { shard: world, epoch: v.epoch, first_seq: v.seq + 1, base, after, mac, updates };
         support::seal(&wire::encode_frames(&net.id(0), &[frame]))
     };
     // Peer 1 poses as the czar (peer 0) under its own pair key with peer 2:
@@ -1018,6 +1019,19 @@ fn a_piece_under_the_czars_id_without_the_czars_pair_key_is_refused() {
     net.peers[2].handle_datagram(now, net.addrs[0], &genuine);
     assert_eq!(net.peers[2].get(world, b"gold"), Some(&b"999"[..]));
     assert_eq!(net.peers[2].version_of(world).unwrap().seq, v.seq + 1);
+    // A piece of the czar's that builds on another state than ours is not
+    // applied over ours: we are off its history (oneway-partition, 8 peers,
+    // seed 45, applied a patch over another lineage's value before pieces
+    // stated their base).
+    let updates = vec![wire::Update { key: b"gold".to_vec(), op: wire::Op::Put(b"1000".to_vec()) }];
+    let base = !(net.peers[2].checksum_of(world).unwrap().short() as u32);
+    let (key, seq) = (pair_key(&net, 0, 2), v.seq + 2);
+    let mac = proof::piece_mac(&key, &net.id(0), &net.id(2), world, v.epoch, seq, base, after, &updates);
+    let frame = Frame::Piece { shard: world, epoch: v.epoch, first_seq: seq, base, after, mac, updates };
+    let off = support::seal(&wire::encode_frames(&net.id(0), &[frame]));
+    net.peers[2].handle_datagram(now, net.addrs[0], &off);
+    assert_eq!(net.peers[2].stats().drops(DropReason::OffHistory), 1);
+    assert_eq!(net.peers[2].get(world, b"gold"), Some(&b"999"[..]));
 }
 
 #[test]

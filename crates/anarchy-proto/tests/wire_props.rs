@@ -224,7 +224,7 @@ fn delta() -> impl Strategy<Value = Frame> {
 fn piece() -> impl Strategy<Value = Frame> {
     delta().prop_map(|d| match d {
         Frame::Delta { shard, epoch, first_seq, after, sig, updates, .. } => {
-            Frame::Piece { shard, epoch, first_seq, after, mac: [sig[0]; 16], updates }
+            Frame::Piece { shard, epoch, first_seq, base: first_seq as u32, after, mac: [sig[0]; 16], updates }
         }
         _ => unreachable!("delta() makes deltas"),
     })

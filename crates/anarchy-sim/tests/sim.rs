@@ -582,6 +582,16 @@ fn regression_hand_over_to_a_suspect_loses_commits_after_a_oneway_partition() {
 }
 
 #[test]
+fn regression_a_piece_applied_over_another_lineages_state() {
+    // oneway-partition.toml, 8 peers, seed 45: p1 applied 25548.130 of
+    // avatars-3 with content its czar p7 never wrote there. Pieces (a czar's
+    // MAC'd pushes of its open run) stated no base, so p1 applied p7's patches
+    // over a state of another lineage at 129. Pieces now state the low half
+    // of their base, and one that does not build on our state is off history.
+    assert_passes(&run_small("oneway-partition.toml", 45));
+}
+
+#[test]
 fn regression_shard_of_a_confirmed_czar_claimed_provisionally_loses_commits() {
     // oneway-partition.toml, 8 peers, seed 101: p0 at 27.23 of world held the
     // value authored at 1.9 for score-10 instead of the update committed at

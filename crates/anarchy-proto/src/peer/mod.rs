@@ -1164,15 +1164,15 @@ impl Peer {
                 let proof = BatchProof { author, epoch, first_seq, count: updates.len() as u32, base, after, sig };
                 self.handle_delta(now, sender, shard, proof, updates, false)
             }
-            Frame::Piece { shard, epoch, first_seq, after, mac, updates } => {
+            Frame::Piece { shard, epoch, first_seq, base, after, mac, updates } => {
                 let authentic = self.pair_key(&sender).is_some_and(|key| {
-                    proof::piece_mac(&key, &sender, &self.id, shard, epoch, first_seq, after, &updates) == mac
+                    proof::piece_mac(&key, &sender, &self.id, shard, epoch, first_seq, base, after, &updates) == mac
                 });
                 if !authentic {
                     self.stats.drop(DropReason::BadSignature);
                     return;
                 }
-                let proof = BatchProof::unsigned(sender, epoch, first_seq, updates.len() as u32, after);
+                let proof = BatchProof::unsigned(sender, epoch, first_seq, updates.len() as u32, base, after);
                 self.handle_delta(now, sender, shard, proof, updates, true)
             }
             Frame::RunSig { shard, epoch, first_seq, count, sig } => {
@@ -2163,8 +2163,8 @@ impl Peer {
         paired: bool,
     ) {
         // A piece (`paired`) came from its author, whose pair MAC we checked:
-        // it has no signature yet, and names no base.
-        let (epoch, first_seq, base) = (proof.epoch, proof.first_seq, proof.base);
+        // it has no signature yet, and states half a base.
+        let (epoch, first_seq) = (proof.epoch, proof.first_seq);
         let Some(st) = self.states.get(&shard) else {
             self.stats.drop(DropReason::UnknownShard);
             return;
@@ -2264,7 +2264,7 @@ impl Peer {
         }
         // The run builds on a state we can check: if ours there differs, we are
         // off the sender's history (a lost race between claims): resync.
-        if !paired && st.replica.checksum_at(first_seq - 1).is_some_and(|ours| ours != base) {
+        if st.replica.checksum_at(first_seq - 1).is_some_and(|ours| !proof.builds_on(ours)) {
             let st = self.states.get_mut(&shard).expect("known shard");
             if st.catch_up_to.is_none() {
                 st.want_snapshot = true;
@@ -2797,8 +2797,9 @@ impl Peer {
         let st = &self.states[&shard];
         let Some(updates) = st.replica.own_unsigned(open.epoch, from, open.last_seq) else { return false };
         let Some(after) = st.replica.checksum_at(open.last_seq) else { return false };
-        let mac = proof::piece_mac(&key, &self.id, &asker, shard, open.epoch, from, after, &updates);
-        let frame = Frame::Piece { shard, epoch: open.epoch, first_seq: from, after, mac, updates };
+        let Some(base) = st.replica.checksum_at(from - 1).map(|c| c as u32) else { return false };
+        let mac = proof::piece_mac(&key, &self.id, &asker, shard, open.epoch, from, base, after, &updates);
+        let frame = Frame::Piece { shard, epoch: open.epoch, first_seq: from, base, after, mac, updates };
         self.queue_frame(to, &frame);
         true
     }
@@ -3218,12 +3219,16 @@ impl Peer {
                 for &(id, addr) in &members {
                     // A member whose key gives no pair key gets the run by repair, signed.
                     let Some(key) = self.pair_key(&id) else { continue };
+                    // The piece states the low half of its base.
+                    let base = run.base as u32;
+                    let (epoch, first_seq) = (run.epoch, run.first_seq);
                     let mac =
-                        proof::piece_mac(&key, &self.id, &id, shard, run.epoch, run.first_seq, run.after, &run.updates);
+                        proof::piece_mac(&key, &self.id, &id, shard, epoch, first_seq, base, run.after, &run.updates);
                     let frame = Frame::Piece {
                         shard,
                         epoch: run.epoch,
                         first_seq: run.first_seq,
+                        base,
                         after: run.after,
                         mac,
                         updates: run.updates.clone(),
