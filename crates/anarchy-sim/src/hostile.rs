@@ -2,9 +2,10 @@
 //! session's secret and a valid identity, run an honest core (so they stay
 //! members and play), and on top of it attack the honest peers with crafted
 //! datagrams: forged updates for shards they do not own, updates posing as
-//! the czar without its key, replays of captured datagrams and of old signed
-//! runs with altered checksums or stale epochs, forged snapshots, garbage,
-//! and floods.
+//! the czar without its key (signed runs, and pieces under the attacker's own
+//! pair key with the target), forged run signatures, replays of captured
+//! datagrams and of old signed runs with altered checksums or stale epochs,
+//! forged snapshots, garbage, and floods.
 //!
 //! Every attack is built from what the attacker could really know: its own
 //! key, its own core's view of the session, and datagrams sent to it. What the
@@ -49,11 +50,18 @@ pub enum Attack {
     /// A snapshot of a shard we do not rule, posing as its czar (unsigned)
     /// or signed with our own key, with forged content.
     ForgedSnapshot,
+    /// A piece posing as the shard's czar (its id as sender), MAC'd under
+    /// the pair key we share with the target: the best a member can do
+    /// without the czar's pair key.
+    ForgedPiece,
+    /// A run signature posing as the shard's czar, over the target's last
+    /// updates of that shard, with a random signature.
+    ForgedRunSig,
 }
 
 impl Attack {
     /// Every attack, in the order the attacker cycles through them.
-    pub const ALL: [Attack; 8] = [
+    pub const ALL: [Attack; 10] = [
         Attack::Forge,
         Attack::Impersonate,
         Attack::Replay,
@@ -62,6 +70,8 @@ impl Attack {
         Attack::Garbage,
         Attack::Flood,
         Attack::ForgedSnapshot,
+        Attack::ForgedPiece,
+        Attack::ForgedRunSig,
     ];
 }
 
@@ -269,6 +279,32 @@ impl Attacker {
                     sig,
                 };
                 vec![Crafted { from, bytes: self.seal(&wire::encode_frames(&sender, &[frame])) }]
+            }
+            Attack::ForgedPiece => {
+                let Some((shard, czar)) = pick(rng) else { return Vec::new() };
+                let Some(from) = slot_of(&czar) else { return Vec::new() };
+                let Some(victim) = own.members().find(|m| slot_of(&m.id) == Some(target)) else { return Vec::new() };
+                let Some(shared) = self.keypair.agree(&victim.public_key) else { return Vec::new() };
+                let key = proof::pair_key(&self.session_tag, &shared, &me, &victim.id);
+                let Some(version) = own.version_of(shard) else { return Vec::new() };
+                let checksum = own.checksum_of(shard).map_or(0, |c| c.short());
+                let (base, after) = (checksum as u32, checksum ^ 1);
+                let updates = vec![Update { key: b"gold".to_vec(), op: Op::Put(b"pieced".to_vec()) }];
+                let (epoch, first_seq) = (version.epoch, version.seq + 1);
+                let mac = proof::piece_mac(&key, &czar, &victim.id, shard, epoch, first_seq, base, after, &updates);
+                let frame = Frame::Piece { shard, epoch, first_seq, base, after, mac, updates };
+                vec![Crafted { from, bytes: self.seal(&wire::encode_frames(&czar, &[frame])) }]
+            }
+            Attack::ForgedRunSig => {
+                let Some((shard, czar)) = pick(rng) else { return Vec::new() };
+                let Some(from) = slot_of(&czar) else { return Vec::new() };
+                let Some(version) = own.version_of(shard) else { return Vec::new() };
+                let count = rng.gen_range(1..=4u32).min(version.seq.max(1) as u32);
+                let first_seq = version.seq.saturating_sub(u64::from(count) - 1).max(1);
+                let mut sig = [0u8; 64];
+                rng.fill(&mut sig[..]);
+                let frame = Frame::RunSig { shard, epoch: version.epoch, first_seq, count, sig };
+                vec![Crafted { from, bytes: self.seal(&wire::encode_frames(&czar, &[frame])) }]
             }
             Attack::Flood => {
                 if self.made[Attack::Flood as usize] * FLOOD_EVERY > self.next as u64 / Attack::ALL.len() as u64 {

@@ -495,7 +495,8 @@ pub enum Fault {
     /// Skip the next remote update (its sequence number still advances) and
     /// never repair the divergence that follows.
     SkipDeltaSilently,
-    /// Take every run's signature as valid (proves the simulator catches forgeries).
+    /// Take every run's signature and every piece's MAC as valid (proves the
+    /// simulator catches forgeries).
     AcceptAnySignature,
     /// On a split, put one key of child 0 into child 1 (proves the simulator
     /// catches a split that loses or misplaces keys).
@@ -1165,9 +1166,14 @@ impl Peer {
                 self.handle_delta(now, sender, shard, proof, updates, false)
             }
             Frame::Piece { shard, epoch, first_seq, base, after, mac, updates } => {
-                let authentic = self.pair_key(&sender).is_some_and(|key| {
+                #[allow(unused_mut)]
+                let mut authentic = self.pair_key(&sender).is_some_and(|key| {
                     proof::piece_mac(&key, &sender, &self.id, shard, epoch, first_seq, base, after, &updates) == mac
                 });
+                #[cfg(feature = "faults")]
+                if self.fault == Some(Fault::AcceptAnySignature) {
+                    authentic = true;
+                }
                 if !authentic {
                     self.stats.drop(DropReason::BadSignature);
                     return;
