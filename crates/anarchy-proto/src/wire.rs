@@ -20,7 +20,7 @@ pub const MAGIC: [u8; 2] = *b"AY";
 /// `seal`; 3: snapshot entries carry the version that wrote them; 4: epochs
 /// name their claimant, see `peer::claimant_tag`; 5: partial stream lists,
 /// [`Frame::StreamPart`]; 6: the short seal form, [`Frame::ShortId`]).
-pub const PROTOCOL_VERSION: u8 = 6;
+pub const PROTOCOL_VERSION: u8 = 7;
 /// No datagram is ever larger than this: safe for IPv6 and most tunnels.
 pub const MAX_DATAGRAM_BYTES: usize = 1200;
 /// Bytes in the datagram header: magic, version, flags, sender id.
