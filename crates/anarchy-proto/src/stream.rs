@@ -483,7 +483,7 @@ mod tests {
         assert_eq!(czar.value_as_of(2, b"e0", 2), Some(&pos(2)[..]));
         let (sent, to) = czar.changed_after(2, 3, 2, 1 << 20);
         assert_eq!(to, 4);
-        assert_eq!(sent[0].op, Op::Patch(vec![2 ^ 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
+        assert_eq!(sent[0].op, Op::Patch(vec![2 ^ 4]));
         assert_eq!(sent[0].op.resolve(Some(&pos(2))), Some(pos(4).to_vec()));
         // Without a base, or once the base is older than the history kept: whole.
         assert_eq!(czar.changed_after(2, 3, 0, 1 << 20).0[0].op, Op::Put(pos(4).to_vec()));

@@ -64,11 +64,13 @@ pub enum Op {
     Put(Vec<u8>),
     /// Remove the key.
     Delete,
-    /// Set the key to its current value XOR these bytes (the new value has
-    /// this length; a missing or shorter current value counts as zeros past
-    /// its end). Only a czar's own runs carry it, for a write that changes a
-    /// few bytes of a value of the same length (see [`Op::patch`]); it travels
-    /// sparse: a bit mask of the non-zero bytes, then those bytes.
+    /// Set the key to its current value XOR these bytes, the shorter of the
+    /// two counting as zeros past its end (the new value is as long as the
+    /// longer; a missing value counts as empty). Canonical: not empty and its
+    /// last byte non-zero ([`Op::patch`] trims). Only a czar's own runs carry
+    /// it, for a write that changes a few bytes of a value of the same length;
+    /// it travels sparse: a mask of the non-zero bytes, seven to a byte, then
+    /// those bytes.
     Patch(Vec<u8>),
 }
 
@@ -79,9 +81,11 @@ impl Op {
         if old.len() != new.len() || new.is_empty() {
             return None;
         }
-        let xor: Vec<u8> = old.iter().zip(new).map(|(a, b)| a ^ b).collect();
-        let changed = xor.iter().filter(|&&b| b != 0).count();
-        (changed > 0 && patch_mask_len(xor.len()) + changed < new.len()).then_some(Op::Patch(xor))
+        let mut xor: Vec<u8> = old.iter().zip(new).map(|(a, b)| a ^ b).collect();
+        while xor.last() == Some(&0) {
+            xor.pop();
+        }
+        (!xor.is_empty() && patch_value_len(&xor) < varint_len(new.len() as u64) + new.len()).then_some(Op::Patch(xor))
     }
 
     /// The value this op leaves for a key whose value was `old` (`None`: the key is gone).
@@ -91,21 +95,32 @@ impl Op {
             Op::Delete => None,
             Op::Patch(x) => {
                 let old = old.unwrap_or_default();
-                Some(x.iter().enumerate().map(|(i, b)| b ^ old.get(i).copied().unwrap_or(0)).collect())
+                let len = old.len().max(x.len());
+                let at = |v: &[u8], i: usize| v.get(i).copied().unwrap_or(0);
+                Some((0..len).map(|i| at(old, i) ^ at(x, i)).collect())
             }
         }
     }
 }
 
-/// Bytes a patch `x` takes on the wire after the key: length, mask, changed bytes.
+/// Bytes a patch `x` takes on the wire after the key: mask, changed bytes.
 pub fn patch_value_len(x: &[u8]) -> usize {
-    varint_len(x.len() as u64) + patch_mask_len(x.len()) + x.iter().filter(|&&b| b != 0).count()
+    patch_mask_len(x.len()) + x.iter().filter(|&&b| b != 0).count()
 }
 
-/// Bytes of a patch's mask for a value of `len` bytes: one bit per byte.
+/// Bytes of a patch's mask for a patch of `len` bytes: seven bits per byte,
+/// the eighth saying whether another mask byte follows.
 fn patch_mask_len(len: usize) -> usize {
-    len.div_ceil(8)
+    len.div_ceil(PATCH_MASK_BITS)
 }
+
+/// Bytes one mask byte of a patch covers.
+const PATCH_MASK_BITS: usize = 7;
+/// A mask byte's bit saying another mask byte follows.
+const PATCH_MASK_MORE: u8 = 0x80;
+/// The op in an update's tag byte (the low two bits); the other six bits are
+/// the key's length minus one.
+const UPDATE_OP_BITS: u8 = 0b11;
 
 /// One key's change, as carried in a delta.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -129,7 +144,7 @@ impl Update {
 
     /// Bytes on the wire of an update of `key` whose op takes `value_len` bytes.
     pub fn encoded_len_of(key: &[u8], value_len: usize) -> usize {
-        1 + varint_len(key.len() as u64) + key.len() + value_len
+        1 + key.len() + value_len
     }
 }
 
@@ -1542,25 +1557,28 @@ pub(crate) fn put_piece_header(out: &mut Vec<u8>, shard: ShardId, epoch: u32, fi
 
 /// Appends `u` as it is encoded inside a delta.
 pub(crate) fn put_update(out: &mut Vec<u8>, u: &Update) {
+    debug_assert!((1..=MAX_KEY_BYTES).contains(&u.key.len()), "a key of {} bytes", u.key.len());
+    let op = match &u.op {
+        Op::Put(_) => 0,
+        Op::Delete => 1,
+        Op::Patch(_) => 2,
+    };
+    out.push(op | ((u.key.len().saturating_sub(1) as u8) << 2));
+    out.extend_from_slice(&u.key);
     match &u.op {
-        Op::Put(value) => {
-            out.push(0);
-            put_bytes(out, &u.key);
-            put_bytes(out, value);
-        }
-        Op::Delete => {
-            out.push(1);
-            put_bytes(out, &u.key);
-        }
+        Op::Put(value) => put_bytes(out, value),
+        Op::Delete => {}
         Op::Patch(x) => {
-            out.push(2);
-            put_bytes(out, &u.key);
-            put_varint(out, x.len() as u64);
+            debug_assert!(x.last().is_some_and(|b| *b != 0), "a canonical patch");
             let mut mask = vec![0u8; patch_mask_len(x.len())];
             for (i, b) in x.iter().enumerate() {
                 if *b != 0 {
-                    mask[i / 8] |= 1 << (i % 8);
+                    mask[i / PATCH_MASK_BITS] |= 1 << (i % PATCH_MASK_BITS);
                 }
+            }
+            let last = mask.len().saturating_sub(1);
+            for m in &mut mask[..last] {
+                *m |= PATCH_MASK_MORE;
             }
             out.extend_from_slice(&mask);
             out.extend(x.iter().filter(|&&b| b != 0));
@@ -1717,11 +1735,8 @@ impl<'a> Reader<'a> {
     /// An update; a patch only where `patch` allows it (a `Delta`'s runs).
     fn update(&mut self, patch: bool) -> Result<Update, DecodeError> {
         let tag = self.u8()?;
-        let key = self.bytes(MAX_KEY_BYTES, "key")?.to_vec();
-        if key.is_empty() {
-            return Err(DecodeError::Invalid("empty key"));
-        }
-        let op = match tag {
+        let key = self.take(usize::from(tag >> 2) + 1)?.to_vec();
+        let op = match tag & UPDATE_OP_BITS {
             0 => Op::Put(self.bytes(MAX_VALUE_BYTES, "value")?.to_vec()),
             1 => Op::Delete,
             2 if patch => Op::Patch(self.patch()?),
@@ -1733,29 +1748,35 @@ impl<'a> Reader<'a> {
     /// A patch in its one canonical form: a length, a mask whose bits past
     /// the length are clear, then exactly one non-zero byte per set bit.
     fn patch(&mut self) -> Result<Vec<u8>, DecodeError> {
-        let len = self.varint()?;
-        if len > MAX_VALUE_BYTES as u64 {
-            return Err(DecodeError::TooLong("value"));
-        }
-        let len = len as usize;
-        let mask = self.take(patch_mask_len(len))?;
-        let mut x = vec![0u8; len];
-        let mut changed = 0;
-        for (i, m) in mask.iter().enumerate() {
-            for bit in 0..8 {
-                if m & (1 << bit) == 0 {
-                    continue;
-                }
-                let Some(slot) = x.get_mut(i * 8 + bit) else { return Err(DecodeError::Invalid("patch")) };
-                *slot = self.u8()?;
-                if *slot == 0 {
-                    return Err(DecodeError::Invalid("patch"));
-                }
-                changed += 1;
+        // The mask: seven bits per byte while the eighth says more follow.
+        let mut mask = Vec::new();
+        loop {
+            if mask.len() * PATCH_MASK_BITS >= MAX_VALUE_BYTES {
+                return Err(DecodeError::TooLong("value"));
+            }
+            let m = self.u8()?;
+            mask.push(m & !PATCH_MASK_MORE);
+            if m & PATCH_MASK_MORE == 0 {
+                break;
             }
         }
-        if changed == 0 {
-            return Err(DecodeError::Invalid("patch"));
+        // Canonical: the last mask byte lists a byte (so the patch ends on one).
+        let Some(&last) = mask.last().filter(|m| **m != 0) else { return Err(DecodeError::Invalid("patch")) };
+        let len = (mask.len() - 1) * PATCH_MASK_BITS + (8 - last.leading_zeros() as usize);
+        if len > MAX_VALUE_BYTES {
+            return Err(DecodeError::TooLong("value"));
+        }
+        let mut x = vec![0u8; len];
+        for (i, m) in mask.iter().enumerate() {
+            for bit in 0..PATCH_MASK_BITS {
+                if m & (1 << bit) != 0 {
+                    let b = self.u8()?;
+                    if b == 0 {
+                        return Err(DecodeError::Invalid("patch"));
+                    }
+                    x[i * PATCH_MASK_BITS + bit] = b;
+                }
+            }
         }
         Ok(x)
     }
@@ -1834,7 +1855,7 @@ mod tests {
                 updates: vec![
                     Update { key: b"x".to_vec(), op: Op::Put(vec![1, 2, 3]) },
                     Update { key: b"y".to_vec(), op: Op::Delete },
-                    Update { key: b"z".to_vec(), op: Op::Patch(vec![0, 0, 5, 0, 0, 0, 0, 0, 0, 9, 0, 0]) },
+                    Update { key: b"z".to_vec(), op: Op::Patch(vec![0, 0, 5, 0, 0, 0, 0, 0, 0, 9]) },
                 ],
             },
             Frame::Forward {
@@ -1926,7 +1947,7 @@ mod tests {
                 base: 38,
                 entries: vec![
                     Update { key: b"e3".to_vec(), op: Op::Put(vec![1; 12]) },
-                    Update { key: b"e7".to_vec(), op: Op::Patch(vec![0, 0, 3, 0]) },
+                    Update { key: b"e7".to_vec(), op: Op::Patch(vec![0, 0, 3]) },
                 ],
                 sig: [5; 64],
             },
@@ -1958,16 +1979,18 @@ mod tests {
         assert_eq!(Op::patch(&old, &old), None, "nothing changed");
         assert_eq!(Op::patch(&old, &[0u8; 12]), None, "every byte changed: a put is smaller");
         assert_eq!(Op::patch(&old, &new[..11]), None, "another length");
-        // Total on any current value: a missing or short one counts as zeros.
+        // Total on any current value: the shorter counts as zeros past its end.
         assert_eq!(Op::Patch(vec![1, 2, 3]).resolve(None), Some(vec![1, 2, 3]));
         assert_eq!(Op::Patch(vec![1, 2, 3]).resolve(Some(&[1][..])), Some(vec![0, 2, 3]));
-        assert_eq!(Op::Patch(vec![1]).resolve(Some(&[1, 2, 3][..])), Some(vec![0]));
+        assert_eq!(Op::Patch(vec![1]).resolve(Some(&[1, 2, 3][..])), Some(vec![0, 2, 3]));
+        // Trimmed: a patch ends on a byte that changes.
+        assert_eq!(Op::patch(&[1, 2, 3, 4, 5, 6, 7, 8, 9], &[1, 3, 3, 4, 5, 6, 7, 8, 9]), Some(Op::Patch(vec![0, 1])));
     }
 
     #[test]
     fn a_patch_travels_only_in_a_delta_and_only_in_its_canonical_form() {
         let sender = Keypair::from_seed(2).peer_id();
-        let patch = Update { key: b"k".to_vec(), op: Op::Patch(vec![0, 7, 0]) };
+        let patch = Update { key: b"k".to_vec(), op: Op::Patch(vec![0, 7]) };
         let forward = Frame::Forward { write_id: 1, origin: sender, shard: ShardId(1), update: patch.clone() };
         let bytes = encode_frames(&sender, &[forward]);
         assert_eq!(decode_datagram(&bytes), Err(DecodeError::Invalid("update op")));
@@ -1981,21 +2004,35 @@ mod tests {
             sig: [0; 64],
             updates,
         };
-        let good = encode_frames(&sender, &[delta(vec![patch])]);
+        let good = encode_frames(&sender, &[delta(vec![patch.clone()])]);
         assert!(decode_datagram(&good).is_ok());
-        // The patch is the last thing in the datagram: length 3, mask 0b010, byte 7.
-        assert_eq!(&good[good.len() - 3..], &[3, 0b010, 7]);
+        // The patch is the last thing in the datagram: tag (op 2, key of 1
+        // byte), key, mask 0b010 (one mask byte: no 0x80), byte 7.
+        assert_eq!(&good[good.len() - 4..], &[2, b'k', 0b010, 7]);
         let with = |tail: &[u8]| {
-            let mut b = good[..good.len() - 3].to_vec();
+            let mut b = good[..good.len() - 2].to_vec();
             b.extend_from_slice(tail);
             decode_datagram(&b)
         };
-        assert_eq!(with(&[3, 0b010, 0]), Err(DecodeError::Invalid("patch")), "a listed byte that is zero");
-        assert_eq!(with(&[3, 0b1010, 7, 7]), Err(DecodeError::Invalid("patch")), "a mask bit past the length");
-        assert_eq!(with(&[3, 0]), Err(DecodeError::Invalid("patch")), "a patch that changes nothing");
-        assert_eq!(with(&[3, 0b011, 7]), Err(DecodeError::Truncated));
-        assert_eq!(MAX_VALUE_BYTES, 16384, "16385 is the varint [0x81, 0x80, 0x01]");
-        assert_eq!(with(&[0x81, 0x80, 0x01]), Err(DecodeError::TooLong("value")));
+        assert_eq!(with(&[0b010, 0]), Err(DecodeError::Invalid("patch")), "a listed byte that is zero");
+        assert_eq!(with(&[0]), Err(DecodeError::Invalid("patch")), "a patch that changes nothing");
+        assert_eq!(with(&[0x82, 0, 7]), Err(DecodeError::Invalid("patch")), "a last mask byte that lists nothing");
+        assert_eq!(
+            with(&[0x82, 0b1, 7, 9]).map(|d| d.frames),
+            Ok(vec![delta(vec![Update { key: b"k".to_vec(), op: Op::Patch(vec![0, 7, 0, 0, 0, 0, 0, 9]) }])])
+        );
+        assert_eq!(with(&[0b011, 7]), Err(DecodeError::Truncated));
+        // A mask that runs past the largest value (only a frame joined from
+        // fragments is that long).
+        let mut long = delta(vec![patch.clone()]).to_bytes();
+        long.truncate(long.len() - 2);
+        long.extend(std::iter::repeat_n(0x80, MAX_VALUE_BYTES / 7 + 1));
+        long.push(1);
+        assert_eq!(decode_joined_frame(&long, &sender), Err(DecodeError::TooLong("value")));
+        // Op 3 is no op; a tag's key length is its high six bits plus one.
+        let mut bad_op = good[..good.len() - 4].to_vec();
+        bad_op.extend_from_slice(&[3, b'k', 0b010, 7]);
+        assert_eq!(decode_datagram(&bad_op), Err(DecodeError::Invalid("update op")));
     }
 
     #[test]
@@ -2071,7 +2108,7 @@ mod tests {
             base: 5,
             after: 99,
             mac: [7; PIECE_MAC_BYTES],
-            updates: vec![Update { key: b"e3".to_vec(), op: Op::Patch(vec![0, 5, 0, 0]) }],
+            updates: vec![Update { key: b"e3".to_vec(), op: Op::Patch(vec![0, 5]) }],
         };
         let sig = Frame::RunSig { shard: ShardId(4), epoch: 3, first_seq: 6, count: 5, sig: [3; 64] };
         let bytes = encode_frames(&sender, &[piece.clone(), sig.clone()]);
@@ -2079,7 +2116,7 @@ mod tests {
         // 1 + 8 + 1 + 1 + 4 + 8 + 16 + 1 header bytes: half a base, no author or signature.
         assert_eq!(
             piece.to_bytes().len(),
-            40 + Update::encoded_len(&Update { key: b"e3".to_vec(), op: Op::Patch(vec![0, 5, 0, 0]) })
+            40 + Update::encoded_len(&Update { key: b"e3".to_vec(), op: Op::Patch(vec![0, 5]) })
         );
         for (frame, error) in [
             (Frame::RunSig { shard: ShardId(4), epoch: 3, first_seq: 6, count: 0, sig: [3; 64] }, "run count"),
