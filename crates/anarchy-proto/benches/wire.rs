@@ -6,6 +6,12 @@
 //! the sender does per tick (sign, encode, compress, seal), `decode` what a
 //! receiver does (open, decompress, decode, verify the signature, uncached).
 //! `sign_run` / `verify_run` isolate the signature's share.
+//! `pieces/encode` and `pieces/decode` are the same ticks as a czar sends them
+//! by default: each tick a `Piece` MAC'd for the member (pair key), and every
+//! fifth tick (250 ms at 20 Hz, `run_sign_interval`) the `RunSig` of the five;
+//! the receiver checks each MAC and the run's signature over the updates its
+//! pieces brought. `standard/*` is the signed-`Delta`-per-tick path
+//! (`run_sign_interval` zero), kept to compare in one run.
 //! Throughput is in updates; bytes per update are printed before the runs.
 //!
 //! `cargo bench -p anarchy-proto --bench wire`
@@ -15,7 +21,7 @@ use std::hint::black_box;
 use anarchy_proto::compress::{compress_datagram, decompress_datagram};
 use anarchy_proto::seal::{open_datagram, seal_datagram, SessionSecret};
 use anarchy_proto::wire::{decode_datagram, encode_datagram, Frame, Op, ShardVersion, Update, ViewDigests};
-use anarchy_proto::{proof, Keypair, ShardId, Version};
+use anarchy_proto::{proof, Keypair, PeerId, ShardId, Version};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -131,6 +137,118 @@ impl Sender {
     }
 }
 
+/// Ticks per signed run on the piece path: 250 ms at 20 Hz.
+const TICKS_PER_RUN: usize = 5;
+
+impl Sender {
+    /// The pair key with `receiver` and its id.
+    fn pair(&self, receiver: &Keypair) -> ([u8; 32], PeerId) {
+        let shared = self.keypair.agree(&receiver.public_key()).expect("bench keys agree");
+        (proof::pair_key(&self.tag, &shared, &self.keypair.peer_id(), &receiver.peer_id()), receiver.peer_id())
+    }
+
+    /// One tick's datagram on the piece path: the piece for `to`, and when
+    /// the run closes (`run`: its first seq and every update) its signature.
+    fn piece_datagram(
+        &mut self,
+        pair: &([u8; 32], PeerId),
+        first_seq: u64,
+        updates: &[Update],
+        run: Option<(u64, &[Update])>,
+    ) -> Vec<u8> {
+        let author = self.keypair.peer_id();
+        let (base, after) = (first_seq.wrapping_mul(7), first_seq.wrapping_mul(11));
+        let mac = proof::piece_mac(&pair.0, &author, &pair.1, self.shard, 1, first_seq, base as u32, after, updates);
+        let piece = Frame::Piece {
+            shard: self.shard,
+            epoch: 1,
+            first_seq,
+            base: base as u32,
+            after,
+            mac,
+            updates: updates.to_vec(),
+        };
+        let mut frames = vec![piece.to_bytes(), heartbeat(self.shard, first_seq, self.counter).to_bytes()];
+        if let Some((first, all)) = run {
+            let (base, after) = (first.wrapping_mul(7), first_seq.wrapping_mul(11));
+            let signed = proof::BatchProof::sign(&self.keypair, &self.tag, self.shard, 1, first, base, after, all);
+            let count = signed.count;
+            frames.push(
+                Frame::RunSig { shard: self.shard, epoch: 1, first_seq: first, count, sig: signed.sig }.to_bytes(),
+            );
+        }
+        let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        self.counter += 1;
+        seal_datagram(&self.secret, 1, self.counter, &compress_datagram(encode_datagram(&author, &refs)))
+    }
+}
+
+/// Every tick's datagram on the piece path, to the member `pair` names.
+fn piece_datagrams(sender: &mut Sender, pair: &([u8; 32], PeerId), runs: &[(u64, Vec<Update>)]) -> Vec<Vec<u8>> {
+    runs.chunks(TICKS_PER_RUN)
+        .flat_map(|chunk| {
+            let all: Vec<Update> = chunk.iter().flat_map(|r| r.1.iter().cloned()).collect();
+            let first = chunk[0].0;
+            let last = chunk.len() - 1;
+            chunk
+                .iter()
+                .enumerate()
+                .map(|(i, (seq, u))| sender.piece_datagram(pair, *seq, u, (i == last).then_some((first, &all[..]))))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The updates of the open run a receiver holds from its pieces: the run's
+/// first seq, the last piece's first seq (its checksums stand in for the
+/// receiver's log), and the updates.
+#[derive(Default)]
+struct Held {
+    first: u64,
+    last_piece: u64,
+    updates: Vec<Update>,
+}
+
+/// What a receiver does with one piece-path datagram before applying it: the
+/// MAC of each piece, and a run signature over the updates its pieces brought.
+fn receive_piece(
+    secret: &SessionSecret,
+    tag: &[u8; 32],
+    key: &anarchy_proto::PublicKey,
+    pair: &([u8; 32], PeerId),
+    held: &mut Held,
+    bytes: &[u8],
+) -> usize {
+    let (_, plain) = open_datagram(secret, bytes).expect("ours");
+    let plain = decompress_datagram(&plain).expect("ours");
+    let datagram = decode_datagram(&plain).expect("ours");
+    let author = datagram.sender;
+    let mut n = 0;
+    for f in datagram.frames {
+        match f {
+            Frame::Piece { shard, epoch, first_seq, base, after, mac, updates } => {
+                let want = proof::piece_mac(&pair.0, &author, &pair.1, shard, epoch, first_seq, base, after, &updates);
+                assert_eq!(mac, want);
+                if held.updates.is_empty() {
+                    held.first = first_seq;
+                }
+                held.last_piece = first_seq;
+                n += updates.len();
+                held.updates.extend(updates);
+            }
+            Frame::RunSig { shard, epoch, first_seq, sig, .. } => {
+                assert_eq!(first_seq, held.first);
+                let (base, after) = (first_seq.wrapping_mul(7), held.last_piece.wrapping_mul(11));
+                let message = proof::delta_message(tag, shard, epoch, first_seq, base, after, &author, &held.updates);
+                assert!(key.verify(&message, &sig));
+                held.updates.clear();
+            }
+            _ => {}
+        }
+    }
+    n
+}
+
 /// Everything a receiver does with one datagram before applying it.
 fn receive(secret: &SessionSecret, tag: &[u8; 32], key: &anarchy_proto::PublicKey, bytes: &[u8]) -> usize {
     let (_, plain) = open_datagram(secret, bytes).expect("ours");
@@ -176,6 +294,30 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             for bytes in &encoded {
                 black_box(receive(&secret, &tag, &key, black_box(bytes)));
+            }
+        })
+    });
+    g.finish();
+    let member = Keypair::from_seed(4);
+    let pair = sender.pair(&member);
+    let pieces = piece_datagrams(&mut sender, &pair, &runs);
+    let piece_bytes: usize = pieces.iter().map(Vec::len).sum();
+    println!(
+        "pieces: {} datagrams, {updates} updates, {:.2} wire bytes/update (a run signature every {TICKS_PER_RUN} \
+         ticks); the signed-delta path above: {:.2}, ratio {:.3}",
+        pieces.len(),
+        piece_bytes as f64 / updates as f64,
+        bytes as f64 / updates as f64,
+        piece_bytes as f64 / bytes as f64
+    );
+    let mut g = c.benchmark_group("pieces");
+    g.throughput(Throughput::Elements(updates as u64));
+    g.bench_function("encode", |b| b.iter(|| black_box(piece_datagrams(&mut sender, &pair, black_box(&runs)))));
+    g.bench_function("decode", |b| {
+        b.iter(|| {
+            let mut held = Held::default();
+            for bytes in &pieces {
+                black_box(receive_piece(&secret, &tag, &key, &pair, &mut held, black_box(bytes)));
             }
         })
     });
