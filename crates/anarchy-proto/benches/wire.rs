@@ -81,6 +81,7 @@ fn heartbeat(shard: ShardId, seq: u64, tick: u64) -> Frame {
             backed: true,
             load: None,
             by_run: false,
+            implied: false,
         }],
     }
 }

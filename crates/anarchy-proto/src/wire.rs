@@ -208,11 +208,18 @@ pub struct ShardVersion {
     /// own run of this shard in the same datagram ends, and are not on the
     /// wire (they decode as zero; the receiver takes them from the run).
     pub by_run: bool,
+    /// By run, and the shard is not on the wire either (it decodes as 0):
+    /// the sender's own runs before this heartbeat in its datagram are of
+    /// exactly the shards of its implied adverts, which take them in
+    /// ascending order (the receiver fills them in).
+    pub implied: bool,
 }
 
 /// Advert flag bits: backed, load summary follows, by run (no version or checksum).
 const ADVERT_BACKED: u8 = 0b001;
 const ADVERT_LOAD: u8 = 0b010;
+/// Advert flag bit: implied (by run, no shard either; only with [`ADVERT_BY_RUN`]).
+const ADVERT_IMPLIED: u8 = 0b1000;
 const ADVERT_BY_RUN: u8 = 0b100;
 
 /// A shard's load over its czar's last measuring window, as adverts carry it.
@@ -720,11 +727,15 @@ impl Frame {
                 }
                 put_varint(out, czar_of.len() as u64);
                 for sv in czar_of {
-                    out.extend_from_slice(&sv.shard.0.to_le_bytes());
+                    let implied = sv.by_run && sv.implied;
                     let flags = if sv.backed { ADVERT_BACKED } else { 0 }
                         | if sv.load.is_some() { ADVERT_LOAD } else { 0 }
-                        | if sv.by_run { ADVERT_BY_RUN } else { 0 };
+                        | if sv.by_run { ADVERT_BY_RUN } else { 0 }
+                        | if implied { ADVERT_IMPLIED } else { 0 };
                     out.push(flags);
+                    if !implied {
+                        out.extend_from_slice(&sv.shard.0.to_le_bytes());
+                    }
                     if !sv.by_run {
                         put_version(out, sv.version);
                         out.extend_from_slice(&sv.checksum.to_le_bytes());
@@ -1165,14 +1176,17 @@ fn decode_frame(r: &mut Reader<'_>, sender: &PeerId) -> Result<Frame, DecodeErro
             let incarnation = r.epoch()?;
             let digests =
                 if kind == 5 { Some(ViewDigests { members: r.u64_le()?, shards: r.u64_le()? }) } else { None };
-            let n = r.count(8 + 1)?;
+            let n = r.count(1)?;
             let mut czar_of = Vec::with_capacity(n);
             for _ in 0..n {
-                let shard = r.shard()?;
                 let flags = r.u8()?;
-                if flags > ADVERT_BACKED | ADVERT_LOAD | ADVERT_BY_RUN {
+                let implied = flags & ADVERT_IMPLIED != 0;
+                if flags > ADVERT_BACKED | ADVERT_LOAD | ADVERT_BY_RUN | ADVERT_IMPLIED
+                    || (implied && flags & ADVERT_BY_RUN == 0)
+                {
                     return Err(DecodeError::Invalid("advert flags"));
                 }
+                let shard = if implied { ShardId(0) } else { r.shard()? };
                 let by_run = flags & ADVERT_BY_RUN != 0;
                 let (version, checksum) = if by_run { (Version::default(), 0) } else { (r.version()?, r.u64_le()?) };
                 let load = if flags & ADVERT_LOAD != 0 {
@@ -1191,6 +1205,7 @@ fn decode_frame(r: &mut Reader<'_>, sender: &PeerId) -> Result<Frame, DecodeErro
                     backed: flags & ADVERT_BACKED != 0,
                     load,
                     by_run,
+                    implied,
                 });
             }
             Frame::Heartbeat { incarnation, digests, czar_of }
@@ -1823,6 +1838,7 @@ mod tests {
                         backed: true,
                         load: None,
                         by_run: false,
+                        implied: false,
                     },
                     ShardVersion {
                         shard: ShardId(10),
@@ -1831,6 +1847,7 @@ mod tests {
                         backed: false,
                         load: Some(ShardLoad { writes_per_sec: 320, bytes_per_sec: 7_000, keys: 16 }),
                         by_run: false,
+                        implied: false,
                     },
                     ShardVersion {
                         shard: ShardId(11),
@@ -1839,6 +1856,7 @@ mod tests {
                         backed: true,
                         load: None,
                         by_run: true,
+                        implied: false,
                     },
                 ],
             },
@@ -2140,6 +2158,30 @@ mod tests {
         ] {
             assert_eq!(decode_datagram(&encode_frames(&sender, &[frame])), Err(DecodeError::Invalid(error)));
         }
+    }
+
+    #[test]
+    fn an_implied_advert_leaves_its_shard_out_and_needs_the_by_run_flag() {
+        let sender = Keypair::from_seed(2).peer_id();
+        let advert = ShardVersion {
+            shard: ShardId(0),
+            version: Version::default(),
+            checksum: 0,
+            backed: true,
+            load: None,
+            by_run: true,
+            implied: true,
+        };
+        let beat = |a: ShardVersion| Frame::Heartbeat { incarnation: 3, digests: None, czar_of: vec![a] };
+        let named = beat(ShardVersion { shard: ShardId(9), implied: false, ..advert });
+        assert_eq!(beat(advert).to_bytes().len() + 8, named.to_bytes().len(), "8 bytes of shard id saved");
+        assert_eq!(decode_datagram(&encode_frames(&sender, &[beat(advert)])).unwrap().frames, vec![beat(advert)]);
+        // Flags byte first: implied without by run is not an encoding.
+        let mut bytes = encode_frames(&sender, &[beat(advert)]);
+        let flags = bytes.len() - 1;
+        assert_eq!(bytes[flags], ADVERT_BACKED | ADVERT_BY_RUN | ADVERT_IMPLIED);
+        bytes[flags] = ADVERT_BACKED | ADVERT_IMPLIED;
+        assert_eq!(decode_datagram(&bytes), Err(DecodeError::Invalid("advert flags")));
     }
 
     #[test]

@@ -295,7 +295,7 @@ fn a_czar_advertises_a_shard_by_run_in_the_datagram_that_carries_its_newest_run(
         net.peers[0].write(now, world, b"pos", &round.to_le_bytes()).unwrap();
         net.run_for(Duration::from_millis(50));
     }
-    let (mut by_run, mut whole) = (0, 0);
+    let (mut by_run, mut implied, mut whole) = (0, 0, 0);
     for (_, from, to, payload) in &net.log[start..] {
         if (*from, *to) != (0, 1) {
             continue;
@@ -304,10 +304,13 @@ fn a_czar_advertises_a_shard_by_run_in_the_datagram_that_carries_its_newest_run(
         let runs = d.frames.iter().filter(|f| matches!(f, Frame::Piece { shard, .. } if *shard == world)).count();
         for f in &d.frames {
             if let Frame::Heartbeat { czar_of, .. } = f {
-                for a in czar_of.iter().filter(|a| a.shard == world) {
+                // The czar's one shard: an implied advert (no shard on the
+                // wire) can only be world's, and only beside its run.
+                for a in czar_of.iter().filter(|a| a.shard == world || a.implied) {
                     if a.by_run {
                         assert!(runs >= 1, "an advert by run travels with the run");
                         by_run += 1;
+                        implied += usize::from(a.implied);
                     } else {
                         whole += 1;
                     }
@@ -316,6 +319,7 @@ fn a_czar_advertises_a_shard_by_run_in_the_datagram_that_carries_its_newest_run(
         }
     }
     assert!(by_run >= 15, "{by_run} adverts by run, {whole} whole");
+    assert_eq!(implied, by_run, "its datagrams carry only world's runs: every advert by run leaves world out");
     let repairs = net.peers[1].stats().repairs_requested;
     net.run_for(Duration::from_millis(500));
     assert!(net.converged(world));
@@ -341,6 +345,12 @@ fn a_czar_advertises_a_shard_by_run_in_the_datagram_that_carries_its_newest_run(
     let forged = support::seal(&wire::encode_frames(&net.id(0), &[beat]));
     net.peers[1].handle_datagram(now, support::addr(0), &forged);
     assert_eq!(net.peers[1].stats().drops(DropReason::Invalid), invalid + 1);
+    // So is an implied advert (no shard either) with no run of ours before it.
+    let advert = wire::ShardVersion { implied: true, shard: anarchy_proto::ShardId(0), ..advert };
+    let beat = Frame::Heartbeat { incarnation: 0, digests: None, czar_of: vec![advert] };
+    let forged = support::seal(&wire::encode_frames(&net.id(0), &[beat]));
+    net.peers[1].handle_datagram(now, support::addr(0), &forged);
+    assert_eq!(net.peers[1].stats().drops(DropReason::Invalid), invalid + 2);
     net.run_for(Duration::from_millis(300));
     assert!(net.converged(world));
 }

@@ -176,11 +176,14 @@ fn shard_version() -> impl Strategy<Value = ShardVersion> {
         bytes_per_sec: b,
         keys: k,
     }));
-    (shard_id(), version(), any::<u64>(), any::<bool>(), load, any::<bool>()).prop_map(
-        |(shard, version, checksum, backed, load, by_run)| {
-            // By run: version and checksum are not on the wire (they decode as zero).
+    (shard_id(), version(), any::<u64>(), any::<bool>(), load, any::<bool>(), any::<bool>()).prop_map(
+        |(shard, version, checksum, backed, load, by_run, implied)| {
+            // By run: version and checksum are not on the wire (they decode as
+            // zero); implied (only by run): nor is the shard.
             let (version, checksum) = if by_run { (Version::default(), 0) } else { (version, checksum) };
-            ShardVersion { backed, shard, version, checksum, load, by_run }
+            let implied = implied && by_run;
+            let shard = if implied { ShardId(0) } else { shard };
+            ShardVersion { backed, shard, version, checksum, load, by_run, implied }
         },
     )
 }
@@ -729,6 +732,7 @@ fn frame_for_peer() -> impl Strategy<Value = Frame> {
                     backed: seq % 2 == 0,
                     load: None,
                     by_run: false,
+                    implied: false,
                 }],
             }
         }),

@@ -42,8 +42,8 @@ pub use split::RESERVED_KEY_PREFIX;
 pub use status::{LatencyView, MemberView, PeerStatus, ShardView};
 
 use crate::wire::{
-    self, Frame, MemberRecord, MemberStatus, Op, ShardDecl, ShardLoad, ShardVersion, Update, ViewDigests, HEADER_BYTES,
-    MAX_EPOCH, MAX_FRAME_BYTES, MAX_KEY_BYTES, MAX_PLAIN_DATAGRAM_BYTES, MAX_VALUE_BYTES,
+    self, Frame, FrameKind, MemberRecord, MemberStatus, Op, ShardDecl, ShardLoad, ShardVersion, Update, ViewDigests,
+    HEADER_BYTES, MAX_EPOCH, MAX_FRAME_BYTES, MAX_KEY_BYTES, MAX_PLAIN_DATAGRAM_BYTES, MAX_VALUE_BYTES,
 };
 
 /// Sequence numbers a peer accepts from others stay this far below the wire
@@ -1061,7 +1061,22 @@ impl Peer {
                 // Version adverts are checked after the datagram's deltas are applied.
                 if self.members.is_alive(&sender) {
                     heartbeat = true;
-                    adverts.extend_from_slice(czar_of);
+                    // Implied adverts name the shards of the sender's own runs
+                    // before them here, in ascending order, all of them.
+                    let mut shards: Vec<ShardId> = own_runs.iter().map(|r| r.0).collect();
+                    shards.sort_unstable();
+                    shards.dedup();
+                    let implied = czar_of.iter().filter(|a| a.implied).count();
+                    if implied > 0 && implied != shards.len() {
+                        self.stats.drop(DropReason::Invalid);
+                        adverts.extend(czar_of.iter().filter(|a| !a.implied));
+                    } else {
+                        let mut named = shards.into_iter();
+                        adverts.extend(czar_of.iter().map(|a| match a.implied {
+                            true => ShardVersion { shard: named.next().expect("counted"), implied: false, ..*a },
+                            false => *a,
+                        }));
+                    }
                 }
             }
             self.handle_frame(now, from, sender, frame);
@@ -3357,6 +3372,7 @@ impl Peer {
                 backed: s.replica.backed,
                 load: with_load.then(|| s.own_load()),
                 by_run: false,
+                implied: false,
             })
             .collect();
         let digests = ViewDigests { members: self.members.digest(), shards: self.shards.digest() };
@@ -3405,8 +3421,13 @@ impl Peer {
             .filter(|(_, b)| b.by_run)
             .map(|(a, _)| (a.shard, a.version, a.checksum))
             .collect();
+        // In a datagram whose own runs (before the heartbeat) are of exactly
+        // the shards advertised by run, those adverts leave out the shard too.
+        let implied: Vec<ShardVersion> =
+            by_run.iter().map(|a| if a.by_run { ShardVersion { implied: true, ..*a } } else { *a }).collect();
         let beat_by_run = |digests: Option<ViewDigests>| -> Option<Queued> {
             (!runs.is_empty()).then(|| Queued::Beat {
+                implied: Frame::Heartbeat { incarnation, digests, czar_of: implied.clone() }.to_bytes(),
                 by_run: Frame::Heartbeat { incarnation, digests, czar_of: by_run.clone() }.to_bytes(),
                 whole: Frame::Heartbeat { incarnation, digests, czar_of: czar_of.clone() }.to_bytes(),
                 runs: runs.clone(),
@@ -3610,13 +3631,18 @@ impl Peer {
             let mut current: Vec<&[u8]> = Vec::new();
             // Our fresh runs in `current`: a heartbeat advertises their shards by run.
             let mut runs_here: Vec<(ShardId, Version, u64)> = Vec::new();
+            // The shards of all our own runs in `current`, ascending.
+            let mut run_shards: std::collections::BTreeSet<ShardId> = std::collections::BTreeSet::new();
             let mut len = HEADER_BYTES;
             for q in &frames {
                 let f: &[u8] = match q {
                     Queued::Frame(f) | Queued::Run(_, f) => f,
-                    Queued::Beat { by_run, whole, runs } => {
+                    Queued::Beat { implied, by_run, whole, runs } => {
                         let carried = runs.iter().all(|r| runs_here.contains(r));
-                        if carried && len + by_run.len() <= MAX_PLAIN_DATAGRAM_BYTES {
+                        let exact = run_shards.len() == runs.len() && runs.iter().all(|r| run_shards.contains(&r.0));
+                        if carried && exact && len + implied.len() <= MAX_PLAIN_DATAGRAM_BYTES {
+                            implied
+                        } else if carried && len + by_run.len() <= MAX_PLAIN_DATAGRAM_BYTES {
                             by_run
                         } else {
                             whole
@@ -3627,10 +3653,14 @@ impl Peer {
                     self.send_datagram(to, &current);
                     current.clear();
                     runs_here.clear();
+                    run_shards.clear();
                     len = HEADER_BYTES;
                 }
                 if let Queued::Run(end, _) = q {
                     runs_here.push(*end);
+                }
+                if let Some(shard) = own_run_shard(f) {
+                    run_shards.insert(shard);
                 }
                 current.push(f);
                 len += f.len();
@@ -3659,10 +3689,24 @@ enum Queued {
     /// short checksum): a heartbeat in the same datagram advertises the
     /// shard by run.
     Run((ShardId, Version, u64), Vec<u8>),
-    /// A heartbeat in two encodings: `by_run` advertises the shards of
+    /// A heartbeat in three encodings: `by_run` advertises the shards of
     /// `runs` by run, and goes only in a datagram that carries each of
-    /// those runs; `whole` goes anywhere.
-    Beat { by_run: Vec<u8>, whole: Vec<u8>, runs: Vec<(ShardId, Version, u64)> },
+    /// those runs; `implied` leaves their shard ids out too, and goes only
+    /// where, moreover, our own runs before it are of those shards and no
+    /// other; `whole` goes anywhere.
+    Beat { implied: Vec<u8>, by_run: Vec<u8>, whole: Vec<u8>, runs: Vec<(ShardId, Version, u64)> },
+}
+
+/// The shard of an encoded frame that is one of our own runs (an own
+/// `Delta` or a `Piece`: both start with the shard id), as the receiver
+/// counts them for implied adverts.
+fn own_run_shard(frame: &[u8]) -> Option<ShardId> {
+    let kind = *frame.first()?;
+    if kind != wire::OWN_DELTA_KIND && kind != FrameKind::Piece as u8 {
+        return None;
+    }
+    let id: [u8; 8] = frame.get(1..9)?.try_into().ok()?;
+    Some(ShardId(u64::from_le_bytes(id)))
 }
 
 /// A write's key must not be empty nor longer than [`MAX_KEY_BYTES`].
