@@ -494,8 +494,9 @@ impl Replica {
     }
 
     /// The updates of `run` as its author's pieces brought them (as they
-    /// travelled), if the log holds every one of them so, unsigned, and our
-    /// state before and after them is what `run` states: a run signature
+    /// travelled), if the log holds every one of them so (unsigned, or
+    /// already under `run` itself: a repair brought part of it signed), and
+    /// our state before and after them is what `run` states: a run signature
     /// ([`crate::wire::Frame::RunSig`]) to check and keep. `None` otherwise.
     pub fn pieces_of(&self, run: &BatchProof) -> Option<Vec<Update>> {
         if self.checksum_at(run.first_seq - 1) != Some(run.base) || self.checksum_at(run.last_seq()) != Some(run.after)
@@ -505,10 +506,28 @@ impl Replica {
         (run.first_seq..=run.last_seq())
             .map(|seq| {
                 let e = self.entry_at(seq)?;
-                let p = e.proof.as_ref()?;
-                (e.epoch == run.epoch && p.author == run.author && !p.is_signed()).then(|| e.wire_update())
+                let p = e.proof.as_deref()?;
+                let ours = (p.author == run.author && !p.is_signed()) || p == run;
+                (e.epoch == run.epoch && ours).then(|| e.wire_update())
             })
             .collect()
+    }
+
+    /// Keeps the signed `run` (whose `updates` were checked against its
+    /// signature) as the proof of every update we hold from it only as an
+    /// unsigned piece of its author: same seq, epoch and content. A repair
+    /// that resends a run signed brings the signature of the updates we
+    /// already had from its pieces.
+    pub fn adopt(&mut self, run: &Arc<BatchProof>, updates: &[Update]) {
+        debug_assert!(run.is_signed());
+        let Some(first) = self.log.front().map(|e| e.seq) else { return };
+        for (seq, u) in (run.first_seq..).zip(updates) {
+            let Some(e) = seq.checked_sub(first).and_then(|i| self.log.get_mut(i as usize)) else { continue };
+            let piece = e.proof.as_ref().is_some_and(|p| !p.is_signed() && p.author == run.author);
+            if piece && e.seq == seq && e.epoch == run.epoch && e.wire_update() == *u {
+                e.proof = Some(Arc::clone(run));
+            }
+        }
     }
 
     /// Our own updates `first..=last` of `epoch`, not yet signed, as they
@@ -664,6 +683,27 @@ impl Replica {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signed_run_is_adopted_by_the_pieces_it_covers_where_they_match() {
+        let author = PeerId([1; 16]);
+        let put = |k: &[u8], v: &[u8]| Update { key: k.to_vec(), op: Op::Put(v.to_vec()) };
+        let mut r = Replica::default();
+        let piece = Arc::new(BatchProof::unsigned(author, 0, 1, 2, r.checksum().short() as u32, 0));
+        let out = r.apply_remote(0, 1, vec![put(b"a", b"1"), put(b"b", b"2")], Some(piece), 16, 16);
+        assert_eq!(out.applied.len(), 2);
+        let signed = Arc::new(BatchProof { author, epoch: 0, first_seq: 1, count: 2, base: 0, after: 0, sig: [9; 64] });
+        // Another content at seq 2: only seq 1 takes the signature.
+        r.adopt(&signed, &[put(b"a", b"1"), put(b"b", b"X")]);
+        assert_eq!(r.entry_at(1).unwrap().proof.as_deref(), Some(&*signed));
+        assert!(!r.entry_at(2).unwrap().proof.as_ref().unwrap().is_signed());
+        // Another author's run is not ours to adopt.
+        let other = Arc::new(BatchProof { author: PeerId([2; 16]), ..(*signed).clone() });
+        r.adopt(&other, &[put(b"a", b"1"), put(b"b", b"2")]);
+        assert!(!r.entry_at(2).unwrap().proof.as_ref().unwrap().is_signed());
+        r.adopt(&signed, &[put(b"a", b"1"), put(b"b", b"2")]);
+        assert_eq!(r.entry_at(2).unwrap().proof.as_deref(), Some(&*signed));
+    }
 
     fn put(k: &str, v: &str) -> Update {
         Update { key: k.as_bytes().to_vec(), op: Op::Put(v.as_bytes().to_vec()) }

@@ -1083,3 +1083,38 @@ fn a_lost_piece_is_repaired_from_the_czars_open_run_and_signed_when_it_closes() 
     assert_eq!(net.peers[2].stats().snapshots_installed, snapshots);
     assert_eq!(net.peers[2].stats().drops(DropReason::UnmatchedRun), 0);
 }
+
+#[test]
+fn a_run_signature_before_its_repaired_piece_is_kept_until_the_piece_is_in() {
+    let mut net = session(3);
+    let avatar = net.declare_everywhere("avatar-1", Some(1));
+    net.start_all();
+    settle(&mut net);
+    let start = net.peers[1].version_of(avatar).unwrap().seq;
+    // Peer 2 gets no piece from start + 1 on (the first, and every repair of
+    // it) until the run has closed and its signature is in.
+    let first = start + 1;
+    net.frame_filter = Some(Box::new(move |d, f| {
+        d.from == 1 && d.to == 2 && matches!(f, Frame::Piece { first_seq, .. } if *first_seq == first)
+    }));
+    let now = net.now;
+    net.peers[1].write(now, avatar, b"a", b"first").unwrap();
+    net.run_for(Duration::from_millis(50));
+    let now = net.now;
+    net.peers[1].write(now, avatar, b"b", b"second").unwrap();
+    let before = net.log.len();
+    net.run_for(Duration::from_millis(400));
+    let sigs = net.frames_sent(before, 1, 2).into_iter().filter(|f| matches!(f, Frame::RunSig { .. })).count();
+    assert_eq!(sigs, 1, "the run closed while peer 2 lacked its first update");
+    // Its repair now comes as the signed run, after the signature: kept
+    // until then, not dropped as unmatched.
+    net.frame_filter = None;
+    net.run_for(Duration::from_millis(400));
+    assert_eq!(net.peers[2].get(avatar, b"a"), Some(&b"first"[..]));
+    assert_eq!(net.peers[2].get(avatar, b"b"), Some(&b"second"[..]));
+    for seq in start + 1..=start + 2 {
+        let p = net.peers[2].replica(avatar).unwrap().entry_at(seq).unwrap().proof.clone().unwrap();
+        assert!(p.is_signed() && p.first_seq == start + 1 && p.count == 2, "seq {seq}: {p:?}");
+    }
+    assert_eq!(net.peers[2].stats().drops(DropReason::UnmatchedRun), 0);
+}

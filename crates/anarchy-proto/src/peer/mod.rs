@@ -325,6 +325,19 @@ struct ShardState {
     split: split::SplitState,
     /// As czar: our run that went out in pieces and is not signed yet.
     open_run: Option<OpenRun>,
+    /// A run signature that came before the last of its updates (they were
+    /// being repaired): tried again once we hold them.
+    early_run_sig: Option<EarlyRunSig>,
+}
+
+/// A [`Frame::RunSig`] kept until we hold its run (see `early_run_sig`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct EarlyRunSig {
+    author: PeerId,
+    epoch: u32,
+    first_seq: u64,
+    count: u32,
+    sig: Signature,
 }
 
 /// Where a run of ours ends: (shard, version, short checksum).
@@ -1197,7 +1210,7 @@ impl Peer {
                 self.handle_delta(now, sender, shard, proof, updates, true)
             }
             Frame::RunSig { shard, epoch, first_seq, count, sig } => {
-                self.handle_run_sig(shard, sender, epoch, first_seq, count, sig)
+                self.handle_run_sig(shard, EarlyRunSig { author: sender, epoch, first_seq, count, sig }, true)
             }
             Frame::Forward { write_id, origin, shard, update } => {
                 self.handle_forward(now, from, sender, write_id, origin, shard, update)
@@ -2310,14 +2323,26 @@ impl Peer {
         let whole = last_seq == proof.last_seq();
         let after = proof.after;
         let st = self.states.get_mut(&shard).expect("known shard");
+        let proof = Arc::new(proof);
+        // A signed run may bring the signature of updates we hold from its pieces.
+        let signed = (!paired).then(|| updates.clone());
         let outcome = st.replica.apply_remote(
             epoch,
             first_seq,
             updates,
-            Some(Arc::new(proof)),
+            Some(Arc::clone(&proof)),
             self.config.log_capacity,
             self.config.max_early_updates,
         );
+        if let Some(updates) = signed.filter(|_| outcome.duplicates > 0) {
+            st.replica.adopt(&proof, &updates);
+        }
+        // A run signature that came early: its updates may all be here now.
+        if let Some(early) = st.early_run_sig.filter(|e| st.replica.seq() >= e.first_seq + u64::from(e.count) - 1) {
+            st.early_run_sig = None;
+            self.handle_run_sig(shard, early, false);
+        }
+        let st = self.states.get_mut(&shard).expect("known shard");
         self.stats.drop_n(DropReason::Duplicate, outcome.duplicates as u64);
         self.stats.drop_n(DropReason::BufferFull, outcome.overflow as u64);
         self.stats.drop_n(DropReason::OffHistory, outcome.off_history as u64);
@@ -2379,22 +2404,21 @@ impl Peer {
     /// The signature of a run whose pieces we applied: checked against the
     /// updates as the pieces brought them, then kept as their proof, so we
     /// can pass the run on (repairs) and prove what we applied.
-    fn handle_run_sig(
-        &mut self,
-        shard: ShardId,
-        author: PeerId,
-        epoch: u32,
-        first_seq: u64,
-        count: u32,
-        sig: Signature,
-    ) {
-        let Some(st) = self.states.get(&shard) else {
+    /// `keep`: one that comes before the last of its updates (they are
+    /// being repaired) is kept and tried again once we hold them.
+    fn handle_run_sig(&mut self, shard: ShardId, early: EarlyRunSig, keep: bool) {
+        let EarlyRunSig { author, epoch, first_seq, count, sig } = early;
+        let Some(st) = self.states.get_mut(&shard) else {
             self.stats.drop(DropReason::UnknownShard);
             return;
         };
+        let last = first_seq + u64::from(count) - 1;
+        if keep && st.replica.seq() < last && st.replica.czar == Some(author) && st.replica.epoch == epoch {
+            st.early_run_sig = Some(early);
+            return;
+        }
         // The run's checksums are ours there: the signature holds only if
         // they are the author's.
-        let last = first_seq + u64::from(count) - 1;
         let ends = st.replica.checksum_at(first_seq - 1).zip(st.replica.checksum_at(last));
         let Some((base, after)) = ends else {
             self.stats.drop(DropReason::UnmatchedRun);
