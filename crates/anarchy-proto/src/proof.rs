@@ -29,7 +29,7 @@ use crate::identity::{Keypair, PeerId, PublicKey, PEER_ID_BYTES, SIGNATURE_BYTES
 use crate::replica::Version;
 use crate::seal::SessionSecret;
 use crate::shards::ShardId;
-use crate::wire::{put_piece_header, put_update, Frame, Update, PIECE_MAC_BYTES};
+use crate::wire::{put_piece_header, put_update, put_updates, Frame, Update, PIECE_MAC_BYTES};
 
 const DELTA_CONTEXT: &str = "anarchy 2026 signed delta v1";
 const STREAM_CONTEXT: &str = "anarchy 2026 signed stream v1";
@@ -162,7 +162,7 @@ pub fn pair_key(session: &[u8; 32], shared: &[u8; 32], a: &PeerId, b: &PeerId) -
 /// The MAC of a piece `author` sends to `receiver` ([`Frame::Piece`]): the
 /// first [`PIECE_MAC_BYTES`] of a BLAKE3 keyed hash under their pair key of
 /// the domain, both ids (so it is good in one direction, to one peer), and
-/// the piece's fields and updates as encoded.
+/// the piece's fields and updates as the frame carries them.
 #[allow(clippy::too_many_arguments)]
 pub fn piece_mac(
     pair: &[u8; 32],
@@ -175,16 +175,31 @@ pub fn piece_mac(
     after: u64,
     updates: &[Update],
 ) -> [u8; PIECE_MAC_BYTES] {
-    let mut buf = Vec::with_capacity(64 + updates.iter().map(Update::encoded_len).sum::<usize>());
-    buf.extend_from_slice(PIECE_MAC_CONTEXT);
-    buf.extend_from_slice(&author.0);
-    buf.extend_from_slice(&receiver.0);
-    put_piece_header(&mut buf, shard, epoch, first_seq, base, after);
-    buf.extend_from_slice(&(updates.len() as u64).to_le_bytes());
-    for u in updates {
-        put_update(&mut buf, u);
-    }
-    let hash = blake3::keyed_hash(pair, &buf);
+    let mut encoded = Vec::with_capacity(updates.iter().map(Update::encoded_len).sum::<usize>() + 4);
+    put_updates(&mut encoded, updates);
+    piece_mac_encoded(pair, author, receiver, shard, epoch, first_seq, base, after, &encoded)
+}
+
+/// [`piece_mac`] of updates already encoded as the frame carries them
+/// (count, then each update): a czar encodes a run once for all members.
+#[allow(clippy::too_many_arguments)]
+pub fn piece_mac_encoded(
+    pair: &[u8; 32],
+    author: &PeerId,
+    receiver: &PeerId,
+    shard: ShardId,
+    epoch: u32,
+    first_seq: u64,
+    base: u32,
+    after: u64,
+    updates: &[u8],
+) -> [u8; PIECE_MAC_BYTES] {
+    let mut header = Vec::with_capacity(PIECE_MAC_CONTEXT.len() + 2 * PEER_ID_BYTES + 8 + 10 + 10 + 4 + 8);
+    header.extend_from_slice(PIECE_MAC_CONTEXT);
+    header.extend_from_slice(&author.0);
+    header.extend_from_slice(&receiver.0);
+    put_piece_header(&mut header, shard, epoch, first_seq, base, after);
+    let hash = blake3::Hasher::new_keyed(pair).update(&header).update(updates).finalize();
     let mut mac = [0u8; PIECE_MAC_BYTES];
     mac.copy_from_slice(&hash.as_bytes()[..PIECE_MAC_BYTES]);
     mac

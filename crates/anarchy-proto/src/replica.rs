@@ -495,14 +495,11 @@ impl Replica {
 
     /// The updates of `run` as its author's pieces brought them (as they
     /// travelled), if the log holds every one of them so (unsigned, or
-    /// already under `run` itself: a repair brought part of it signed), and
-    /// our state before and after them is what `run` states: a run signature
-    /// ([`crate::wire::Frame::RunSig`]) to check and keep. `None` otherwise.
+    /// already under `run` itself: a repair brought part of it signed): a
+    /// run signature ([`crate::wire::Frame::RunSig`]) to check and keep. The
+    /// caller states `run`'s base and end as our checksums there. `None`
+    /// otherwise.
     pub fn pieces_of(&self, run: &BatchProof) -> Option<Vec<Update>> {
-        if self.checksum_at(run.first_seq - 1) != Some(run.base) || self.checksum_at(run.last_seq()) != Some(run.after)
-        {
-            return None;
-        }
         (run.first_seq..=run.last_seq())
             .map(|seq| {
                 let e = self.entry_at(seq)?;

@@ -868,10 +868,7 @@ impl Frame {
             Frame::Piece { shard, epoch, first_seq, base, after, mac, updates } => {
                 put_piece_header(out, *shard, *epoch, *first_seq, *base, *after);
                 out.extend_from_slice(mac);
-                put_varint(out, updates.len() as u64);
-                for u in updates {
-                    put_update(out, u);
-                }
+                put_updates(out, updates);
             }
             Frame::RunSig { shard, epoch, first_seq, count, sig } => {
                 out.extend_from_slice(&shard.0.to_le_bytes());
@@ -1220,17 +1217,7 @@ fn decode_frame(r: &mut Reader<'_>, sender: &PeerId) -> Result<Frame, DecodeErro
             // An own run names no author: it is the datagram's sender.
             let author = if kind == 25 { *sender } else { r.peer_id()? };
             let sig: Signature = r.array()?;
-            let n = r.count(2)?;
-            if n == 0 {
-                return Err(DecodeError::Invalid("empty delta"));
-            }
-            if first_seq == 0 || first_seq + n as u64 > MAX_SEQ {
-                return Err(DecodeError::Invalid("delta sequence"));
-            }
-            let mut updates = Vec::with_capacity(n);
-            for _ in 0..n {
-                updates.push(r.update(true)?);
-            }
+            let updates = r.run_updates(first_seq)?;
             Frame::Delta { shard, epoch, first_seq, base, after, author, sig, updates }
         }
         8 => {
@@ -1392,17 +1379,7 @@ fn decode_frame(r: &mut Reader<'_>, sender: &PeerId) -> Result<Frame, DecodeErro
             let base = u32::from_le_bytes(r.array()?);
             let after = r.u64_le()?;
             let mac = r.array()?;
-            let n = r.count(2)?;
-            if n == 0 {
-                return Err(DecodeError::Invalid("empty delta"));
-            }
-            if first_seq == 0 || first_seq + n as u64 > MAX_SEQ {
-                return Err(DecodeError::Invalid("delta sequence"));
-            }
-            let mut updates = Vec::with_capacity(n);
-            for _ in 0..n {
-                updates.push(r.update(true)?);
-            }
+            let updates = r.run_updates(first_seq)?;
             Frame::Piece { shard, epoch, first_seq, base, after, mac, updates }
         }
         35 => {
@@ -1554,10 +1531,7 @@ fn put_delta(
         out.extend_from_slice(&author.0);
     }
     out.extend_from_slice(sig);
-    put_varint(out, updates.len() as u64);
-    for u in updates {
-        put_update(out, u);
-    }
+    put_updates(out, updates);
 }
 
 /// Appends the fields of a [`Frame::Piece`] before its MAC: what the MAC
@@ -1568,6 +1542,35 @@ pub(crate) fn put_piece_header(out: &mut Vec<u8>, shard: ShardId, epoch: u32, fi
     put_varint(out, first_seq);
     out.extend_from_slice(&base.to_le_bytes());
     out.extend_from_slice(&after.to_le_bytes());
+}
+
+/// Appends a run's updates as a `Delta` or `Piece` carries them: the count,
+/// then each update. A piece's MAC covers these very bytes.
+pub(crate) fn put_updates(out: &mut Vec<u8>, updates: &[Update]) {
+    put_varint(out, updates.len() as u64);
+    for u in updates {
+        put_update(out, u);
+    }
+}
+
+/// Appends a whole [`Frame::Piece`] (type byte first) whose updates are
+/// already encoded by [`put_updates`]: a czar encodes a run's updates once
+/// and MACs and frames them for each member.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn put_piece_encoded(
+    out: &mut Vec<u8>,
+    shard: ShardId,
+    epoch: u32,
+    first_seq: u64,
+    base: u32,
+    after: u64,
+    mac: &[u8; PIECE_MAC_BYTES],
+    updates: &[u8],
+) {
+    out.push(FrameKind::Piece as u8);
+    put_piece_header(out, shard, epoch, first_seq, base, after);
+    out.extend_from_slice(mac);
+    out.extend_from_slice(updates);
 }
 
 /// Appends `u` as it is encoded inside a delta.
@@ -1745,6 +1748,20 @@ impl<'a> Reader<'a> {
 
     fn version(&mut self) -> Result<Version, DecodeError> {
         Ok(Version { epoch: self.epoch()?, seq: self.seq()? })
+    }
+
+    /// The updates of a run (`Delta` or `Piece`) from `first_seq` on: a
+    /// count, at least one, whose last seq stays within [`MAX_SEQ`], then
+    /// the updates, patches allowed.
+    fn run_updates(&mut self, first_seq: u64) -> Result<Vec<Update>, DecodeError> {
+        let n = self.count(2)?;
+        if n == 0 {
+            return Err(DecodeError::Invalid("empty delta"));
+        }
+        if first_seq == 0 || first_seq + n as u64 > MAX_SEQ {
+            return Err(DecodeError::Invalid("delta sequence"));
+        }
+        (0..n).map(|_| self.update(true)).collect()
     }
 
     /// An update; a patch only where `patch` allows it (a `Delta`'s runs).

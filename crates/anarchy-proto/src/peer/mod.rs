@@ -70,6 +70,9 @@ const DELTA_FRAME_OVERHEAD: usize = 1 + 8 + 5 + 10 + 8 + 8 + 16 + 64 + 3;
 /// it is passed on, author included (an open run closes before it would
 /// grow past this).
 const MAX_RUN_BYTES: usize = MAX_FRAME_BYTES - DELTA_FRAME_OVERHEAD;
+/// A piece's frame bytes before its updates, at most: type, shard, epoch,
+/// first seq, base, after, MAC (a capacity hint).
+const PIECE_HEADER_BYTES: usize = 1 + 8 + 5 + 10 + 4 + 8 + wire::PIECE_MAC_BYTES;
 /// Pair keys kept (members beyond this are computed again when needed).
 const MAX_PAIR_KEYS: usize = 4096;
 /// Members per gossiped member-list frame.
@@ -2324,8 +2327,9 @@ impl Peer {
         let after = proof.after;
         let st = self.states.get_mut(&shard).expect("known shard");
         let proof = Arc::new(proof);
-        // A signed run may bring the signature of updates we hold from its pieces.
-        let signed = (!paired).then(|| updates.clone());
+        // A signed run may bring the signature of updates we hold from its
+        // pieces: those it repeats (only then is it kept to compare).
+        let signed = (!paired && first_seq <= st.replica.seq()).then(|| updates.clone());
         let outcome = st.replica.apply_remote(
             epoch,
             first_seq,
@@ -2766,14 +2770,13 @@ impl Peer {
         // From inside our open run: the asker gets the rest of it as a piece
         // of its own. If that cannot be (the asker's state is not ours there,
         // or it gives no pair key), the run closes and goes signed.
+        // (An asker off our history there gets a snapshot below.)
         let open = st.open_run.filter(|o| from_seq > 0 && from_seq <= o.last_seq);
-        if let Some(o) = open.filter(|o| from_seq >= o.first_seq) {
-            let prefix = st.replica.checksum_at(from_seq - 1) == Some(checksum);
-            if prefix && self.send_open_piece(asker, to, shard, o, from_seq) {
+        let inside = open.filter(|o| from_seq >= o.first_seq);
+        if let Some(o) = inside.filter(|_| st.replica.checksum_at(from_seq - 1) == Some(checksum)) {
+            if self.send_open_piece(asker, to, shard, o, from_seq) {
                 return;
             }
-        }
-        if open.is_some_and(|o| from_seq >= o.first_seq) {
             if let Some(sig) = self.close_run(shard) {
                 self.broadcast(&sig);
             }
@@ -3261,24 +3264,18 @@ impl Peer {
         if !pieces.is_empty() {
             let members: Vec<(PeerId, SocketAddr)> = self.members.others().map(|m| (m.id, m.addr)).collect();
             for (shard, run, fresh) in pieces {
+                // Encoded once; each member gets its own MAC over it.
+                let mut updates = Vec::new();
+                wire::put_updates(&mut updates, &run.updates);
+                // The piece states the low half of its base.
+                let (epoch, first_seq, base, after) = (run.epoch, run.first_seq, run.base as u32, run.after);
                 for &(id, addr) in &members {
                     // A member whose key gives no pair key gets the run by repair, signed.
                     let Some(key) = self.pair_key(&id) else { continue };
-                    // The piece states the low half of its base.
-                    let base = run.base as u32;
-                    let (epoch, first_seq) = (run.epoch, run.first_seq);
                     let mac =
-                        proof::piece_mac(&key, &self.id, &id, shard, epoch, first_seq, base, run.after, &run.updates);
-                    let frame = Frame::Piece {
-                        shard,
-                        epoch: run.epoch,
-                        first_seq: run.first_seq,
-                        base,
-                        after: run.after,
-                        mac,
-                        updates: run.updates.clone(),
-                    };
-                    let bytes = frame.to_bytes();
+                        proof::piece_mac_encoded(&key, &self.id, &id, shard, epoch, first_seq, base, after, &updates);
+                    let mut bytes = Vec::with_capacity(PIECE_HEADER_BYTES + updates.len());
+                    wire::put_piece_encoded(&mut bytes, shard, epoch, first_seq, base, after, &mac, &updates);
                     match fresh.filter(|_| bytes.len() <= MAX_FRAME_BYTES) {
                         Some(end) => self.outbox.entry(addr).or_default().push(Queued::Run(end, bytes)),
                         None => self.queue(addr, bytes),
