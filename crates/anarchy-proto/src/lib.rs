@@ -41,6 +41,7 @@ pub mod shards;
 pub mod stats;
 pub mod stream;
 pub mod time;
+pub mod trend;
 pub mod wire;
 
 pub use config::Config;

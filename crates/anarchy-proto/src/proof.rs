@@ -35,7 +35,7 @@ const DELTA_CONTEXT: &str = "anarchy 2026 signed delta v1";
 const STREAM_CONTEXT: &str = "anarchy 2026 signed stream v1";
 const STREAM_PART_CONTEXT: &str = "anarchy 2026 signed stream part v1";
 const SNAPSHOT_CONTEXT: &str = "anarchy 2026 signed snapshot v1";
-const SNAPSHOT_DIGEST_CONTEXT: &str = "anarchy 2026 snapshot digest v2";
+const SNAPSHOT_DIGEST_CONTEXT: &str = "anarchy 2026 snapshot digest v3";
 const VERIFIED_CONTEXT: &str = "anarchy 2026 verified signature cache v1";
 
 const SESSION_TAG_CONTEXT: &str = "anarchy 2026 session signing tag v1";
@@ -292,15 +292,17 @@ fn stream_digest(context: &str, session: &[u8; 32], author: &PeerId, header: &[u
 
 /// A collision-resistant digest of a shard's complete state, entries in key
 /// order (as a snapshot carries them), each with the version that wrote it.
-pub fn snapshot_digest<'a>(entries: impl IntoIterator<Item = (&'a [u8], &'a [u8], Version)>) -> [u8; 32] {
+pub fn snapshot_digest<'a>(entries: impl IntoIterator<Item = (&'a [u8], &'a [u8], Version, &'a [u8])>) -> [u8; 32] {
     let mut h = blake3::Hasher::new_derive_key(SNAPSHOT_DIGEST_CONTEXT);
-    for (k, v, written) in entries {
+    for (k, v, written, before) in entries {
         h.update(&(k.len() as u64).to_le_bytes());
         h.update(k);
         h.update(&(v.len() as u64).to_le_bytes());
         h.update(v);
         h.update(&written.epoch.to_le_bytes());
         h.update(&written.seq.to_le_bytes());
+        h.update(&(before.len() as u64).to_le_bytes());
+        h.update(before);
     }
     *h.finalize().as_bytes()
 }
@@ -413,15 +415,17 @@ mod tests {
     #[test]
     fn snapshot_digest_depends_on_entry_boundaries() {
         let w = Version { epoch: 1, seq: 2 };
-        let a = snapshot_digest([(&b"ab"[..], &b"c"[..], w)]);
-        let b = snapshot_digest([(&b"a"[..], &b"bc"[..], w)]);
+        let a = snapshot_digest([(&b"ab"[..], &b"c"[..], w, &[][..])]);
+        let b = snapshot_digest([(&b"a"[..], &b"bc"[..], w, &[][..])]);
         assert_ne!(a, b);
     }
 
     #[test]
     fn snapshot_digest_covers_the_versions_that_wrote_the_entries() {
-        let a = snapshot_digest([(&b"k"[..], &b"v"[..], Version { epoch: 1, seq: 2 })]);
-        let b = snapshot_digest([(&b"k"[..], &b"v"[..], Version { epoch: 1, seq: 3 })]);
+        let a = snapshot_digest([(&b"k"[..], &b"v"[..], Version { epoch: 1, seq: 2 }, &[][..])]);
+        let b = snapshot_digest([(&b"k"[..], &b"v"[..], Version { epoch: 1, seq: 3 }, &[][..])]);
         assert_ne!(a, b);
+        let c = snapshot_digest([(&b"k"[..], &b"v"[..], Version { epoch: 1, seq: 2 }, &b"u"[..])]);
+        assert_ne!(a, c, "and the values before their last change");
     }
 }

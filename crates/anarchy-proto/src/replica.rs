@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use crate::identity::PeerId;
 use crate::proof::BatchProof;
-use crate::wire::{patch_value_len, Op, SnapshotEntry, Update};
+use crate::trend::{Trend, MAX_TREND_BYTES};
+use crate::wire::{Op, SnapshotEntry, Update};
 
 /// A shard version: the authority epoch, then the sequence number.
 /// Ordered lexicographically; an update from an older epoch loses to any newer one.
@@ -37,11 +38,11 @@ pub struct LogEntry {
     pub seq: u64,
     /// The epoch it was written in.
     pub epoch: u32,
-    /// The change, resolved: a put, or a delete (never a patch).
+    /// The change, resolved: a put, or a delete (never a patch or trend).
     pub update: Update,
-    /// The patch the update travels as in its signed run, when its run
-    /// carries it as one ([`Op::Patch`]; `None`: as `update` itself).
-    pub patch: Option<Vec<u8>>,
+    /// The op the update travels as in its run when that is a relative one
+    /// ([`Op::Patch`] or [`Op::Trend`]; `None`: as `update` itself).
+    pub sent_as: Option<Op>,
     /// The short state checksum right after this update.
     pub checksum: u64,
     /// The signed run this update came in, shared by every entry of the run
@@ -52,16 +53,16 @@ pub struct LogEntry {
 impl LogEntry {
     /// The update as its signed run carries it: what is signed, sent and resent.
     pub fn wire_update(&self) -> Update {
-        match &self.patch {
-            Some(x) => Update { key: self.update.key.clone(), op: Op::Patch(x.clone()) },
+        match &self.sent_as {
+            Some(op) => Update { key: self.update.key.clone(), op: op.clone() },
             None => self.update.clone(),
         }
     }
 
     /// Bytes [`LogEntry::wire_update`] takes on the wire.
     pub fn wire_len(&self) -> usize {
-        match &self.patch {
-            Some(x) => Update::encoded_len_of(&self.update.key, patch_value_len(x)),
+        match &self.sent_as {
+            Some(op) => Update { key: Vec::new(), op: op.clone() }.encoded_len() + self.update.key.len(),
             None => self.update.encoded_len(),
         }
     }
@@ -107,14 +108,29 @@ impl Checksum {
     }
 }
 
+/// One key's entry in a replica.
+#[derive(Debug, Clone)]
+struct Slot {
+    value: Vec<u8>,
+    /// The entry's checksum share, so replacing or removing the value does
+    /// not hash the old one again.
+    share: [u8; 16],
+    /// The version of the write that gave the key this value;
+    /// `Version::default()` when unknown (a split child's key, or a snapshot
+    /// entry that did not say).
+    written: Version,
+    /// The value before the last change, for [`Op::Trend`]: kept when both
+    /// have one length of at most [`MAX_TREND_BYTES`], else empty. A
+    /// function of the history (and carried in snapshots), so every replica
+    /// on one history holds the same; not part of the checksum.
+    before: Vec<u8>,
+}
+
 /// One shard's replicated state.
 #[derive(Debug, Clone, Default)]
 pub struct Replica {
-    /// Key → (value, the entry's checksum share, the version of the write
-    /// that gave the key this value), so replacing or removing a value does
-    /// not hash the old one again. The version is `Version::default()` when
-    /// unknown (a split child's key, or a snapshot entry that did not say).
-    state: BTreeMap<Vec<u8>, (Vec<u8>, [u8; 16], Version)>,
+    /// Key → its [`Slot`].
+    state: BTreeMap<Vec<u8>, Slot>,
     checksum: Checksum,
     bytes: usize,
     /// Current authority epoch.
@@ -203,7 +219,12 @@ impl Replica {
 
     /// A key's value.
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.state.get(key).map(|(v, _, _)| v.as_slice())
+        self.state.get(key).map(|s| s.value.as_slice())
+    }
+
+    /// The value `key` had before its last change, where kept (see [`Op::Trend`]).
+    pub fn before(&self, key: &[u8]) -> Option<&[u8]> {
+        self.state.get(key).map(|s| s.before.as_slice()).filter(|b| !b.is_empty())
     }
 
     /// The version of the write that gave `key` its current value, if known.
@@ -211,18 +232,19 @@ impl Replica {
     /// a new czar finishing a recovered critical proposal that its state
     /// already holds names the original commit with it.
     pub fn written_at(&self, key: &[u8]) -> Option<Version> {
-        self.state.get(key).map(|(_, _, w)| *w).filter(|w| *w != Version::default())
+        self.state.get(key).map(|s| s.written).filter(|w| *w != Version::default())
     }
 
     /// All entries, in key order.
     pub fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.state.iter().map(|(k, (v, _, _))| (k.as_slice(), v.as_slice()))
+        self.state.iter().map(|(k, s)| (k.as_slice(), s.value.as_slice()))
     }
 
     /// All entries with the version that wrote each (`Version::default()`
-    /// if unknown), in key order: what a snapshot carries.
-    pub fn entries_written(&self) -> impl Iterator<Item = (&[u8], &[u8], Version)> {
-        self.state.iter().map(|(k, (v, _, w))| (k.as_slice(), v.as_slice(), *w))
+    /// if unknown) and the value before the last change (empty if not
+    /// kept), in key order: what a snapshot carries.
+    pub fn entries_written(&self) -> impl Iterator<Item = (&[u8], &[u8], Version, &[u8])> {
+        self.state.iter().map(|(k, s)| (k.as_slice(), s.value.as_slice(), s.written, s.before.as_slice()))
     }
 
     /// Number of keys.
@@ -243,28 +265,35 @@ impl Replica {
     /// Whether `update` would change the state.
     pub fn changes(&self, update: &Update) -> bool {
         let current = self.get(&update.key);
-        update.op.resolve(current).as_deref() != current
+        update.op.resolve_trend(current, self.before(&update.key)).as_deref() != current
     }
 
-    /// Applies `update` and returns it resolved (a patch becomes the put of
-    /// the value it made) with the patch it came as, if any.
+    /// Applies `update` and returns it resolved (a patch or trend becomes
+    /// the put of the value it made) with the relative op it came as, if any.
     /// `at` is the version of the write (see [`Replica::written_at`]).
-    fn apply_to_state(&mut self, update: Update, at: Version) -> (Update, Option<Vec<u8>>) {
+    fn apply_to_state(&mut self, update: Update, at: Version) -> (Update, Option<Op>) {
         let Update { key, op } = update;
         // One look-up for the usual case (a key that is there and stays).
         let new = match self.state.get_mut(&key) {
-            Some((old, old_share, written)) => {
-                let new = op.resolve(Some(old));
-                self.checksum.toggle_hash(old_share);
-                self.bytes -= key.len() + old.len();
+            Some(slot) => {
+                let before = (!slot.before.is_empty()).then_some(slot.before.as_slice());
+                let new = op.resolve_trend(Some(&slot.value), before);
+                self.checksum.toggle_hash(&slot.share);
+                self.bytes -= key.len() + slot.value.len();
                 match &new {
                     Some(v) => {
                         let share = Checksum::entry_hash(&key, v);
                         self.checksum.toggle_hash(&share);
                         self.bytes += key.len() + v.len();
-                        old.clone_from(v);
-                        *old_share = share;
-                        *written = at;
+                        if v.len() == slot.value.len() && v.len() <= MAX_TREND_BYTES {
+                            std::mem::swap(&mut slot.before, &mut slot.value);
+                            slot.value.clone_from(v);
+                        } else {
+                            slot.before.clear();
+                            slot.value.clone_from(v);
+                        }
+                        slot.share = share;
+                        slot.written = at;
                     }
                     None => {
                         self.state.remove(&key);
@@ -278,20 +307,20 @@ impl Replica {
                     let share = Checksum::entry_hash(&key, v);
                     self.checksum.toggle_hash(&share);
                     self.bytes += key.len() + v.len();
-                    self.state.insert(key.clone(), (v.clone(), share, at));
+                    self.state.insert(key.clone(), Slot { value: v.clone(), share, written: at, before: Vec::new() });
                 }
                 new
             }
         };
-        let patch = match op {
-            Op::Patch(x) => Some(x),
+        let sent_as = match op {
+            Op::Patch(_) | Op::Trend(_) => Some(op),
             Op::Put(_) | Op::Delete => None,
         };
         let op = match new {
             Some(v) => Op::Put(v),
             None => Op::Delete,
         };
-        (Update { key, op }, patch)
+        (Update { key, op }, sent_as)
     }
 
     fn push_log(&mut self, entry: LogEntry, capacity: usize) {
@@ -328,19 +357,26 @@ impl Replica {
     pub fn apply_local(&mut self, epoch: u32, update: Update, log_capacity: usize) -> LogEntry {
         debug_assert_eq!(epoch, self.epoch, "a czar writes in the current epoch");
         self.seq += 1;
-        // A value that changed in a few bytes travels as a patch of the old one.
-        let patch = match (&update.op, self.get(&update.key)) {
-            (Op::Put(new), Some(old)) => match Op::patch(old, new) {
-                Some(Op::Patch(x)) => Some(x),
-                _ => None,
-            },
-            _ => None,
-        };
+        let sent_as = self.relative_op(&update);
         let (update, _) = self.apply_to_state(update, Version { epoch, seq: self.seq });
         self.set_lineage(epoch);
-        let entry = LogEntry { seq: self.seq, epoch, update, patch, checksum: self.checksum.short(), proof: None };
+        let entry = LogEntry { seq: self.seq, epoch, update, sent_as, checksum: self.checksum.short(), proof: None };
         self.push_log(entry.clone(), log_capacity);
         entry
+    }
+
+    /// The smallest relative op that makes `update`'s put of our state, if
+    /// one is smaller on the wire than the put: a value that changed by
+    /// about what it changed last time travels as a [`Op::Trend`], one that
+    /// changed in a few bytes as a [`Op::Patch`].
+    fn relative_op(&self, update: &Update) -> Option<Op> {
+        let Op::Put(new) = &update.op else { return None };
+        let old = self.get(&update.key)?;
+        let trend = self.before(&update.key).and_then(|b| Trend::best(b, old, new)).map(Op::Trend);
+        let patch = Op::patch(old, new);
+        let whole = update.encoded_len();
+        let len = |op: &Op| Update { key: Vec::new(), op: op.clone() }.encoded_len();
+        [trend, patch].into_iter().flatten().filter(|op| len(op) + update.key.len() < whole).min_by_key(len)
     }
 
     /// Records the signed run covering a czar's own logged writes, so they
@@ -449,10 +485,10 @@ impl Replica {
         log_capacity: usize,
         out: &mut ApplyOutcome,
     ) {
-        let (update, patch) = self.apply_to_state(update, Version { epoch, seq });
+        let (update, sent_as) = self.apply_to_state(update, Version { epoch, seq });
         self.seq = seq;
         self.set_lineage(epoch);
-        let entry = LogEntry { seq, epoch, update, patch, checksum: self.checksum.short(), proof };
+        let entry = LogEntry { seq, epoch, update, sent_as, checksum: self.checksum.short(), proof };
         self.push_log(entry.clone(), log_capacity);
         out.applied.push(entry);
     }
@@ -639,17 +675,28 @@ impl Replica {
 
     /// Replaces the whole state with a snapshot at `version` (its epoch is
     /// the lineage it is on). The log restarts. Each entry carries the
-    /// version that wrote it (`Version::default()`: unknown).
+    /// version that wrote it (`Version::default()`: unknown) and the value
+    /// before its last change (empty: not kept).
     pub fn install(&mut self, version: Version, entries: Vec<SnapshotEntry>) {
         let seq = version.seq;
         self.lineage = version.epoch;
         self.state.clear();
         self.checksum = Checksum::default();
         self.bytes = 0;
-        for (k, v, written) in entries {
+        for (k, v, written, before) in entries {
             // A write is never after the state that holds it.
             let written = if written <= version { written } else { Version::default() };
-            self.apply_to_state(Update { key: k, op: Op::Put(v) }, written);
+            // Kept only as a change would have left it.
+            let before = if before.len() == v.len() && v.len() <= MAX_TREND_BYTES { before } else { Vec::new() };
+            let share = Checksum::entry_hash(&k, &v);
+            self.checksum.toggle_hash(&share);
+            self.bytes += k.len() + v.len();
+            let key_len = k.len();
+            if let Some(old) = self.state.insert(k, Slot { value: v, share, written, before }) {
+                // A repeated key: the last one stands.
+                self.checksum.toggle_hash(&old.share);
+                self.bytes -= key_len + old.value.len();
+            }
         }
         self.seq = seq;
         self.log.clear();
@@ -749,7 +796,7 @@ mod tests {
         let mut follower = Replica::default();
         let value = |x: u8| Update { key: b"e0".to_vec(), op: Op::Put(vec![x, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]) };
         let first = czar.apply_local(0, value(1), 16);
-        assert_eq!(first.patch, None, "a new key goes whole");
+        assert_eq!(first.sent_as, None, "a new key goes whole");
         let second = czar.apply_local(0, value(3), 16);
         assert_eq!(second.update, value(3), "the log holds the value");
         assert_eq!(second.wire_update().op, Op::Patch(vec![2]), "trimmed: the rest stays as it was");
@@ -800,7 +847,10 @@ mod tests {
             Some(Arc::new(proof))
         };
         let mut r = Replica::default();
-        r.install(Version { epoch: 5, seq: 3 }, vec![(b"a".to_vec(), b"5".to_vec(), Version { epoch: 5, seq: 2 })]);
+        r.install(
+            Version { epoch: 5, seq: 3 },
+            vec![(b"a".to_vec(), b"5".to_vec(), Version { epoch: 5, seq: 2 }, Vec::new())],
+        );
         let out = r.apply_remote(8, 3, vec![put("a", "8"), put("b", "8")], run(8), 16, 16);
         assert_eq!((out.applied.len(), out.off_history, r.seq()), (0, 1, 3), "off our history");
         let out = r.apply_remote(5, 3, vec![put("a", "5"), put("b", "5")], run(5), 16, 16);
@@ -832,13 +882,64 @@ mod tests {
         assert_eq!(r.written_at(b"a"), Some(Version { epoch: 2, seq: 1 }), "the log no longer holds it");
         assert!(r.last_entry_of(b"a", r.seq()).is_none());
         assert_eq!(r.written_at(b"b"), Some(Version { epoch: 2, seq: 4 }), "the last write counts");
-        let entries: Vec<SnapshotEntry> = r.entries_written().map(|(k, v, w)| (k.to_vec(), v.to_vec(), w)).collect();
+        let entries: Vec<SnapshotEntry> =
+            r.entries_written().map(|(k, v, w, b)| (k.to_vec(), v.to_vec(), w, b.to_vec())).collect();
         let mut copy = Replica::default();
         copy.install(r.version(), entries);
         assert_eq!(copy.written_at(b"a"), Some(Version { epoch: 2, seq: 1 }));
         assert_eq!(copy.checksum(), r.checksum());
         // A snapshot cannot hold a write from after its own version.
-        copy.install(Version { epoch: 2, seq: 1 }, vec![(b"a".to_vec(), b"1".to_vec(), Version { epoch: 2, seq: 9 })]);
+        copy.install(
+            Version { epoch: 2, seq: 1 },
+            vec![(b"a".to_vec(), b"1".to_vec(), Version { epoch: 2, seq: 9 }, Vec::new())],
+        );
         assert_eq!(copy.written_at(b"a"), None);
+    }
+
+    #[test]
+    fn a_value_moving_steadily_travels_as_a_trend_that_snapshots_carry_on() {
+        let pos = |x: u16, y: u16| {
+            let mut v = [0u8; 12];
+            v[..2].copy_from_slice(&x.to_le_bytes());
+            v[2..4].copy_from_slice(&y.to_le_bytes());
+            Update { key: b"e0".to_vec(), op: Op::Put(v.to_vec()) }
+        };
+        let mut czar = Replica::default();
+        let mut follower = Replica::default();
+        let mut sent = Vec::new();
+        // Moving by (+300, -5) a tick, then (+301, -5): the third write on is a guess off by at most one.
+        for (i, (x, y)) in [(1000u16, 50000u16), (1300, 49995), (1601, 49990), (1902, 49985)].into_iter().enumerate() {
+            let e = czar.apply_local(0, pos(x, y), 16);
+            assert_eq!(e.update, pos(x, y), "the log holds the value");
+            assert_eq!(e.wire_len(), e.wire_update().encoded_len());
+            if i >= 2 {
+                assert!(matches!(e.sent_as, Some(Op::Trend(_))), "write {i} travels as {:?}", e.sent_as);
+                // In lanes of four bytes, y's steady step is part of the guess.
+                assert_eq!(e.wire_len(), 1 + 2 + 1 + 1, "tag, key, header, one code byte for three lanes");
+            }
+            sent.push(e.wire_update());
+        }
+        let out = follower.apply_remote(0, 1, sent[..3].to_vec(), None, 16, 16);
+        assert_eq!(out.applied.len(), 3);
+        assert_eq!(Some(follower.checksum().short()), czar.checksum_at(3));
+        // A snapshot of the follower's state carries the value before, so the
+        // next trend applies on the copy too.
+        let entries: Vec<SnapshotEntry> =
+            follower.entries_written().map(|(k, v, w, b)| (k.to_vec(), v.to_vec(), w, b.to_vec())).collect();
+        let mut copy = Replica::default();
+        copy.install(follower.version(), entries.clone());
+        for r in [&mut follower, &mut copy] {
+            r.apply_remote(0, 4, vec![sent[3].clone()], None, 16, 16);
+            assert_eq!(r.get(b"e0"), czar.get(b"e0"));
+            assert_eq!(r.checksum(), czar.checksum());
+        }
+        // Without it (a split child's start), the trend leaves the value as it was.
+        let mut bare = Replica::default();
+        bare.install(
+            Version { epoch: 0, seq: 3 },
+            entries.into_iter().map(|(k, v, w, _)| (k, v, w, Vec::new())).collect(),
+        );
+        bare.apply_remote(0, 4, vec![sent[3].clone()], None, 16, 16);
+        assert_ne!(bare.checksum(), czar.checksum());
     }
 }

@@ -13,14 +13,17 @@ use crate::identity::{PeerId, PublicKey, PEER_ID_BYTES, PUBLIC_KEY_BYTES, SIGNAT
 use crate::proof::Signature;
 use crate::replica::Version;
 use crate::shards::ShardId;
+use crate::trend::{Trend, TrendError, MAX_TREND_BYTES};
 
 /// The two bytes every datagram starts with.
 pub const MAGIC: [u8; 2] = *b"AY";
 /// The protocol version this build speaks (2: every datagram is sealed, see
 /// `seal`; 3: snapshot entries carry the version that wrote them; 4: epochs
 /// name their claimant, see `peer::claimant_tag`; 5: partial stream lists,
-/// [`Frame::StreamPart`]; 6: the short seal form, [`Frame::ShortId`]).
-pub const PROTOCOL_VERSION: u8 = 7;
+/// [`Frame::StreamPart`]; 6: the short seal form, [`Frame::ShortId`]; 7:
+/// pieces, [`Frame::Piece`]; 8: trends, [`Op::Trend`], and snapshot entries
+/// carry the value before the last change).
+pub const PROTOCOL_VERSION: u8 = 8;
 /// No datagram is ever larger than this: safe for IPv6 and most tunnels.
 pub const MAX_DATAGRAM_BYTES: usize = 1200;
 /// Bytes in the datagram header: magic, version, flags, sender id.
@@ -72,6 +75,15 @@ pub enum Op {
     /// it travels sparse: a mask of the non-zero bytes, seven to a byte, then
     /// those bytes.
     Patch(Vec<u8>),
+    /// Set the key to the value its current one moves on to if it changes by
+    /// what it changed last time, give or take per lane (see
+    /// [`crate::trend`]). Only a czar's own runs carry it, for a small value
+    /// that changes by about the same each time (a moving entity's
+    /// position); it resolves against the key's current value and the one
+    /// before its last change, which every replica keeps for values of at
+    /// most [`crate::trend::MAX_TREND_BYTES`]. Where they do not fit it, the
+    /// key keeps its value (the end checksum then tells the replica so).
+    Trend(Trend),
 }
 
 impl Op {
@@ -89,8 +101,20 @@ impl Op {
     }
 
     /// The value this op leaves for a key whose value was `old` (`None`: the key is gone).
+    /// A trend needs the value before `old` too (see [`Op::resolve_trend`]):
+    /// here it leaves `old` as it was.
     pub fn resolve(&self, old: Option<&[u8]>) -> Option<Vec<u8>> {
+        self.resolve_trend(old, None)
+    }
+
+    /// [`Op::resolve`] for a key whose value before `old` was `before`
+    /// (`None`: not kept).
+    pub fn resolve_trend(&self, old: Option<&[u8]>, before: Option<&[u8]>) -> Option<Vec<u8>> {
         match self {
+            Op::Trend(t) => {
+                let old = old?;
+                Some(before.and_then(|b| t.apply(b, old)).unwrap_or_else(|| old.to_vec()))
+            }
             Op::Put(v) => Some(v.clone()),
             Op::Delete => None,
             Op::Patch(x) => {
@@ -138,6 +162,7 @@ impl Update {
             Op::Put(v) => varint_len(v.len() as u64) + v.len(),
             Op::Delete => 0,
             Op::Patch(x) => patch_value_len(x),
+            Op::Trend(t) => t.encoded_len(),
         };
         Self::encoded_len_of(&self.key, value)
     }
@@ -265,9 +290,10 @@ pub enum Decision {
     TimedOut,
 }
 
-/// One snapshot entry: key, value, and the version of the write that gave
-/// the key that value (`Version::default()` if unknown).
-pub type SnapshotEntry = (Vec<u8>, Vec<u8>, Version);
+/// One snapshot entry: key, value, the version of the write that gave the
+/// key that value (`Version::default()` if unknown), and the value before
+/// its last change, for [`Op::Trend`] (empty if not kept).
+pub type SnapshotEntry = (Vec<u8>, Vec<u8>, Version, Vec<u8>);
 
 /// One protocol message. Several frames may share a datagram.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -778,10 +804,11 @@ impl Frame {
                 put_varint(out, u64::from(*chunk));
                 put_varint(out, u64::from(*chunks));
                 put_varint(out, entries.len() as u64);
-                for (k, v, written) in entries {
+                for (k, v, written, before) in entries {
                     put_bytes(out, k);
                     put_bytes(out, v);
                     put_version(out, *written);
+                    put_bytes(out, before);
                 }
             }
             Frame::Authority { shard, epoch, czar, seq, checksum, backed, start_known } => {
@@ -1246,7 +1273,9 @@ fn decode_frame(r: &mut Reader<'_>, sender: &PeerId) -> Result<Frame, DecodeErro
             for _ in 0..n {
                 let k = r.bytes(MAX_KEY_BYTES, "key")?.to_vec();
                 let v = r.bytes(MAX_VALUE_BYTES, "value")?.to_vec();
-                entries.push((k, v, r.version()?));
+                let written = r.version()?;
+                let before = r.bytes(MAX_TREND_BYTES, "value before")?.to_vec();
+                entries.push((k, v, written, before));
             }
             Frame::Snapshot { shard, version, czar, checksum, chunk, chunks, entries, resync, signer, sig }
         }
@@ -1413,7 +1442,8 @@ fn stream_entries(r: &mut Reader<'_>, base: u64) -> Result<Vec<Update>, DecodeEr
         let u = r.update(base > 0)?;
         match &u.op {
             Op::Put(v) if v.len() > MAX_STREAM_VALUE_BYTES => return Err(DecodeError::TooLong("value")),
-            Op::Delete => return Err(DecodeError::Invalid("update op")),
+            // Stream values are kept per member, without the value before.
+            Op::Delete | Op::Trend(_) => return Err(DecodeError::Invalid("update op")),
             Op::Patch(x) if x.len() > MAX_STREAM_VALUE_BYTES => return Err(DecodeError::TooLong("value")),
             _ => {}
         }
@@ -1580,6 +1610,7 @@ pub(crate) fn put_update(out: &mut Vec<u8>, u: &Update) {
         Op::Put(_) => 0,
         Op::Delete => 1,
         Op::Patch(_) => 2,
+        Op::Trend(_) => 3,
     };
     out.push(op | ((u.key.len().saturating_sub(1) as u8) << 2));
     out.extend_from_slice(&u.key);
@@ -1601,6 +1632,7 @@ pub(crate) fn put_update(out: &mut Vec<u8>, u: &Update) {
             out.extend_from_slice(&mask);
             out.extend(x.iter().filter(|&&b| b != 0));
         }
+        Op::Trend(t) => t.encode(out),
     }
 }
 
@@ -1764,14 +1796,15 @@ impl<'a> Reader<'a> {
         (0..n).map(|_| self.update(true)).collect()
     }
 
-    /// An update; a patch only where `patch` allows it (a `Delta`'s runs).
-    fn update(&mut self, patch: bool) -> Result<Update, DecodeError> {
+    /// An update; a patch or trend only where `relative` allows it (a czar's runs).
+    fn update(&mut self, relative: bool) -> Result<Update, DecodeError> {
         let tag = self.u8()?;
         let key = self.take(usize::from(tag >> 2) + 1)?.to_vec();
         let op = match tag & UPDATE_OP_BITS {
             0 => Op::Put(self.bytes(MAX_VALUE_BYTES, "value")?.to_vec()),
             1 => Op::Delete,
-            2 if patch => Op::Patch(self.patch()?),
+            2 if relative => Op::Patch(self.patch()?),
+            3 if relative => Op::Trend(self.trend()?),
             _ => return Err(DecodeError::Invalid("update op")),
         };
         Ok(Update { key, op })
@@ -1811,6 +1844,16 @@ impl<'a> Reader<'a> {
             }
         }
         Ok(x)
+    }
+
+    /// A trend in its one canonical form (see [`crate::trend`]).
+    fn trend(&mut self) -> Result<Trend, DecodeError> {
+        let cell = std::cell::RefCell::new(self);
+        let t = Trend::decode(|| cell.borrow_mut().u8().ok(), || cell.borrow_mut().varint().ok());
+        t.map_err(|e| match e {
+            TrendError::Truncated => DecodeError::Truncated,
+            TrendError::Invalid => DecodeError::Invalid("trend"),
+        })
     }
 
     fn addr(&mut self) -> Result<SocketAddr, DecodeError> {
@@ -1891,6 +1934,12 @@ mod tests {
                     Update { key: b"x".to_vec(), op: Op::Put(vec![1, 2, 3]) },
                     Update { key: b"y".to_vec(), op: Op::Delete },
                     Update { key: b"z".to_vec(), op: Op::Patch(vec![0, 0, 5, 0, 0, 0, 0, 0, 0, 9]) },
+                    Update {
+                        key: b"w".to_vec(),
+                        op: Op::Trend(
+                            Trend::between(&[0; 12], &[3; 12], &[6, 6, 7, 6, 6, 6, 4, 6, 9, 1, 6, 6], 2).unwrap(),
+                        ),
+                    },
                 ],
             },
             Frame::Forward {
@@ -1908,7 +1957,10 @@ mod tests {
                 checksum: [7; 16],
                 chunk: 1,
                 chunks: 2,
-                entries: vec![(b"a".to_vec(), b"b".to_vec(), Version { epoch: 4, seq: 98 })],
+                entries: vec![
+                    (b"a".to_vec(), b"b".to_vec(), Version { epoch: 4, seq: 98 }, b"c".to_vec()),
+                    (b"d".to_vec(), b"e".to_vec(), Version { epoch: 4, seq: 97 }, Vec::new()),
+                ],
                 resync: true,
                 signer: id,
                 sig: [4; 64],
@@ -2064,10 +2116,18 @@ mod tests {
         long.extend(std::iter::repeat_n(0x80, MAX_VALUE_BYTES / 7 + 1));
         long.push(1);
         assert_eq!(decode_joined_frame(&long, &sender), Err(DecodeError::TooLong("value")));
-        // Op 3 is no op; a tag's key length is its high six bits plus one.
-        let mut bad_op = good[..good.len() - 4].to_vec();
-        bad_op.extend_from_slice(&[3, b'k', 0b010, 7]);
-        assert_eq!(decode_datagram(&bad_op), Err(DecodeError::Invalid("update op")));
+        // Op 3 is a trend (a tag's key length is its high six bits plus
+        // one): one lane of four bytes, whose code byte must not go past it.
+        let mut bad_trend = good[..good.len() - 4].to_vec();
+        bad_trend.extend_from_slice(&[3, b'k', 0b010, 7]);
+        assert_eq!(decode_datagram(&bad_trend), Err(DecodeError::Invalid("trend")));
+        let mut trend = good[..good.len() - 4].to_vec();
+        trend.extend_from_slice(&[3, b'k', 0b010, 1]);
+        let t = Trend::between(&[0; 4], &[0; 4], &[1, 0, 0, 0], 4).unwrap();
+        assert_eq!(
+            decode_datagram(&trend).map(|d| d.frames),
+            Ok(vec![delta(vec![Update { key: b"k".to_vec(), op: Op::Trend(t) }])])
+        );
     }
 
     #[test]

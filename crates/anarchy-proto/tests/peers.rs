@@ -855,7 +855,7 @@ fn an_unverified_snapshot_chunk_moves_no_claim() {
         checksum: [0; 16],
         chunk: 0,
         chunks: 2,
-        entries: vec![(b"gold".to_vec(), b"999".to_vec(), Version::default())],
+        entries: vec![(b"gold".to_vec(), b"999".to_vec(), Version::default(), Vec::new())],
         resync: true,
         signer: czar,
         sig: [5; 64],

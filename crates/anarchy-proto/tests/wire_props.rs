@@ -12,6 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use anarchy_proto::identity::{PeerId, PublicKey};
 use anarchy_proto::shards::ShardId;
 use anarchy_proto::time::Instant;
+use anarchy_proto::trend::{Trend, MAX_TREND_BYTES};
 use anarchy_proto::wire::{
     decode_datagram, encode_frames, put_header, Decision, DecodeError, Frame, MemberRecord, MemberStatus, Op,
     RecoverVote, ShardDecl, ShardLoad, ShardVersion, Update, ViewDigests, HEADER_BYTES, MAX_EPOCH, MAX_FRAGMENTS,
@@ -122,6 +123,21 @@ fn update() -> impl Strategy<Value = Update> {
     (key(), op).prop_map(|(key, op)| Update { key, op })
 }
 
+/// A trend between three values of one length (1 to `MAX_TREND_BYTES`) in
+/// lanes of one of the four widths.
+fn trend() -> impl Strategy<Value = Trend> {
+    (1..=MAX_TREND_BYTES, 0usize..4).prop_flat_map(|(len, w)| {
+        let v = move || prop::collection::vec(any::<u8>(), len);
+        (v(), v(), v()).prop_map(move |(b, c, n)| Trend::between(&b, &c, &n, [1, 2, 4, 8][w]).expect("one length"))
+    })
+}
+
+/// An update as a czar's run carries it: a put, delete or trend.
+fn run_update() -> impl Strategy<Value = Update> {
+    let op = prop_oneof![3 => value().prop_map(Op::Put), 1 => Just(Op::Delete), 2 => trend().prop_map(Op::Trend)];
+    (key(), op).prop_map(|(key, op)| Update { key, op })
+}
+
 /// Shard names: 1 to 16 chars of any Unicode, so at most 64 bytes of UTF-8.
 fn shard_name() -> impl Strategy<Value = String> {
     prop::collection::vec(any::<char>(), 1..=16).prop_map(|cs| {
@@ -211,7 +227,7 @@ fn recover_vote() -> impl Strategy<Value = RecoverVote> {
 
 /// A delta's `first_seq` is at least 1 and `first_seq + len` must not overflow.
 fn delta() -> impl Strategy<Value = Frame> {
-    (shard_id(), edgy_epoch(), prop::collection::vec(update(), 1..=6)).prop_flat_map(|(shard, epoch, updates)| {
+    (shard_id(), edgy_epoch(), prop::collection::vec(run_update(), 1..=6)).prop_flat_map(|(shard, epoch, updates)| {
         let max_first = MAX_SEQ - updates.len() as u64;
         let first = prop_oneof![Just(1u64), Just(max_first), 1..=max_first];
         (Just(shard), Just(epoch), first, Just(updates), peer_id(), any::<u8>()).prop_map(
@@ -255,7 +271,12 @@ fn run_sig() -> impl Strategy<Value = Frame> {
 
 /// A snapshot chunk: `chunks` ≥ 1 and `chunk < chunks`; entry keys may be empty.
 fn snapshot() -> impl Strategy<Value = Frame> {
-    let entry = (prop::collection::vec(any::<u8>(), 0..=MAX_KEY_BYTES), value(), version());
+    let entry = (
+        prop::collection::vec(any::<u8>(), 0..=MAX_KEY_BYTES),
+        value(),
+        version(),
+        prop::collection::vec(any::<u8>(), 0..=MAX_TREND_BYTES),
+    );
     (shard_id(), version(), peer_id(), any::<[u8; 16]>(), 1u16..=u16::MAX, prop::collection::vec(entry, 0..=4))
         .prop_flat_map(|(shard, version, czar, checksum, chunks, entries)| {
             (0..chunks).prop_map(move |chunk| Frame::Snapshot {

@@ -257,9 +257,12 @@ impl Attacker {
             Attack::ForgedSnapshot => {
                 let Some((shard, czar)) = pick(rng) else { return Vec::new() };
                 let Some(version) = own.version_of(shard) else { return Vec::new() };
-                let entries = vec![(b"gold".to_vec(), b"forged".to_vec(), anarchy_proto::Version::default())];
-                let checksum =
-                    anarchy_proto::Replica::checksum_of(entries.iter().map(|(k, v, _)| (k.as_slice(), v.as_slice()))).0;
+                let entries =
+                    vec![(b"gold".to_vec(), b"forged".to_vec(), anarchy_proto::Version::default(), Vec::new())];
+                let checksum = anarchy_proto::Replica::checksum_of(
+                    entries.iter().map(|(k, v, _, _)| (k.as_slice(), v.as_slice())),
+                )
+                .0;
                 let version = anarchy_proto::Version { epoch: version.epoch, seq: version.seq + 5 };
                 let as_czar = rng.gen_bool(0.5);
                 let (sender, from) = if as_czar { (czar, slot_of(&czar)) } else { (me, Some(self.me)) };

@@ -1652,10 +1652,10 @@ impl Sim {
                     .and_then(|mut v| v.pop())
                     .filter(|entry| entry.seq == version.seq && entry.epoch == version.epoch);
                 let content = entry.as_ref().map(|entry| {
-                    // The log holds every update resolved: never a patch.
+                    // The log holds every update resolved: never a patch or trend.
                     let value = match &entry.update.op {
                         Op::Put(v) => Some(v.as_slice()),
-                        Op::Delete | Op::Patch(_) => None,
+                        Op::Delete | Op::Patch(_) | Op::Trend(_) => None,
                     };
                     let fp = fingerprint(&entry.update.key, value);
                     if entry.update.key.starts_with(CRITICAL_PREFIX) {

@@ -2362,10 +2362,10 @@ impl Peer {
         }
         if self.config.update_events {
             for e in outcome.applied {
-                // The log holds every update resolved: never a patch.
+                // The log holds every update resolved: never a patch or trend.
                 let value = match e.update.op {
                     Op::Put(v) => Some(v),
-                    Op::Delete | Op::Patch(_) => None,
+                    Op::Delete | Op::Patch(_) | Op::Trend(_) => None,
                 };
                 // Every remotely applied update came in a signed run or a piece.
                 let Some(author) = e.proof.as_ref().map(|p| p.author) else { continue };
@@ -2867,20 +2867,22 @@ impl Peer {
         let checksum = st.replica.checksum().0;
         let mut chunks: Vec<Vec<Entry>> = vec![Vec::new()];
         let mut used = 0;
-        for (k, v, written) in st.replica.entries_written() {
+        for (k, v, written, before) in st.replica.entries_written() {
             let len = wire::varint_len(k.len() as u64)
                 + k.len()
                 + wire::varint_len(v.len() as u64)
                 + v.len()
                 + wire::varint_len(u64::from(written.epoch))
-                + wire::varint_len(written.seq);
+                + wire::varint_len(written.seq)
+                + wire::varint_len(before.len() as u64)
+                + before.len();
             let current = chunks.last().expect("non-empty");
             if used + len > MAX_FRAME_BYTES - SNAPSHOT_FRAME_OVERHEAD && !current.is_empty() {
                 chunks.push(Vec::new());
                 used = 0;
             }
             used += len;
-            chunks.last_mut().expect("non-empty").push((k.to_vec(), v.to_vec(), written));
+            chunks.last_mut().expect("non-empty").push((k.to_vec(), v.to_vec(), written, before.to_vec()));
         }
         let Ok(count) = u16::try_from(chunks.len()) else { return };
         if count > MAX_SNAPSHOT_CHUNKS {
@@ -2987,12 +2989,13 @@ impl Peer {
         }
         let a = st.assembly.take().expect("complete");
         let all: Vec<Entry> = a.chunks.into_iter().flatten().flatten().collect();
-        let sum = Replica::checksum_of(all.iter().map(|(k, v, _)| (k.as_slice(), v.as_slice())));
+        let sum = Replica::checksum_of(all.iter().map(|(k, v, _, _)| (k.as_slice(), v.as_slice())));
         if sum.0 != a.checksum {
             self.stats.drop(DropReason::BadSnapshot);
             return;
         }
-        let digest = proof::snapshot_digest(all.iter().map(|(k, v, w)| (k.as_slice(), v.as_slice(), *w)));
+        let digest =
+            proof::snapshot_digest(all.iter().map(|(k, v, w, b)| (k.as_slice(), v.as_slice(), *w, b.as_slice())));
         let message =
             proof::snapshot_message(&self.session_tag, shard, a.version, &a.czar, &a.checksum, chunks, &digest);
         let key = self.members.get(&a.signer).map(|m| m.public_key);

@@ -651,8 +651,9 @@ impl Peer {
     /// that state).
     fn fresh_shard(now: Instant, version: Version, entries: Vec<(Vec<u8>, Vec<u8>)>, czar: PeerId) -> ShardState {
         let mut cs = ShardState::default();
-        // The parent's (or children's) versions number another shard's history.
-        cs.replica.install(version, entries.into_iter().map(|(k, v)| (k, v, Version::default())).collect());
+        // The parent's (or children's) versions number another shard's
+        // history; values before their last change are not kept across it.
+        cs.replica.install(version, entries.into_iter().map(|(k, v)| (k, v, Version::default(), Vec::new())).collect());
         cs.replica.epoch = version.epoch;
         cs.replica.czar = Some(czar);
         cs.replica.backed = true;
