@@ -99,13 +99,13 @@ pub struct Config {
     /// Updates kept per shard to repair others from. Default 1024.
     pub log_capacity: usize,
     /// How long a czar keeps a run open (PROTOCOL §6.7): its writes go to
-    /// each member at once as *pieces*, authenticated to that member by a
-    /// 16-byte pair MAC, and the run is signed once, when it closes (after
+    /// each member at once as *pieces*, authenticated to that member by an
+    /// 8-byte pair MAC, and the run is signed once, when it closes (after
     /// this long, or sooner when it grows large or someone asks to be
     /// repaired from it). Longer saves bytes (one 64-byte signature per run
     /// instead of one per datagram) but leaves the newest updates without a
     /// signature that members can pass on for longer. Zero signs every
-    /// flush's run at once, as a `Delta`. Default 250 ms.
+    /// flush's run at once, as a `Delta`. Default 500 ms.
     pub run_sign_interval: Duration,
     /// Out-of-order updates buffered per shard while a gap is repaired. Default 4096.
     pub max_early_updates: usize,
@@ -274,7 +274,7 @@ impl Default for Config {
             max_fragment_bytes: 8 << 20,
             tombstone_ttl: Duration::from_secs(30),
             log_capacity: 1024,
-            run_sign_interval: Duration::from_millis(250),
+            run_sign_interval: Duration::from_millis(500),
             max_early_updates: 4096,
             max_pending_writes: 4096,
             critical_timeout: Duration::from_secs(2),

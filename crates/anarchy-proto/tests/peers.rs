@@ -1075,7 +1075,7 @@ fn a_lost_piece_is_repaired_from_the_czars_open_run_and_signed_when_it_closes() 
     assert_eq!(count_frames(&frames, |f| matches!(f, Frame::RunSig { .. } | Frame::Delta { .. })), 0);
     let repaired = |f: &Frame| matches!(f, Frame::Piece { first_seq, .. } if *first_seq == start + 1);
     assert_eq!(count_frames(&frames, repaired), 2, "the lost piece and the repair: {frames:?}");
-    net.run_for(Duration::from_millis(400));
+    net.run_for(Config::default().run_sign_interval + Duration::from_millis(150));
     for seq in start + 1..=start + 2 {
         let p = net.peers[2].replica(avatar).unwrap().entry_at(seq).unwrap().proof.clone().unwrap();
         assert!(p.is_signed() && p.first_seq == start + 1 && p.count == 2, "{p:?}");
@@ -1103,13 +1103,14 @@ fn a_run_signature_before_its_repaired_piece_is_kept_until_the_piece_is_in() {
     let now = net.now;
     net.peers[1].write(now, avatar, b"b", b"second").unwrap();
     let before = net.log.len();
-    net.run_for(Duration::from_millis(400));
+    let closes = Config::default().run_sign_interval + Duration::from_millis(150);
+    net.run_for(closes);
     let sigs = net.frames_sent(before, 1, 2).into_iter().filter(|f| matches!(f, Frame::RunSig { .. })).count();
     assert_eq!(sigs, 1, "the run closed while peer 2 lacked its first update");
     // Its repair now comes as the signed run, after the signature: kept
     // until then, not dropped as unmatched.
     net.frame_filter = None;
-    net.run_for(Duration::from_millis(400));
+    net.run_for(closes);
     assert_eq!(net.peers[2].get(avatar, b"a"), Some(&b"first"[..]));
     assert_eq!(net.peers[2].get(avatar, b"b"), Some(&b"second"[..]));
     for seq in start + 1..=start + 2 {
