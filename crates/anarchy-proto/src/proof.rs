@@ -32,8 +32,10 @@ use crate::shards::ShardId;
 use crate::wire::{put_piece_header, put_update, put_updates, Frame, Update, PIECE_MAC_BYTES};
 
 const DELTA_CONTEXT: &str = "anarchy 2026 signed delta v1";
-const STREAM_CONTEXT: &str = "anarchy 2026 signed stream v1";
-const STREAM_PART_CONTEXT: &str = "anarchy 2026 signed stream part v1";
+const STREAM_CONTEXT: &str = "anarchy 2026 stream v2";
+const STREAM_PART_CONTEXT: &str = "anarchy 2026 stream part v2";
+/// Domain of a stream frame's pair MAC ([`stream_mac`]).
+pub const STREAM_MAC_CONTEXT: &[u8] = b"anarchy 2026 stream mac v1";
 const SNAPSHOT_CONTEXT: &str = "anarchy 2026 signed snapshot v1";
 const SNAPSHOT_DIGEST_CONTEXT: &str = "anarchy 2026 snapshot digest v3";
 const VERIFIED_CONTEXT: &str = "anarchy 2026 verified signature cache v1";
@@ -237,7 +239,7 @@ pub fn delta_message(
     *h.finalize().as_bytes()
 }
 
-/// What the czar `author` signs for one [`Frame::Stream`]: the session, the
+/// What the czar `author` MACs for one [`Frame::Stream`]: the session, the
 /// shard, the epoch, the stamp range, the base and every entry as encoded.
 #[allow(clippy::too_many_arguments)]
 pub fn stream_message(
@@ -255,7 +257,26 @@ pub fn stream_message(
     stream_digest(STREAM_CONTEXT, session, author, &header, entries)
 }
 
-/// What the czar `author` signs for one [`Frame::StreamPart`]: the session,
+/// The MAC the czar `author` gives a stream frame for `receiver`
+/// ([`Frame::Stream`], [`Frame::StreamPart`]): the first
+/// [`PIECE_MAC_BYTES`] of a BLAKE3 keyed hash under their pair key of the
+/// domain, both ids and the frame's digest (`message`, from
+/// [`stream_message`] or [`stream_part_message`]). Stream frames go only
+/// from the czar to each member and are never passed on, so the pair MAC is
+/// all the authentication they need.
+pub fn stream_mac(pair: &[u8; 32], author: &PeerId, receiver: &PeerId, message: &[u8; 32]) -> [u8; PIECE_MAC_BYTES] {
+    let hash = blake3::Hasher::new_keyed(pair)
+        .update(STREAM_MAC_CONTEXT)
+        .update(&author.0)
+        .update(&receiver.0)
+        .update(message)
+        .finalize();
+    let mut mac = [0u8; PIECE_MAC_BYTES];
+    mac.copy_from_slice(&hash.as_bytes()[..PIECE_MAC_BYTES]);
+    mac
+}
+
+/// What the czar `author` MACs for one [`Frame::StreamPart`]: the session,
 /// the shard, the epoch, the stamp, the base and every entry as encoded. Its
 /// own context, so a partial list can never pass for a whole one.
 pub fn stream_part_message(
@@ -272,7 +293,7 @@ pub fn stream_part_message(
     stream_digest(STREAM_PART_CONTEXT, session, author, &header, entries)
 }
 
-/// The signed digest of a stream frame, whole or partial: its context, the
+/// The digest of a stream frame, whole or partial, that its MAC covers: its context, the
 /// session, the author, the frame's encoded header fields, the entry count
 /// and every entry as encoded.
 fn stream_digest(context: &str, session: &[u8; 32], author: &PeerId, header: &[u8], entries: &[Update]) -> [u8; 32] {

@@ -566,8 +566,9 @@ pub enum Frame {
         base: u64,
         /// Keys and their newest values (at least one; `Put` or, with a base, `Patch`).
         entries: Vec<Update>,
-        /// The czar's signature (see `proof::stream_message`).
-        sig: Signature,
+        /// The czar's pair MAC for the receiver (see `proof::stream_mac`
+        /// over `proof::stream_message`).
+        mac: [u8; PIECE_MAC_BYTES],
     },
     /// Some of a shard's stream keys at their newest values as of stamp `at`,
     /// from its czar (the datagram's sender): what a link's budget left room
@@ -586,8 +587,9 @@ pub enum Frame {
         base: u64,
         /// Keys and their newest values (at least one; `Put` or, with a base, `Patch`).
         entries: Vec<Update>,
-        /// The czar's signature (see `proof::stream_part_message`).
-        sig: Signature,
+        /// The czar's pair MAC for the receiver (see `proof::stream_mac`
+        /// over `proof::stream_part_message`).
+        mac: [u8; PIECE_MAC_BYTES],
     },
     /// "Datagrams you seal in your life `boot` may name you to me by
     /// `index`": the receiver may then seal to the sender in the short form
@@ -869,17 +871,17 @@ impl Frame {
                 out.extend_from_slice(&nonce.to_le_bytes());
                 out.extend_from_slice(signature);
             }
-            Frame::Stream { shard, epoch, from, to, base, entries, sig } => {
+            Frame::Stream { shard, epoch, from, to, base, entries, mac } => {
                 put_stream_header(out, *shard, *epoch, *from, *to, *base);
-                out.extend_from_slice(sig);
+                out.extend_from_slice(mac);
                 put_varint(out, entries.len() as u64);
                 for u in entries {
                     put_update(out, u);
                 }
             }
-            Frame::StreamPart { shard, epoch, at, base, entries, sig } => {
+            Frame::StreamPart { shard, epoch, at, base, entries, mac } => {
                 put_stream_part_header(out, *shard, *epoch, *at, *base);
-                out.extend_from_slice(sig);
+                out.extend_from_slice(mac);
                 put_varint(out, entries.len() as u64);
                 for u in entries {
                     put_update(out, u);
@@ -1376,7 +1378,7 @@ fn decode_frame(r: &mut Reader<'_>, sender: &PeerId) -> Result<Frame, DecodeErro
             let from = r.seq()?;
             let to = r.seq()?;
             let base = r.seq()?;
-            let sig = r.array()?;
+            let mac = r.array()?;
             if to <= from {
                 return Err(DecodeError::Invalid("stream range"));
             }
@@ -1384,14 +1386,14 @@ fn decode_frame(r: &mut Reader<'_>, sender: &PeerId) -> Result<Frame, DecodeErro
                 return Err(DecodeError::Invalid("stream base"));
             }
             let entries = stream_entries(r, base)?;
-            Frame::Stream { shard, epoch, from, to, base, entries, sig }
+            Frame::Stream { shard, epoch, from, to, base, entries, mac }
         }
         29 => {
             let shard = r.shard()?;
             let epoch = r.epoch()?;
             let at = r.seq()?;
             let base = r.seq()?;
-            let sig = r.array()?;
+            let mac = r.array()?;
             if at == 0 {
                 return Err(DecodeError::Invalid("stream stamp"));
             }
@@ -1399,7 +1401,7 @@ fn decode_frame(r: &mut Reader<'_>, sender: &PeerId) -> Result<Frame, DecodeErro
                 return Err(DecodeError::Invalid("stream base"));
             }
             let entries = stream_entries(r, base)?;
-            Frame::StreamPart { shard, epoch, at, base, entries, sig }
+            Frame::StreamPart { shard, epoch, at, base, entries, mac }
         }
         28 => Frame::StreamAck { shard: r.shard()?, epoch: r.epoch()?, have: r.seq()? },
         32 => Frame::ShortId { boot: u32::from_le_bytes(r.array()?), index: r.varint_u16()? },
@@ -2039,7 +2041,7 @@ mod tests {
                     Update { key: b"e3".to_vec(), op: Op::Put(vec![1; 12]) },
                     Update { key: b"e7".to_vec(), op: Op::Patch(vec![0, 0, 3]) },
                 ],
-                sig: [5; 64],
+                mac: [5; PIECE_MAC_BYTES],
             },
             Frame::StreamAck { shard: ShardId(9), epoch: 2, have: 45 },
             Frame::ShortId { boot: 0xdead_beef, index: 700 },
@@ -2050,7 +2052,7 @@ mod tests {
                 at: 47,
                 base: 45,
                 entries: vec![Update { key: b"e1".to_vec(), op: Op::Patch(vec![0, 9]) }],
-                sig: [6; 64],
+                mac: [6; PIECE_MAC_BYTES],
             },
         ]
     }
@@ -2138,7 +2140,7 @@ mod tests {
         let sender = Keypair::from_seed(2).peer_id();
         let put = Update { key: b"e1".to_vec(), op: Op::Put(vec![1; 12]) };
         let part = |at, base, entries: Vec<Update>| {
-            let f = Frame::StreamPart { shard: ShardId(3), epoch: 2, at, base, entries, sig: [1; 64] };
+            let f = Frame::StreamPart { shard: ShardId(3), epoch: 2, at, base, entries, mac: [1; PIECE_MAC_BYTES] };
             decode_datagram(&encode_frames(&sender, &[f]))
         };
         assert!(part(9, 9, vec![put.clone()]).is_ok());

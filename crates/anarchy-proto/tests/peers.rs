@@ -949,14 +949,6 @@ fn a_claim_taken_from_a_delta_is_never_hinted_as_backed() {
 }
 
 /// The pair key peers `a` and `b` of a test network share (see `proof::pair_key`).
-fn pair_key(net: &Net, a: usize, b: usize) -> [u8; 32] {
-    let tag = proof::session_tag(&Config::default().session_secret);
-    let (ka, kb) = (Keypair::from_seed(a as u64 + 100), Keypair::from_seed(b as u64 + 100));
-    let shared = ka.agree(&kb.public_key()).expect("test keys agree");
-    assert_eq!(kb.agree(&ka.public_key()), Some(shared));
-    proof::pair_key(&tag, &shared, &net.id(a), &net.id(b))
-}
-
 fn count_frames(frames: &[Frame], f: impl Fn(&Frame) -> bool) -> usize {
     frames.iter().filter(|x| f(x)).count()
 }
@@ -1020,8 +1012,8 @@ fn a_piece_under_the_czars_id_without_the_czars_pair_key_is_refused() {
     };
     // Peer 1 poses as the czar (peer 0) under its own pair key with peer 2:
     // the session secret lets it seal as anyone, but not MAC as the czar.
-    let forged = piece(&pair_key(&net, 1, 2));
-    let genuine = piece(&pair_key(&net, 0, 2));
+    let forged = piece(&support::pair_key(&net, 1, 2));
+    let genuine = piece(&support::pair_key(&net, 0, 2));
     net.peers[2].handle_datagram(now, net.addrs[0], &forged);
     assert_eq!(net.peers[2].stats().drops(DropReason::BadSignature), 1);
     assert_eq!(net.peers[2].get(world, b"gold"), None);
@@ -1035,7 +1027,7 @@ fn a_piece_under_the_czars_id_without_the_czars_pair_key_is_refused() {
     // stated their base).
     let updates = vec![wire::Update { key: b"gold".to_vec(), op: wire::Op::Put(b"1000".to_vec()) }];
     let base = !(net.peers[2].checksum_of(world).unwrap().short() as u32);
-    let (key, seq) = (pair_key(&net, 0, 2), v.seq + 2);
+    let (key, seq) = (support::pair_key(&net, 0, 2), v.seq + 2);
     let mac = proof::piece_mac(&key, &net.id(0), &net.id(2), world, v.epoch, seq, base, after, &updates);
     let frame = Frame::Piece { shard: world, epoch: v.epoch, first_seq: seq, base, after, mac, updates };
     let off = support::seal(&wire::encode_frames(&net.id(0), &[frame]));

@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use anarchy_proto::wire::{self, encode_frames, Frame, MAX_STREAM_VALUE_BYTES};
-use anarchy_proto::{DropReason, Event, WriteError};
+use anarchy_proto::{proof, Config, DropReason, Event, WriteError};
 use support::Net;
 
 /// Four peers; peer 1 is czar of `avatar`.
@@ -97,22 +97,31 @@ fn only_the_czar_writes_stream_keys_and_bad_requests_say_why() {
 }
 
 #[test]
-fn a_stream_not_signed_by_the_czar_is_dropped_and_counted() {
+fn a_stream_not_macd_by_the_czar_is_dropped_and_counted() {
     let (mut net, avatar) = session();
     let czar = net.id(1);
     let epoch = net.peers[0].version_of(avatar).unwrap().epoch;
-    let forged = |sender| {
+    let tag = proof::session_tag(&Config::default().session_secret);
+    let (me, other) = (net.id(0), net.id(2));
+    let forged = |sender, pair: &[u8; 32]| {
         let gold = wire::Update { key: b"gold".to_vec(), op: wire::Op::Put(b"999".to_vec()) };
-        let f = Frame::Stream { shard: avatar, epoch, from: 0, to: 9, base: 0, entries: vec![gold], sig: [7; 64] };
+        let message = proof::stream_message(&tag, &czar, avatar, epoch, 0, 9, 0, std::slice::from_ref(&gold));
+        let mac = proof::stream_mac(pair, &czar, &me, &message);
+        let f = Frame::Stream { shard: avatar, epoch, from: 0, to: 9, base: 0, entries: vec![gold], mac };
         support::seal(&encode_frames(&sender, &[f]))
     };
+    let (theirs, czars) = (support::pair_key(&net, 2, 0), support::pair_key(&net, 1, 0));
     let (now, from_czar, from_other) = (net.now, net.addrs[1], net.addrs[2]);
-    net.peers[0].handle_datagram(now, from_czar, &forged(czar));
-    let other = net.id(2);
-    net.peers[0].handle_datagram(now, from_other, &forged(other));
+    // Peer 2 poses as the czar under its own pair key with peer 0: the
+    // session secret lets it seal as anyone, but not MAC as the czar.
+    net.peers[0].handle_datagram(now, from_czar, &forged(czar, &theirs));
+    net.peers[0].handle_datagram(now, from_other, &forged(other, &theirs));
     assert_eq!(net.peers[0].stream_value(avatar, b"gold"), None);
-    assert_eq!(net.peers[0].stats().drops(DropReason::BadSignature), 1, "the czar's id with a bad signature");
+    assert_eq!(net.peers[0].stats().drops(DropReason::BadSignature), 1, "the czar's id without the czar's pair key");
     assert_eq!(net.peers[0].stats().drops(DropReason::NotCzar), 1, "a member that is not the czar");
+    // The same frame under the czar's pair key is the czar's.
+    net.peers[0].handle_datagram(now, from_czar, &forged(czar, &czars));
+    assert_eq!(net.peers[0].stream_value(avatar, b"gold"), Some(&b"999"[..]));
 }
 
 #[test]

@@ -391,30 +391,26 @@ fn frame() -> impl Strategy<Value = Frame> {
             0..=MAX_EPOCH,
             0..MAX_SEQ,
             1..=1000u64,
-            any::<[u8; 32]>(),
+            any::<[u8; PIECE_MAC_BYTES]>(),
             prop::collection::vec((key(), prop::collection::vec(any::<u8>(), 1..=24), any::<bool>()), 1..=8)
         )
-            .prop_map(|(shard, epoch, from, span, half, raw)| {
-                let mut sig = [0u8; 64];
-                sig[..32].copy_from_slice(&half);
+            .prop_map(|(shard, epoch, from, span, mac, raw)| {
                 let base = from / 2;
                 let entries = stream_entries(raw, base);
-                Frame::Stream { shard, epoch, from, to: (from + span).min(MAX_SEQ), base, entries, sig }
+                Frame::Stream { shard, epoch, from, to: (from + span).min(MAX_SEQ), base, entries, mac }
             })
             .prop_filter("a range", |f| matches!(f, Frame::Stream { from, to, .. } if to > from)),
         (
             shard_id(),
             0..=MAX_EPOCH,
             1..=MAX_SEQ,
-            any::<[u8; 32]>(),
+            any::<[u8; PIECE_MAC_BYTES]>(),
             prop::collection::vec((key(), prop::collection::vec(any::<u8>(), 1..=24), any::<bool>()), 1..=8)
         )
-            .prop_map(|(shard, epoch, at, half, raw)| {
-                let mut sig = [0u8; 64];
-                sig[32..].copy_from_slice(&half);
+            .prop_map(|(shard, epoch, at, mac, raw)| {
                 let base = at / 3;
                 let entries = stream_entries(raw, base);
-                Frame::StreamPart { shard, epoch, at, base, entries, sig }
+                Frame::StreamPart { shard, epoch, at, base, entries, mac }
             }),
         (shard_id(), 0..=MAX_EPOCH, 0..=MAX_SEQ).prop_map(|(shard, epoch, have)| Frame::StreamAck {
             shard,

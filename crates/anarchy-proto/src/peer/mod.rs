@@ -1183,11 +1183,11 @@ impl Peer {
             }
             _ if !known_alive => self.stats.drop(DropReason::UnknownSender),
             Frame::Fragment { .. } => {}
-            Frame::Stream { shard, epoch, from, to, base, entries, sig } => {
-                self.handle_stream(sender, shard, epoch, stream::Span::Whole { from, to }, base, entries, sig)
+            Frame::Stream { shard, epoch, from, to, base, entries, mac } => {
+                self.handle_stream(sender, shard, epoch, stream::Span::Whole { from, to }, base, entries, mac)
             }
-            Frame::StreamPart { shard, epoch, at, base, entries, sig } => {
-                self.handle_stream(sender, shard, epoch, stream::Span::Part { at }, base, entries, sig)
+            Frame::StreamPart { shard, epoch, at, base, entries, mac } => {
+                self.handle_stream(sender, shard, epoch, stream::Span::Part { at }, base, entries, mac)
             }
             Frame::StreamAck { shard, epoch, have } => self.handle_stream_ack(now, from, shard, epoch, have),
             Frame::Welcome | Frame::Members(_) | Frame::Shards(_) | Frame::Snapshot { .. } => {}

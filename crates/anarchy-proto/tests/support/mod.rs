@@ -64,6 +64,17 @@ pub struct Net {
 /// open session secret unless they say otherwise).
 /// A short-form datagram names its sender only by the receiver's index: it
 /// is opened as each peer any test network made (see [`SENDERS`]) in turn.
+/// The pair key peers `a` and `b` of a [`Net`] with the default session
+/// secret share (pieces' and stream frames' MACs).
+#[allow(dead_code)]
+pub fn pair_key(net: &Net, a: usize, b: usize) -> [u8; 32] {
+    let tag = anarchy_proto::proof::session_tag(&Config::default().session_secret);
+    let (ka, kb) = (Keypair::from_seed(a as u64 + 100), Keypair::from_seed(b as u64 + 100));
+    let shared = ka.agree(&kb.public_key()).expect("test keys agree");
+    assert_eq!(kb.agree(&ka.public_key()), Some(shared));
+    anarchy_proto::proof::pair_key(&tag, &shared, &net.id(a), &net.id(b))
+}
+
 pub fn decode(payload: &[u8]) -> Option<Datagram> {
     let secret = SessionSecret::default();
     let plain = match open_datagram(&secret, payload) {
