@@ -107,7 +107,7 @@ mod tests {
 
     fn delta(n: usize) -> Vec<u8> {
         let updates = (0..n)
-            .map(|i| Update { key: format!("entity-{i}").into_bytes(), op: Op::Put(vec![i as u8; 12]) })
+            .map(|i| Update { key: format!("entity-{i}").into_bytes(), op: Op::Put(vec![i as u8; 16]) })
             .collect();
         encode_frames(
             &PeerId(noise(0x9e37_79b9)),

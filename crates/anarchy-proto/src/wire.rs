@@ -145,9 +145,17 @@ fn patch_mask_len(len: usize) -> usize {
 const PATCH_MASK_BITS: usize = 7;
 /// A mask byte's bit saying another mask byte follows.
 const PATCH_MASK_MORE: u8 = 0x80;
-/// The op in an update's tag byte (the low two bits); the other six bits are
-/// the key's length minus one.
+/// The op in an update's tag byte (the low two bits).
 const UPDATE_OP_BITS: u8 = 0b11;
+/// An update's tag bit saying its key is the previous update's in the same
+/// run with its last bytes replaced (see [`put_updates`]).
+const UPDATE_SHARED_KEY: u8 = 0b100;
+/// The tag's high five bits: the key's length minus one, or with
+/// [`UPDATE_SHARED_KEY`] the replaced bytes minus one; `31` without it: a
+/// length byte follows.
+const UPDATE_KEY_SHIFT: u32 = 3;
+/// The tag value (before the shift) whose key length follows as a byte.
+const UPDATE_LONG_KEY: u8 = 31;
 
 /// One key's change, as carried in a delta.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -170,9 +178,10 @@ impl Update {
         Self::encoded_len_of(&self.key, value)
     }
 
-    /// Bytes on the wire of an update of `key` whose op takes `value_len` bytes.
+    /// Bytes on the wire of an update of `key` whose op takes `value_len`
+    /// bytes, its key whole (in a run it may take fewer, see [`put_updates`]).
     pub fn encoded_len_of(key: &[u8], value_len: usize) -> usize {
-        1 + key.len() + value_len
+        1 + usize::from(key.len() > usize::from(UPDATE_LONG_KEY)) + key.len() + value_len
     }
 }
 
@@ -1580,12 +1589,27 @@ pub(crate) fn put_piece_header(out: &mut Vec<u8>, shard: ShardId, epoch: u32, fi
 }
 
 /// Appends a run's updates as a `Delta` or `Piece` carries them: the count,
-/// then each update. A piece's MAC covers these very bytes.
+/// then each update, where an update whose key has the previous one's length
+/// and differs from it only in its last few bytes names it by those bytes
+/// (`e3` after `e2`: one byte instead of two). A piece's MAC covers these
+/// very bytes; a run's signature covers each update with its key whole.
 pub(crate) fn put_updates(out: &mut Vec<u8>, updates: &[Update]) {
     put_varint(out, updates.len() as u64);
+    let mut prev: Option<&[u8]> = None;
     for u in updates {
-        put_update(out, u);
+        put_update_after(out, u, prev);
+        prev = Some(&u.key);
     }
+}
+
+/// How many last bytes of `key` differ from `prev`'s, if the two have one
+/// length and the shared form is shorter than the whole key.
+fn shared_key_suffix(prev: Option<&[u8]>, key: &[u8]) -> Option<usize> {
+    let prev = prev.filter(|p| p.len() == key.len())?;
+    let same = prev.iter().zip(key).take_while(|(a, b)| a == b).count();
+    let suffix = (key.len() - same).max(1);
+    let whole = usize::from(key.len() > usize::from(UPDATE_LONG_KEY)) + key.len();
+    (suffix <= usize::from(UPDATE_LONG_KEY) + 1 && suffix < whole).then_some(suffix)
 }
 
 /// Appends a whole [`Frame::Piece`] (type byte first) whose updates are
@@ -1608,8 +1632,15 @@ pub(crate) fn put_piece_encoded(
     out.extend_from_slice(updates);
 }
 
-/// Appends `u` as it is encoded inside a delta.
+/// Appends `u` with its key whole: what signatures cover, and the form of
+/// an update outside a run.
 pub(crate) fn put_update(out: &mut Vec<u8>, u: &Update) {
+    put_update_after(out, u, None);
+}
+
+/// Appends `u`, its key in the shared form if it follows the key `prev` in
+/// a run (see [`put_updates`]).
+fn put_update_after(out: &mut Vec<u8>, u: &Update, prev: Option<&[u8]>) {
     debug_assert!((1..=MAX_KEY_BYTES).contains(&u.key.len()), "a key of {} bytes", u.key.len());
     let op = match &u.op {
         Op::Put(_) => 0,
@@ -1617,8 +1648,17 @@ pub(crate) fn put_update(out: &mut Vec<u8>, u: &Update) {
         Op::Patch(_) => 2,
         Op::Trend(_) => 3,
     };
-    out.push(op | ((u.key.len().saturating_sub(1) as u8) << 2));
-    out.extend_from_slice(&u.key);
+    if let Some(suffix) = shared_key_suffix(prev, &u.key) {
+        out.push(op | UPDATE_SHARED_KEY | (((suffix - 1) as u8) << UPDATE_KEY_SHIFT));
+        out.extend_from_slice(&u.key[u.key.len() - suffix..]);
+    } else if u.key.len() > usize::from(UPDATE_LONG_KEY) {
+        out.push(op | (UPDATE_LONG_KEY << UPDATE_KEY_SHIFT));
+        out.push(u.key.len() as u8);
+        out.extend_from_slice(&u.key);
+    } else {
+        out.push(op | (((u.key.len() - 1) as u8) << UPDATE_KEY_SHIFT));
+        out.extend_from_slice(&u.key);
+    }
     match &u.op {
         Op::Put(value) => put_bytes(out, value),
         Op::Delete => {}
@@ -1798,13 +1838,43 @@ impl<'a> Reader<'a> {
         if first_seq == 0 || first_seq + n as u64 > MAX_SEQ {
             return Err(DecodeError::Invalid("delta sequence"));
         }
-        (0..n).map(|_| self.update(true)).collect()
+        let mut updates: Vec<Update> = Vec::with_capacity(n);
+        for _ in 0..n {
+            let u = self.update_after(true, updates.last().map(|u| u.key.as_slice()))?;
+            updates.push(u);
+        }
+        Ok(updates)
     }
 
-    /// An update; a patch or trend only where `relative` allows it (a czar's runs).
+    /// An update with its key whole; a patch or trend only where `relative`
+    /// allows it (a czar's runs).
     fn update(&mut self, relative: bool) -> Result<Update, DecodeError> {
+        self.update_after(relative, None)
+    }
+
+    /// An update that follows the key `prev` in a run (`None`: the first, or
+    /// not in a run): only then may its key be in the shared form.
+    fn update_after(&mut self, relative: bool, prev: Option<&[u8]>) -> Result<Update, DecodeError> {
         let tag = self.u8()?;
-        let key = self.take(usize::from(tag >> 2) + 1)?.to_vec();
+        let n = usize::from(tag >> UPDATE_KEY_SHIFT);
+        let key = if tag & UPDATE_SHARED_KEY != 0 {
+            // The previous key with its last n + 1 bytes replaced.
+            let prev = prev.filter(|p| p.len() > n).ok_or(DecodeError::Invalid("shared key"))?;
+            let mut key = prev[..prev.len() - n - 1].to_vec();
+            key.extend_from_slice(self.take(n + 1)?);
+            key
+        } else if n == usize::from(UPDATE_LONG_KEY) {
+            let len = usize::from(self.u8()?);
+            if len <= usize::from(UPDATE_LONG_KEY) {
+                return Err(DecodeError::Invalid("key length"));
+            }
+            if len > MAX_KEY_BYTES {
+                return Err(DecodeError::TooLong("key"));
+            }
+            self.take(len)?.to_vec()
+        } else {
+            self.take(n + 1)?.to_vec()
+        };
         let op = match tag & UPDATE_OP_BITS {
             0 => Op::Put(self.bytes(MAX_VALUE_BYTES, "value")?.to_vec()),
             1 => Op::Delete,
@@ -2196,6 +2266,60 @@ mod tests {
             bytes.extend_from_slice(&own);
             assert_eq!(decode_datagram(&bytes).unwrap().frames, vec![frame]);
         }
+    }
+
+    #[test]
+    fn a_runs_keys_that_differ_from_the_previous_in_their_last_bytes_travel_as_those_bytes() {
+        let sender = Keypair::from_seed(2).peer_id();
+        let del = |k: &[u8]| Update { key: k.to_vec(), op: Op::Delete };
+        let long_a = [b'a'; 40];
+        let mut long_b = long_a;
+        long_b[39] = b'b';
+        let updates = vec![
+            del(b"e0"),
+            del(b"e1"),
+            del(b"e9"),
+            del(b"e10"),
+            del(b"e15"),
+            del(b"x15"),
+            del(&long_a),
+            del(&long_b),
+            del(b"e1"),
+        ];
+        let mut out = Vec::new();
+        put_updates(&mut out, &updates);
+        // Count, then: e0 whole (3); e1, e9 by one byte (2 each); e10 whole
+        // (4); e15 by one byte (2); x15 whole (it differs in its first byte,
+        // 4); the long key whole with its length byte (42); the next by one
+        // byte (2); e1 whole (3).
+        assert_eq!(out.len(), 1 + 3 + 2 + 2 + 4 + 2 + 4 + 42 + 2 + 3);
+        let frame = |updates| Frame::Delta {
+            shard: ShardId(1),
+            epoch: 1,
+            first_seq: 1,
+            base: 0,
+            after: 0,
+            author: sender,
+            sig: [0; 64],
+            updates,
+        };
+        let bytes = encode_frames(&sender, &[frame(updates.clone())]);
+        assert_eq!(decode_datagram(&bytes).unwrap().frames, vec![frame(updates.clone())]);
+        // Every update costs at most what it costs whole.
+        assert!(out.len() <= 1 + updates.iter().map(Update::encoded_len).sum::<usize>());
+        // The first update of a run has no key to share, and a shared key
+        // cannot replace more bytes than the previous one has.
+        let good = encode_frames(&sender, &[frame(vec![del(b"k")])]);
+        let with_tag = |tag: &[u8]| {
+            let mut b = good[..good.len() - 2].to_vec();
+            b.extend_from_slice(tag);
+            decode_datagram(&b)
+        };
+        assert!(with_tag(&[1, b'k']).is_ok());
+        assert_eq!(with_tag(&[1 | UPDATE_SHARED_KEY, b'k']), Err(DecodeError::Invalid("shared key")));
+        // A length byte only for keys longer than 31 bytes, and never over 64.
+        assert_eq!(with_tag(&[1 | (31 << 3), 31]), Err(DecodeError::Invalid("key length")));
+        assert_eq!(with_tag(&[1 | (31 << 3), 65]), Err(DecodeError::TooLong("key")));
     }
 
     #[test]
