@@ -119,20 +119,34 @@ impl BatchProof {
     /// The header of a piece ([`Frame::Piece`]): authenticated by its pair
     /// MAC to the one peer that received it, not signed yet. Its signature is
     /// all zeros, which strict verification never accepts (the zero point
-    /// encoding is of small order), and its `base` holds only the low 32
-    /// bits a piece states ([`BatchProof::builds_on`]).
-    pub fn unsigned(author: PeerId, epoch: u32, first_seq: u64, count: u32, base: u32, after: u64) -> Self {
-        BatchProof { author, epoch, first_seq, count, base: u64::from(base), after, sig: [0; SIGNATURE_BYTES] }
+    /// encoding is of small order), and its `base` and `after` hold only
+    /// the low 32 bits a piece states ([`BatchProof::builds_on`],
+    /// [`BatchProof::ends_at`]).
+    pub fn unsigned(author: PeerId, epoch: u32, first_seq: u64, count: u32, base: u32, after: u32) -> Self {
+        let (base, after) = (u64::from(base), u64::from(after));
+        BatchProof { author, epoch, first_seq, count, base, after, sig: [0; SIGNATURE_BYTES] }
+    }
+
+    /// Whether the run ends at a state of short checksum `checksum`: its
+    /// `after`, of which a piece states the low 32 bits.
+    pub fn ends_at(&self, checksum: u64) -> bool {
+        checksum & self.checksum_mask() == self.after
+    }
+
+    /// The bits of a short checksum the run's `base` and `after` state: all
+    /// of them signed, the low 32 in a piece.
+    pub fn checksum_mask(&self) -> u64 {
+        if self.is_signed() {
+            u64::MAX
+        } else {
+            u64::from(u32::MAX)
+        }
     }
 
     /// Whether the run builds on a state of short checksum `checksum`: its
     /// `base`, of which a piece states the low 32 bits.
     pub fn builds_on(&self, checksum: u64) -> bool {
-        if self.is_signed() {
-            self.base == checksum
-        } else {
-            self.base == checksum & u64::from(u32::MAX)
-        }
+        self.base == checksum & self.checksum_mask()
     }
 
     /// Whether this header carries its author's signature (see
@@ -145,7 +159,7 @@ impl BatchProof {
 /// BLAKE3 `derive_key` context of the pair keys ([`pair_key`]).
 pub const PAIR_KEY_CONTEXT: &str = "anarchy 2026 pair key v1";
 /// Domain of a piece's MAC ([`piece_mac`]).
-pub const PIECE_MAC_CONTEXT: &[u8] = b"anarchy 2026 piece v1";
+pub const PIECE_MAC_CONTEXT: &[u8] = b"anarchy 2026 piece v2";
 
 /// The key two members share: `derive_key(PAIR_KEY_CONTEXT, session tag ‖
 /// their Diffie-Hellman secret ‖ the lower id ‖ the higher id)`. Only the two
@@ -174,7 +188,7 @@ pub fn piece_mac(
     epoch: u32,
     first_seq: u64,
     base: u32,
-    after: u64,
+    after: u32,
     updates: &[Update],
 ) -> [u8; PIECE_MAC_BYTES] {
     let mut encoded = Vec::with_capacity(updates.iter().map(Update::encoded_len).sum::<usize>() + 4);
@@ -193,10 +207,10 @@ pub fn piece_mac_encoded(
     epoch: u32,
     first_seq: u64,
     base: u32,
-    after: u64,
+    after: u32,
     updates: &[u8],
 ) -> [u8; PIECE_MAC_BYTES] {
-    let mut header = Vec::with_capacity(PIECE_MAC_CONTEXT.len() + 2 * PEER_ID_BYTES + 8 + 10 + 10 + 4 + 8);
+    let mut header = Vec::with_capacity(PIECE_MAC_CONTEXT.len() + 2 * PEER_ID_BYTES + 8 + 10 + 10 + 4 + 4);
     header.extend_from_slice(PIECE_MAC_CONTEXT);
     header.extend_from_slice(&author.0);
     header.extend_from_slice(&receiver.0);

@@ -631,7 +631,10 @@ pub enum Frame {
     /// hash under the pair key of sender and receiver, `proof::piece_mac`);
     /// the run's signature follows in a [`Frame::RunSig`] once the run closes.
     Piece {
-        /// Which shard.
+        /// Which shard. The wire carries its low 16 bits only
+        /// ([`piece_shard_bits`]): a decoded piece holds just those, and
+        /// the receiver finds the shard among those it knows, by the MAC
+        /// (which covers the whole id) where several share the bits.
         shard: ShardId,
         /// The epoch the updates were written in.
         epoch: u32,
@@ -641,8 +644,9 @@ pub enum Frame {
         /// `first_seq - 1`: a receiver whose state there differs is off the
         /// sender's history and resyncs instead of applying.
         base: u32,
-        /// The sender's short state checksum after the last update.
-        after: u64,
+        /// The low 32 bits of the sender's short state checksum after the
+        /// last update.
+        after: u32,
         /// The pair MAC over everything else (see `proof::piece_mac`).
         mac: [u8; PIECE_MAC_BYTES],
         /// The updates, in order.
@@ -907,7 +911,7 @@ impl Frame {
             }
             Frame::ShortIdUnknown { index } => put_varint(out, u64::from(*index)),
             Frame::Piece { shard, epoch, first_seq, base, after, mac, updates } => {
-                put_piece_header(out, *shard, *epoch, *first_seq, *base, *after);
+                put_piece_wire_header(out, *shard, *epoch, *first_seq, *base, *after);
                 out.extend_from_slice(mac);
                 put_updates(out, updates);
             }
@@ -1416,11 +1420,11 @@ fn decode_frame(r: &mut Reader<'_>, sender: &PeerId) -> Result<Frame, DecodeErro
         32 => Frame::ShortId { boot: u32::from_le_bytes(r.array()?), index: r.varint_u16()? },
         33 => Frame::ShortIdUnknown { index: r.varint_u16()? },
         34 => {
-            let shard = r.shard()?;
+            let shard = ShardId(u64::from(u16::from_le_bytes(r.array()?)));
             let epoch = r.epoch()?;
             let first_seq = r.seq()?;
             let base = u32::from_le_bytes(r.array()?);
-            let after = r.u64_le()?;
+            let after = u32::from_le_bytes(r.array()?);
             let mac = r.array()?;
             let updates = r.run_updates(first_seq)?;
             Frame::Piece { shard, epoch, first_seq, base, after, mac, updates }
@@ -1580,8 +1584,24 @@ fn put_delta(
 
 /// Appends the fields of a [`Frame::Piece`] before its MAC: what the MAC
 /// covers with the updates (see `proof::piece_mac`).
-pub(crate) fn put_piece_header(out: &mut Vec<u8>, shard: ShardId, epoch: u32, first_seq: u64, base: u32, after: u64) {
+pub(crate) fn put_piece_header(out: &mut Vec<u8>, shard: ShardId, epoch: u32, first_seq: u64, base: u32, after: u32) {
     out.extend_from_slice(&shard.0.to_le_bytes());
+    put_piece_fields(out, epoch, first_seq, base, after);
+}
+
+/// The low bits of a shard id that a [`Frame::Piece`] carries.
+pub fn piece_shard_bits(shard: ShardId) -> ShardId {
+    ShardId(shard.0 & 0xffff)
+}
+
+/// Appends the fields of a [`Frame::Piece`] before its MAC as the wire
+/// carries them: the shard's low 16 bits only.
+fn put_piece_wire_header(out: &mut Vec<u8>, shard: ShardId, epoch: u32, first_seq: u64, base: u32, after: u32) {
+    out.extend_from_slice(&(shard.0 as u16).to_le_bytes());
+    put_piece_fields(out, epoch, first_seq, base, after);
+}
+
+fn put_piece_fields(out: &mut Vec<u8>, epoch: u32, first_seq: u64, base: u32, after: u32) {
     put_varint(out, u64::from(epoch));
     put_varint(out, first_seq);
     out.extend_from_slice(&base.to_le_bytes());
@@ -1622,12 +1642,12 @@ pub(crate) fn put_piece_encoded(
     epoch: u32,
     first_seq: u64,
     base: u32,
-    after: u64,
+    after: u32,
     mac: &[u8; PIECE_MAC_BYTES],
     updates: &[u8],
 ) {
     out.push(FrameKind::Piece as u8);
-    put_piece_header(out, shard, epoch, first_seq, base, after);
+    put_piece_wire_header(out, shard, epoch, first_seq, base, after);
     out.extend_from_slice(mac);
     out.extend_from_slice(updates);
 }
@@ -2336,12 +2356,19 @@ mod tests {
         };
         let sig = Frame::RunSig { shard: ShardId(4), epoch: 3, first_seq: 6, count: 5, sig: [3; 64] };
         let bytes = encode_frames(&sender, &[piece.clone(), sig.clone()]);
-        assert_eq!(decode_datagram(&bytes).unwrap().frames, vec![piece.clone(), sig]);
-        // 1 + 8 + 1 + 1 + 4 + 8 + 8 + 1 header bytes: half a base, no author or signature.
+        assert_eq!(decode_datagram(&bytes).unwrap().frames, vec![piece.clone(), sig.clone()]);
+        // 1 + 2 + 1 + 1 + 4 + 4 + 8 + 1 header bytes: the shard's low 16
+        // bits, half a base and end, no author or signature.
         assert_eq!(
             piece.to_bytes().len(),
-            32 + Update::encoded_len(&Update { key: b"e3".to_vec(), op: Op::Patch(vec![0, 5]) })
+            22 + Update::encoded_len(&Update { key: b"e3".to_vec(), op: Op::Patch(vec![0, 5]) })
         );
+        // A piece carries only the low 16 bits of its shard's id.
+        let mut wide = piece.clone();
+        if let Frame::Piece { shard, .. } = &mut wide {
+            *shard = ShardId(0xabcd_0004);
+        }
+        assert_eq!(decode_datagram(&encode_frames(&sender, &[wide])).unwrap().frames, vec![piece.clone()]);
         for (frame, error) in [
             (Frame::RunSig { shard: ShardId(4), epoch: 3, first_seq: 6, count: 0, sig: [3; 64] }, "run count"),
             (Frame::RunSig { shard: ShardId(4), epoch: 3, first_seq: 0, count: 1, sig: [3; 64] }, "delta sequence"),

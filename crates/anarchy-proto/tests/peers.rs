@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anarchy_proto::wire::{self, Frame};
 use anarchy_proto::{proof, seal, Keypair};
-use anarchy_proto::{Config, DropReason, Event, Instant, LeaveReason, Version, WriteError, WriteOutcome};
+use anarchy_proto::{Config, DropReason, Event, Instant, LeaveReason, ShardId, Version, WriteError, WriteOutcome};
 use support::Net;
 
 fn session(n: usize) -> Net {
@@ -301,7 +301,11 @@ fn a_czar_advertises_a_shard_by_run_in_the_datagram_that_carries_its_newest_run(
             continue;
         }
         let d = support::decode(payload).unwrap();
-        let runs = d.frames.iter().filter(|f| matches!(f, Frame::Piece { shard, .. } if *shard == world)).count();
+        let runs = d
+            .frames
+            .iter()
+            .filter(|f| matches!(f, Frame::Piece { shard, .. } if *shard == wire::piece_shard_bits(world)))
+            .count();
         for f in &d.frames {
             if let Frame::Heartbeat { czar_of, .. } = f {
                 // The czar's one shard: an implied advert (no shard on the
@@ -970,11 +974,14 @@ fn a_czars_pieces_are_signed_as_one_run_when_it_closes() {
     assert_eq!(end, start + 4);
     // Four pieces, one per tick, and no signature yet.
     let frames = net.frames_sent(before, 1, 0);
-    assert_eq!(count_frames(&frames, |f| matches!(f, Frame::Piece { shard, .. } if *shard == avatar)), 4);
+    assert_eq!(
+        count_frames(&frames, |f| matches!(f, Frame::Piece { shard, .. } if *shard == wire::piece_shard_bits(avatar))),
+        4
+    );
     assert_eq!(count_frames(&frames, |f| matches!(f, Frame::Delta { .. } | Frame::RunSig { .. })), 0);
     let entry = net.peers[0].replica(avatar).unwrap().entry_at(end).unwrap().clone();
     assert!(!entry.proof.unwrap().is_signed(), "taken on the czar's pair MAC");
-    net.run_for(Duration::from_millis(400));
+    net.run_for(Config::default().run_sign_interval);
     // The run closed: one signature for all four, kept by every member.
     let frames = net.frames_sent(before, 1, 0);
     let sigs: Vec<_> = frames.iter().filter(|f| matches!(f, Frame::RunSig { .. })).collect();
@@ -1002,7 +1009,7 @@ fn a_piece_under_the_czars_id_without_the_czars_pair_key_is_refused() {
     let update = wire::Update { key: b"gold".to_vec(), op: wire::Op::Put(b"999".to_vec()) };
     let mut next = net.peers[2].replica(world).unwrap().clone();
     next.apply_local(v.epoch, update.clone(), 16);
-    let after = next.checksum().short();
+    let after = next.checksum().short() as u32;
     let piece = |key: &[u8; 32]| {
         let updates = vec![update.clone()];
         let base = net.peers[2].checksum_of(world).unwrap().short() as u32;
@@ -1034,6 +1041,37 @@ fn a_piece_under_the_czars_id_without_the_czars_pair_key_is_refused() {
     net.peers[2].handle_datagram(now, net.addrs[0], &off);
     assert_eq!(net.peers[2].stats().drops(DropReason::OffHistory), 1);
     assert_eq!(net.peers[2].get(world, b"gold"), Some(&b"999"[..]));
+}
+
+#[test]
+fn pieces_of_two_shards_whose_ids_share_their_low_bits_go_each_to_its_own() {
+    // Two shard names whose ids share the 16 bits a piece states.
+    let mut seen = std::collections::BTreeMap::new();
+    let (a, b) = (0..)
+        .find_map(|i| {
+            let name = format!("room-{i}");
+            let bits = wire::piece_shard_bits(ShardId::from_name(&name));
+            seen.insert(bits, name.clone()).map(|other| (other, name))
+        })
+        .unwrap();
+    let mut net = session(3);
+    let (sa, sb) = (net.declare_everywhere(&a, Some(0)), net.declare_everywhere(&b, Some(0)));
+    assert_eq!(wire::piece_shard_bits(sa), wire::piece_shard_bits(sb));
+    net.start_all();
+    settle(&mut net);
+    for (i, shard) in [sa, sb, sa, sb].into_iter().enumerate() {
+        let now = net.now;
+        net.peers[0].write(now, shard, b"door", &[i as u8]).unwrap();
+        net.run_for(Duration::from_millis(50));
+        for p in 1..3 {
+            assert_eq!(net.peers[p].get(shard, b"door"), Some(&[i as u8][..]), "p{p}, write {i}");
+        }
+    }
+    for p in 1..3 {
+        // Each piece found its shard by its MAC: none refused, none repaired.
+        assert_eq!(net.peers[p].stats().drops(DropReason::BadSignature), 0);
+        assert_eq!(net.peers[p].stats().repairs_requested, 0);
+    }
 }
 
 #[test]

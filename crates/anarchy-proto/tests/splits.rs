@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use anarchy_proto::shards::{key_bit, ranking, ShardInfo};
-use anarchy_proto::wire::Frame;
+use anarchy_proto::wire::{self, Frame};
 use anarchy_proto::{Config, Event, PeerId, ShardId, WriteError, WriteId, WriteOutcome, RESERVED_KEY_PREFIX};
 use support::Net;
 
@@ -442,10 +442,11 @@ fn merge_while_one_member_misses(bits: &[bool]) {
             && d.to == y
             && match f {
                 Frame::Delta { shard, .. }
-                | Frame::Piece { shard, .. }
                 | Frame::RunSig { shard, .. }
                 | Frame::Snapshot { shard, .. }
                 | Frame::RepairReq { shard, .. } => hidden.contains(shard),
+                // A piece names its shard by the id's low 16 bits.
+                Frame::Piece { shard, .. } => hidden.iter().any(|h| wire::piece_shard_bits(*h) == *shard),
                 _ => false,
             }
     }));

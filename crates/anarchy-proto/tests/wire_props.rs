@@ -14,9 +14,9 @@ use anarchy_proto::shards::ShardId;
 use anarchy_proto::time::Instant;
 use anarchy_proto::trend::{Trend, MAX_TREND_BYTES};
 use anarchy_proto::wire::{
-    decode_datagram, encode_frames, put_header, Decision, DecodeError, Frame, MemberRecord, MemberStatus, Op,
-    RecoverVote, ShardDecl, ShardLoad, ShardVersion, Update, ViewDigests, HEADER_BYTES, MAX_EPOCH, MAX_FRAGMENTS,
-    MAX_FRAME_BYTES, MAX_KEY_BYTES, MAX_SEQ, MAX_SHARD_NAME_BYTES, MAX_VALUE_BYTES, PIECE_MAC_BYTES,
+    decode_datagram, encode_frames, piece_shard_bits, put_header, Decision, DecodeError, Frame, MemberRecord,
+    MemberStatus, Op, RecoverVote, ShardDecl, ShardLoad, ShardVersion, Update, ViewDigests, HEADER_BYTES, MAX_EPOCH,
+    MAX_FRAGMENTS, MAX_FRAME_BYTES, MAX_KEY_BYTES, MAX_SEQ, MAX_SHARD_NAME_BYTES, MAX_VALUE_BYTES, PIECE_MAC_BYTES,
 };
 use anarchy_proto::{proof, Config, Keypair, Peer, Version, MAX_DATAGRAM_BYTES};
 use proptest::prelude::*;
@@ -245,15 +245,16 @@ fn delta() -> impl Strategy<Value = Frame> {
     })
 }
 
-/// A piece: like a delta's bounds, with a MAC instead of base, author and signature.
+/// A piece: like a delta's bounds, with a MAC instead of base, author and
+/// signature, and the shard's low 16 bits (all the wire carries).
 fn piece() -> impl Strategy<Value = Frame> {
     delta().prop_map(|d| match d {
         Frame::Delta { shard, epoch, first_seq, after, sig, updates, .. } => Frame::Piece {
-            shard,
+            shard: piece_shard_bits(shard),
             epoch,
             first_seq,
             base: first_seq as u32,
-            after,
+            after: after as u32,
             mac: [sig[0]; PIECE_MAC_BYTES],
             updates,
         },

@@ -291,7 +291,7 @@ impl Attacker {
                 let key = proof::pair_key(&self.session_tag, &shared, &me, &victim.id);
                 let Some(version) = own.version_of(shard) else { return Vec::new() };
                 let checksum = own.checksum_of(shard).map_or(0, |c| c.short());
-                let (base, after) = (checksum as u32, checksum ^ 1);
+                let (base, after) = (checksum as u32, (checksum ^ 1) as u32);
                 let updates = vec![Update { key: b"gold".to_vec(), op: Op::Put(b"pieced".to_vec()) }];
                 let (epoch, first_seq) = (version.epoch, version.seq + 1);
                 let mac = proof::piece_mac(&key, &czar, &victim.id, shard, epoch, first_seq, base, after, &updates);

@@ -72,7 +72,12 @@ const DELTA_FRAME_OVERHEAD: usize = 1 + 8 + 5 + 10 + 8 + 8 + 16 + 64 + 3;
 const MAX_RUN_BYTES: usize = MAX_FRAME_BYTES - DELTA_FRAME_OVERHEAD;
 /// A piece's frame bytes before its updates, at most: type, shard, epoch,
 /// first seq, base, after, MAC (a capacity hint).
-const PIECE_HEADER_BYTES: usize = 1 + 8 + 5 + 10 + 4 + 8 + wire::PIECE_MAC_BYTES;
+const PIECE_HEADER_BYTES: usize = 1 + 2 + 5 + 10 + 4 + 4 + wire::PIECE_MAC_BYTES;
+/// Shards besides the first whose low 16 bits a piece's MAC is tried
+/// against (see `Peer::piece_shard`): ids are hashes, so two known shards
+/// rarely share them, and a member that declared many that do to make
+/// receivers work gets this many MACs per piece at most.
+const MAX_PIECE_SHARD_CANDIDATES: usize = 7;
 /// Pair keys kept (members beyond this are computed again when needed).
 const MAX_PAIR_KEYS: usize = 4096;
 /// Members per gossiped member-list frame.
@@ -284,8 +289,9 @@ struct ShardState {
     want_snapshot: bool,
     /// Since when our version has disagreed with the czar's advertised one.
     out_of_sync_since: Option<Instant>,
-    /// The czar's last advertised (seq, checksum).
-    czar_advert: Option<(u32, u64, u64)>,
+    /// The czar's last advert: epoch, seq, checksum, and the bits of the
+    /// checksum it states (all of them, or the low 32 of a piece's end).
+    czar_advert: Option<(u32, u64, u64, u64)>,
     last_repair: Option<Instant>,
     /// Where we asked last, and our seq then: a catching-up czar whose last
     /// request brought nothing asks someone else next.
@@ -1051,22 +1057,38 @@ impl Peer {
         }
         let mut adverts = Vec::new();
         let mut heartbeat = false;
-        // The sender's own runs here, by where they end: adverts by run read them.
-        let mut own_runs: Vec<(ShardId, Version, u64)> = Vec::new();
-        for frame in datagram.frames {
+        // The sender's own runs here, by where they end, with the bits of
+        // their end checksum they state: adverts by run read them.
+        let mut own_runs: Vec<(ShardId, Version, u64, u64)> = Vec::new();
+        for mut frame in datagram.frames {
+            if let Frame::Piece { shard, .. } = &frame {
+                let bits = *shard;
+                if let Some(full) = self.piece_shard(sender, &frame) {
+                    if let Frame::Piece { shard, .. } = &mut frame {
+                        *shard = full;
+                    }
+                } else {
+                    self.stats.drop(if self.states.keys().any(|s| wire::piece_shard_bits(*s) == bits) {
+                        DropReason::BadSignature
+                    } else {
+                        DropReason::UnknownShard
+                    });
+                    continue;
+                }
+            }
             let own = match &frame {
                 Frame::Delta { shard, epoch, first_seq, after, author, updates, .. } if *author == sender => {
-                    Some((shard, epoch, first_seq, after, updates))
+                    Some((shard, epoch, first_seq, *after, u64::MAX, updates))
                 }
                 Frame::Piece { shard, epoch, first_seq, after, updates, .. } => {
-                    Some((shard, epoch, first_seq, after, updates))
+                    Some((shard, epoch, first_seq, u64::from(*after), u64::from(u32::MAX), updates))
                 }
                 _ => None,
             };
-            if let Some((shard, epoch, first_seq, after, updates)) = own {
+            if let Some((shard, epoch, first_seq, after, mask, updates)) = own {
                 if !updates.is_empty() {
                     let end = Version { epoch: *epoch, seq: first_seq.saturating_add(updates.len() as u64 - 1) };
-                    own_runs.push((*shard, end, *after));
+                    own_runs.push((*shard, end, after, mask));
                 }
             }
             if let Frame::ShortId { boot, index } = frame {
@@ -1101,16 +1123,17 @@ impl Peer {
             self.check_czar_knows(now, from, sender, &adverts);
         }
         for mut advert in adverts {
+            let mut mask = u64::MAX;
             if advert.by_run {
                 // Where the sender's newest own run of the shard here ends.
                 let run = own_runs.iter().filter(|r| r.0 == advert.shard).max_by_key(|r| r.1);
-                let Some(&(_, version, checksum)) = run else {
+                let Some(&(_, version, checksum, bits)) = run else {
                     self.stats.drop(DropReason::Invalid);
                     continue;
                 };
-                (advert.version, advert.checksum) = (version, checksum);
+                (advert.version, advert.checksum, mask) = (version, checksum, bits);
             }
-            self.handle_czar_advert(now, sender, advert);
+            self.handle_czar_advert(now, sender, advert, mask);
         }
         self.derive_splits(now);
     }
@@ -1764,7 +1787,7 @@ impl Peer {
         // states its standing. A stated one counts without an advert: a czar
         // that re-asserted just before it stalled never advertised its new
         // epoch (isolate-and-stall, 32 peers, seed 395).
-        let advertised = st.czar_advert.is_some_and(|(e, _, _)| e == st.replica.epoch);
+        let advertised = st.czar_advert.is_some_and(|(e, _, _, _)| e == st.replica.epoch);
         let stated = |c: PeerId| advertised || !st.assumes_standing(st.replica.epoch, c);
         // A claim our czar itself states (its hand-over) is its own word on
         // what follows its claim, whatever the standing.
@@ -2031,7 +2054,9 @@ impl Peer {
 
     // ----- replication ----------------------------------------------------------
 
-    fn handle_czar_advert(&mut self, now: Instant, sender: PeerId, advert: ShardVersion) {
+    /// `mask`: the bits of the short checksum the advert states (a piece's
+    /// end states the low 32).
+    fn handle_czar_advert(&mut self, now: Instant, sender: PeerId, advert: ShardVersion, mask: u64) {
         let shard = advert.shard;
         match self.offer_authority(now, shard, advert.version.epoch, sender, Some(advert.backed), None, Some(sender)) {
             Verdict::Unknown => {
@@ -2059,9 +2084,9 @@ impl Peer {
             st.czar_load = Some(load);
         }
         // Adverts can arrive out of order: keep the newest of this epoch.
-        let stale = st.czar_advert.is_some_and(|(e, seq, _)| e == advert.version.epoch && seq > advert.version.seq);
+        let stale = st.czar_advert.is_some_and(|(e, seq, _, _)| e == advert.version.epoch && seq > advert.version.seq);
         if !stale {
-            st.czar_advert = Some((advert.version.epoch, advert.version.seq, advert.checksum));
+            st.czar_advert = Some((advert.version.epoch, advert.version.seq, advert.checksum & mask, mask));
         }
         self.check_sync(now, shard);
     }
@@ -2077,7 +2102,7 @@ impl Peer {
             st.out_of_sync_since = None;
             return;
         }
-        let Some((advert_epoch, seq, checksum)) = st.czar_advert else { return };
+        let Some((advert_epoch, seq, checksum, mask)) = st.czar_advert else { return };
         // An advert of an epoch before ours says nothing of our czar's state:
         // compared with it, a czar that handed the shard on from the state
         // it wrote as czar (the start of the successor's epoch, which only
@@ -2089,7 +2114,7 @@ impl Peer {
             return;
         }
         let mine = st.replica.seq();
-        if mine == seq && st.replica.checksum().short() == checksum && advert_epoch == st.replica.epoch {
+        if mine == seq && st.replica.checksum().short() & mask == checksum && advert_epoch == st.replica.epoch {
             // Exactly the czar's state: on its epoch's history.
             st.replica.set_lineage(advert_epoch);
         }
@@ -2104,7 +2129,7 @@ impl Peer {
         // it, even when we no longer remember our checksum at the advert (a
         // snapshot of the losing side's state, installed past it).
         let older_lineage = mine > seq && st.replica.version().epoch < advert_epoch;
-        let diverged = mine >= seq && (ours_there.is_some_and(|c| c != checksum) || foreign || older_lineage);
+        let diverged = mine >= seq && (ours_there.is_some_and(|c| c & mask != checksum) || foreign || older_lineage);
         let behind = mine < seq;
         if !diverged && !behind && !st.want_snapshot && !st.replica.has_gap() {
             st.out_of_sync_since = None;
@@ -2324,7 +2349,8 @@ impl Peer {
         }
         let last_seq = first_seq + updates.len() as u64 - 1;
         let whole = last_seq == proof.last_seq();
-        let after = proof.after;
+        let ends = proof.clone();
+        let proof_ends_at = |ours: u64| ends.ends_at(ours);
         let st = self.states.get_mut(&shard).expect("known shard");
         let proof = Arc::new(proof);
         // A signed run may bring the signature of updates we hold from its
@@ -2354,7 +2380,7 @@ impl Peer {
         let gap = outcome.gap;
         let off_history = outcome.off_history > 0;
         // The run ends at the author's checksum, or we have diverged from it.
-        let diverged = whole && st.replica.checksum_at(last_seq).is_some_and(|ours| ours != after);
+        let diverged = whole && st.replica.checksum_at(last_seq).is_some_and(|ours| !proof_ends_at(ours));
         st.replica.note_start_reached();
         self.stats.updates_applied += outcome.applied.len() as u64;
         for e in &outcome.applied {
@@ -2844,7 +2870,7 @@ impl Peer {
         let Some(key) = self.pair_key(&asker) else { return false };
         let st = &self.states[&shard];
         let Some(updates) = st.replica.own_unsigned(open.epoch, from, open.last_seq) else { return false };
-        let Some(after) = st.replica.checksum_at(open.last_seq) else { return false };
+        let Some(after) = st.replica.checksum_at(open.last_seq).map(|c| c as u32) else { return false };
         let Some(base) = st.replica.checksum_at(from - 1).map(|c| c as u32) else { return false };
         let mac = proof::piece_mac(&key, &self.id, &asker, shard, open.epoch, from, base, after, &updates);
         let frame = Frame::Piece { shard, epoch: open.epoch, first_seq: from, base, after, mac, updates };
@@ -3270,8 +3296,8 @@ impl Peer {
                 // Encoded once; each member gets its own MAC over it.
                 let mut updates = Vec::new();
                 wire::put_updates(&mut updates, &run.updates);
-                // The piece states the low half of its base.
-                let (epoch, first_seq, base, after) = (run.epoch, run.first_seq, run.base as u32, run.after);
+                // The piece states the low half of its base and end.
+                let (epoch, first_seq, base, after) = (run.epoch, run.first_seq, run.base as u32, run.after as u32);
                 for &(id, addr) in &members {
                     // A member whose key gives no pair key gets the run by repair, signed.
                     let Some(key) = self.pair_key(&id) else { continue };
@@ -3366,6 +3392,26 @@ impl Peer {
     /// The key we share with member `id` (see `proof::pair_key`), computed
     /// once per member. `None` for a peer whose public key we do not know or
     /// that gives no Diffie-Hellman secret.
+    /// The shard a [`Frame::Piece`] from `sender` is of: it states the low
+    /// 16 bits of the id; where several shards we know share them, the one
+    /// whose id its MAC covers. `None`: none we know (or none whose MAC
+    /// holds).
+    fn piece_shard(&mut self, sender: PeerId, frame: &Frame) -> Option<ShardId> {
+        let Frame::Piece { shard, epoch, first_seq, base, after, mac, updates } = frame else { return None };
+        let bits = *shard;
+        let mut candidates = self.states.keys().copied().filter(|s| wire::piece_shard_bits(*s) == bits);
+        let first = candidates.next()?;
+        let rest: Vec<ShardId> = candidates.take(MAX_PIECE_SHARD_CANDIDATES).collect();
+        if rest.is_empty() {
+            return Some(first);
+        }
+        let key = self.pair_key(&sender)?;
+        let me = self.id;
+        std::iter::once(first)
+            .chain(rest)
+            .find(|s| proof::piece_mac(&key, &sender, &me, *s, *epoch, *first_seq, *base, *after, updates) == *mac)
+    }
+
     fn pair_key(&mut self, id: &PeerId) -> Option<[u8; 32]> {
         if let Some(k) = self.pair_keys.get(id) {
             return *k;
@@ -3655,15 +3701,20 @@ impl Peer {
             let mut current: Vec<&[u8]> = Vec::new();
             // Our fresh runs in `current`: a heartbeat advertises their shards by run.
             let mut runs_here: Vec<(ShardId, Version, u64)> = Vec::new();
-            // The shards of all our own runs in `current`, ascending.
+            // The shards of all our own runs in `current`, ascending, and
+            // whether one of them is a piece of a shard whose low bits
+            // another of ours shares (no implied advert then).
             let mut run_shards: std::collections::BTreeSet<ShardId> = std::collections::BTreeSet::new();
+            let mut unclear = false;
             let mut len = HEADER_BYTES;
             for q in &frames {
                 let f: &[u8] = match q {
                     Queued::Frame(f) | Queued::Run(_, f) => f,
                     Queued::Beat { implied, by_run, whole, runs } => {
                         let carried = runs.iter().all(|r| runs_here.contains(r));
-                        let exact = run_shards.len() == runs.len() && runs.iter().all(|r| run_shards.contains(&r.0));
+                        let exact = !unclear
+                            && run_shards.len() == runs.len()
+                            && runs.iter().all(|r| run_shards.contains(&r.0));
                         if carried && exact && len + implied.len() <= MAX_PLAIN_DATAGRAM_BYTES {
                             implied
                         } else if carried && len + by_run.len() <= MAX_PLAIN_DATAGRAM_BYTES {
@@ -3678,13 +3729,27 @@ impl Peer {
                     current.clear();
                     runs_here.clear();
                     run_shards.clear();
+                    unclear = false;
                     len = HEADER_BYTES;
                 }
                 if let Queued::Run(end, _) = q {
                     runs_here.push(*end);
                 }
-                if let Some(shard) = own_run_shard(f) {
-                    run_shards.insert(shard);
+                match own_run_shard(f) {
+                    Some(OwnRun::Shard(shard)) => {
+                        run_shards.insert(shard);
+                    }
+                    Some(OwnRun::PieceBits(bits)) => {
+                        // As the receiver will: the shard we know with those bits.
+                        let mut known = self.states.keys().filter(|s| wire::piece_shard_bits(**s) == bits);
+                        match (known.next(), known.next()) {
+                            (Some(shard), None) => {
+                                run_shards.insert(*shard);
+                            }
+                            _ => unclear = true,
+                        }
+                    }
+                    None => {}
                 }
                 current.push(f);
                 len += f.len();
@@ -3721,16 +3786,28 @@ enum Queued {
     Beat { implied: Vec<u8>, by_run: Vec<u8>, whole: Vec<u8>, runs: Vec<(ShardId, Version, u64)> },
 }
 
+/// The shard of an own run as its encoded frame names it.
+enum OwnRun {
+    /// An own `Delta`: the whole id.
+    Shard(ShardId),
+    /// A `Piece`: the id's low 16 bits.
+    PieceBits(ShardId),
+}
+
 /// The shard of an encoded frame that is one of our own runs (an own
-/// `Delta` or a `Piece`: both start with the shard id), as the receiver
-/// counts them for implied adverts.
-fn own_run_shard(frame: &[u8]) -> Option<ShardId> {
+/// `Delta` or a `Piece`: both start with the shard id, a piece with its low
+/// 16 bits), as the receiver counts them for implied adverts.
+fn own_run_shard(frame: &[u8]) -> Option<OwnRun> {
     let kind = *frame.first()?;
-    if kind != wire::OWN_DELTA_KIND && kind != FrameKind::Piece as u8 {
-        return None;
+    if kind == wire::OWN_DELTA_KIND {
+        let id: [u8; 8] = frame.get(1..9)?.try_into().ok()?;
+        Some(OwnRun::Shard(ShardId(u64::from_le_bytes(id))))
+    } else if kind == FrameKind::Piece as u8 {
+        let bits: [u8; 2] = frame.get(1..3)?.try_into().ok()?;
+        Some(OwnRun::PieceBits(ShardId(u64::from(u16::from_le_bytes(bits)))))
+    } else {
+        None
     }
-    let id: [u8; 8] = frame.get(1..9)?.try_into().ok()?;
-    Some(ShardId(u64::from_le_bytes(id)))
 }
 
 /// A write's key must not be empty nor longer than [`MAX_KEY_BYTES`].

@@ -311,7 +311,7 @@ impl Peer {
         let Some(children) = self.states.get(&shard).and_then(|st| st.split.children) else { return false };
         children.iter().filter_map(|c| self.states.get(c)).any(|c| {
             c.split.merged_into.is_none()
-                && c.czar_advert.is_some_and(|(e, seq, _)| (e, seq) > (c.replica.epoch, c.replica.seq()))
+                && c.czar_advert.is_some_and(|(e, seq, _, _)| (e, seq) > (c.replica.epoch, c.replica.seq()))
         })
     }
 
