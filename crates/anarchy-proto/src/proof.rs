@@ -120,17 +120,10 @@ impl BatchProof {
     /// MAC to the one peer that received it, not signed yet. Its signature is
     /// all zeros, which strict verification never accepts (the zero point
     /// encoding is of small order), and its `base` and `after` hold only
-    /// the low 32 bits a piece states ([`BatchProof::builds_on`],
-    /// [`BatchProof::ends_at`]).
+    /// the low 32 bits a piece states ([`BatchProof::checksum_mask`]).
     pub fn unsigned(author: PeerId, epoch: u32, first_seq: u64, count: u32, base: u32, after: u32) -> Self {
         let (base, after) = (u64::from(base), u64::from(after));
         BatchProof { author, epoch, first_seq, count, base, after, sig: [0; SIGNATURE_BYTES] }
-    }
-
-    /// Whether the run ends at a state of short checksum `checksum`: its
-    /// `after`, of which a piece states the low 32 bits.
-    pub fn ends_at(&self, checksum: u64) -> bool {
-        checksum & self.checksum_mask() == self.after
     }
 
     /// The bits of a short checksum the run's `base` and `after` state: all

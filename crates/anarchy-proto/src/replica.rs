@@ -62,7 +62,7 @@ impl LogEntry {
     /// Bytes [`LogEntry::wire_update`] takes on the wire.
     pub fn wire_len(&self) -> usize {
         match &self.sent_as {
-            Some(op) => Update { key: Vec::new(), op: op.clone() }.encoded_len() + self.update.key.len(),
+            Some(op) => Update::encoded_len_of(&self.update.key, op.encoded_len()),
             None => self.update.encoded_len(),
         }
     }
@@ -374,9 +374,8 @@ impl Replica {
         let old = self.get(&update.key)?;
         let trend = self.before(&update.key).and_then(|b| Trend::best(b, old, new)).map(Op::Trend);
         let patch = Op::patch(old, new);
-        let whole = update.encoded_len();
-        let len = |op: &Op| Update { key: Vec::new(), op: op.clone() }.encoded_len();
-        [trend, patch].into_iter().flatten().filter(|op| len(op) + update.key.len() < whole).min_by_key(len)
+        let whole = update.op.encoded_len();
+        [trend, patch].into_iter().flatten().filter(|op| op.encoded_len() < whole).min_by_key(Op::encoded_len)
     }
 
     /// Records the signed run covering a czar's own logged writes, so they

@@ -103,6 +103,16 @@ impl Op {
         (!xor.is_empty() && patch_value_len(&xor) < varint_len(new.len() as u64) + new.len()).then_some(Op::Patch(xor))
     }
 
+    /// Bytes the op takes on the wire after the update's tag and key.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Op::Put(v) => varint_len(v.len() as u64) + v.len(),
+            Op::Delete => 0,
+            Op::Patch(x) => patch_value_len(x),
+            Op::Trend(t) => t.encoded_len(),
+        }
+    }
+
     /// The value this op leaves for a key whose value was `old` (`None`: the key is gone).
     /// A trend needs the value before `old` too (see [`Op::resolve_trend`]):
     /// here it leaves `old` as it was.
@@ -169,13 +179,7 @@ pub struct Update {
 impl Update {
     /// Bytes this update takes on the wire.
     pub fn encoded_len(&self) -> usize {
-        let value = match &self.op {
-            Op::Put(v) => varint_len(v.len() as u64) + v.len(),
-            Op::Delete => 0,
-            Op::Patch(x) => patch_value_len(x),
-            Op::Trend(t) => t.encoded_len(),
-        };
-        Self::encoded_len_of(&self.key, value)
+        Self::encoded_len_of(&self.key, self.op.encoded_len())
     }
 
     /// Bytes on the wire of an update of `key` whose op takes `value_len`

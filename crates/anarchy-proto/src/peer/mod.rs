@@ -1201,7 +1201,14 @@ impl Peer {
                 }
                 if let Some(frame) = joined {
                     self.stats.frames_joined += 1;
-                    self.handle_frame(now, from, sender, frame);
+                    if matches!(frame, Frame::Piece { .. }) {
+                        // A piece's run fits one frame (`MAX_RUN_BYTES`), so
+                        // it never comes in fragments, and its shard is found
+                        // with the datagram's (see `piece_shard`).
+                        self.stats.drop(DropReason::Invalid);
+                    } else {
+                        self.handle_frame(now, from, sender, frame);
+                    }
                 }
             }
             _ if !known_alive => self.stats.drop(DropReason::UnknownSender),
@@ -2349,8 +2356,8 @@ impl Peer {
         }
         let last_seq = first_seq + updates.len() as u64 - 1;
         let whole = last_seq == proof.last_seq();
-        let ends = proof.clone();
-        let proof_ends_at = |ours: u64| ends.ends_at(ours);
+        // The run's end, in the bits it states (a piece: the low 32).
+        let (after, mask) = (proof.after, proof.checksum_mask());
         let st = self.states.get_mut(&shard).expect("known shard");
         let proof = Arc::new(proof);
         // A signed run may bring the signature of updates we hold from its
@@ -2380,7 +2387,7 @@ impl Peer {
         let gap = outcome.gap;
         let off_history = outcome.off_history > 0;
         // The run ends at the author's checksum, or we have diverged from it.
-        let diverged = whole && st.replica.checksum_at(last_seq).is_some_and(|ours| !proof_ends_at(ours));
+        let diverged = whole && st.replica.checksum_at(last_seq).is_some_and(|ours| ours & mask != after);
         st.replica.note_start_reached();
         self.stats.updates_applied += outcome.applied.len() as u64;
         for e in &outcome.applied {
