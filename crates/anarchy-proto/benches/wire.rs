@@ -23,7 +23,7 @@ use anarchy_proto::seal::{open_datagram, seal_datagram, SessionSecret};
 use anarchy_proto::wire::{
     decode_datagram, encode_datagram, piece_shard_bits, Frame, Op, ShardVersion, Update, ViewDigests,
 };
-use anarchy_proto::{proof, Keypair, PeerId, ShardId, Version};
+use anarchy_proto::{proof, Keypair, PeerId, Replica, ShardId, Version};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -88,21 +88,27 @@ fn heartbeat(shard: ShardId, seq: u64, tick: u64) -> Frame {
     }
 }
 
-/// One tick's run: (first seq, updates).
+/// One tick's run: (first seq, updates), as a czar's replica logs them:
+/// each change as the smallest of a put, a patch and a trend.
 fn runs() -> Vec<(u64, Vec<Update>)> {
-    let mut seq = 1_000;
-    ticks()
+    let ticks = ticks();
+    // The entities as the members already hold them before the first tick.
+    let mut replica = Replica::default();
+    for (key, old, _) in ticks.iter().flatten() {
+        if replica.get(key).is_none() {
+            replica.apply_local(0, Update { key: key.clone(), op: Op::Put(old.clone()) }, 16);
+        }
+    }
+    ticks
         .into_iter()
         .filter(|t| !t.is_empty())
         .map(|tick| {
-            let first = seq + 1;
-            seq += tick.len() as u64;
-            // As a czar logs them: a few changed bytes travel as a patch.
-            let update = |(key, old, new): Change| {
-                let op = Op::patch(&old, &new).unwrap_or(Op::Put(new));
-                Update { key, op }
-            };
-            (first, tick.into_iter().map(update).collect())
+            let first = replica.seq() + 1;
+            let updates = tick
+                .into_iter()
+                .map(|(key, _, new)| replica.apply_local(0, Update { key, op: Op::Put(new) }, 16).wire_update())
+                .collect();
+            (first, updates)
         })
         .collect()
 }
