@@ -427,3 +427,43 @@ fn a_czar_whose_start_died_with_its_only_holder_gives_up_catching_up() {
     net.run_for(Duration::from_secs(1));
     assert!(net.converged(world), "{}", net.describe(world));
 }
+
+#[test]
+fn a_new_czar_catches_up_to_updates_its_voters_hold_only_as_the_old_czars_pieces() {
+    // The czar's last updates reach every member but its first backup as
+    // pieces (unsigned: the run is still open), and the czar fails before
+    // signing them. The backup takes over from the most advanced voters'
+    // state, which it can only get whole: nobody can pass the pieces on.
+    let mut net = Net::new(Config::default());
+    for _ in 0..5 {
+        net.add();
+    }
+    let world = net.declare_everywhere("world", Some(0));
+    net.start_all();
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(net.peers[1].czar_of(world), Some(net.id(0)));
+    let backup = net.index_of(net.peers[1].backups_of(world)[0]);
+    net.frame_filter = Some(Box::new(move |d, f| {
+        d.from == 0 && d.to == backup && matches!(f, anarchy_proto::wire::Frame::Piece { .. })
+    }));
+    for t in 0..3u8 {
+        let now = net.now;
+        net.peers[0].write(now, world, b"gold", &[t + 1]).unwrap();
+        net.run_for(Duration::from_millis(50));
+    }
+    let others: Vec<usize> = (1..5).filter(|i| *i != backup).collect();
+    for i in &others {
+        assert_eq!(net.peers[*i].get(world, b"gold"), Some(&[3u8][..]), "p{i} holds the pieces");
+    }
+    assert_eq!(net.peers[backup].get(world, b"gold"), None);
+    // Well within the run's interval: no signature went out.
+    net.crash(0);
+    net.frame_filter = None;
+    // Less than `catch_up_timeout` (3 s), after which a new czar that never
+    // reached its start would claim from its own state and drop the pieces.
+    net.run_for(Duration::from_millis(2500));
+    assert_eq!(net.peers[backup].czar_of(world), Some(net.id(backup)), "{}", net.describe(world));
+    for i in (1..5).chain([backup]) {
+        assert_eq!(net.peers[i].get(world, b"gold"), Some(&[3u8][..]), "p{i}: {}", net.describe(world));
+    }
+}

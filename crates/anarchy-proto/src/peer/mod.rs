@@ -2815,8 +2815,17 @@ impl Peer {
             }
         }
         let st = &self.states[&shard];
-        // History we hold only as pieces we cannot pass on: the czar will.
-        if st.replica.czar != Some(self.id) && st.replica.unsigned_at(from_seq) {
+        // History we hold only as pieces we cannot pass on: their author
+        // will, while it is the czar and someone else asks. Once it is not
+        // (it failed before signing them, and a new czar catches up to a
+        // start past them), the asker gets our state whole below: nobody
+        // can pass the pieces on, and a new czar that never reached its
+        // start would give up on it and claim from an older state, losing
+        // what was committed past it (czar-crash, 32 peers, seed 15, on
+        // 0a86e94).
+        let pieces_of = st.replica.entry_at(from_seq).and_then(|e| e.proof.as_ref()).filter(|p| !p.is_signed());
+        let author_serves = pieces_of.is_some_and(|p| st.replica.czar == Some(p.author) && p.author != asker);
+        if st.replica.czar != Some(self.id) && author_serves {
             return;
         }
         // The log continues the asker's state only if its history is a prefix
