@@ -2180,16 +2180,7 @@ mod tests {
         let forward = Frame::Forward { write_id: 1, origin: sender, shard: ShardId(1), update: patch.clone() };
         let bytes = encode_frames(&sender, &[forward]);
         assert_eq!(decode_datagram(&bytes), Err(DecodeError::Invalid("update op")));
-        let delta = |updates: Vec<Update>| Frame::Delta {
-            shard: ShardId(1),
-            epoch: 1,
-            first_seq: 1,
-            base: 0,
-            after: 0,
-            author: sender,
-            sig: [0; 64],
-            updates,
-        };
+        let delta = |updates| run_of(sender, updates);
         let good = encode_frames(&sender, &[delta(vec![patch.clone()])]);
         assert!(decode_datagram(&good).is_ok());
         // The patch is the last thing in the datagram: tag (op 2, key of 1
@@ -2292,6 +2283,20 @@ mod tests {
         }
     }
 
+    /// A `Delta` of `sender`'s at seq 1 of shard 1 carrying `updates`.
+    fn run_of(sender: PeerId, updates: Vec<Update>) -> Frame {
+        Frame::Delta {
+            shard: ShardId(1),
+            epoch: 1,
+            first_seq: 1,
+            base: 0,
+            after: 0,
+            author: sender,
+            sig: [0; 64],
+            updates,
+        }
+    }
+
     #[test]
     fn a_runs_keys_that_differ_from_the_previous_in_their_last_bytes_travel_as_those_bytes() {
         let sender = Keypair::from_seed(2).peer_id();
@@ -2317,16 +2322,7 @@ mod tests {
         // 4); the long key whole with its length byte (42); the next by one
         // byte (2); e1 whole (3).
         assert_eq!(out.len(), 1 + 3 + 2 + 2 + 4 + 2 + 4 + 42 + 2 + 3);
-        let frame = |updates| Frame::Delta {
-            shard: ShardId(1),
-            epoch: 1,
-            first_seq: 1,
-            base: 0,
-            after: 0,
-            author: sender,
-            sig: [0; 64],
-            updates,
-        };
+        let frame = |updates| run_of(sender, updates);
         let bytes = encode_frames(&sender, &[frame(updates.clone())]);
         assert_eq!(decode_datagram(&bytes).unwrap().frames, vec![frame(updates.clone())]);
         // Every update costs at most what it costs whole.

@@ -434,13 +434,8 @@ fn a_new_czar_catches_up_to_updates_its_voters_hold_only_as_the_old_czars_pieces
     // pieces (unsigned: the run is still open), and the czar fails before
     // signing them. The backup takes over from the most advanced voters'
     // state, which it can only get whole: nobody can pass the pieces on.
-    let mut net = Net::new(Config::default());
-    for _ in 0..5 {
-        net.add();
-    }
-    let world = net.declare_everywhere("world", Some(0));
-    net.start_all();
-    net.run_for(Duration::from_secs(2));
+    let (mut net, world) = Net::session_with_shard(5, "world", Some(0));
+    net.run_for(Duration::from_secs(1));
     assert_eq!(net.peers[1].czar_of(world), Some(net.id(0)));
     let backup = net.index_of(net.peers[1].backups_of(world)[0]);
     net.frame_filter = Some(Box::new(move |d, f| {

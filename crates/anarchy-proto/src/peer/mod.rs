@@ -74,7 +74,7 @@ const MAX_RUN_BYTES: usize = MAX_FRAME_BYTES - DELTA_FRAME_OVERHEAD;
 /// first seq, base, after, MAC (a capacity hint).
 const PIECE_HEADER_BYTES: usize = 1 + 2 + 5 + 10 + 4 + 4 + wire::PIECE_MAC_BYTES;
 /// Shards besides the first whose low 16 bits a piece's MAC is tried
-/// against (see `Peer::piece_shard`): ids are hashes, so two known shards
+/// against (see `Peer::resolve_piece_shard`): ids are hashes, so two known shards
 /// rarely share them, and a member that declared many that do to make
 /// receivers work gets this many MACs per piece at most.
 const MAX_PIECE_SHARD_CANDIDATES: usize = 7;
@@ -1061,20 +1061,9 @@ impl Peer {
         // their end checksum they state: adverts by run read them.
         let mut own_runs: Vec<(ShardId, Version, u64, u64)> = Vec::new();
         for mut frame in datagram.frames {
-            if let Frame::Piece { shard, .. } = &frame {
-                let bits = *shard;
-                if let Some(full) = self.piece_shard(sender, &frame) {
-                    if let Frame::Piece { shard, .. } = &mut frame {
-                        *shard = full;
-                    }
-                } else {
-                    self.stats.drop(if self.states.keys().any(|s| wire::piece_shard_bits(*s) == bits) {
-                        DropReason::BadSignature
-                    } else {
-                        DropReason::UnknownShard
-                    });
-                    continue;
-                }
+            if let Err(reason) = self.resolve_piece_shard(sender, &mut frame) {
+                self.stats.drop(reason);
+                continue;
             }
             let own = match &frame {
                 Frame::Delta { shard, epoch, first_seq, after, author, updates, .. } if *author == sender => {
@@ -1204,7 +1193,7 @@ impl Peer {
                     if matches!(frame, Frame::Piece { .. }) {
                         // A piece's run fits one frame (`MAX_RUN_BYTES`), so
                         // it never comes in fragments, and its shard is found
-                        // with the datagram's (see `piece_shard`).
+                        // with the datagram's (see `resolve_piece_shard`).
                         self.stats.drop(DropReason::Invalid);
                     } else {
                         self.handle_frame(now, from, sender, frame);
@@ -3408,24 +3397,29 @@ impl Peer {
     /// The key we share with member `id` (see `proof::pair_key`), computed
     /// once per member. `None` for a peer whose public key we do not know or
     /// that gives no Diffie-Hellman secret.
-    /// The shard a [`Frame::Piece`] from `sender` is of: it states the low
-    /// 16 bits of the id; where several shards we know share them, the one
-    /// whose id its MAC covers. `None`: none we know (or none whose MAC
-    /// holds).
-    fn piece_shard(&mut self, sender: PeerId, frame: &Frame) -> Option<ShardId> {
-        let Frame::Piece { shard, epoch, first_seq, base, after, mac, updates } = frame else { return None };
+    /// Puts in a [`Frame::Piece`] from `sender` the whole id of its shard in
+    /// place of the low 16 bits it states: the shard we know with them, or
+    /// where several share them, the one whose id its MAC covers (other
+    /// frames are left as they are). The error is the drop reason:
+    /// `UnknownShard` if we know none, `BadSignature` if the MAC holds for
+    /// none of several.
+    fn resolve_piece_shard(&mut self, sender: PeerId, frame: &mut Frame) -> Result<(), DropReason> {
+        let Frame::Piece { shard, epoch, first_seq, base, after, mac, updates } = frame else { return Ok(()) };
         let bits = *shard;
         let mut candidates = self.states.keys().copied().filter(|s| wire::piece_shard_bits(*s) == bits);
-        let first = candidates.next()?;
+        let first = candidates.next().ok_or(DropReason::UnknownShard)?;
         let rest: Vec<ShardId> = candidates.take(MAX_PIECE_SHARD_CANDIDATES).collect();
-        if rest.is_empty() {
-            return Some(first);
-        }
-        let key = self.pair_key(&sender)?;
-        let me = self.id;
-        std::iter::once(first)
-            .chain(rest)
-            .find(|s| proof::piece_mac(&key, &sender, &me, *s, *epoch, *first_seq, *base, *after, updates) == *mac)
+        let found = if rest.is_empty() {
+            Some(first)
+        } else {
+            let key = self.pair_key(&sender).ok_or(DropReason::BadSignature)?;
+            let me = self.id;
+            std::iter::once(first)
+                .chain(rest)
+                .find(|s| proof::piece_mac(&key, &sender, &me, *s, *epoch, *first_seq, *base, *after, updates) == *mac)
+        };
+        *shard = found.ok_or(DropReason::BadSignature)?;
+        Ok(())
     }
 
     fn pair_key(&mut self, id: &PeerId) -> Option<[u8; 32]> {
@@ -3748,10 +3742,16 @@ impl Peer {
                     unclear = false;
                     len = HEADER_BYTES;
                 }
-                if let Queued::Run(end, _) = q {
-                    runs_here.push(*end);
-                }
-                match own_run_shard(f) {
+                // A run of ours names its shard; only a frame queued whole
+                // (a piece for one asker) is read for it.
+                let own = match q {
+                    Queued::Run(end, _) => {
+                        runs_here.push(*end);
+                        Some(OwnRun::Shard(end.0))
+                    }
+                    _ => own_run_shard(f),
+                };
+                match own {
                     Some(OwnRun::Shard(shard)) => {
                         run_shards.insert(shard);
                     }
