@@ -536,6 +536,14 @@ impl Peer {
         for shard in granted_shards {
             self.send_prepared(from, shard);
         }
+        // "Not silent" in an ordinary round grants nothing and changes
+        // nothing at the claimant: it asks again every voter that has not
+        // voted silent, and drops the round the moment it hears the suspect.
+        // Nearly every such round is a heartbeat that came late (jitter), so
+        // the answer, in a datagram of its own, was pure cost.
+        if !silent && !reaffirm {
+            return;
+        }
         self.queue_frame(from, &Frame::RecoverAck { gone, silent, votes });
     }
 
