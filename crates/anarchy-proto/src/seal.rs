@@ -1,8 +1,9 @@
 //! Seal: session admission and privacy for every datagram.
 //!
 //! Owns the session secret, the per-sender keys derived from it, sealing a
-//! plain datagram (ChaCha20-Poly1305 over its frames region, the cleartext
-//! header as associated data) and opening one, with a sliding replay window per
+//! plain datagram (its frames region encrypted with ChaCha20, then the
+//! cleartext header and the ciphertext authenticated by an 8-byte BLAKE3
+//! MAC, encrypt-then-MAC under two keys derived apart) and opening one, with a sliding replay window per
 //! sender and boot. Pure functions and plain values: no clock, no entropy (the
 //! boot comes from the peer's seeded RNG), no knowledge of frames. A datagram
 //! that fails here must be dropped before any other work is done on it.
@@ -23,16 +24,17 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use chacha20poly1305::aead::{AeadInOut, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
+use chacha20::cipher::{KeyIvInit, StreamCipher};
+use chacha20::ChaCha20;
 
 use crate::identity::{hex, unhex, PeerId, PEER_ID_BYTES};
 use crate::wire::{HEADER_BYTES, MAGIC, MAX_DATAGRAM_BYTES, PROTOCOL_VERSION};
 
 /// BLAKE3 `derive_key` context that turns a passphrase into a [`SessionSecret`].
 pub const SESSION_SECRET_CONTEXT: &str = "anarchy 2026 session secret v1";
-/// BLAKE3 `derive_key` context of the per-sender datagram keys.
-pub const DATAGRAM_KEY_CONTEXT: &str = "anarchy 2026 datagram key v1";
+/// BLAKE3 `derive_key` context of the per-sender datagram keys (64 bytes of
+/// output: the ChaCha20 key, then the MAC key).
+pub const DATAGRAM_KEY_CONTEXT: &str = "anarchy 2026 datagram keys v2";
 /// The passphrase of the default, *open* session secret. It is public: a
 /// session that keeps it has no admission control and no privacy, only
 /// integrity against accidental corruption and replay. For development and
@@ -59,8 +61,10 @@ pub fn addr_proof_message(member: &PeerId, checker: &PeerId, nonce: u64) -> Vec<
 pub const BOOT_BYTES: usize = 4;
 /// Bytes of the sender's datagram counter in the sealed header.
 pub const COUNTER_BYTES: usize = 8;
-/// Bytes of the Poly1305 tag at the end of a sealed datagram.
-pub const TAG_BYTES: usize = 16;
+/// Bytes of the tag at the end of a sealed datagram: the first 8 bytes of a
+/// keyed BLAKE3 hash (a PRF, so a forgery succeeds with probability 2^-64
+/// per try, whatever its length; see `docs/SECURITY.md`).
+pub const TAG_BYTES: usize = 8;
 /// Bytes of the cleartext header of a sealed datagram: the plain header
 /// (magic, version, flags, sender) followed by the boot and the counter.
 pub const SEALED_HEADER_BYTES: usize = HEADER_BYTES + BOOT_BYTES + COUNTER_BYTES;
@@ -137,18 +141,73 @@ impl SessionSecret {
         hex(&blake3::derive_key("anarchy 2026 session secret fingerprint v1", &self.0)[..4])
     }
 
-    /// The key `sender` seals with during its life `boot`:
-    /// `blake3::derive_key(DATAGRAM_KEY_CONTEXT, secret ‖ sender ‖ boot_le)`.
-    pub fn datagram_key(&self, sender: &PeerId, boot: u32) -> [u8; 32] {
+    /// The keys `sender` seals with during its life `boot`: the first 64
+    /// bytes of BLAKE3 in `derive_key` mode (`DATAGRAM_KEY_CONTEXT`) over
+    /// `secret ‖ sender ‖ boot_le`, read as the ChaCha20 key and then the
+    /// MAC key.
+    pub fn datagram_keys(&self, sender: &PeerId, boot: u32) -> ([u8; 32], [u8; 32]) {
         let mut material = [0u8; 32 + PEER_ID_BYTES + BOOT_BYTES];
         material[..32].copy_from_slice(&self.0);
         material[32..32 + PEER_ID_BYTES].copy_from_slice(&sender.0);
         material[32 + PEER_ID_BYTES..].copy_from_slice(&boot.to_le_bytes());
-        blake3::derive_key(DATAGRAM_KEY_CONTEXT, &material)
+        let mut out = [0u8; 64];
+        blake3::Hasher::new_derive_key(DATAGRAM_KEY_CONTEXT).update(&material).finalize_xof().fill(&mut out);
+        let (cipher, mac) = out.split_at(32);
+        (cipher.try_into().expect("32 bytes"), mac.try_into().expect("32 bytes"))
     }
 
-    fn cipher(&self, sender: &PeerId, boot: u32) -> ChaCha20Poly1305 {
-        ChaCha20Poly1305::new(&Key::from(self.datagram_key(sender, boot)))
+    fn cipher(&self, sender: &PeerId, boot: u32) -> DatagramCipher {
+        let (cipher, mac) = self.datagram_keys(sender, boot);
+        DatagramCipher { cipher, mac }
+    }
+}
+
+/// The two keys of one sender's life: ChaCha20 for the frames region, a
+/// keyed BLAKE3 MAC over the header and the ciphertext.
+#[derive(Clone)]
+pub struct DatagramCipher {
+    cipher: [u8; 32],
+    mac: [u8; 32],
+}
+
+impl DatagramCipher {
+    /// Encrypts (or decrypts) `body` in place under `nonce`.
+    fn apply(&self, nonce: &[u8; 12], body: &mut [u8]) {
+        ChaCha20::new(&self.cipher.into(), &(*nonce).into()).apply_keystream(body);
+    }
+
+    /// The tag of a datagram: the nonce, then the cleartext header as sent,
+    /// then the ciphertext, under the MAC key; its first [`TAG_BYTES`].
+    fn tag(&self, nonce: &[u8; 12], header: &[u8], body: &[u8]) -> [u8; TAG_BYTES] {
+        let mut h = blake3::Hasher::new_keyed(&self.mac);
+        h.update(nonce).update(header).update(body);
+        let mut tag = [0u8; TAG_BYTES];
+        h.finalize_xof().fill(&mut tag);
+        tag
+    }
+
+    /// Encrypts `body` and returns the tag over it and `header`.
+    fn seal(&self, nonce: &[u8; 12], header: &[u8], body: &mut [u8]) -> [u8; TAG_BYTES] {
+        self.apply(nonce, body);
+        self.tag(nonce, header, body)
+    }
+
+    /// Checks the tag over `header` and the ciphertext `body` (in constant
+    /// time), and only then decrypts `body` in place.
+    fn open(&self, nonce: &[u8; 12], header: &[u8], body: &mut [u8], tag: &[u8]) -> Result<(), SealError> {
+        let expected = self.tag(nonce, header, body);
+        let diff = expected.iter().zip(tag).fold(0u8, |d, (a, b)| d | (a ^ b));
+        if tag.len() != TAG_BYTES || diff != 0 {
+            return Err(SealError::BadTag);
+        }
+        self.apply(nonce, body);
+        Ok(())
+    }
+}
+
+impl fmt::Debug for DatagramCipher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DatagramCipher(..)")
     }
 }
 
@@ -266,11 +325,11 @@ pub fn read_header(bytes: &[u8]) -> Result<SealHeader, SealError> {
 
 /// The nonce is the 12 header bytes after the sender id: boot then counter,
 /// little-endian. Unique per key, since a key belongs to one sender and boot.
-fn nonce(boot: u32, counter: u64) -> Nonce {
+fn nonce(boot: u32, counter: u64) -> [u8; 12] {
     let mut n = [0u8; 12];
     n[..BOOT_BYTES].copy_from_slice(&boot.to_le_bytes());
     n[BOOT_BYTES..].copy_from_slice(&counter.to_le_bytes());
-    Nonce::from(n)
+    n
 }
 
 /// Seals a plain datagram (`wire` header + frames region) with an explicit
@@ -278,7 +337,7 @@ fn nonce(boot: u32, counter: u64) -> Nonce {
 /// frames region is encrypted and the tag appended. The caller must never use
 /// one (sender, boot, counter) twice; [`Sealer`] keeps that rule. The
 /// short-form flag is the seal's own: it is cleared from the plain header.
-pub fn seal_with(cipher: &ChaCha20Poly1305, boot: u32, counter: u64, plain: &[u8]) -> Vec<u8> {
+pub fn seal_with(cipher: &DatagramCipher, boot: u32, counter: u64, plain: &[u8]) -> Vec<u8> {
     assert!(plain.len() >= HEADER_BYTES, "a plain datagram has a header");
     let mut out = Vec::with_capacity(plain.len() + SEAL_OVERHEAD_BYTES);
     out.extend_from_slice(&plain[..HEADER_BYTES]);
@@ -287,9 +346,7 @@ pub fn seal_with(cipher: &ChaCha20Poly1305, boot: u32, counter: u64, plain: &[u8
     out.extend_from_slice(&counter.to_le_bytes());
     out.extend_from_slice(&plain[HEADER_BYTES..]);
     let (header, body) = out.split_at_mut(SEALED_HEADER_BYTES);
-    let tag = cipher
-        .encrypt_inout_detached(&nonce(boot, counter), header, body.into())
-        .expect("a datagram is far below ChaCha20-Poly1305's length limit");
+    let tag = cipher.seal(&nonce(boot, counter), header, body);
     out.extend_from_slice(&tag);
     out
 }
@@ -297,7 +354,7 @@ pub fn seal_with(cipher: &ChaCha20Poly1305, boot: u32, counter: u64, plain: &[u8
 /// [`seal_with`] in the short form: `index` (the receiver's name for this
 /// sender and boot) and the counter's low 4 bytes stand in the header for the
 /// sender, boot and counter. The counter must fit in 4 bytes.
-pub fn seal_short_with(cipher: &ChaCha20Poly1305, boot: u32, counter: u64, index: u16, plain: &[u8]) -> Vec<u8> {
+pub fn seal_short_with(cipher: &DatagramCipher, boot: u32, counter: u64, index: u16, plain: &[u8]) -> Vec<u8> {
     assert!(plain.len() >= HEADER_BYTES, "a plain datagram has a header");
     let short_counter = u32::try_from(counter).expect("the short form's counter has 4 bytes");
     let mut out = Vec::with_capacity(plain.len() + SHORT_SEALED_HEADER_BYTES + TAG_BYTES - HEADER_BYTES);
@@ -307,9 +364,7 @@ pub fn seal_short_with(cipher: &ChaCha20Poly1305, boot: u32, counter: u64, index
     out.extend_from_slice(&short_counter.to_le_bytes());
     out.extend_from_slice(&plain[HEADER_BYTES..]);
     let (header, body) = out.split_at_mut(SHORT_SEALED_HEADER_BYTES);
-    let tag = cipher
-        .encrypt_inout_detached(&nonce(boot, counter), header, body.into())
-        .expect("a datagram is far below ChaCha20-Poly1305's length limit");
+    let tag = cipher.seal(&nonce(boot, counter), header, body);
     out.extend_from_slice(&tag);
     out
 }
@@ -324,24 +379,17 @@ pub fn seal_datagram(secret: &SessionSecret, boot: u32, counter: u64, plain: &[u
 /// Opens a datagram of either form whose sender `header` names (for the
 /// short form, as its index resolved): the plain datagram gets the long
 /// header back, without the short-form flag.
-fn open_with(cipher: &ChaCha20Poly1305, header: &SealHeader, bytes: &[u8]) -> Result<Vec<u8>, SealError> {
+fn open_with(cipher: &DatagramCipher, header: &SealHeader, bytes: &[u8]) -> Result<Vec<u8>, SealError> {
     let short = header.flags & SHORT_SENDER_FLAG != 0;
     let header_len = if short { SHORT_SEALED_HEADER_BYTES } else { SEALED_HEADER_BYTES };
-    let body_end = bytes.len() - TAG_BYTES;
-    let tag = Tag::try_from(&bytes[body_end..]).map_err(|_| SealError::Truncated)?;
+    let body_end = bytes.len().checked_sub(TAG_BYTES).filter(|e| *e >= header_len).ok_or(SealError::Truncated)?;
+    let tag = &bytes[body_end..];
     let mut plain = Vec::with_capacity(HEADER_BYTES + body_end - header_len);
     plain.extend_from_slice(&bytes[..3]);
     plain.push(header.flags & !SHORT_SENDER_FLAG);
     plain.extend_from_slice(&header.sender.0);
     plain.extend_from_slice(&bytes[header_len..body_end]);
-    cipher
-        .decrypt_inout_detached(
-            &nonce(header.boot, header.counter),
-            &bytes[..header_len],
-            plain[HEADER_BYTES..].as_mut().into(),
-            &tag,
-        )
-        .map_err(|_| SealError::BadTag)?;
+    cipher.open(&nonce(header.boot, header.counter), &bytes[..header_len], &mut plain[HEADER_BYTES..], tag)?;
     Ok(plain)
 }
 
@@ -386,7 +434,7 @@ pub fn reseal_like(secret: &SessionSecret, sealed: &[u8], header: &SealHeader, p
 /// every nonce unique.
 #[derive(Clone)]
 pub struct Sealer {
-    cipher: ChaCha20Poly1305,
+    cipher: DatagramCipher,
     boot: u32,
     counter: u64,
 }
@@ -521,7 +569,7 @@ struct BootState {
     boot: u32,
     /// The short index we gave it.
     index: u16,
-    cipher: ChaCha20Poly1305,
+    cipher: DatagramCipher,
     window: ReplayWindow,
 }
 
@@ -627,7 +675,7 @@ impl Opener {
         self.senders.get(sender)?.boots.iter().find(|b| b.boot == boot).map(|b| b.index)
     }
 
-    fn remember_boot(&mut self, sender: PeerId, boot: u32, cipher: ChaCha20Poly1305) {
+    fn remember_boot(&mut self, sender: PeerId, boot: u32, cipher: DatagramCipher) {
         if !self.senders.contains_key(&sender) && self.senders.len() >= MAX_TRACKED_SENDERS {
             let oldest = self.senders.iter().min_by_key(|(_, s)| s.last_used).map(|(id, _)| *id);
             if let Some(id) = oldest {
@@ -675,7 +723,7 @@ mod tests {
         let mut sealer = Sealer::new(&secret, &sender, 9);
         let sealed = sealer.seal(&p);
         assert_eq!(sealed.len(), p.len() + SEAL_OVERHEAD_BYTES);
-        assert_eq!(SEAL_OVERHEAD_BYTES, 28);
+        assert_eq!(SEAL_OVERHEAD_BYTES, 20);
         assert_eq!(&sealed[..HEADER_BYTES], &p[..HEADER_BYTES], "the plain header stays in clear");
         assert_ne!(&sealed[SEALED_HEADER_BYTES..sealed.len() - TAG_BYTES], &p[HEADER_BYTES..], "frames are encrypted");
     }
@@ -701,6 +749,30 @@ mod tests {
         let mut opener = Opener::new(SessionSecret::from_passphrase("b"));
         assert_eq!(opener.open(&sealed), Err(SealError::BadTag));
         assert_eq!(opener.tracked_senders(), 0);
+    }
+
+    #[test]
+    fn every_byte_of_the_frames_and_the_tag_is_authenticated() {
+        let secret = SessionSecret::open();
+        let sender = PeerId([7; 16]);
+        let mut sealer = Sealer::new(&secret, &sender, 1);
+        let long = sealer.seal(&plain(sender));
+        let short = sealer.seal_to(&plain(sender), Some(3));
+        for (sealed, header) in [(&long, SEALED_HEADER_BYTES), (&short, SHORT_SEALED_HEADER_BYTES)] {
+            assert!(open_datagram_as(&secret, sealed, &sender, 1).is_ok());
+            for i in header..sealed.len() {
+                for bit in [0x01, 0x80] {
+                    let mut bad = sealed.clone();
+                    bad[i] ^= bit;
+                    let opened = open_datagram_as(&secret, &bad, &sender, 1).map(|_| ());
+                    assert_eq!(opened, Err(SealError::BadTag), "byte {i} of {}", sealed.len());
+                }
+            }
+            let cut = &sealed[..sealed.len() - 1];
+            assert_eq!(open_datagram_as(&secret, cut, &sender, 1).map(|_| ()), Err(SealError::BadTag));
+            let bare = &sealed[..header + TAG_BYTES - 1];
+            assert_eq!(open_datagram_as(&secret, bare, &sender, 1).map(|_| ()), Err(SealError::Truncated));
+        }
     }
 
     #[test]

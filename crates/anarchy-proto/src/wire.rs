@@ -23,7 +23,7 @@ pub const MAGIC: [u8; 2] = *b"AY";
 /// [`Frame::StreamPart`]; 6: the short seal form, [`Frame::ShortId`]; 7:
 /// pieces, [`Frame::Piece`]; 8: trends, [`Op::Trend`], and snapshot entries
 /// carry the value before the last change).
-pub const PROTOCOL_VERSION: u8 = 8;
+pub const PROTOCOL_VERSION: u8 = 9;
 /// No datagram is ever larger than this: safe for IPv6 and most tunnels.
 pub const MAX_DATAGRAM_BYTES: usize = 1200;
 /// Bytes in the datagram header: magic, version, flags, sender id.

@@ -614,7 +614,7 @@ fn bad_input_is_counted_never_a_panic() {
     p.handle_datagram(now, from, &good[..7]);
     assert_eq!(p.stats().drops(DropReason::Truncated), 1);
     let mut future = good.clone();
-    future[2] = 9;
+    future[2] = wire::PROTOCOL_VERSION + 1;
     p.handle_datagram(now, from, &future);
     assert_eq!(p.stats().drops(DropReason::UnsupportedVersion), 1);
     p.handle_datagram(now, from, &[0u8; 1500]);
