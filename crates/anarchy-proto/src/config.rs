@@ -64,6 +64,14 @@ pub struct Config {
     /// their czars. Unlike the other settings it is this peer's own: it
     /// travels in its join and member record. Default true.
     pub czar_eligible: bool,
+    /// Whether this peer gives up czar eligibility (as if `czar_eligible` were
+    /// false) for the rest of the session when a majority counts it gone while
+    /// it hears a majority: what it sends does not get through, most likely
+    /// because its upload is full (a czar sends every member a datagram every
+    /// heartbeat) or cut one way. Its shards then stay with eligible members,
+    /// its writes go to them, and it sends a fraction of a czar's bytes. The
+    /// game sees [`crate::Event::SteppedDown`]. Default true.
+    pub step_down_when_evicted: bool,
     /// How often a joining peer re-sends its join. Default 250 ms.
     pub join_retry_interval: Duration,
     /// How often a forwarded write is re-sent until its czar acknowledges it. Default 200 ms.
@@ -261,6 +269,7 @@ impl Default for Config {
             handover_delay: Duration::from_millis(250),
             backups: 2,
             czar_eligible: true,
+            step_down_when_evicted: true,
             join_retry_interval: Duration::from_millis(250),
             forward_retry_interval: Duration::from_millis(200),
             forward_timeout: Duration::from_secs(5),

@@ -186,4 +186,13 @@ pub enum Event {
         /// How long it is ignored.
         duration: std::time::Duration,
     },
+    /// A majority counted us gone while we heard a majority: what we send
+    /// does not reach them (our upload is full, or cut one way). We stop
+    /// being czar-eligible for the rest of the session, so our shards stay
+    /// with eligible members and our writes are forwarded to them
+    /// (`Config::step_down_when_evicted`, `docs/PROTOCOL.md` §6.5).
+    SteppedDown {
+        /// Our incarnation after the refutation that announces it.
+        incarnation: u32,
+    },
 }

@@ -248,6 +248,10 @@ pub struct Stats {
     /// Partial stream lists sent: a link's budget had room for only some of
     /// a shard's changed stream keys ([`crate::wire::Frame::StreamPart`]).
     pub stream_parts_sent: u64,
+    /// Stream values dropped because the czar we follow does not hold them
+    /// (they came from a czar that lost the shard before they reached the
+    /// new one).
+    pub stream_values_dropped: u64,
     drops: Drops,
 }
 

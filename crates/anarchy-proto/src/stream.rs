@@ -203,6 +203,23 @@ impl StreamValues {
         u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"))
     }
 
+    /// Drops every key not last changed in `epoch`, and returns how many.
+    /// A member that took a czar's whole list from the start of its epoch
+    /// holds every key the czar holds at `epoch` (the czar stamped them all
+    /// so when it took the shard, [`StreamValues::adopt`]): a key of
+    /// another epoch is one the czar never had, written by a czar that lost
+    /// the shard before the key reached the new one.
+    pub fn retain_epoch(&mut self, epoch: u32) -> usize {
+        let stale: Vec<Vec<u8>> =
+            self.values.iter().filter(|(_, e)| e.epoch != epoch).map(|(k, _)| k.clone()).collect();
+        for key in &stale {
+            let e = self.values.remove(key).expect("listed");
+            self.unindex((e.epoch, e.stamp()), key);
+            self.encoded -= Update::encoded_len_of(key, e.value().len());
+        }
+        stale.len()
+    }
+
     fn unindex(&mut self, at: (u32, u64), key: &[u8]) {
         if let Some(keys) = self.by_stamp.get_mut(&at) {
             keys.retain(|k| k != key);
@@ -451,6 +468,26 @@ mod tests {
         let (first, to) = s.changed_after(1, 0, 0, 1);
         assert_eq!((first.len(), to), (1, 2));
         assert!(s.offer(2, 1, b"c", b"c"), "a later epoch beats any stamp of an earlier one");
+    }
+
+    #[test]
+    fn a_member_drops_the_keys_its_czar_never_had() {
+        // The czar that lost the shard wrote `orphan`; the new czar never got it.
+        let mut member = StreamValues::default();
+        member.offer(3, 7, b"orphan", b"o");
+        member.offer(3, 8, b"a", b"old");
+        let mut czar = StreamValues::default();
+        czar.offer(3, 6, b"a", b"a");
+        czar.adopt(5);
+        let (list, to) = czar.changed_after(5, 0, 0, 1 << 20);
+        for u in &list {
+            member.offer(5, to, &u.key, &u.op.resolve(None).expect("whole"));
+        }
+        assert_ne!(member.digest(), czar.digest());
+        assert_eq!(member.retain_epoch(5), 1);
+        assert_eq!(member.digest(), czar.digest());
+        assert_eq!(member.encoded_len(), czar.encoded_len());
+        assert_eq!(member.changed_after(5, 0, 0, 1 << 20), czar.changed_after(5, 0, 0, 1 << 20));
     }
 
     #[test]

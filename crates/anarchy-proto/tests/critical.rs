@@ -392,7 +392,14 @@ fn a_commit_the_new_czar_knows_only_by_its_decision_is_finished_from_the_voters_
 /// build whose pongs waited for the next heartbeat).
 #[test]
 fn a_czar_that_refuted_a_leave_nobody_acted_on_commits_again() {
-    let mut net = session(5);
+    // A czar that hears everyone and is told it was counted gone would step
+    // down (`step_down_when_evicted`); this is about the claim it keeps when
+    // it does not.
+    let mut net = Net::new(Config { step_down_when_evicted: false, ..Config::default() });
+    net.latency = Duration::from_millis(20);
+    for _ in 0..5 {
+        net.add();
+    }
     let world = net.declare_everywhere("world", Some(0));
     net.start_all();
     net.run_for(Duration::from_secs(1));

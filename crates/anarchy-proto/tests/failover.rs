@@ -157,10 +157,68 @@ fn a_paused_czar_steps_down_when_it_comes_back() {
         assert_eq!(net.peers[i].get(world, b"stale"), None, "peer {i} accepted a fenced write");
     }
     assert!(net.events[czar].iter().any(|e| matches!(e, Event::Diverged { .. })), "the fenced write is reported");
+    // A pause is no sign of a full upload: it heard nobody lately either.
+    assert!(!net.events[czar].iter().any(|e| matches!(e, Event::SteppedDown { .. })), "a paused czar stays eligible");
     assert!(net.converged(world));
     // It rejoined with a higher incarnation.
     for i in 0..5 {
         assert_eq!(net.peers[i].live_members().count(), 5, "peer {i}");
+    }
+}
+
+/// A czar whose datagrams stop getting out (a full or one-way upload) while
+/// it hears everyone is confirmed gone; when it refutes, it steps down, so the
+/// shard stays with the backup instead of going back to it by rank.
+fn czar_cut_one_way(step_down: bool) -> (Net, anarchy_proto::ShardId, usize, anarchy_proto::PeerId) {
+    let mut net = Net::new(Config { step_down_when_evicted: step_down, ..Config::default() });
+    net.latency = Duration::from_millis(20);
+    for _ in 0..5 {
+        net.add();
+    }
+    let world = net.declare_everywhere("world", Some(0));
+    net.start_all();
+    net.run_for(Duration::from_secs(2));
+    let czar = net.index_of(net.peers[1].czar_of(world).unwrap());
+    let backup = net.peers[1].backups_of(world)[0];
+    net.drop_filter = Some(Box::new(move |d| d.from == czar));
+    net.run_for(Duration::from_millis(1500));
+    for i in net.live().into_iter().filter(|i| *i != czar) {
+        assert_eq!(net.peers[i].czar_of(world), Some(backup), "peer {i} follows the backup");
+    }
+    net.drop_filter = None;
+    net.run_for(Duration::from_secs(3));
+    for i in 0..5 {
+        assert_eq!(net.peers[i].live_members().count(), 5, "peer {i}: the cut czar is back");
+    }
+    assert!(net.converged(world), "{}", net.describe(world));
+    (net, world, czar, backup)
+}
+
+#[test]
+fn a_czar_whose_datagrams_do_not_get_out_steps_down() {
+    let (net, world, czar, backup) = czar_cut_one_way(true);
+    let stepped: Vec<&Event> = net.events[czar].iter().filter(|e| matches!(e, Event::SteppedDown { .. })).collect();
+    assert_eq!(stepped.len(), 1, "{stepped:?}");
+    for i in 0..5 {
+        assert_eq!(net.peers[i].czar_of(world), Some(backup), "peer {i}: the shard stays with the backup");
+    }
+    // Its writes now go to the backup, and are applied everywhere.
+    let mut net = net;
+    let now = net.now;
+    net.peers[czar].write(now, world, b"after", b"1").unwrap();
+    net.drain_all();
+    net.run_for(Duration::from_secs(1));
+    for i in 0..5 {
+        assert_eq!(net.peers[i].get(world, b"after"), Some(&b"1"[..]), "peer {i}");
+    }
+}
+
+#[test]
+fn without_stepping_down_the_cut_czar_wins_its_shard_back_by_rank() {
+    let (net, world, czar, _) = czar_cut_one_way(false);
+    assert!(!net.events[czar].iter().any(|e| matches!(e, Event::SteppedDown { .. })));
+    for i in 0..5 {
+        assert_eq!(net.peers[i].czar_of(world), Some(net.id(czar)), "peer {i}");
     }
 }
 

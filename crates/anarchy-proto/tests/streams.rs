@@ -291,3 +291,27 @@ fn a_shard_whose_lists_fit_does_not_hold_back_another_shards_whole_lists() {
     assert!(of_big >= 9 && of_small >= 9, "whole lists in 5 s: big shard {of_big}, small one {of_small}");
     assert!(small_values >= 9, "{small_values} values of the small shard's key in 5 s");
 }
+
+#[test]
+fn values_of_a_czar_that_lost_the_shard_before_they_got_out_are_dropped() {
+    let (mut net, avatar) = session();
+    // Nothing the czar sends gets out: it writes values nobody else gets, is
+    // counted gone, and steps down; the backup holds no stream values.
+    net.drop_filter = Some(Box::new(|d| d.from == 1));
+    let now = net.now;
+    net.peers[1].write_stream(now, avatar, b"pos", b"unseen").unwrap();
+    net.run_for(Duration::from_millis(1500));
+    net.drop_filter = None;
+    net.run_for(Duration::from_secs(1));
+    let czar = net.peers[0].czar_of(avatar).unwrap();
+    assert_ne!(czar, net.id(1));
+    assert_eq!(net.peers[1].czar_of(avatar), Some(czar));
+    assert_eq!(net.peers[1].stream_value(avatar, b"pos"), Some(&b"unseen"[..]), "held until the czar's silence says");
+    // A czar with stream values sends every member a whole list at least
+    // every 500 ms; one that sends none for 2 s holds none.
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(net.peers[1].stream_value(avatar, b"pos"), None);
+    assert_eq!(net.peers[1].stats().stream_values_dropped, 1);
+    let digests: Vec<Option<u64>> = (0..4).map(|i| net.peers[i].stream_digest(avatar)).collect();
+    assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
+}

@@ -148,7 +148,7 @@ impl Peer {
         key: &[u8],
         value: Option<&[u8]>,
     ) -> Result<WriteId, WriteError> {
-        self.clock = self.clock.max(now);
+        self.note_time(now);
         if !self.is_joined() {
             return Err(WriteError::NotInSession);
         }

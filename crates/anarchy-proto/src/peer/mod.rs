@@ -832,7 +832,7 @@ impl Peer {
     /// Leaves the session: hands our shards to their next czars and announces
     /// the leave. Drain `poll_transmit` afterwards so the announcement goes out.
     pub fn leave(&mut self, now: Instant) {
-        self.clock = self.clock.max(now);
+        self.note_time(now);
         if self.phase != Phase::Joined {
             self.phase = Phase::Left;
             return;
@@ -886,7 +886,7 @@ impl Peer {
     }
 
     fn submit(&mut self, now: Instant, shard: ShardId, update: Update) -> Result<WriteOutcome, WriteError> {
-        self.clock = self.clock.max(now);
+        self.note_time(now);
         if self.phase == Phase::Left {
             return Err(WriteError::NotInSession);
         }
@@ -995,7 +995,7 @@ impl Peer {
     /// Advances our clock, noting a stall: while joined we are called at
     /// least every heartbeat (`poll_timeout`), so a longer gap means the
     /// process was stopped (paused, swapped out, in a debugger).
-    fn note_time(&mut self, now: Instant) {
+    pub(super) fn note_time(&mut self, now: Instant) {
         if self.phase == Phase::Joined && now.saturating_duration_since(self.clock) > self.config.suspect_after {
             self.resumed_at = Some(now);
         }
@@ -1513,6 +1513,21 @@ impl Peer {
                     st.replica.backed = false;
                 }
             }
+            // Counted gone while we hear a majority: they do not hear us,
+            // though we hear them. Our upload is what fails (full, or cut one
+            // way); as a czar we would fill it again the moment we were back,
+            // and be counted gone again. The refutation says we step down. A
+            // process back from a pause was not heard for another reason (the
+            // news of its leave can reach it well after it resumed, once it
+            // has timed the others out and rejoined them).
+            let me = self.members.myself();
+            let paused_lately =
+                self.resumed_at.is_some_and(|t| self.clock.saturating_duration_since(t) < self.config.peer_timeout * 2);
+            let upload_fails = self.heard_majority_lately() && !paused_lately;
+            if self.config.step_down_when_evicted && me.czar_eligible && upload_fails {
+                self.members.myself_mut().czar_eligible = false;
+                self.push_event(Event::SteppedDown { incarnation: new });
+            }
         }
         let record = self.members.myself().record();
         let frame = Frame::Members(vec![record]);
@@ -1997,6 +2012,24 @@ impl Peer {
     /// majority may have confirmed it gone and committed under another claim.
     /// Right after a heal it hears the others again one by one, and the
     /// tombstone that tells it it was confirmed gone (§6.6) comes with them.
+    /// Whether a majority of the configuration (ourselves included) was
+    /// heard from within two idle heartbeat periods (at least four
+    /// heartbeats): unlike [`Peer::hears_majority`], false for a process
+    /// that was paused, whose suspicions have not caught up with the pause.
+    fn heard_majority_lately(&self) -> bool {
+        let now = self.clock;
+        let n = self.members.alive_count();
+        let window = (self.config.idle_heartbeat_period(n) * 2).max(self.config.heartbeat_interval * 4);
+        let (mut config, mut heard) = (0usize, 0usize);
+        for m in self.members.iter().filter(|m| m.is_alive() || m.soft_left) {
+            config += 1;
+            if m.id == self.id || now.saturating_duration_since(m.last_heard) <= window {
+                heard += 1;
+            }
+        }
+        heard >= crate::quorum::majority(config)
+    }
+
     fn hears_majority(&self) -> bool {
         let (mut config, mut heard) = (0usize, 0usize);
         for m in self.members.iter().filter(|m| m.is_alive() || m.soft_left) {

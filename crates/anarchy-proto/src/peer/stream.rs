@@ -44,6 +44,12 @@ pub const MAX_STREAM_SHARD_BYTES: usize = 16 * 1024;
 /// However short a link's budget, it gets a stream send at least this often:
 /// streams slow down under a short budget, they never stop.
 const STREAM_MAX_GAP: Duration = Duration::from_millis(500);
+/// A member that follows a healthy czar and has had no stream frame from it
+/// in its epoch for this long while holding stream values drops them: a czar
+/// that holds any sends every member a whole list at least every
+/// [`STREAM_MAX_GAP`], so this one holds none (the values came from a czar
+/// that lost the shard before they reached this one).
+const STREAM_QUIET_DROP: Duration = Duration::from_millis(2000);
 /// Members acknowledge streams with every this many ticks.
 const ACK_EVERY_TICKS: u64 = 2;
 /// Sends remembered per link and shard, to time acknowledgements.
@@ -67,6 +73,9 @@ pub(super) struct ShardStreams {
     have: Option<(PeerId, u32, u64)>,
     /// Our acknowledgement is due with the next acknowledging tick.
     ack_due: bool,
+    /// As member holding values: the czar and epoch we follow without a
+    /// stream frame from them yet, and since when (see [`STREAM_QUIET_DROP`]).
+    quiet: Option<(PeerId, u32, Instant)>,
     /// As czar: the priorities the game gave keys (the others have
     /// [`DEFAULT_STREAM_PRIORITY`]).
     priorities: BTreeMap<Vec<u8>, u8>,
@@ -176,7 +185,7 @@ impl Peer {
         value: &[u8],
         priority: u8,
     ) -> Result<(), WriteError> {
-        self.clock = self.clock.max(now);
+        self.note_time(now);
         if !self.is_joined() {
             return Err(WriteError::NotInSession);
         }
@@ -521,6 +530,14 @@ impl Peer {
                 }
             }
         }
+        // A whole list from the start of the czar's epoch names every key the
+        // czar holds: ours of other epochs it never had (their czar lost the
+        // shard before they reached this one) would keep us apart for good.
+        if let Span::Whole { from: 0, to } = span {
+            if complete && to >= 1 {
+                streams.values.retain_epoch(epoch);
+            }
+        }
         self.stats.stream_values_applied += applied;
         for (key, value) in changed {
             self.push_event(Event::Streamed { shard, author: sender, key, value });
@@ -559,6 +576,7 @@ impl Peer {
     /// With each tick: our acknowledgements to the czars whose streams we
     /// took since the last, and the links of members that are gone forgotten.
     pub(super) fn queue_stream_acks(&mut self) {
+        self.drop_stream_values_no_czar_holds();
         let mut acks = Vec::new();
         // Every other tick: a czar streaming each tick needs no more to time
         // its links and find losses, and the bytes are the members' uplinks.
@@ -581,6 +599,42 @@ impl Peer {
                 self.members.others().map(|m| m.addr).collect();
             self.stream_links.retain(|addr, _| live.contains(addr));
         }
+    }
+
+    /// Drops the stream values of shards whose healthy czar has sent us no
+    /// stream frame in its epoch for [`STREAM_QUIET_DROP`] (it holds none),
+    /// and acknowledges 0 to it, so that a czar that does hold some after
+    /// all sends them whole.
+    fn drop_stream_values_no_czar_holds(&mut self) {
+        let now = self.clock;
+        let me = self.id;
+        let members = &self.members;
+        let mut dropped = 0;
+        for st in self.states.values_mut() {
+            let czar = st.replica.czar.filter(|c| *c != me && members.is_healthy(c));
+            let epoch = st.replica.epoch;
+            let streams = &mut st.streams;
+            let Some(czar) = czar.filter(|_| !streams.values.is_empty()) else {
+                streams.quiet = None;
+                continue;
+            };
+            if streams.have.is_some_and(|(c, e, _)| c == czar && e == epoch) {
+                streams.quiet = None;
+                continue;
+            }
+            match streams.quiet {
+                Some((c, e, since)) if c == czar && e == epoch => {
+                    if now.saturating_duration_since(since) >= STREAM_QUIET_DROP {
+                        dropped += streams.values.retain_epoch(epoch) as u64;
+                        streams.quiet = None;
+                        streams.have = Some((czar, epoch, 0));
+                        streams.ack_due = true;
+                    }
+                }
+                _ => streams.quiet = Some((czar, epoch, now)),
+            }
+        }
+        self.stats.stream_values_dropped += dropped;
     }
 
     /// Pays for a datagram of `bytes` sent to `to` from that member's budget.
