@@ -73,6 +73,11 @@ pub struct SimArgs {
     /// Critical writes per simulated second across the session (0: none).
     #[arg(long, value_name = "HZ")]
     pub critical_rate: Option<f64>,
+    /// Seconds after the last peer started before the steady window of the
+    /// bandwidth and capped-peer figures opens (default 1; the window opens
+    /// by half the run at the latest).
+    #[arg(long, value_name = "SECS")]
+    pub warmup: Option<f64>,
     /// Largest per-peer clock offset, ms.
     #[arg(long, value_name = "MS")]
     pub clock_offset_ms: Option<f64>,
@@ -229,6 +234,7 @@ impl SimArgs {
         cfg.rate_hz = self.rate.unwrap_or(cfg.rate_hz);
         cfg.churn_per_min = self.churn.unwrap_or(cfg.churn_per_min);
         cfg.critical_rate_hz = self.critical_rate.unwrap_or(cfg.critical_rate_hz);
+        cfg.warmup_seconds = self.warmup.unwrap_or(cfg.warmup_seconds);
         cfg.link.latency_ms = self.latency_ms.unwrap_or(cfg.link.latency_ms);
         cfg.link.jitter_ms = self.jitter_ms.unwrap_or(cfg.link.jitter_ms);
         cfg.link.jitter_dist = self.jitter_dist.unwrap_or(cfg.link.jitter_dist);
@@ -346,6 +352,7 @@ impl SimArgs {
         finite("rate", cfg.rate_hz, 1000.0)?;
         finite("churn", cfg.churn_per_min, 100_000.0)?;
         finite("critical-rate", cfg.critical_rate_hz, 10_000.0)?;
+        finite("warmup", cfg.warmup_seconds, 86_400.0)?;
         finite("latency-ms", cfg.link.latency_ms, 60_000.0)?;
         finite("jitter-ms", cfg.link.jitter_ms, 60_000.0)?;
         finite("clock-offset-ms", cfg.clock_offset_ms, 86_400_000.0)?;
@@ -383,6 +390,7 @@ impl SimArgs {
         add("rate", self.rate.map(|v| v.to_string()));
         add("churn", self.churn.map(|v| v.to_string()));
         add("critical-rate", self.critical_rate.map(|v| v.to_string()));
+        add("warmup", self.warmup.map(|v| v.to_string()));
         add("clock-offset-ms", self.clock_offset_ms.map(|v| v.to_string()));
         add("drift-ppm", self.drift_ppm.map(|v| v.to_string()));
         add("idle-heartbeat-ms", self.idle_heartbeat_ms.map(|v| v.to_string()));

@@ -193,6 +193,12 @@ pub struct Report {
     pub capped_author_propagation_ms: Option<Percentiles>,
     /// Propagation of the updates the capped peer applied (when one is capped).
     pub capped_receiver_propagation_ms: Option<Percentiles>,
+    /// [`Report::capped_author_propagation_ms`] over the steady window only
+    /// (from `--warmup` seconds after the last peer started): what the
+    /// protocol settled to once it adapted to the cap.
+    pub capped_author_steady_propagation_ms: Option<Percentiles>,
+    /// [`Report::capped_receiver_propagation_ms`] over the steady window only.
+    pub capped_receiver_steady_propagation_ms: Option<Percentiles>,
     /// With `--streams` and a capped peer: the stream values it wrote for
     /// entities near its player (streamed at a higher priority) and for the
     /// others.
@@ -276,6 +282,10 @@ impl Report {
         let capped = cfg
             .capped_peer
             .map(|_| (percentiles(&outcome.capped_propagation_us.0), percentiles(&outcome.capped_propagation_us.1)));
+        let steady = cfg.capped_peer.map(|_| {
+            let h = &outcome.capped_steady_propagation_us;
+            (percentiles(&h.0), percentiles(&h.1))
+        });
         let sim = outcome.sim_seconds.max(1e-9);
         let failover_ms = Failover::from_samples(
             outcome.failover_us.iter().map(|us| ms(*us)).collect(),
@@ -311,6 +321,8 @@ impl Report {
             capped_peer: cfg.capped_peer,
             capped_author_propagation_ms: capped.map(|c| c.0),
             capped_receiver_propagation_ms: capped.map(|c| c.1),
+            capped_author_steady_propagation_ms: steady.map(|c| c.0),
+            capped_receiver_steady_propagation_ms: steady.map(|c| c.1),
             capped_streams: (cfg.capped_peer.is_some() && cfg.streams).then(|| {
                 let class = |c: &crate::sim::StreamClass| StreamValues {
                     written: c.written,
@@ -399,6 +411,14 @@ impl Report {
             s += &format!(
                 "  capped p{peer} at {kbps} kbit/s: its updates p50 {:.1} ms, p99 {:.1} ms; updates to it p50 {:.1} ms, p99 {:.1} ms; {} datagrams dropped at full uplinks\n",
                 a.p50, a.p99, r.p50, r.p99, self.datagrams_dropped_at_full_uplinks
+            );
+        }
+        if let (Some(a), Some(r)) =
+            (self.capped_author_steady_propagation_ms, self.capped_receiver_steady_propagation_ms)
+        {
+            s += &format!(
+                "  capped peer, steady {:.1} s: its updates p50 {:.1} ms, p99 {:.1} ms; updates to it p50 {:.1} ms, p99 {:.1} ms\n",
+                self.window_seconds, a.p50, a.p99, r.p50, r.p99
             );
         }
         if let Some(c) = &self.capped_streams {

@@ -320,6 +320,10 @@ pub struct World {
     propagation: Histogram<u64>,
     /// Propagation of updates the capped peer authored, and of updates it applied.
     capped_propagation: (Histogram<u64>, Histogram<u64>),
+    /// The same, for updates applied in the steady window only.
+    capped_steady: (Histogram<u64>, Histogram<u64>),
+    /// When the steady window opens, µs.
+    steady_from_us: u64,
     updates_written: u64,
     updates_applied: u64,
     /// (shard, epoch, seq) → critical updates authored there.
@@ -698,6 +702,9 @@ pub struct Outcome {
     pub propagation_us: Histogram<u64>,
     /// The same, for updates the capped peer authored and for updates it applied.
     pub capped_propagation_us: (Histogram<u64>, Histogram<u64>),
+    /// The same, for updates applied in the steady window only (after the
+    /// warm-up: what the protocol settled to, its adaptation left out).
+    pub capped_steady_propagation_us: (Histogram<u64>, Histogram<u64>),
     /// Stream values the capped peer wrote, near entities then far ones.
     pub capped_streams: [StreamClass; 2],
     /// Counters.
@@ -863,6 +870,11 @@ impl Sim {
                 Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
                 Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
             ),
+            capped_steady: (
+                Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
+                Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
+            ),
+            steady_from_us: window_from_us,
             updates_written: 0,
             updates_applied: 0,
             critical_ledger: HashMap::new(),
@@ -1125,6 +1137,7 @@ impl Sim {
             updates_applied: w.updates_applied,
             propagation_us: w.propagation.clone(),
             capped_propagation_us: w.capped_propagation.clone(),
+            capped_steady_propagation_us: w.capped_steady.clone(),
             capped_streams: w.capped_streams.clone(),
             totals: self.totals,
             live_peers: w.live_peers().count(),
@@ -1596,11 +1609,19 @@ impl Sim {
     fn record_propagation(&mut self, i: usize, author: usize, took: u64) {
         let _ = self.world.propagation.record(took);
         if let Some((capped, _)) = self.world.cfg.capped_peer {
+            let w = &mut self.world;
+            let steady = w.now_us >= w.steady_from_us;
             if author == capped {
-                let _ = self.world.capped_propagation.0.record(took);
+                let _ = w.capped_propagation.0.record(took);
+                if steady {
+                    let _ = w.capped_steady.0.record(took);
+                }
             }
             if i == capped {
-                let _ = self.world.capped_propagation.1.record(took);
+                let _ = w.capped_propagation.1.record(took);
+                if steady {
+                    let _ = w.capped_steady.1.record(took);
+                }
             }
         }
     }
@@ -1694,7 +1715,11 @@ impl Sim {
                 {
                     // The capped peer's write, forwarded: from its write to here.
                     if writer == capped && i != capped {
-                        let _ = self.world.capped_propagation.0.record(now.saturating_sub(at).max(1));
+                        let took = now.saturating_sub(at).max(1);
+                        let _ = self.world.capped_propagation.0.record(took);
+                        if now >= self.world.steady_from_us {
+                            let _ = self.world.capped_steady.0.record(took);
+                        }
                     }
                 }
                 content
