@@ -8,18 +8,22 @@
 //! `sign_run` / `verify_run` isolate the signature's share.
 //! `pieces/encode` and `pieces/decode` are the same ticks as a czar sends them
 //! by default: each tick a `Piece` MAC'd for the member (pair key), and every
-//! fifth tick (250 ms at 20 Hz, `run_sign_interval`) the `RunSig` of the five;
+//! tenth tick (500 ms at 20 Hz, `run_sign_interval`) the `RunSig` of the ten;
 //! the receiver checks each MAC and the run's signature over the updates its
 //! pieces brought. `standard/*` is the signed-`Delta`-per-tick path
 //! (`run_sign_interval` zero), kept to compare in one run.
-//! Throughput is in updates; bytes per update are printed before the runs.
+//! `seal/seal_*` seals one datagram of that many bytes (ChaCha20 and the
+//! 8-byte BLAKE3 tag), `seal/round_trip_*` seals it and opens it through a
+//! receiver's replay window: opening costs the difference.
+//! Throughput is in updates (seal: datagrams); bytes per update are printed
+//! before the runs.
 //!
 //! `cargo bench -p anarchy-proto --bench wire`
 
 use std::hint::black_box;
 
 use anarchy_proto::compress::{compress_datagram, decompress_datagram};
-use anarchy_proto::seal::{open_datagram, seal_datagram, SessionSecret};
+use anarchy_proto::seal::{open_datagram, seal_datagram, Opener, Sealer, SessionSecret};
 use anarchy_proto::wire::{
     decode_datagram, encode_datagram, piece_shard_bits, Frame, Op, ShardVersion, Update, ViewDigests,
 };
@@ -342,6 +346,24 @@ fn bench(c: &mut Criterion) {
     let sig = proof::sign(&sender.keypair, &message);
     g.bench_function("sign_run", |b| b.iter(|| black_box(proof::sign(&sender.keypair, black_box(&message)))));
     g.bench_function("verify_run", |b| b.iter(|| black_box(key.verify(black_box(&message), &sig))));
+    g.finish();
+    let mut g = c.benchmark_group("seal");
+    g.throughput(Throughput::Elements(1));
+    let secret = SessionSecret::from_passphrase("bench");
+    let id = sender.keypair.peer_id();
+    let header = encode_datagram(&id, &[&Frame::SyncReq.to_bytes()[..]]);
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    for size in [100usize, 1000] {
+        let mut plain = header[..anarchy_proto::wire::HEADER_BYTES].to_vec();
+        plain.extend((plain.len()..size).map(|_| rng.gen::<u8>()));
+        let mut sealer = Sealer::new(&secret, &id, 1);
+        g.bench_function(format!("seal_{size}"), |b| b.iter(|| black_box(sealer.seal(black_box(&plain)))));
+        let mut sealer = Sealer::new(&secret, &id, 2);
+        let mut opener = Opener::new(secret.clone());
+        g.bench_function(format!("round_trip_{size}"), |b| {
+            b.iter(|| black_box(opener.open(&sealer.seal(black_box(&plain))).expect("opens").plain.len()))
+        });
+    }
     g.finish();
 }
 
