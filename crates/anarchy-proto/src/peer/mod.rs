@@ -2005,13 +2005,6 @@ impl Peer {
         });
     }
 
-    /// Whether a majority of the configuration (live and soft-left members,
-    /// us included) is live and unsuspected to us. A re-assertion claims a
-    /// majority's backing without asking for it: a czar cut off from the
-    /// majority (isolated, paused) has no standing to make one, since that
-    /// majority may have confirmed it gone and committed under another claim.
-    /// Right after a heal it hears the others again one by one, and the
-    /// tombstone that tells it it was confirmed gone (§6.6) comes with them.
     /// Whether a majority of the configuration (ourselves included) was
     /// heard from within two idle heartbeat periods (at least four
     /// heartbeats): unlike [`Peer::hears_majority`], false for a process
@@ -2020,25 +2013,31 @@ impl Peer {
         let now = self.clock;
         let n = self.members.alive_count();
         let window = (self.config.idle_heartbeat_period(n) * 2).max(self.config.heartbeat_interval * 4);
-        let (mut config, mut heard) = (0usize, 0usize);
-        for m in self.members.iter().filter(|m| m.is_alive() || m.soft_left) {
-            config += 1;
-            if m.id == self.id || now.saturating_duration_since(m.last_heard) <= window {
-                heard += 1;
-            }
-        }
-        heard >= crate::quorum::majority(config)
+        self.majority_of_configuration(|m| now.saturating_duration_since(m.last_heard) <= window)
     }
 
-    fn hears_majority(&self) -> bool {
-        let (mut config, mut heard) = (0usize, 0usize);
+    /// Whether `heard` holds for a majority of the configuration (live and
+    /// soft-left members), counting ourselves as heard.
+    fn majority_of_configuration(&self, heard: impl Fn(&crate::membership::Member) -> bool) -> bool {
+        let (mut config, mut count) = (0usize, 0usize);
         for m in self.members.iter().filter(|m| m.is_alive() || m.soft_left) {
             config += 1;
-            if m.id == self.id || m.is_healthy() {
-                heard += 1;
+            if m.id == self.id || heard(m) {
+                count += 1;
             }
         }
-        heard >= crate::quorum::majority(config)
+        count >= crate::quorum::majority(config)
+    }
+
+    /// Whether a majority of the configuration (live and soft-left members,
+    /// us included) is live and unsuspected to us. A re-assertion claims a
+    /// majority's backing without asking for it: a czar cut off from the
+    /// majority (isolated, paused) has no standing to make one, since that
+    /// majority may have confirmed it gone and committed under another claim.
+    /// Right after a heal it hears the others again one by one, and the
+    /// tombstone that tells it it was confirmed gone (§6.6) comes with them.
+    fn hears_majority(&self) -> bool {
+        self.majority_of_configuration(crate::membership::Member::is_healthy)
     }
 
     fn send_authority_hint(&mut self, now: Instant, shard: ShardId, to: SocketAddr) {
