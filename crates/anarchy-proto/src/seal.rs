@@ -3,8 +3,8 @@
 //! Owns the session secret, the per-sender keys derived from it, sealing a
 //! plain datagram (its frames region encrypted with ChaCha20, then the
 //! cleartext header and the ciphertext authenticated by an 8-byte BLAKE3
-//! MAC, encrypt-then-MAC under two keys derived apart) and opening one, with a sliding replay window per
-//! sender and boot. Pure functions and plain values: no clock, no entropy (the
+//! MAC: encrypt-then-MAC under two keys derived apart) and opening one, with
+//! a sliding replay window per sender and boot. Pure functions and plain values: no clock, no entropy (the
 //! boot comes from the peer's seeded RNG), no knowledge of frames. A datagram
 //! that fails here must be dropped before any other work is done on it.
 //!
