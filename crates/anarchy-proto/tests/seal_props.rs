@@ -1,7 +1,7 @@
 //! Property tests of the seal (`anarchy_proto::seal`).
 //!
 //! Claims checked: any plain datagram seals and opens back to itself, at most
-//! 28 bytes larger; flipping any bit of a sealed datagram makes it fail to
+//! 20 bytes larger; flipping any bit of a sealed datagram makes it fail to
 //! open; a datagram opens once and its replays are refused, in any delivery
 //! order; another secret opens nothing; and no byte string makes the opener
 //! panic or remember anything. The short form (a sender named by the index
