@@ -287,11 +287,10 @@ impl Replica {
                         self.bytes += key.len() + v.len();
                         if v.len() == slot.value.len() && v.len() <= MAX_TREND_BYTES {
                             std::mem::swap(&mut slot.before, &mut slot.value);
-                            slot.value.clone_from(v);
                         } else {
                             slot.before.clear();
-                            slot.value.clone_from(v);
                         }
+                        slot.value.clone_from(v);
                         slot.share = share;
                         slot.written = at;
                     }
@@ -371,8 +370,10 @@ impl Replica {
     /// changed in a few bytes as a [`Op::Patch`].
     fn relative_op(&self, update: &Update) -> Option<Op> {
         let Op::Put(new) = &update.op else { return None };
-        let old = self.get(&update.key)?;
-        let trend = self.before(&update.key).and_then(|b| Trend::best(b, old, new)).map(Op::Trend);
+        let slot = self.state.get(&update.key)?;
+        let old = &slot.value;
+        let before = (!slot.before.is_empty()).then_some(&slot.before);
+        let trend = before.and_then(|b| Trend::best(b, old, new)).map(Op::Trend);
         let patch = Op::patch(old, new);
         let whole = update.op.encoded_len();
         [trend, patch].into_iter().flatten().filter(|op| op.encoded_len() < whole).min_by_key(Op::encoded_len)

@@ -10,12 +10,7 @@ use anarchy_proto::{Config, Event, WriteFailure, WriteId};
 use support::Net;
 
 fn session(n: usize) -> Net {
-    let mut net = Net::new(Config::default());
-    net.latency = Duration::from_millis(20);
-    for _ in 0..n {
-        net.add();
-    }
-    net
+    Net::of(n, Config::default(), Duration::from_millis(20))
 }
 
 fn committed_everywhere(net: &Net, write: WriteId, writer: usize) -> bool {
@@ -395,11 +390,8 @@ fn a_czar_that_refuted_a_leave_nobody_acted_on_commits_again() {
     // A czar that hears everyone and is told it was counted gone would step
     // down (`step_down_when_evicted`); this is about the claim it keeps when
     // it does not.
-    let mut net = Net::new(Config { step_down_when_evicted: false, ..Config::default() });
-    net.latency = Duration::from_millis(20);
-    for _ in 0..5 {
-        net.add();
-    }
+    let config = Config { step_down_when_evicted: false, ..Config::default() };
+    let mut net = Net::of(5, config, Duration::from_millis(20));
     let world = net.declare_everywhere("world", Some(0));
     net.start_all();
     net.run_for(Duration::from_secs(1));

@@ -170,11 +170,8 @@ fn a_paused_czar_steps_down_when_it_comes_back() {
 /// it hears everyone is confirmed gone; when it refutes, it steps down, so the
 /// shard stays with the backup instead of going back to it by rank.
 fn czar_cut_one_way(step_down: bool) -> (Net, anarchy_proto::ShardId, usize, anarchy_proto::PeerId) {
-    let mut net = Net::new(Config { step_down_when_evicted: step_down, ..Config::default() });
-    net.latency = Duration::from_millis(20);
-    for _ in 0..5 {
-        net.add();
-    }
+    let config = Config { step_down_when_evicted: step_down, ..Config::default() };
+    let mut net = Net::of(5, config, Duration::from_millis(20));
     let world = net.declare_everywhere("world", Some(0));
     net.start_all();
     net.run_for(Duration::from_secs(2));

@@ -3446,9 +3446,12 @@ impl Peer {
         } else {
             let key = self.pair_key(&sender).ok_or(DropReason::BadSignature)?;
             let me = self.id;
-            std::iter::once(first)
-                .chain(rest)
-                .find(|s| proof::piece_mac(&key, &sender, &me, *s, *epoch, *first_seq, *base, *after, updates) == *mac)
+            // One encoding for every candidate's MAC.
+            let mut encoded = Vec::new();
+            wire::put_updates(&mut encoded, updates);
+            std::iter::once(first).chain(rest).find(|s| {
+                proof::piece_mac_encoded(&key, &sender, &me, *s, *epoch, *first_seq, *base, *after, &encoded) == *mac
+            })
         };
         *shard = found.ok_or(DropReason::BadSignature)?;
         Ok(())

@@ -611,10 +611,10 @@ impl Peer {
         let members = &self.members;
         let mut dropped = 0;
         for st in self.states.values_mut() {
-            let czar = st.replica.czar.filter(|c| *c != me && members.is_healthy(c));
-            let epoch = st.replica.epoch;
             let streams = &mut st.streams;
-            let Some(czar) = czar.filter(|_| !streams.values.is_empty()) else {
+            let czar = st.replica.czar.filter(|c| !streams.values.is_empty() && *c != me && members.is_healthy(c));
+            let epoch = st.replica.epoch;
+            let Some(czar) = czar else {
                 streams.quiet = None;
                 continue;
             };

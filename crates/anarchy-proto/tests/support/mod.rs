@@ -149,6 +149,16 @@ impl Net {
         }
     }
 
+    /// `n` peers with `config`, every link `latency` one way (not started).
+    pub fn of(n: usize, config: Config, latency: Duration) -> Net {
+        let mut net = Net::new(config);
+        net.latency = latency;
+        for _ in 0..n {
+            net.add();
+        }
+        net
+    }
+
     /// `n` peers with default settings in one session that declares one shard
     /// `name` (preferred czar: peer `czar`), a second after they started.
     pub fn session_with_shard(n: usize, name: &str, czar: Option<usize>) -> (Net, ShardId) {
