@@ -178,8 +178,8 @@ fn log_event(session: &Session, event: &Event) {
             tracing::warn!(write = write.0, %shard, ?reason, "forwarded write failed")
         }
         Event::ShardResynced { shard, version } => tracing::info!(%shard, %version, "shard resynced"),
-        Event::SteppedDown { incarnation } => {
-            tracing::warn!(incarnation, "counted gone while hearing the session: no longer czar-eligible")
+        Event::SteppedDown { incarnation, reason } => {
+            tracing::warn!(incarnation, ?reason, "our upload does not get out in time: no longer czar-eligible")
         }
         Event::ShardSplit { parent, children } => {
             tracing::info!(%parent, child0 = %children[0], child1 = %children[1], "shard split")

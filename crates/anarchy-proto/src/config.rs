@@ -72,6 +72,14 @@ pub struct Config {
     /// its writes go to them, and it sends a fraction of a czar's bytes. The
     /// game sees [`crate::Event::SteppedDown`]. Default true.
     pub step_down_when_evicted: bool,
+    /// Whether a czar whose own uplink queues what it sends steps down before
+    /// anyone counts it gone: its probes' round trips run far above the
+    /// typical ones its members state, to most members at once
+    /// (`anarchy_proto::uplink`). Every member's copy of its shards, and its
+    /// own repair requests, wait in that queue. Like the step-down of an
+    /// evicted czar it lasts the session, and the game sees
+    /// [`crate::Event::SteppedDown`]. Default true.
+    pub step_down_when_congested: bool,
     /// How often a joining peer re-sends its join. Default 250 ms.
     pub join_retry_interval: Duration,
     /// How often a forwarded write is re-sent until its czar acknowledges it. Default 200 ms.
@@ -270,6 +278,7 @@ impl Default for Config {
             backups: 2,
             czar_eligible: true,
             step_down_when_evicted: true,
+            step_down_when_congested: true,
             join_retry_interval: Duration::from_millis(250),
             forward_retry_interval: Duration::from_millis(200),
             forward_timeout: Duration::from_secs(5),

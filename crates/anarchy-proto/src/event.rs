@@ -186,13 +186,28 @@ pub enum Event {
         /// How long it is ignored.
         duration: std::time::Duration,
     },
-    /// A majority counted us gone while we heard a majority: what we send
-    /// does not reach them (our upload is full, or cut one way). We stop
-    /// being czar-eligible for the rest of the session, so our shards stay
-    /// with eligible members and our writes are forwarded to them
-    /// (`Config::step_down_when_evicted`, `docs/PROTOCOL.md` §6.5).
+    /// What we send does not get out in time although we hear the session
+    /// (our upload is full, or cut one way): we stop being czar-eligible for
+    /// the rest of the session, so our shards go to eligible members and our
+    /// writes are forwarded to them (`Config::step_down_when_evicted`,
+    /// `Config::step_down_when_congested`, `docs/PROTOCOL.md` §6.5).
     SteppedDown {
-        /// Our incarnation after the refutation that announces it.
+        /// Our incarnation in the record that announces it.
         incarnation: u32,
+        /// What showed it.
+        reason: StepDownReason,
+    },
+}
+
+/// Why we stepped down ([`Event::SteppedDown`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepDownReason {
+    /// A majority counted us gone while we heard a majority.
+    Evicted,
+    /// As a czar, our probes' round trips ran far above the members' typical
+    /// ones, to most members at once, for a while (`crate::uplink`).
+    UplinkQueued {
+        /// The median of how far above, in milliseconds.
+        queued_ms: u32,
     },
 }

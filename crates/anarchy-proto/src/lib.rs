@@ -42,10 +42,11 @@ pub mod stats;
 pub mod stream;
 pub mod time;
 pub mod trend;
+pub mod uplink;
 pub mod wire;
 
 pub use config::Config;
-pub use event::{Event, WriteFailure, WriteId};
+pub use event::{Event, StepDownReason, WriteFailure, WriteId};
 pub use identity::{Keypair, PeerId, PublicKey};
 pub use membership::{LeaveReason, Member};
 #[cfg(feature = "faults")]

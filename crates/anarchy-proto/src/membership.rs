@@ -56,6 +56,8 @@ pub struct Member {
     /// Whether it may be ranked for czar and backup slots ahead of others
     /// (`Config::czar_eligible`, `docs/PROTOCOL.md` §6.5).
     pub czar_eligible: bool,
+    /// Whether its own goodbye (a `Leave` frame) is what made it left here.
+    pub said_goodbye: bool,
 }
 
 impl Member {
@@ -292,6 +294,7 @@ impl Membership {
                         known_since: now,
                         soft_left: false,
                         czar_eligible: rec.czar_eligible,
+                        said_goodbye: false,
                     },
                 );
                 if alive {
@@ -363,6 +366,7 @@ impl Membership {
                 m.left_at = Some(now);
                 m.suspected = false;
                 m.soft_left = soft;
+                m.said_goodbye = false;
                 self.adjust(before, (0, 0));
                 true
             }
@@ -442,6 +446,7 @@ mod tests {
             known_since: Instant::ZERO,
             soft_left: false,
             czar_eligible: true,
+            said_goodbye: false,
         })
     }
 

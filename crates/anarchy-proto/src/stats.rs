@@ -92,11 +92,15 @@ pub enum DropReason {
     /// not hold as its author's pieces (lost, repaired as signed runs, or
     /// replaced since): nothing to attach it to.
     UnmatchedRun,
+    /// A repair request from a peer that is not the shard's czar, to a peer
+    /// that stepped down for its uplink: the new czar serves the history
+    /// once it has caught up, so the narrow uplink carries it once.
+    UplinkBusy,
 }
 
 impl DropReason {
     /// Every reason, for tables.
-    pub const ALL: [DropReason; 37] = [
+    pub const ALL: [DropReason; 38] = [
         DropReason::Oversized,
         DropReason::Truncated,
         DropReason::BadMagic,
@@ -134,6 +138,7 @@ impl DropReason {
         DropReason::SplitPending,
         DropReason::BadSplit,
         DropReason::UnmatchedRun,
+        DropReason::UplinkBusy,
     ];
 
     /// A stable snake_case name for metrics.
@@ -176,6 +181,7 @@ impl DropReason {
             DropReason::SplitPending => "split_pending",
             DropReason::BadSplit => "bad_split",
             DropReason::UnmatchedRun => "unmatched_run",
+            DropReason::UplinkBusy => "uplink_busy",
         }
     }
 }

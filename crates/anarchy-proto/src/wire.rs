@@ -22,8 +22,9 @@ pub const MAGIC: [u8; 2] = *b"AY";
 /// name their claimant, see `peer::claimant_tag`; 5: partial stream lists,
 /// [`Frame::StreamPart`]; 6: the short seal form, [`Frame::ShortId`]; 7:
 /// pieces, [`Frame::Piece`]; 8: trends, [`Op::Trend`], and snapshot entries
-/// carry the value before the last change).
-pub const PROTOCOL_VERSION: u8 = 9;
+/// carry the value before the last change; 9: the 20-byte seal, see `seal`;
+/// 10: a [`Frame::Pong`] states the answerer's typical round trip).
+pub const PROTOCOL_VERSION: u8 = 10;
 /// No datagram is ever larger than this: safe for IPv6 and most tunnels.
 pub const MAX_DATAGRAM_BYTES: usize = 1200;
 /// Bytes in the datagram header: magic, version, flags, sender id.
@@ -535,6 +536,10 @@ pub enum Frame {
     Pong {
         /// The stamp from the ping.
         stamp: u64,
+        /// The answerer's typical round trip in milliseconds: the median over
+        /// its links of its smoothed probe round trips, 0 before it has one.
+        /// The prober compares its own round trip with it (`uplink`).
+        typical_ms: u32,
     },
     /// The answer to [`Frame::Recover`].
     RecoverAck {
@@ -882,7 +887,11 @@ impl Frame {
                     Decision::TimedOut => out.push(2),
                 }
             }
-            Frame::Ping { stamp } | Frame::Pong { stamp } => put_varint(out, *stamp),
+            Frame::Ping { stamp } => put_varint(out, *stamp),
+            Frame::Pong { stamp, typical_ms } => {
+                put_varint(out, *stamp);
+                put_varint(out, u64::from(*typical_ms));
+            }
             Frame::AddrCheck { nonce } => out.extend_from_slice(&nonce.to_le_bytes()),
             Frame::AddrProof { nonce, signature } => {
                 out.extend_from_slice(&nonce.to_le_bytes());
@@ -1370,7 +1379,7 @@ fn decode_frame(r: &mut Reader<'_>, sender: &PeerId) -> Result<Frame, DecodeErro
             Frame::Decided { origin, write_id, shard, decision }
         }
         21 => Frame::Ping { stamp: r.varint()? },
-        22 => Frame::Pong { stamp: r.varint()? },
+        22 => Frame::Pong { stamp: r.varint()?, typical_ms: r.varint_u32()? },
         23 => Frame::AddrCheck { nonce: r.u64_le()? },
         24 => Frame::AddrProof { nonce: r.u64_le()?, signature: r.array()? },
         19 => Frame::ForwardCritical {
@@ -2099,7 +2108,8 @@ mod tests {
             Frame::Decided { origin: id, write_id: 4, shard: ShardId(1), decision: Decision::Rejected("x".into()) },
             Frame::Decided { origin: id, write_id: 5, shard: ShardId(1), decision: Decision::TimedOut },
             Frame::Ping { stamp: 123_456 },
-            Frame::Pong { stamp: u64::MAX },
+            Frame::Pong { stamp: u64::MAX, typical_ms: 0 },
+            Frame::Pong { stamp: 7, typical_ms: u32::MAX },
             Frame::ForwardCritical {
                 write_id: 6,
                 origin: id,

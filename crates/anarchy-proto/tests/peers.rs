@@ -149,8 +149,10 @@ fn peers_that_rank_for_no_shard_heartbeat_less_often() {
     let idle: Vec<usize> = (0..12).filter(|i| *i != czar && !ranked.contains(i)).collect();
     assert_eq!(idle.len(), 12 - 1 - ranked.len());
     // The czar beats its 11 others every tick (20 a second); an idle peer beats
-    // each once per 250 ms. Both also ping everyone and answer pings once a second.
-    assert!(sent(czar) >= 11 * 20 * 2, "czar sent {}", sent(czar));
+    // each once per 250 ms. Both also ping everyone and answer pings once a
+    // second (an answer shares a datagram with a heartbeat when they leave
+    // together, so a few ticks' worth less than 40 beats per member is fine).
+    assert!(sent(czar) >= 11 * 20 * 2 * 9 / 10, "czar sent {}", sent(czar));
     for i in idle {
         assert!(sent(i) * 3 <= sent(czar), "idle peer {i} sent {}, the czar {}", sent(i), sent(czar));
     }

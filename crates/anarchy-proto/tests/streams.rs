@@ -222,7 +222,9 @@ fn under_a_short_budget_higher_priority_keys_go_more_often_and_none_starves() {
         }
     }
     eprintln!("budget {budget} B/s; {wholes} whole and {parts} partial lists; keys in partial lists {in_parts:?}; values taken {taken:?}");
-    assert!((10..=40).contains(&wholes), "{wholes} whole lists in 7 s");
+    // At least one every 500 ms; more when the budget has room for one, far
+    // from one a tick (140).
+    assert!((10..=50).contains(&wholes), "{wholes} whole lists in 7 s");
     assert!(parts >= 20, "{parts} partial lists");
     assert!(
         in_parts[..4].iter().all(|n| *n * 10 >= parts * 9),

@@ -377,7 +377,7 @@ fn frame() -> impl Strategy<Value = Frame> {
             Frame::ForwardCritical { write_id, origin, shard, update }
         }),
         edgy_u64().prop_map(|stamp| Frame::Ping { stamp }),
-        edgy_u64().prop_map(|stamp| Frame::Pong { stamp }),
+        (edgy_u64(), any::<u32>()).prop_map(|(stamp, typical_ms)| Frame::Pong { stamp, typical_ms }),
         edgy_u64().prop_map(|nonce| Frame::AddrCheck { nonce }),
         (any::<u32>(), any::<u16>()).prop_map(|(boot, index)| Frame::ShortId { boot, index }),
         any::<u16>().prop_map(|index| Frame::ShortIdUnknown { index }),

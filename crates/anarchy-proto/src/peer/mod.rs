@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::compress;
 use crate::config::Config;
-use crate::event::{Event, WriteFailure, WriteId};
+use crate::event::{Event, StepDownReason, WriteFailure, WriteId};
 use crate::fragment::{self, Reassembly};
 use crate::identity::{Keypair, PeerId, PublicKey};
 use crate::limits::SourceLimits;
@@ -86,6 +86,16 @@ const MEMBERS_PER_FRAME: usize = 12;
 const SHARDS_PER_FRAME: usize = 12;
 /// Forwarded writes remembered per czar for de-duplicating retries.
 const MAX_REMEMBERED_FORWARDS: usize = 4096;
+/// Most forwarded writes sent again per `forward_retry_interval` (see
+/// `Peer::take_forward_retry`). Loss takes one write in a hundred: this is
+/// far more than a writer at 200 writes a second needs to cover it.
+const FORWARD_RETRY_WINDOW: usize = 16;
+/// A ready czar whose uplink has queued what it sends for this long steps
+/// down (`Config::step_down_when_congested`). The watch judges only on
+/// [`crate::uplink::MIN_SAMPLES`] probes of a second, three in four queued:
+/// this adds little, as every moment the uplink stays full holds back
+/// updates to us as well as from us.
+const UPLINK_STEP_DOWN_AFTER: Duration = Duration::from_millis(0);
 /// Bits of an epoch that name the peer that made the claim (see
 /// `claimant_tag`).
 const EPOCH_TAG_BITS: u32 = 12;
@@ -500,6 +510,14 @@ pub struct Peer {
     reassembly: Reassembly,
     /// Send budgets and stream cursors per member address (see `stream`).
     stream_links: BTreeMap<SocketAddr, stream::StreamLink>,
+    /// Whether our uplink queues what we send (probe round trips, `uplink`).
+    uplink: crate::uplink::UplinkWatch,
+    /// We stepped down because what we sent did not get out in time
+    /// (`Event::SteppedDown`, either reason): our uplink is narrow.
+    stepped_down: bool,
+    /// (start, count) of forwarded writes sent again in the current
+    /// `forward_retry_interval` ([`FORWARD_RETRY_WINDOW`]).
+    forward_retries: (Instant, usize),
     /// A stream key was written since the last flush.
     streams_dirty: bool,
     /// Flushes so far: which destination goes first.
@@ -548,6 +566,7 @@ impl Peer {
             known_since: now,
             soft_left: false,
             czar_eligible: config.czar_eligible,
+            said_goodbye: false,
         };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         // The boot comes from the seed's second stream, so the main stream (and
@@ -619,6 +638,9 @@ impl Peer {
             next_fragment_id,
             reassembly,
             stream_links: BTreeMap::new(),
+            uplink: Default::default(),
+            forward_retries: (now, 0),
+            stepped_down: false,
             streams_dirty: false,
             flushes: 0,
             #[cfg(feature = "faults")]
@@ -1269,10 +1291,13 @@ impl Peer {
             Frame::ForwardCritical { write_id, origin, shard, update } => {
                 self.handle_forward_critical(now, sender, write_id, origin, shard, update)
             }
-            Frame::Ping { stamp } => self.queue_frame(from, &Frame::Pong { stamp }),
+            Frame::Ping { stamp } => {
+                let typical_ms = self.typical_rtt_ms();
+                self.queue_frame(from, &Frame::Pong { stamp, typical_ms })
+            }
             Frame::AddrCheck { nonce } => self.handle_addr_check(from, sender, nonce),
             Frame::AddrProof { nonce, signature } => self.handle_addr_proof(from, sender, nonce, signature),
-            Frame::Pong { stamp } => self.handle_pong(now, sender, stamp),
+            Frame::Pong { stamp, typical_ms } => self.handle_pong(now, sender, stamp, typical_ms),
             Frame::ShortIdUnknown { index } => self.handle_short_id_unknown(from, index),
             // Handled with its datagram's header; never sent in fragments.
             Frame::ShortId { .. } => self.stats.drop(DropReason::Invalid),
@@ -1521,12 +1546,10 @@ impl Peer {
             // news of its leave can reach it well after it resumed, once it
             // has timed the others out and rejoined them).
             let me = self.members.myself();
-            let paused_lately =
-                self.resumed_at.is_some_and(|t| self.clock.saturating_duration_since(t) < self.config.peer_timeout * 2);
-            let upload_fails = self.heard_majority_lately() && !paused_lately;
-            if self.config.step_down_when_evicted && me.czar_eligible && upload_fails {
+            if self.config.step_down_when_evicted && me.czar_eligible && self.upload_fails() {
                 self.members.myself_mut().czar_eligible = false;
-                self.push_event(Event::SteppedDown { incarnation: new });
+                self.stepped_down = true;
+                self.push_event(Event::SteppedDown { incarnation: new, reason: StepDownReason::Evicted });
             }
         }
         let record = self.members.myself().record();
@@ -1538,9 +1561,59 @@ impl Peer {
         self.broadcast(&frame);
     }
 
+    /// Whether what we send fails to get out although we hear the session:
+    /// we heard a majority lately, and did not resume from a stall lately (a
+    /// process back from a pause was not heard for another reason; the news
+    /// of its leave, or the round trips of probes it sent before the pause,
+    /// can reach it well after it resumed).
+    fn upload_fails(&self) -> bool {
+        let paused_lately =
+            self.resumed_at.is_some_and(|t| self.clock.saturating_duration_since(t) < self.config.peer_timeout * 2);
+        self.heard_majority_lately() && !paused_lately
+    }
+
+    /// Steps down when our uplink has queued what we send for
+    /// [`UPLINK_STEP_DOWN_AFTER`] while we were a ready czar: every member's
+    /// copy of our shards waits in that queue, and so do our own repair
+    /// requests, so updates to us wait too. The step-down is announced as a
+    /// new incarnation of our record, not eligible; the ranking then names
+    /// other czars for our shards and we hand them over (`docs/PROTOCOL.md`
+    /// §6.5). Like the step-down of an evicted czar, it lasts the session.
+    fn step_down_if_uplink_queued(&mut self, now: Instant) {
+        let queued_for = self.uplink.queued_for(now);
+        let me = self.members.myself();
+        if !self.config.step_down_when_congested
+            || !me.czar_eligible
+            || me.incarnation >= MAX_EPOCH
+            || queued_for.is_none_or(|d| d < UPLINK_STEP_DOWN_AFTER)
+            || !self.upload_fails()
+        {
+            return;
+        }
+        // As czar, or as the peer a shard is about to be handed to.
+        let id = self.id;
+        let czar = self.states.values().any(|st| st.is_ready_czar(id) && !st.is_retired());
+        if !czar && !self.top_ranked_all().values().any(|top| top.first() == Some(&id)) {
+            return;
+        }
+        let me = self.members.myself_mut();
+        me.incarnation += 1;
+        me.czar_eligible = false;
+        let incarnation = me.incarnation;
+        self.stepped_down = true;
+        let queued_ms = u32::try_from(self.uplink.median_excess().unwrap_or_default().as_millis()).unwrap_or(u32::MAX);
+        self.push_event(Event::SteppedDown { incarnation, reason: StepDownReason::UplinkQueued { queued_ms } });
+        let record = self.members.myself().record();
+        self.broadcast(&Frame::Members(vec![record]));
+        self.reconcile_authority(now);
+    }
+
     fn handle_leave(&mut self, now: Instant, sender: PeerId, incarnation: u32) {
         let current = self.members.get(&sender).map(|m| m.incarnation).unwrap_or(0);
         if incarnation >= current && self.members.mark_left(&sender, now, false) {
+            if let Some(m) = self.members.get_mut(&sender) {
+                m.said_goodbye = true;
+            }
             self.push_event(Event::PeerLeft { peer: sender, reason: LeaveReason::Graceful });
             self.reconcile_authority(now);
         }
@@ -2791,13 +2864,17 @@ impl Peer {
                 (None, Some(heir)) => heir,
                 (None, None) => czar,
             };
-            let p = &self.pending[&id];
-            let due = match p.last_sent {
-                None => true,
-                Some((t, to)) => to != target || now.saturating_duration_since(t) >= self.config.forward_retry_interval,
+            let (due, retry) = match self.pending[&id].last_sent {
+                None => (true, false),
+                Some((_, to)) if to != target => (true, false),
+                Some((t, _)) => (now.saturating_duration_since(t) >= self.config.forward_retry_interval, true),
             };
             let Some(addr) = self.members.get(&target).filter(|m| m.is_alive()).map(|m| m.addr) else { continue };
+            if due && retry && !self.take_forward_retry(now) {
+                continue; // the window is spent: it waits its turn, oldest first
+            }
             if due {
+                let p = &self.pending[&id];
                 let first = p.last_sent.is_none();
                 let frame = Frame::Forward { write_id: id, origin: self.id, shard, update: p.update.clone() };
                 self.pending.get_mut(&id).expect("present").last_sent = Some((now, target));
@@ -2807,6 +2884,26 @@ impl Peer {
                 self.queue_frame(addr, &frame);
             }
         }
+    }
+
+    /// Whether one more forwarded write may be sent again now: at most
+    /// [`FORWARD_RETRY_WINDOW`] retries go per `forward_retry_interval`,
+    /// whatever the number waiting. A czar catching up holds what it got
+    /// without acknowledging it, and sending every waiting write again each
+    /// interval would, from a writer with a narrow upload (a czar that stepped
+    /// down), fill that upload with copies the czar already holds, and with
+    /// it the repairs the czar is waiting for.
+    fn take_forward_retry(&mut self, now: Instant) -> bool {
+        let (start, used) = &mut self.forward_retries;
+        if now.saturating_duration_since(*start) >= self.config.forward_retry_interval {
+            *start = now;
+            *used = 0;
+        }
+        if *used >= FORWARD_RETRY_WINDOW {
+            return false;
+        }
+        *used += 1;
+        true
     }
 
     /// Applies our waiting write `id` as the ready czar of its shard.
@@ -2821,6 +2918,14 @@ impl Peer {
             self.stats.drop(DropReason::UnknownShard);
             return;
         };
+        // Stepped down for our uplink: every member behind on our old shards
+        // asks us at once, and answering each would keep the uplink full (a
+        // majority would then count us gone). The czar we handed a shard to
+        // asks too; it gets the history once and serves the members.
+        if self.stepped_down && st.replica.czar != Some(asker) {
+            self.stats.drop(DropReason::UplinkBusy);
+            return;
+        }
         // From inside our open run: the asker gets the rest of it as a piece
         // of its own. If that cannot be (the asker's state is not ours there,
         // or it gives no pair key), the run closes and goes signed.
@@ -3213,6 +3318,7 @@ impl Peer {
         self.reaffirm_provisional_claims(now);
         self.drive_critical(now);
         self.drive_telemetry(now);
+        self.step_down_if_uplink_queued(now);
         self.drive_splits(now);
         self.check_suspicions(now);
     }
@@ -3328,7 +3434,7 @@ impl Peer {
         let with_pieces: Vec<ShardId> = pieces.iter().map(|p| p.0).collect();
         closed.extend(self.close_due_runs(now, &with_pieces));
         if !pieces.is_empty() {
-            let members: Vec<(PeerId, SocketAddr)> = self.members.others().map(|m| (m.id, m.addr)).collect();
+            let members = self.update_recipients();
             for (shard, run, fresh) in pieces {
                 // Encoded once; each member gets its own MAC over it.
                 let mut updates = Vec::new();
@@ -3358,18 +3464,24 @@ impl Peer {
             let bytes = frame.to_bytes_from(&self.id);
             match fresh.filter(|_| bytes.len() <= MAX_FRAME_BYTES) {
                 Some(end) => {
-                    let addrs: Vec<SocketAddr> = self.members.others().map(|m| m.addr).collect();
-                    for addr in addrs {
+                    for (_, addr) in self.update_recipients() {
                         self.outbox.entry(addr).or_default().push(Queued::Run(end, bytes.clone()));
                     }
                     self.fresh_runs.retain(|f| f.0 != end.0);
                     self.fresh_runs.push(end);
                 }
-                None => self.broadcast_bytes(bytes),
+                None => {
+                    for (_, addr) in self.update_recipients() {
+                        self.queue(addr, bytes.clone());
+                    }
+                }
             }
         }
         for frame in closed {
-            self.broadcast(&frame);
+            let bytes = frame.to_bytes_from(&self.id);
+            for (_, addr) in self.update_recipients() {
+                self.queue(addr, bytes.clone());
+            }
         }
         for (to, ack) in std::mem::take(&mut self.held_acks) {
             self.queue(to, ack);
@@ -3810,6 +3922,27 @@ impl Peer {
             }
         }
         self.fresh_runs.clear();
+    }
+
+    /// Who gets our own updates as we write them: every live member, and
+    /// members counted gone less than `peer_timeout` ago, except those that
+    /// said goodbye. A member whose uplink is full looks silent and is
+    /// confirmed gone while it still hears us; it learns so and refutes
+    /// through that same full uplink. Until its refutation arrives, it would
+    /// get no updates at all, and every update to it would wait for the
+    /// repairs after (`Event::SteppedDown`). A member that really failed
+    /// costs us a `peer_timeout` of updates sent to nobody.
+    fn update_recipients(&self) -> Vec<(PeerId, SocketAddr)> {
+        let now = self.clock;
+        let grace = self.config.peer_timeout;
+        self.members
+            .iter()
+            .filter(|m| m.id != self.id)
+            .filter(|m| {
+                m.is_alive() || (!m.said_goodbye && m.left_at.is_some_and(|t| now.saturating_duration_since(t) < grace))
+            })
+            .map(|m| (m.id, m.addr))
+            .collect()
     }
 
     /// Seals one datagram of these encoded frames for `to`, paid for from its link's budget.

@@ -1,7 +1,9 @@
 //! Status: what the tools show. Per-link round-trip time and loss (from
 //! ping/pong probes), per-link and per-shard rates, recent notable events,
 //! latency histograms and every counter, gathered into one snapshot that is
-//! cheap to take. Nothing here changes protocol behaviour.
+//! cheap to take. The probes' round trips also feed the uplink watch
+//! (`crate::uplink`), which a czar steps down on; nothing else here changes
+//! protocol behaviour.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -19,6 +21,10 @@ use super::Peer;
 
 /// How often every member is probed for its round-trip time.
 pub(super) const PING_INTERVAL: Duration = Duration::from_secs(1);
+/// Most members probed at once when round trips look queued.
+const HURRIED_PROBES: usize = 32;
+/// Members are probed at once for that at most this often.
+const HURRY_INTERVAL: Duration = Duration::from_millis(250);
 /// Window over which rates are measured.
 const RATE_WINDOW: Duration = Duration::from_secs(1);
 /// Notable events kept for the status snapshot.
@@ -34,6 +40,8 @@ pub(super) struct Link {
     awaiting: Option<u64>,
     /// A probe is due: it rides the next heartbeat we send the member.
     ping_due: bool,
+    /// When the last probe was sent.
+    probed_at: Option<Instant>,
     pub(super) bytes_in: u64,
     bytes_in_at_window: u64,
     bytes_in_rate: f64,
@@ -69,6 +77,12 @@ pub(super) struct Telemetry {
     rtt: Histogram,
     window_start: Option<Instant>,
     next_ping: Option<Instant>,
+    /// This interval's probes not yet due: (when, to whom), earliest first.
+    /// Spread over the interval, so the uplink watch gets samples all the
+    /// time, and a burst of probes never queues behind itself.
+    probes: VecDeque<(Instant, PeerId)>,
+    /// When every member was last probed at once for the uplink watch.
+    hurried: Option<Instant>,
 }
 
 /// A member as the status snapshot shows it.
@@ -315,17 +329,30 @@ impl Peer {
             t.window_start = Some(now);
         }
         let due = t.next_ping.is_none_or(|at| now >= at);
-        if !due {
-            return;
-        }
         // Every member is probed once per interval: at least a second, and two
         // idle heartbeat periods in large sessions, so probes grow with the
         // session like idle heartbeats do, not with its square.
-        let interval = PING_INTERVAL.max(self.config.idle_heartbeat_period(self.members.alive_count()) * 2);
-        let t = &mut self.telemetry;
-        t.next_ping = Some(now + interval);
-        let others: Vec<PeerId> = self.members.others().map(|m| m.id).collect();
-        for id in others {
+        if due {
+            let interval = PING_INTERVAL.max(self.config.idle_heartbeat_period(self.members.alive_count()) * 2);
+            let others: Vec<PeerId> = self.members.others().map(|m| m.id).collect();
+            let t = &mut self.telemetry;
+            t.next_ping = Some(now + interval);
+            // Member k of n is probed k/n of the way into the interval.
+            let n = others.len().max(1) as u32;
+            t.probes = others.into_iter().enumerate().map(|(k, id)| (now + interval * k as u32 / n, id)).collect();
+            let known: std::collections::BTreeSet<PeerId> = self.members.iter().map(|m| m.id).collect();
+            t.links.retain(|id, _| known.contains(id));
+            let addrs: std::collections::BTreeSet<SocketAddr> = self.members.iter().map(|m| m.addr).collect();
+            t.bytes_out_by_addr.retain(|a, _| addrs.contains(a));
+        }
+        while let Some(&(at, id)) = self.telemetry.probes.front() {
+            if at > now {
+                break;
+            }
+            self.telemetry.probes.pop_front();
+            if !self.members.is_alive(&id) {
+                continue;
+            }
             let link = self.telemetry.links.entry(id).or_default();
             // A probe still unanswered after a whole interval counts as lost.
             let lost = link.awaiting.take().is_some();
@@ -335,26 +362,35 @@ impl Peer {
             }
             // The probe rides our next heartbeat to the member (every member
             // gets one at least every idle period, at most half an interval),
-            // so probes cost no datagrams of their own and never leave in a burst.
+            // so probes cost no datagrams of their own.
             link.ping_due = true;
         }
-        let known: std::collections::BTreeSet<PeerId> = self.members.iter().map(|m| m.id).collect();
-        self.telemetry.links.retain(|id, _| known.contains(id));
-        let addrs: std::collections::BTreeSet<SocketAddr> = self.members.iter().map(|m| m.addr).collect();
-        self.telemetry.bytes_out_by_addr.retain(|a, _| addrs.contains(a));
+    }
+
+    /// Our typical round trip, as a `Pong` states it: the median of our
+    /// links' smoothed probe round trips, in milliseconds (0: none yet).
+    pub(super) fn typical_rtt_ms(&self) -> u32 {
+        let srtts = self.telemetry.links.values().filter_map(|l| l.srtt);
+        crate::uplink::typical_rtt(srtts).map_or(0, |d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1))
     }
 
     /// The probe due to `member`, if one is: to send with its heartbeat.
     pub(super) fn take_ping(&mut self, now: Instant, member: &PeerId) -> Option<Frame> {
-        let link = self.telemetry.links.get_mut(member).filter(|l| l.ping_due)?;
+        // A member never probed is probed with the first heartbeat it gets:
+        // a session that forms at once is measured at once.
+        let link = self.telemetry.links.entry(*member).or_default();
+        if !(link.ping_due || link.probed_at.is_none()) {
+            return None;
+        }
         let stamp = now.as_micros();
         link.ping_due = false;
+        link.probed_at = Some(now);
         link.awaiting = Some(stamp);
         Some(Frame::Ping { stamp })
     }
 
-    /// A pong: one round-trip sample.
-    pub(super) fn handle_pong(&mut self, now: Instant, sender: PeerId, stamp: u64) {
+    /// A pong: one round-trip sample, for the link and the uplink watch.
+    pub(super) fn handle_pong(&mut self, now: Instant, sender: PeerId, stamp: u64, typical_ms: u32) {
         let Some(link) = self.telemetry.links.get_mut(&sender) else { return };
         if link.awaiting != Some(stamp) || stamp > now.as_micros() {
             return; // not our probe, or a late one we already counted as lost
@@ -367,5 +403,26 @@ impl Peer {
         });
         link.loss = Some(link.loss.map_or(0.0, |l| l * (1.0 - EWMA_WEIGHT)));
         self.telemetry.rtt.record(rtt);
+        let typical = (typical_ms > 0).then(|| Duration::from_millis(u64::from(typical_ms)));
+        let unsure = self.uplink.on_probe(now, sender, rtt, typical);
+        let hurried_lately = self.telemetry.hurried.is_some_and(|t| now.saturating_duration_since(t) < HURRY_INTERVAL);
+        if unsure && !hurried_lately && self.members.myself().czar_eligible && self.config.step_down_when_congested {
+            // Round trips look queued while a step-down is possible: every
+            // member not being probed is probed again now (a full uplink
+            // loses many of them), so the watch judges within a round trip
+            // rather than a probe interval.
+            self.telemetry.hurried = Some(now);
+            let mut idle: Vec<(Option<Instant>, PeerId)> = self
+                .telemetry
+                .links
+                .iter()
+                .filter(|(id, l)| l.awaiting.is_none() && !l.ping_due && self.members.is_alive(id))
+                .map(|(id, l)| (l.probed_at, *id))
+                .collect();
+            idle.sort_unstable();
+            for (_, id) in idle.into_iter().take(HURRIED_PROBES) {
+                self.telemetry.links.get_mut(&id).expect("listed").ping_due = true;
+            }
+        }
     }
 }
