@@ -513,13 +513,14 @@ pub fn run(args: SimArgs) -> i32 {
         );
         let sum = |f: fn(&Report) -> u64| reports.iter().map(f).sum::<u64>();
         println!(
-            "critical over all seeds: {} proposed, {} committed, {} rejected, {} timed out, {} lost after commit; false evictions: {}",
+            "critical over all seeds: {} proposed, {} committed, {} rejected, {} timed out, {} lost after commit; false evictions: {}; stepped down: {}",
             sum(|r| r.critical.proposed),
             sum(|r| r.critical.committed),
             sum(|r| r.critical.rejected),
             sum(|r| r.critical.failed),
             sum(|r| r.critical.lost_after_commit),
-            sum(|r| r.false_evictions)
+            sum(|r| r.false_evictions),
+            sum(|r| r.step_downs)
         );
         let mut by_invariant: std::collections::BTreeMap<&str, (u64, Vec<u64>)> = Default::default();
         for r in &reports {

@@ -240,6 +240,10 @@ pub struct Report {
     pub shards_over_time: Vec<ShardsSample>,
     /// The first false evictions: when, who evicted whom, and how.
     pub false_eviction_notes: Vec<String>,
+    /// Peers that gave up czar eligibility (`Event::SteppedDown`).
+    pub step_downs: u64,
+    /// The first of them: when, who, why.
+    pub step_down_notes: Vec<String>,
     /// Critical updates.
     pub critical: Critical,
     /// Hostile members (`--byzantine`).
@@ -348,6 +352,8 @@ impl Report {
                 .map(|&(at_s, shards)| ShardsSample { at_s: (at_s * 1000.0).round() / 1000.0, shards })
                 .collect(),
             false_eviction_notes: outcome.false_eviction_notes.clone(),
+            step_downs: outcome.step_downs,
+            step_down_notes: outcome.step_down_notes.clone(),
             critical,
             byzantine: cfg.byzantine,
             attack_datagrams: outcome.totals.attack_datagrams,
@@ -443,6 +449,12 @@ impl Report {
         );
         for note in &self.false_eviction_notes {
             s += &format!("    false eviction: {note}\n");
+        }
+        if self.step_downs > 0 {
+            s += &format!("  stepped down: {}\n", self.step_downs);
+            for note in &self.step_down_notes {
+                s += &format!("    stepped down: {note}\n");
+            }
         }
         if let Some(ratio) = self.czar_load_max_over_mean {
             let all = self.czar_load_max_over_mean_all.map_or(String::new(), |a| format!(", {a:.2} over all samples"));

@@ -340,6 +340,8 @@ pub struct World {
     max_epoch: HashMap<(usize, ShardId), u32>,
     false_evictions: u64,
     false_eviction_notes: Vec<String>,
+    step_down_notes: Vec<String>,
+    step_downs: u64,
     /// Stream writes: (shard, content fingerprint) → (when, author slot,
     /// near the player), with their order for forgetting them after
     /// `STREAM_MEMORY_US`.
@@ -723,6 +725,11 @@ pub struct Outcome {
     pub false_evictions: u64,
     /// The first few false evictions.
     pub false_eviction_notes: Vec<String>,
+    /// Peers that gave up czar eligibility (`Event::SteppedDown`): when, who,
+    /// why (the first few).
+    pub step_down_notes: Vec<String>,
+    /// How many peers stepped down.
+    pub step_downs: u64,
     /// Critical-write counters.
     pub critical: CriticalTotals,
     /// Drops counted by the honest peers running at the end, by reason.
@@ -889,6 +896,8 @@ impl Sim {
             max_epoch: HashMap::new(),
             false_evictions: 0,
             false_eviction_notes: Vec::new(),
+            step_down_notes: Vec::new(),
+            step_downs: 0,
             avatars,
             preferred,
             hot_keys,
@@ -1127,6 +1136,8 @@ impl Sim {
             failover_notes,
             false_evictions: w.false_evictions,
             false_eviction_notes: w.false_eviction_notes.clone(),
+            step_down_notes: w.step_down_notes.clone(),
+            step_downs: w.step_downs,
             critical,
             window_seconds: self.end_us.saturating_sub(self.window_from_us) as f64 / 1e6,
             sim_seconds: w.now_us as f64 / 1e6,
@@ -1751,6 +1762,13 @@ impl Sim {
             Event::WriteFailed { write, .. } => {
                 if self.world.critical_ids.contains_key(&(i, self.world.slots[i].life, write.0)) {
                     self.world.critical.failed += 1;
+                }
+                0
+            }
+            Event::SteppedDown { reason, .. } => {
+                self.world.step_downs += 1;
+                if self.world.step_down_notes.len() < 20 {
+                    self.world.step_down_notes.push(format!("{:.3} ms: p{i} ({reason:?})", now as f64 / 1000.0));
                 }
                 0
             }
