@@ -3926,23 +3926,28 @@ impl Peer {
 
     /// Who gets our own updates as we write them: every live member, and
     /// members counted gone less than `peer_timeout` ago, except those that
-    /// said goodbye. A member whose uplink is full looks silent and is
-    /// confirmed gone while it still hears us; it learns so and refutes
-    /// through that same full uplink. Until its refutation arrives, it would
-    /// get no updates at all, and every update to it would wait for the
-    /// repairs after (`Event::SteppedDown`). A member that really failed
-    /// costs us a `peer_timeout` of updates sent to nobody.
+    /// said goodbye or whose address a live member has now. A member whose
+    /// uplink is full looks silent and is confirmed gone while it still
+    /// hears us; it learns so and refutes through that same full uplink.
+    /// Until its refutation arrives, it would get no updates at all, and
+    /// every update to it would wait for the repairs after
+    /// (`Event::SteppedDown`). A member that really failed costs us a
+    /// `peer_timeout` of updates sent to nobody.
     fn update_recipients(&self) -> Vec<(PeerId, SocketAddr)> {
         let now = self.clock;
         let grace = self.config.peer_timeout;
-        self.members
+        let mut to: Vec<(PeerId, SocketAddr)> = self.members.others().map(|m| (m.id, m.addr)).collect();
+        let lately_gone: Vec<(PeerId, SocketAddr)> = self
+            .members
             .iter()
-            .filter(|m| m.id != self.id)
-            .filter(|m| {
-                m.is_alive() || (!m.said_goodbye && m.left_at.is_some_and(|t| now.saturating_duration_since(t) < grace))
-            })
+            .filter(|m| !m.is_alive() && !m.said_goodbye)
+            .filter(|m| m.left_at.is_some_and(|t| now.saturating_duration_since(t) < grace))
+            // Not where a live member is now (a restart at the same address).
+            .filter(|m| !to.iter().any(|(_, addr)| *addr == m.addr))
             .map(|m| (m.id, m.addr))
-            .collect()
+            .collect();
+        to.extend(lately_gone);
+        to
     }
 
     /// Seals one datagram of these encoded frames for `to`, paid for from its link's budget.
