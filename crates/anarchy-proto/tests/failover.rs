@@ -517,3 +517,94 @@ fn a_new_czar_catches_up_to_updates_its_voters_hold_only_as_the_old_czars_pieces
         assert_eq!(net.peers[i].get(world, b"gold"), Some(&[3u8][..]), "p{i}: {}", net.describe(world));
     }
 }
+
+/// A czar cut one way (its datagrams do not get out), run until every other
+/// peer counts it gone and follows the backup.
+fn czar_counted_gone() -> (Net, anarchy_proto::ShardId, usize, usize) {
+    let mut net = Net::of(5, Config::default(), Duration::from_millis(20));
+    let world = net.declare_everywhere("world", Some(0));
+    net.start_all();
+    net.run_for(Duration::from_secs(2));
+    let czar = net.index_of(net.peers[1].czar_of(world).unwrap());
+    let backup = net.index_of(net.peers[1].backups_of(world)[0]);
+    net.drop_filter = Some(Box::new(move |d| d.from == czar));
+    let others: Vec<usize> = (0..5).filter(|i| *i != czar).collect();
+    let gone = net.run_until(Duration::from_secs(2), |net| {
+        others
+            .iter()
+            .all(|&i| net.peers[i].live_members().count() == 4 && net.peers[i].czar_of(world) == Some(net.id(backup)))
+    });
+    assert!(gone, "{}", net.describe(world));
+    (net, world, czar, backup)
+}
+
+#[test]
+fn a_member_counted_gone_lately_still_gets_the_updates() {
+    // Its refutation cannot get out, but it hears us: for `peer_timeout`
+    // after counting it gone, the czar still sends it what it writes.
+    let (mut net, world, czar, backup) = czar_counted_gone();
+    let now = net.now;
+    net.peers[backup].write(now, world, b"while-gone", b"1").unwrap();
+    net.drain_all();
+    net.run_for(Duration::from_millis(200));
+    assert_eq!(net.peers[czar].get(world, b"while-gone"), Some(&b"1"[..]), "{}", net.describe(world));
+    // Past `peer_timeout`, a member still counted gone gets nothing more.
+    net.run_for(Config::default().peer_timeout);
+    let now = net.now;
+    net.peers[backup].write(now, world, b"long-gone", b"1").unwrap();
+    net.drain_all();
+    net.run_for(Duration::from_millis(200));
+    assert_eq!(net.peers[czar].get(world, b"long-gone"), None);
+}
+
+#[test]
+fn a_peer_that_stepped_down_serves_history_only_to_the_czar() {
+    use anarchy_proto::wire::{encode_frames, Frame};
+    use anarchy_proto::DropReason;
+    let (mut net, world, czar, backup) = czar_counted_gone();
+    // The cut heals: the old czar learns it was counted gone and steps down.
+    net.drop_filter = None;
+    net.run_for(Duration::from_secs(2));
+    assert!(net.events[czar].iter().any(|e| matches!(e, Event::SteppedDown { .. })));
+    assert_eq!(net.peers[czar].czar_of(world), Some(net.id(backup)));
+    let member = (0..5).find(|i| *i != czar && *i != backup).unwrap();
+    let ask = |net: &mut Net, from: usize| {
+        let frame = Frame::RepairReq { shard: world, from_seq: 1, checksum: 0 };
+        let datagram = support::seal(&encode_frames(&net.id(from), &[frame]));
+        let (now, at) = (net.now, net.addrs[from]);
+        let before = net.peers[czar].stats().drops(DropReason::UplinkBusy);
+        net.peers[czar].handle_datagram(now, at, &datagram);
+        net.peers[czar].stats().drops(DropReason::UplinkBusy) - before
+    };
+    assert_eq!(ask(&mut net, member), 1, "a member asks: refused");
+    assert_eq!(ask(&mut net, backup), 0, "the czar asks: answered");
+}
+
+#[test]
+fn forwarded_writes_are_sent_again_a_window_at_a_time() {
+    // The czar's datagrams do not get out: nothing is acknowledged, and the
+    // writer's 100 waiting writes are sent again at most 16 per interval.
+    let mut net = Net::of(3, Config::default(), Duration::from_millis(10));
+    let world = net.declare_everywhere("world", Some(0));
+    net.start_all();
+    net.run_for(Duration::from_secs(1));
+    let czar = net.index_of(net.peers[1].czar_of(world).unwrap());
+    let writer = (0..3).find(|i| *i != czar).unwrap();
+    let now = net.now;
+    for k in 0..100u32 {
+        let outcome = net.peers[writer].write(now, world, &k.to_le_bytes(), b"v").unwrap();
+        assert!(matches!(outcome, WriteOutcome::Forwarded(_)), "{outcome:?}");
+    }
+    net.drain_all();
+    net.frame_filter =
+        Some(Box::new(move |d, f| d.from == czar && matches!(f, anarchy_proto::wire::Frame::ForwardAck { .. })));
+    let start = net.log.len();
+    let interval = Config::default().forward_retry_interval;
+    net.run_for(interval * 5);
+    let forwards = net
+        .frames_sent(start, writer, czar)
+        .into_iter()
+        .filter(|f| matches!(f, anarchy_proto::wire::Frame::Forward { .. }))
+        .count();
+    assert!((16..=16 * 6).contains(&forwards), "{forwards} forwards sent again in 5 intervals");
+}
