@@ -93,8 +93,9 @@ pub enum DropReason {
     /// replaced since): nothing to attach it to.
     UnmatchedRun,
     /// A repair request from a peer that is not the shard's czar, to a peer
-    /// that stepped down for its uplink: the new czar serves the history
-    /// once it has caught up, so the narrow uplink carries it once.
+    /// that stepped down (`crate::Event::SteppedDown`) and no longer holds
+    /// the shard: the new czar serves the history once it has caught up, so
+    /// the narrow uplink carries it once.
     UplinkBusy,
 }
 

@@ -90,12 +90,6 @@ const MAX_REMEMBERED_FORWARDS: usize = 4096;
 /// `Peer::take_forward_retry`). Loss takes one write in a hundred: this is
 /// far more than a writer at 200 writes a second needs to cover it.
 const FORWARD_RETRY_WINDOW: usize = 16;
-/// A ready czar whose uplink has queued what it sends for this long steps
-/// down (`Config::step_down_when_congested`). The watch judges only on
-/// [`crate::uplink::MIN_SAMPLES`] probes of a second, three in four queued:
-/// this adds little, as every moment the uplink stays full holds back
-/// updates to us as well as from us.
-const UPLINK_STEP_DOWN_AFTER: Duration = Duration::from_millis(0);
 /// Bits of an epoch that name the peer that made the claim (see
 /// `claimant_tag`).
 const EPOCH_TAG_BITS: u32 = 12;
@@ -1572,20 +1566,23 @@ impl Peer {
         self.heard_majority_lately() && !paused_lately
     }
 
-    /// Steps down when our uplink has queued what we send for
-    /// [`UPLINK_STEP_DOWN_AFTER`] while we were a ready czar: every member's
-    /// copy of our shards waits in that queue, and so do our own repair
-    /// requests, so updates to us wait too. The step-down is announced as a
-    /// new incarnation of our record, not eligible; the ranking then names
-    /// other czars for our shards and we hand them over (`docs/PROTOCOL.md`
-    /// §6.5). Like the step-down of an evicted czar, it lasts the session.
+    /// Steps down as soon as the uplink watch judges that our uplink queues
+    /// what we send while we are a ready czar, or the top-ranked peer of a
+    /// shard (about to be handed it): every member's copy of our shards waits
+    /// in that queue, and so do our own repair requests, so updates to us
+    /// wait too. The watch already asks for several members' probes, three in
+    /// four queued; waiting longer only lets a majority count us gone first.
+    /// The step-down is announced as a new incarnation of our record, not
+    /// eligible; the ranking then names other czars for our shards and we
+    /// hand them over (`docs/PROTOCOL.md` §6.5). Like the step-down of an
+    /// evicted czar, it lasts the session.
     fn step_down_if_uplink_queued(&mut self, now: Instant) {
         let queued_for = self.uplink.queued_for(now);
         let me = self.members.myself();
         if !self.config.step_down_when_congested
             || !me.czar_eligible
             || me.incarnation >= MAX_EPOCH
-            || queued_for.is_none_or(|d| d < UPLINK_STEP_DOWN_AFTER)
+            || queued_for.is_none()
             || !self.upload_fails()
         {
             return;
@@ -2918,11 +2915,12 @@ impl Peer {
             self.stats.drop(DropReason::UnknownShard);
             return;
         };
-        // Stepped down for our uplink: every member behind on our old shards
-        // asks us at once, and answering each would keep the uplink full (a
-        // majority would then count us gone). The czar we handed a shard to
-        // asks too; it gets the history once and serves the members.
-        if self.stepped_down && st.replica.czar != Some(asker) {
+        // Stepped down (our uplink is narrow): every member behind on the
+        // shards we handed over asks us at once, and answering each would keep
+        // the uplink full (a majority would then count us gone). Their new
+        // czar asks too; it gets the history once and serves the members. A
+        // shard we still hold (no eligible peer to take it) we serve as ever.
+        if self.stepped_down && st.replica.czar != Some(self.id) && st.replica.czar != Some(asker) {
             self.stats.drop(DropReason::UplinkBusy);
             return;
         }
