@@ -94,8 +94,7 @@ impl StreamValues {
                 self.values.insert(key.to_vec(), e);
                 return false;
             }
-            self.unindex((e.epoch, e.stamp()), key);
-            self.encoded -= Update::encoded_len_of(key, e.value().len());
+            self.unlist(key, &e);
             if e.epoch == epoch {
                 history = e.history;
             }
@@ -214,19 +213,22 @@ impl StreamValues {
             self.values.iter().filter(|(_, e)| e.epoch != epoch).map(|(k, _)| k.clone()).collect();
         for key in &stale {
             let e = self.values.remove(key).expect("listed");
-            self.unindex((e.epoch, e.stamp()), key);
-            self.encoded -= Update::encoded_len_of(key, e.value().len());
+            self.unlist(key, &e);
         }
         stale.len()
     }
 
-    fn unindex(&mut self, at: (u32, u64), key: &[u8]) {
+    /// Takes out of the stamp index and the encoded length the entry `e`
+    /// of `key`, just removed from `values`.
+    fn unlist(&mut self, key: &[u8], e: &StreamEntry) {
+        let at = (e.epoch, e.stamp());
         if let Some(keys) = self.by_stamp.get_mut(&at) {
             keys.retain(|k| k != key);
             if keys.is_empty() {
                 self.by_stamp.remove(&at);
             }
         }
+        self.encoded -= Update::encoded_len_of(key, e.value().len());
     }
 }
 

@@ -322,8 +322,6 @@ pub struct World {
     capped_propagation: (Histogram<u64>, Histogram<u64>),
     /// The same, for updates applied in the steady window only.
     capped_steady: (Histogram<u64>, Histogram<u64>),
-    /// When the steady window opens, µs.
-    steady_from_us: u64,
     updates_written: u64,
     updates_applied: u64,
     /// (shard, epoch, seq) → critical updates authored there.
@@ -881,7 +879,6 @@ impl Sim {
                 Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
                 Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
             ),
-            steady_from_us: window_from_us,
             updates_written: 0,
             updates_applied: 0,
             critical_ledger: HashMap::new(),
@@ -1620,20 +1617,28 @@ impl Sim {
     fn record_propagation(&mut self, i: usize, author: usize, took: u64) {
         let _ = self.world.propagation.record(took);
         if let Some((capped, _)) = self.world.cfg.capped_peer {
-            let w = &mut self.world;
-            let steady = w.now_us >= w.steady_from_us;
             if author == capped {
-                let _ = w.capped_propagation.0.record(took);
-                if steady {
-                    let _ = w.capped_steady.0.record(took);
-                }
+                self.record_capped(true, took);
             }
             if i == capped {
-                let _ = w.capped_propagation.1.record(took);
-                if steady {
-                    let _ = w.capped_steady.1.record(took);
-                }
+                self.record_capped(false, took);
             }
+        }
+    }
+
+    /// One propagation from (`by_capped`) or to the capped peer, in µs: over
+    /// the whole run, and over the steady window once it is open.
+    fn record_capped(&mut self, by_capped: bool, took: u64) {
+        let steady = self.world.now_us >= self.window_from_us;
+        let w = &mut self.world;
+        let (all, window) = if by_capped {
+            (&mut w.capped_propagation.0, &mut w.capped_steady.0)
+        } else {
+            (&mut w.capped_propagation.1, &mut w.capped_steady.1)
+        };
+        let _ = all.record(took);
+        if steady {
+            let _ = window.record(took);
         }
     }
 
@@ -1726,11 +1731,7 @@ impl Sim {
                 {
                     // The capped peer's write, forwarded: from its write to here.
                     if writer == capped && i != capped {
-                        let took = now.saturating_sub(at).max(1);
-                        let _ = self.world.capped_propagation.0.record(took);
-                        if now >= self.world.steady_from_us {
-                            let _ = self.world.capped_steady.0.record(took);
-                        }
+                        self.record_capped(true, now.saturating_sub(at).max(1));
                     }
                 }
                 content

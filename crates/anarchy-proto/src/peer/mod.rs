@@ -506,9 +506,6 @@ pub struct Peer {
     stream_links: BTreeMap<SocketAddr, stream::StreamLink>,
     /// Whether our uplink queues what we send (probe round trips, `uplink`).
     uplink: crate::uplink::UplinkWatch,
-    /// We stepped down because what we sent did not get out in time
-    /// (`Event::SteppedDown`, either reason): our uplink is narrow.
-    stepped_down: bool,
     /// (start, count) of forwarded writes sent again in the current
     /// `forward_retry_interval` ([`FORWARD_RETRY_WINDOW`]).
     forward_retries: (Instant, usize),
@@ -634,7 +631,6 @@ impl Peer {
             stream_links: BTreeMap::new(),
             uplink: Default::default(),
             forward_retries: (now, 0),
-            stepped_down: false,
             streams_dirty: false,
             flushes: 0,
             #[cfg(feature = "faults")]
@@ -1542,7 +1538,6 @@ impl Peer {
             let me = self.members.myself();
             if self.config.step_down_when_evicted && me.czar_eligible && self.upload_fails() {
                 self.members.myself_mut().czar_eligible = false;
-                self.stepped_down = true;
                 self.push_event(Event::SteppedDown { incarnation: new, reason: StepDownReason::Evicted });
             }
         }
@@ -1566,6 +1561,13 @@ impl Peer {
         self.heard_majority_lately() && !paused_lately
     }
 
+    /// Whether we stepped down (`Event::SteppedDown`, either reason): the
+    /// game let us be czar, and we gave it up because what we sent did not
+    /// get out in time. Our uplink is narrow.
+    fn stepped_down(&self) -> bool {
+        self.config.czar_eligible && !self.members.myself().czar_eligible
+    }
+
     /// Steps down as soon as the uplink watch judges that our uplink queues
     /// what we send while we are a ready czar, or the top-ranked peer of a
     /// shard (about to be handed it): every member's copy of our shards waits
@@ -1577,14 +1579,11 @@ impl Peer {
     /// hand them over (`docs/PROTOCOL.md` §6.5). Like the step-down of an
     /// evicted czar, it lasts the session.
     fn step_down_if_uplink_queued(&mut self, now: Instant) {
-        let queued_for = self.uplink.queued_for(now);
         let me = self.members.myself();
-        if !self.config.step_down_when_congested
-            || !me.czar_eligible
-            || me.incarnation >= MAX_EPOCH
-            || queued_for.is_none()
-            || !self.upload_fails()
-        {
+        if !self.config.step_down_when_congested || !me.czar_eligible || me.incarnation >= MAX_EPOCH {
+            return;
+        }
+        if self.uplink.queued_for(now).is_none() || !self.upload_fails() {
             return;
         }
         // As czar, or as the peer a shard is about to be handed to.
@@ -1597,7 +1596,6 @@ impl Peer {
         me.incarnation += 1;
         me.czar_eligible = false;
         let incarnation = me.incarnation;
-        self.stepped_down = true;
         let queued_ms = u32::try_from(self.uplink.median_excess().unwrap_or_default().as_millis()).unwrap_or(u32::MAX);
         self.push_event(Event::SteppedDown { incarnation, reason: StepDownReason::UplinkQueued { queued_ms } });
         let record = self.members.myself().record();
@@ -2920,7 +2918,7 @@ impl Peer {
         // the uplink full (a majority would then count us gone). Their new
         // czar asks too; it gets the history once and serves the members. A
         // shard we still hold (no eligible peer to take it) we serve as ever.
-        if self.stepped_down && st.replica.czar != Some(self.id) && st.replica.czar != Some(asker) {
+        if self.stepped_down() && st.replica.czar != Some(self.id) && st.replica.czar != Some(asker) {
             self.stats.drop(DropReason::UplinkBusy);
             return;
         }
@@ -3359,7 +3357,11 @@ impl Peer {
 
     fn broadcast_bytes(&mut self, bytes: Vec<u8>) {
         let addrs: Vec<SocketAddr> = self.members.others().map(|m| m.addr).collect();
-        for addr in addrs {
+        self.queue_to(&addrs, bytes);
+    }
+
+    fn queue_to(&mut self, addrs: &[SocketAddr], bytes: Vec<u8>) {
+        for &addr in addrs {
             self.queue(addr, bytes.clone());
         }
     }
@@ -3431,30 +3433,32 @@ impl Peer {
         }
         let with_pieces: Vec<ShardId> = pieces.iter().map(|p| p.0).collect();
         closed.extend(self.close_due_runs(now, &with_pieces));
-        if !pieces.is_empty() {
-            let members = self.update_recipients();
-            for (shard, run, fresh) in pieces {
-                // Encoded once; each member gets its own MAC over it.
-                let mut updates = Vec::new();
-                wire::put_updates(&mut updates, &run.updates);
-                // The piece states the low half of its base and end.
-                let (epoch, first_seq, base, after) = (run.epoch, run.first_seq, run.base as u32, run.after as u32);
-                for &(id, addr) in &members {
-                    // A member whose key gives no pair key gets the run by repair, signed.
-                    let Some(key) = self.pair_key(&id) else { continue };
-                    let mac =
-                        proof::piece_mac_encoded(&key, &self.id, &id, shard, epoch, first_seq, base, after, &updates);
-                    let mut bytes = Vec::with_capacity(PIECE_HEADER_BYTES + updates.len());
-                    wire::put_piece_encoded(&mut bytes, shard, epoch, first_seq, base, after, &mac, &updates);
-                    match fresh.filter(|_| bytes.len() <= MAX_FRAME_BYTES) {
-                        Some(end) => self.outbox.entry(addr).or_default().push(Queued::Run(end, bytes)),
-                        None => self.queue(addr, bytes),
-                    }
+        if pieces.is_empty() && frames.is_empty() && closed.is_empty() {
+            self.queue_held_acks();
+            return;
+        }
+        let members = self.update_recipients();
+        let addrs: Vec<SocketAddr> = members.iter().map(|(_, addr)| *addr).collect();
+        for (shard, run, fresh) in pieces {
+            // Encoded once; each member gets its own MAC over it.
+            let mut updates = Vec::new();
+            wire::put_updates(&mut updates, &run.updates);
+            // The piece states the low half of its base and end.
+            let (epoch, first_seq, base, after) = (run.epoch, run.first_seq, run.base as u32, run.after as u32);
+            for &(id, addr) in &members {
+                // A member whose key gives no pair key gets the run by repair, signed.
+                let Some(key) = self.pair_key(&id) else { continue };
+                let mac = proof::piece_mac_encoded(&key, &self.id, &id, shard, epoch, first_seq, base, after, &updates);
+                let mut bytes = Vec::with_capacity(PIECE_HEADER_BYTES + updates.len());
+                wire::put_piece_encoded(&mut bytes, shard, epoch, first_seq, base, after, &mac, &updates);
+                match fresh.filter(|_| bytes.len() <= MAX_FRAME_BYTES) {
+                    Some(end) => self.outbox.entry(addr).or_default().push(Queued::Run(end, bytes)),
+                    None => self.queue(addr, bytes),
                 }
-                if let Some(end) = fresh {
-                    self.fresh_runs.retain(|f| f.0 != end.0);
-                    self.fresh_runs.push(end);
-                }
+            }
+            if let Some(end) = fresh {
+                self.fresh_runs.retain(|f| f.0 != end.0);
+                self.fresh_runs.push(end);
             }
         }
         for (frame, fresh) in frames {
@@ -3462,25 +3466,23 @@ impl Peer {
             let bytes = frame.to_bytes_from(&self.id);
             match fresh.filter(|_| bytes.len() <= MAX_FRAME_BYTES) {
                 Some(end) => {
-                    for (_, addr) in self.update_recipients() {
+                    for &addr in &addrs {
                         self.outbox.entry(addr).or_default().push(Queued::Run(end, bytes.clone()));
                     }
                     self.fresh_runs.retain(|f| f.0 != end.0);
                     self.fresh_runs.push(end);
                 }
-                None => {
-                    for (_, addr) in self.update_recipients() {
-                        self.queue(addr, bytes.clone());
-                    }
-                }
+                None => self.queue_to(&addrs, bytes),
             }
         }
         for frame in closed {
-            let bytes = frame.to_bytes_from(&self.id);
-            for (_, addr) in self.update_recipients() {
-                self.queue(addr, bytes.clone());
-            }
+            self.queue_to(&addrs, frame.to_bytes_from(&self.id));
         }
+        self.queue_held_acks();
+    }
+
+    /// The acknowledgements of forwarded writes held with their deltas.
+    fn queue_held_acks(&mut self) {
         for (to, ack) in std::mem::take(&mut self.held_acks) {
             self.queue(to, ack);
         }
@@ -3940,11 +3942,13 @@ impl Peer {
             .iter()
             .filter(|m| !m.is_alive() && !m.said_goodbye)
             .filter(|m| m.left_at.is_some_and(|t| now.saturating_duration_since(t) < grace))
-            // Not where a live member is now (a restart at the same address).
-            .filter(|m| !to.iter().any(|(_, addr)| *addr == m.addr))
             .map(|m| (m.id, m.addr))
             .collect();
-        to.extend(lately_gone);
+        if !lately_gone.is_empty() {
+            // Not where a live member is now (a restart at the same address).
+            let live: std::collections::BTreeSet<SocketAddr> = to.iter().map(|(_, addr)| *addr).collect();
+            to.extend(lately_gone.into_iter().filter(|(_, addr)| !live.contains(addr)));
+        }
         to
     }
 
