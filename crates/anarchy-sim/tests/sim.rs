@@ -416,7 +416,7 @@ fn a_capped_peer_that_may_be_czar_steps_down_and_gets_its_updates_on_time() {
     // The standard workload's 32 players, one uplink at 256 kbit/s: as czar
     // of its avatar it owes its 31 members about twice that. Its probes'
     // round trips run far above the members' typical ones, and it hands its
-    // avatar over (seeds 1-6 of the 10 s run: 1.0-1.8x the uncapped p99 of
+    // avatar over (seeds 1-6 of the 10 s run: 1.0-1.7x the uncapped p99 of
     // updates to it; 3.6-10.5x before it stepped down by itself).
     let with = |cap: &str| {
         run(None, 1, |a| {
